@@ -1,0 +1,1 @@
+//! GUID partition tables (see ../docs). Implementation in progress.

@@ -1,0 +1,1 @@
+//! growpart: implementation in progress.

@@ -1,0 +1,1 @@
+//! prairiedog: implementation in progress.

@@ -1,0 +1,1 @@
+//! verity: implementation in progress.
