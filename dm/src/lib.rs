@@ -1,0 +1,1 @@
+//! Device-mapper ioctls: implementation in progress.
