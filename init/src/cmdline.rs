@@ -1,0 +1,496 @@
+//! The kernel command line: splitting it the way the kernel does, and reading the
+//! `liftoff.` keys of DESIGN.md section 6 into typed values.
+//!
+//! Splitting follows the kernel's `next_arg()` (lib/cmdline.c): arguments are separated by
+//! white space; a double quote toggles quoting anywhere, so `key="a b"` and `"key=a b"` are one
+//! argument; the quotes that open the argument or the value and the matching one at its end
+//! are removed, any others are kept. `--` ends the kernel's parameters; what follows is
+//! passed to init as arguments and is not ours to read.
+//!
+//! Keys compare with `-` and `_` treated alike, as the kernel does for its own parameters.
+//! A key that appears more than once takes its last well-formed value. An unknown `liftoff.`
+//! key or a malformed value is reported as a [`Problem`] (PID 1 logs it) and ignored: the
+//! boot goes on with the earlier value or the default. Every other parameter is left alone;
+//! the kernel already passes the ones meant for init on to it, and PID 1 forwards them.
+
+use std::fmt;
+
+/// One `key[=value]` argument of the command line, quotes removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+/// Splits a command line into parameters and the arguments after `--`.
+pub fn split(cmdline: &str) -> (Vec<Param>, Vec<String>) {
+    let mut params = Vec::new();
+    let mut rest = cmdline.trim_start_matches(is_space);
+    while !rest.is_empty() {
+        let (param, next) = next_arg(rest);
+        rest = next.trim_start_matches(is_space);
+        if param.key == "--" && param.value.is_none() {
+            let init_args = split(rest)
+                .0
+                .into_iter()
+                .map(|p| match p.value {
+                    Some(v) => format!("{}={v}", p.key),
+                    None => p.key,
+                })
+                .collect();
+            return (params, init_args);
+        }
+        params.push(param);
+    }
+    (params, Vec::new())
+}
+
+fn is_space(c: char) -> bool {
+    c.is_ascii_whitespace()
+}
+
+/// One step of the kernel's `next_arg()`: the argument at the start of `args` and the rest.
+fn next_arg(args: &str) -> (Param, &str) {
+    let (body, quoted) = match args.strip_prefix('"') {
+        Some(b) => (b, true),
+        None => (args, false),
+    };
+    let mut in_quote = quoted;
+    let mut end = body.len();
+    let mut equals = None;
+    for (i, c) in body.char_indices() {
+        if is_space(c) && !in_quote {
+            end = i;
+            break;
+        }
+        if equals.is_none() && c == '=' {
+            equals = Some(i);
+        }
+        if c == '"' {
+            in_quote = !in_quote;
+        }
+    }
+    let (arg, rest) = body.split_at(end);
+    // The separator (one white-space character) is consumed with the argument.
+    let rest = rest.get(1..).unwrap_or("");
+    let param = match equals {
+        None => Param {
+            key: strip_trailing_quote(arg, quoted).to_owned(),
+            value: None,
+        },
+        Some(eq) => {
+            let key = arg.get(..eq).unwrap_or("");
+            let mut value = arg.get(eq + 1..).unwrap_or("");
+            if let Some(v) = value.strip_prefix('"') {
+                value = v.strip_suffix('"').unwrap_or(v);
+            } else {
+                value = strip_trailing_quote(value, quoted);
+            }
+            Param {
+                key: key.to_owned(),
+                value: Some(value.to_owned()),
+            }
+        }
+    };
+    (param, rest)
+}
+
+fn strip_trailing_quote(s: &str, quoted: bool) -> &str {
+    if quoted {
+        s.strip_suffix('"').unwrap_or(s)
+    } else {
+        s
+    }
+}
+
+/// A/B slot name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    A,
+    B,
+}
+
+/// What dm-verity does when a block does not match its hash (`liftoff.verity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerityMode {
+    /// Reboot: fail closed, then the crash-loop counter decides.
+    #[default]
+    Restart,
+    Panic,
+    Eio,
+}
+
+/// Where the DATA partition's key comes from (`liftoff.data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataMode {
+    Ephemeral,
+    Keyfile,
+    None,
+}
+
+/// What runs after switch_root (`liftoff.handoff`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Handoff {
+    #[default]
+    Systemd,
+    Containerd,
+    Path(String),
+}
+
+/// The verity salt: hex bytes, or none (`-`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Salt {
+    None,
+    Hex(String),
+}
+
+/// Everything PID 1 reads from the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    pub slot: Option<Slot>,
+    /// Lower-case canonical GUID text.
+    pub boot_partuuid: Option<String>,
+    /// Lower-case hex.
+    pub roothash: Option<String>,
+    pub salt: Option<Salt>,
+    pub verity: VerityMode,
+    pub data: Option<DataMode>,
+    pub handoff: Handoff,
+    pub watchdog_secs: Option<u32>,
+    pub device_timeout_secs: Option<u32>,
+    pub debug: bool,
+}
+
+/// Something wrong with a `liftoff.` key; the key is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    UnknownKey {
+        key: String,
+    },
+    Malformed {
+        key: String,
+        value: Option<String>,
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::UnknownKey { key } => {
+                write!(f, "unknown command-line key {key}, ignored")
+            }
+            Problem::Malformed {
+                key,
+                value: Some(value),
+                expected,
+            } => write!(
+                f,
+                "malformed command-line value {key}={value:?}: expected {expected}; ignored"
+            ),
+            Problem::Malformed {
+                key,
+                value: None,
+                expected,
+            } => write!(
+                f,
+                "command-line key {key} needs a value: expected {expected}; ignored"
+            ),
+        }
+    }
+}
+
+/// The parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cmdline {
+    pub config: Config,
+    pub problems: Vec<Problem>,
+    /// Parameters that are not ours, in order, for the kernel and the next stage.
+    pub others: Vec<Param>,
+    /// Arguments after `--`, which the kernel passes to init.
+    pub init_args: Vec<String>,
+}
+
+const PREFIX: &str = "liftoff.";
+
+/// Parses a whole command line (the contents of `/proc/cmdline`).
+pub fn parse(cmdline: &str) -> Cmdline {
+    let (params, init_args) = split(cmdline);
+    let mut out = Cmdline {
+        init_args,
+        ..Cmdline::default()
+    };
+    for param in params {
+        match param.key.strip_prefix(PREFIX) {
+            Some(name) => {
+                let name = name.replace('-', "_");
+                if let Err(problem) = apply(&mut out.config, &name, &param) {
+                    out.problems.push(problem);
+                }
+            }
+            None => out.others.push(param),
+        }
+    }
+    out
+}
+
+fn apply(config: &mut Config, name: &str, param: &Param) -> Result<(), Problem> {
+    let value = param.value.as_deref();
+    let malformed = |expected: &'static str| Problem::Malformed {
+        key: param.key.clone(),
+        value: param.value.clone(),
+        expected,
+    };
+    match name {
+        "slot" => {
+            config.slot = Some(match value {
+                Some("A") | Some("a") => Slot::A,
+                Some("B") | Some("b") => Slot::B,
+                _ => return Err(malformed("A or B")),
+            })
+        }
+        "boot_partuuid" => {
+            let v = value
+                .filter(|v| is_guid(v))
+                .ok_or_else(|| malformed("a GUID like 01234567-89ab-cdef-0123-456789abcdef"))?;
+            config.boot_partuuid = Some(v.to_ascii_lowercase());
+        }
+        "roothash" => {
+            let v = value
+                .filter(|v| is_hex(v, 128))
+                .ok_or_else(|| malformed("an even number of hex digits, at most 128"))?;
+            config.roothash = Some(v.to_ascii_lowercase());
+        }
+        "salt" => {
+            config.salt = Some(match value {
+                Some("-") => Salt::None,
+                Some(v) if is_hex(v, 512) => Salt::Hex(v.to_ascii_lowercase()),
+                _ => return Err(malformed("- or an even number of hex digits, at most 512")),
+            })
+        }
+        "verity" => {
+            config.verity = match value {
+                Some("restart") => VerityMode::Restart,
+                Some("panic") => VerityMode::Panic,
+                Some("eio") => VerityMode::Eio,
+                _ => return Err(malformed("restart, panic or eio")),
+            }
+        }
+        "data" => {
+            config.data = Some(match value {
+                Some("ephemeral") => DataMode::Ephemeral,
+                Some("keyfile") => DataMode::Keyfile,
+                Some("none") => DataMode::None,
+                _ => return Err(malformed("ephemeral, keyfile or none")),
+            })
+        }
+        "handoff" => {
+            config.handoff = match value {
+                Some("systemd") => Handoff::Systemd,
+                Some("containerd") => Handoff::Containerd,
+                Some(p) if p.starts_with('/') && p.len() > 1 => Handoff::Path(p.to_owned()),
+                _ => return Err(malformed("systemd, containerd or an absolute path")),
+            }
+        }
+        "watchdog" => {
+            config.watchdog_secs = Some(seconds(value).ok_or_else(|| malformed("seconds > 0"))?)
+        }
+        "device_timeout" => {
+            config.device_timeout_secs =
+                Some(seconds(value).ok_or_else(|| malformed("seconds > 0"))?)
+        }
+        "debug" => {
+            config.debug = match value {
+                None | Some("1") | Some("on") | Some("yes") | Some("true") => true,
+                Some("0") | Some("off") | Some("no") | Some("false") => false,
+                _ => return Err(malformed("no value, on or off")),
+            }
+        }
+        _ => {
+            return Err(Problem::UnknownKey {
+                key: param.key.clone(),
+            })
+        }
+    }
+    Ok(())
+}
+
+fn seconds(value: Option<&str>) -> Option<u32> {
+    value?.parse::<u32>().ok().filter(|s| *s > 0)
+}
+
+fn is_hex(v: &str, max_len: usize) -> bool {
+    !v.is_empty()
+        && v.len().is_multiple_of(2)
+        && v.len() <= max_len
+        && v.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_guid(v: &str) -> bool {
+    v.len() == 36
+        && v.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(key: &str, value: Option<&str>) -> Param {
+        Param {
+            key: key.into(),
+            value: value.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn splits_like_the_kernel() {
+        let cases: &[(&str, &[Param], &[&str])] = &[
+            ("", &[], &[]),
+            ("   ", &[], &[]),
+            ("ro", &[p("ro", None)], &[]),
+            (
+                "console=ttyS0  quiet\n",
+                &[p("console", Some("ttyS0")), p("quiet", None)],
+                &[],
+            ),
+            ("a=b=c", &[p("a", Some("b=c"))], &[]),
+            ("a=", &[p("a", Some(""))], &[]),
+            ("k=\"x y\" z", &[p("k", Some("x y")), p("z", None)], &[]),
+            ("\"k=x y\" z", &[p("k", Some("x y")), p("z", None)], &[]),
+            ("\"flag\"", &[p("flag", None)], &[]),
+            // A quote inside a value toggles quoting but is kept.
+            (
+                "k=a\"b c\"d e",
+                &[p("k", Some("a\"b c\"d")), p("e", None)],
+                &[],
+            ),
+            // Unterminated quote runs to the end.
+            ("k=\"x y", &[p("k", Some("x y"))], &[]),
+            ("ro -- single x=1", &[p("ro", None)], &["single", "x=1"]),
+            ("--", &[], &[]),
+            ("a -- \"b c\"", &[p("a", None)], &["b c"]),
+            ("tab\tsep", &[p("tab", None), p("sep", None)], &[]),
+        ];
+        for (line, params, args) in cases {
+            let (got, got_args) = split(line);
+            assert_eq!(&got, params, "{line:?}");
+            assert_eq!(got_args, *args, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let c = parse(
+            "console=ttyS0 liftoff.slot=B liftoff.boot_partuuid=0123ABCD-89ab-cdef-0123-456789ABCDEF \
+             liftoff.roothash=ABCDEF01 liftoff.salt=- liftoff.verity=eio liftoff.data=keyfile \
+             liftoff.handoff=/probe liftoff.watchdog=30 liftoff.device-timeout=7 liftoff.debug",
+        );
+        assert_eq!(c.problems, vec![]);
+        assert_eq!(
+            c.config,
+            Config {
+                slot: Some(Slot::B),
+                boot_partuuid: Some("0123abcd-89ab-cdef-0123-456789abcdef".into()),
+                roothash: Some("abcdef01".into()),
+                salt: Some(Salt::None),
+                verity: VerityMode::Eio,
+                data: Some(DataMode::Keyfile),
+                handoff: Handoff::Path("/probe".into()),
+                watchdog_secs: Some(30),
+                device_timeout_secs: Some(7),
+                debug: true,
+            }
+        );
+        assert_eq!(c.others, vec![p("console", Some("ttyS0"))]);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("root=/dev/vda ro");
+        assert_eq!(c.config, Config::default());
+        assert_eq!(c.config.verity, VerityMode::Restart);
+        assert_eq!(c.config.handoff, Handoff::Systemd);
+        assert_eq!(c.others.len(), 2);
+    }
+
+    #[test]
+    fn last_well_formed_value_wins() {
+        let c = parse("liftoff.slot=A liftoff.slot=B");
+        assert_eq!(c.config.slot, Some(Slot::B));
+        let c = parse("liftoff.handoff=containerd liftoff.handoff=systemd");
+        assert_eq!(c.config.handoff, Handoff::Systemd);
+        // A malformed later value is reported and the earlier one stays.
+        let c = parse("liftoff.watchdog=10 liftoff.watchdog=soon");
+        assert_eq!(c.config.watchdog_secs, Some(10));
+        assert_eq!(c.problems.len(), 1);
+    }
+
+    #[test]
+    fn problems_are_reported_and_ignored() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "liftoff.bogus=1",
+                "unknown command-line key liftoff.bogus, ignored",
+            ),
+            (
+                "liftoff.slot=C",
+                "malformed command-line value liftoff.slot=\"C\": expected A or B; ignored",
+            ),
+            (
+                "liftoff.slot",
+                "command-line key liftoff.slot needs a value: expected A or B; ignored",
+            ),
+            (
+                "liftoff.roothash=abc",
+                "malformed command-line value liftoff.roothash=\"abc\": expected an even number of hex digits, at most 128; ignored",
+            ),
+            (
+                "liftoff.roothash=zz",
+                "malformed command-line value liftoff.roothash=\"zz\": expected an even number of hex digits, at most 128; ignored",
+            ),
+            (
+                "liftoff.watchdog=0",
+                "malformed command-line value liftoff.watchdog=\"0\": expected seconds > 0; ignored",
+            ),
+            (
+                "liftoff.handoff=relative/path",
+                "malformed command-line value liftoff.handoff=\"relative/path\": expected systemd, containerd or an absolute path; ignored",
+            ),
+            (
+                "liftoff.boot_partuuid=0123",
+                "malformed command-line value liftoff.boot_partuuid=\"0123\": expected a GUID like 01234567-89ab-cdef-0123-456789abcdef; ignored",
+            ),
+            (
+                "liftoff.debug=maybe",
+                "malformed command-line value liftoff.debug=\"maybe\": expected no value, on or off; ignored",
+            ),
+        ];
+        for (line, message) in cases {
+            let c = parse(line);
+            assert_eq!(c.config, Config::default(), "{line}");
+            let got: Vec<String> = c.problems.iter().map(ToString::to_string).collect();
+            assert_eq!(got, vec![message.to_string()], "{line}");
+        }
+    }
+
+    #[test]
+    fn salt_limits() {
+        let ok = "ab".repeat(256);
+        assert_eq!(
+            parse(&format!("liftoff.salt={ok}")).config.salt,
+            Some(Salt::Hex(ok.clone()))
+        );
+        let too_long = "ab".repeat(257);
+        assert_eq!(parse(&format!("liftoff.salt={too_long}")).problems.len(), 1);
+    }
+
+    #[test]
+    fn args_after_double_dash_are_not_ours() {
+        let c = parse("liftoff.slot=A -- liftoff.slot=B");
+        assert_eq!(c.config.slot, Some(Slot::A));
+        assert_eq!(c.init_args, vec!["liftoff.slot=B".to_string()]);
+    }
+}
