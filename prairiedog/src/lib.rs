@@ -20,6 +20,7 @@
 
 pub mod attrs;
 pub mod decide;
+pub mod grubenv;
 pub mod transition;
 
 use std::fmt;
