@@ -377,7 +377,10 @@ mod tests {
         env.set("a", "longer value").unwrap();
         assert_eq!(
             env.entries(),
-            vec![("a".into(), "longer value".into()), ("b".into(), "two".into())]
+            vec![
+                ("a".into(), "longer value".into()),
+                ("b".into(), "two".into())
+            ]
         );
         env.set("a", "").unwrap();
         assert_eq!(env.get("a").as_deref(), Some(""));
@@ -415,10 +418,16 @@ mod tests {
             assert_eq!(GrubEnv::parse(bytes).unwrap_err(), *err);
         }
         let mut env = GrubEnv::new();
-        assert!(matches!(env.set("a=b", "1"), Err(GrubEnvError::InvalidKey(_))));
+        assert!(matches!(
+            env.set("a=b", "1"),
+            Err(GrubEnvError::InvalidKey(_))
+        ));
         assert!(matches!(env.set("", "1"), Err(GrubEnvError::InvalidKey(_))));
         let big = "x".repeat(1000);
-        assert!(matches!(env.set("k", &big), Err(GrubEnvError::NoSpace { .. })));
+        assert!(matches!(
+            env.set("k", &big),
+            Err(GrubEnvError::NoSpace { .. })
+        ));
         assert_eq!(env, GrubEnv::new(), "a failed set changes nothing");
     }
 }

@@ -19,6 +19,7 @@
 )]
 
 pub mod attrs;
+pub mod bootconfig;
 pub mod decide;
 pub mod grubenv;
 pub mod transition;

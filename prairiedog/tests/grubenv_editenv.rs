@@ -17,7 +17,10 @@ fn editenv(file: &Path, args: &[&str]) -> String {
 }
 
 fn listing(env: &GrubEnv) -> String {
-    env.entries().iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    env.entries()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
 }
 
 #[test]
@@ -42,7 +45,10 @@ fn every_set_matches_grub_editenv_byte_for_byte() {
         ("liftoff_pending", "1"),
         ("liftoff_slot", "B"),
         ("saved_entry", "x"),
-        ("saved_entry", "a much longer value than before, to move what follows"),
+        (
+            "saved_entry",
+            "a much longer value than before, to move what follows",
+        ),
         ("back\\slash", "a\\b\nc"),
         ("liftoff_slot", "A"),
         ("empty", ""),
@@ -50,7 +56,11 @@ fn every_set_matches_grub_editenv_byte_for_byte() {
     for (i, (k, v)) in steps.iter().enumerate() {
         editenv(&theirs, &["set", &format!("{k}={v}")]);
         ours.set(k, v).unwrap();
-        assert_eq!(std::fs::read(&theirs).unwrap(), ours.as_bytes(), "step {i}: {k}={v}");
+        assert_eq!(
+            std::fs::read(&theirs).unwrap(),
+            ours.as_bytes(),
+            "step {i}: {k}={v}"
+        );
     }
     // They read ours.
     let mine = dir.path().join("mine");
@@ -60,7 +70,10 @@ fn every_set_matches_grub_editenv_byte_for_byte() {
     editenv(&theirs, &["unset", "saved_entry"]);
     let parsed = grubenv::read_file(&theirs).unwrap();
     assert_eq!(listing(&parsed), editenv(&theirs, &["list"]));
-    assert_eq!((parsed.slot(), parsed.pending()), (Some(Slot::A), Some(true)));
+    assert_eq!(
+        (parsed.slot(), parsed.pending()),
+        (Some(Slot::A), Some(true))
+    );
 }
 
 #[test]
@@ -73,8 +86,15 @@ fn write_in_place_keeps_the_file_and_its_size() {
     let mut env = grubenv::read_file(&path).unwrap();
     env.set_liftoff(Slot::B, false).unwrap();
     grubenv::write_in_place(&path, &env).unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino, "same file, not a replacement");
-    assert_eq!(editenv(&path, &["list"]), "liftoff_slot=B\nliftoff_pending=0\n");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        ino,
+        "same file, not a replacement"
+    );
+    assert_eq!(
+        editenv(&path, &["list"]),
+        "liftoff_slot=B\nliftoff_pending=0\n"
+    );
     // A file of another size is refused, not resized.
     let short = dir.path().join("short");
     std::fs::write(&short, &GrubEnv::new().as_bytes()[..512]).unwrap();
