@@ -13,8 +13,9 @@ pub fn run() -> ! {
         eprintln!("liftoff init: must run as PID 1 (the kernel starts it from the initramfs)");
         std::process::exit(2);
     }
+    // Taken now, logged once /dev/kmsg is there.
+    let started = timeline::boottime_us();
     let root = Path::new("/");
-    timeline::mark("pid1");
 
     if let Err(e) = mounts::run(&mut mounts::System, root, &mounts::api_filesystems()) {
         fail(Stage::ApiMounts, &e);
@@ -24,6 +25,7 @@ pub fn run() -> ! {
         kmsg::warn(&format!("opening /dev/kmsg: {e}; logging to the console"));
     }
     let devkmsg = kmsg::DevkmsgGuard::enable(root);
+    timeline::mark_at("pid1", started);
     timeline::mark("api-mounts");
 
     let text = match std::fs::read_to_string(root.join("proc/cmdline")) {

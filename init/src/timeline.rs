@@ -19,7 +19,13 @@ pub fn format_mark(stage: &str, boottime_us: u64) -> String {
 
 /// Logs that `stage` has been reached now.
 pub fn mark(stage: &str) {
-    kmsg::info(&format_mark(stage, boottime_us()));
+    mark_at(stage, boottime_us());
+}
+
+/// Logs that `stage` was reached at `boottime_us` (for marks taken before the kernel log
+/// could be opened).
+pub fn mark_at(stage: &str, boottime_us: u64) {
+    kmsg::info(&format_mark(stage, boottime_us));
 }
 
 #[cfg(test)]

@@ -1,1 +1,179 @@
-//! VM tests.
+//! The in-guest probe: what a booted Liftoff guest looks like from the inside, as one JSON
+//! line on the console that the host-side VM tests parse.
+//!
+//! The probe is the next stage after PID 1 in test images. It reads what it can see
+//! (command line, mounts, loaded modules, Liftoff's kernel-log lines), prints
+//! `PROBE-JSON: {...}` and powers the machine off.
+
+use serde::{Deserialize, Serialize};
+
+/// The marker that starts the probe's line on the console.
+pub const MARKER: &str = "PROBE-JSON: ";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountInfo {
+    pub source: String,
+    pub target: String,
+    pub fstype: String,
+    pub options: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub pid: i32,
+    pub argv: Vec<String>,
+    pub cmdline: String,
+    pub mounts: Vec<MountInfo>,
+    pub modules: Vec<String>,
+    /// Liftoff's own kernel-log records (`liftoff: ...`), message text only.
+    pub liftoff_log: Vec<String>,
+}
+
+impl Report {
+    pub fn mount(&self, target: &str) -> Option<&MountInfo> {
+        self.mounts.iter().rev().find(|m| m.target == target)
+    }
+
+    /// Timeline marks: (stage, boottime_us) in log order.
+    pub fn timeline(&self) -> Vec<(String, u64)> {
+        self.liftoff_log
+            .iter()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("timeline stage=")?;
+                let (stage, t) = rest.split_once(" boottime_us=")?;
+                Some((stage.to_owned(), t.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Finds the probe line among console lines and parses it.
+    pub fn from_console(lines: &[String]) -> Option<Result<Report, serde_json::Error>> {
+        lines
+            .iter()
+            .find_map(|l| l.split_once(MARKER).map(|(_, json)| json))
+            .map(serde_json::from_str)
+    }
+}
+
+/// `/proc/self/mountinfo`: fields 5 (mount point), 6 (options), and after the ` - `
+/// separator the type and source.
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            let mut right = right.split(' ');
+            let fstype = right.next()?;
+            let source = right.next()?;
+            Some(MountInfo {
+                source: unescape(source),
+                target: unescape(fields.get(4)?),
+                fstype: fstype.to_owned(),
+                options: fields.get(5)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(char::from(c));
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `/proc/modules`: the first field of each line.
+pub fn parse_proc_modules(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A `/dev/kmsg` record `prio,seq,time,flags;message` -> the message if it is Liftoff's.
+pub fn liftoff_message(record: &str) -> Option<&str> {
+    let (_, message) = record.split_once(';')?;
+    message.trim_end().strip_prefix("liftoff: ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo() {
+        let text = "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:5 - proc proc rw\n\
+                    25 1 0:5 / /dev rw,nosuid,noexec shared:2 - devtmpfs devtmpfs rw,size=1k,mode=755\n\
+                    30 1 0:30 / /with\\040space ro - tmpfs tmp\\134fs rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            m[0],
+            MountInfo {
+                source: "proc".into(),
+                target: "/proc".into(),
+                fstype: "proc".into(),
+                options: "rw,nosuid,nodev,noexec,relatime".into()
+            }
+        );
+        assert_eq!(m[1].fstype, "devtmpfs");
+        assert_eq!(m[2].target, "/with space");
+        assert_eq!(m[2].source, "tmp\\fs");
+    }
+
+    #[test]
+    fn kmsg_records() {
+        assert_eq!(
+            liftoff_message("6,339,5140900,-;liftoff: timeline stage=pid1 boottime_us=5\n"),
+            Some("timeline stage=pid1 boottime_us=5")
+        );
+        assert_eq!(liftoff_message("6,1,2,-;systemd: hello"), None);
+        assert_eq!(liftoff_message("garbage"), None);
+    }
+
+    #[test]
+    fn timeline_and_console() {
+        let r = Report {
+            pid: 1,
+            argv: vec![],
+            cmdline: String::new(),
+            mounts: vec![],
+            modules: parse_proc_modules(
+                "dm_mod 184320 0 - Live 0x0\nvirtio 16384 2 virtio_blk, Live 0x0\n",
+            ),
+            liftoff_log: vec![
+                "timeline stage=pid1 boottime_us=10".into(),
+                "loaded 3 modules".into(),
+                "timeline stage=modules boottime_us=30".into(),
+            ],
+        };
+        assert_eq!(r.modules, ["dm_mod", "virtio"]);
+        assert_eq!(
+            r.timeline(),
+            [("pid1".to_string(), 10), ("modules".to_string(), 30)]
+        );
+        let line = format!("[    1.0] x {MARKER}{}", serde_json::to_string(&r).unwrap());
+        let parsed = Report::from_console(&["noise".into(), line])
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed, r);
+        assert!(Report::from_console(&["noise".into()]).is_none());
+    }
+}

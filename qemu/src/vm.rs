@@ -1,0 +1,382 @@
+//! Running a guest under QEMU and reading its serial console.
+//!
+//! QEMU runs with software emulation only (`-accel tcg`), no default devices, no display,
+//! the serial console on its standard output and `-no-reboot`, so that a guest reboot ends
+//! QEMU as a power-off does. A reader thread copies every console line to a log file and
+//! hands it to the test, which waits for the lines it expects with a deadline: no fixed
+//! sleeps. QEMU is killed when the [`Vm`] is dropped, whatever happened.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::Arch;
+
+/// A raw disk image attached as a virtio block device.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub read_only: bool,
+    /// Serial number the guest sees in `/sys/block/*/serial`.
+    pub serial: Option<String>,
+}
+
+/// How to start a guest.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub arch: Arch,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line; the console and `panic=-1` are prepended.
+    pub append: String,
+    pub memory_mib: u32,
+    pub disks: Vec<Disk>,
+    /// Extra QEMU arguments.
+    pub extra: Vec<String>,
+    /// Where the console log goes.
+    pub log: PathBuf,
+}
+
+impl VmConfig {
+    pub fn new(arch: Arch, kernel: &Path, log: &Path) -> Self {
+        VmConfig {
+            arch,
+            kernel: kernel.to_path_buf(),
+            initrd: None,
+            append: String::new(),
+            memory_mib: 512,
+            disks: Vec::new(),
+            extra: Vec::new(),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// The full QEMU argument list.
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = self
+            .arch
+            .machine_args()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(
+            [
+                "-m",
+                &self.memory_mib.to_string(),
+                "-smp",
+                "1",
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-kernel",
+            ]
+            .map(String::from),
+        );
+        args.push(self.kernel.display().to_string());
+        if let Some(initrd) = &self.initrd {
+            args.push("-initrd".into());
+            args.push(initrd.display().to_string());
+        }
+        args.push("-append".into());
+        args.push(
+            format!("console={} panic=-1 {}", self.arch.console(), self.append)
+                .trim_end()
+                .to_owned(),
+        );
+        for (i, disk) in self.disks.iter().enumerate() {
+            let mut drive = format!(
+                "file={},format=raw,if=none,id=disk{i},cache=unsafe",
+                disk.path.display()
+            );
+            if disk.read_only {
+                drive.push_str(",readonly=on");
+            }
+            args.push("-drive".into());
+            args.push(drive);
+            let mut device = format!("virtio-blk-pci,drive=disk{i}");
+            if let Some(serial) = &disk.serial {
+                device.push_str(&format!(",serial={serial}"));
+            }
+            args.push("-device".into());
+            args.push(device);
+        }
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+}
+
+/// Something the test waited for did not happen.
+#[derive(Debug)]
+pub enum VmError {
+    Start {
+        binary: String,
+        source: io::Error,
+    },
+    Log {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Timeout {
+        waiting_for: String,
+        after: Duration,
+        log: PathBuf,
+        tail: String,
+    },
+    Exited {
+        waiting_for: String,
+        log: PathBuf,
+        tail: String,
+    },
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmError::Start { binary, source } => {
+                write!(f, "starting {binary}: {source} (run scripts/setup)")
+            }
+            VmError::Log { path, source } => {
+                write!(f, "creating console log {}: {source}", path.display())
+            }
+            VmError::Timeout {
+                waiting_for,
+                after,
+                log,
+                tail,
+            } => write!(
+                f,
+                "timed out after {after:?} waiting for {waiting_for}; console log {}; last lines:\n{tail}",
+                log.display()
+            ),
+            VmError::Exited {
+                waiting_for,
+                log,
+                tail,
+            } => write!(
+                f,
+                "QEMU exited while waiting for {waiting_for}; console log {}; last lines:\n{tail}",
+                log.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for VmError {}
+
+/// A running guest.
+#[derive(Debug)]
+pub struct Vm {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    log: PathBuf,
+    started: Instant,
+    exited: bool,
+}
+
+impl Vm {
+    pub fn start(config: &VmConfig) -> Result<Vm, VmError> {
+        if let Some(parent) = config.log.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| VmError::Log {
+                path: config.log.clone(),
+                source,
+            })?;
+        }
+        let mut log = File::create(&config.log).map_err(|source| VmError::Log {
+            path: config.log.clone(),
+            source,
+        })?;
+        let binary = config.arch.qemu_binary();
+        // The command line goes first in the log so a failed run can be reproduced.
+        let _ = writeln!(log, "# {binary} {}", config.args().join(" "));
+        let mut child = Command::new(binary)
+            .args(config.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| VmError::Start {
+                binary: binary.to_owned(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::channel();
+        let streams: [Box<dyn io::Read + Send>; 2] = [
+            Box::new(child.stdout.take().ok_or_else(|| VmError::Start {
+                binary: binary.to_owned(),
+                source: io::Error::other("no stdout pipe"),
+            })?),
+            Box::new(child.stderr.take().ok_or_else(|| VmError::Start {
+                binary: binary.to_owned(),
+                source: io::Error::other("no stderr pipe"),
+            })?),
+        ];
+        for (n, stream) in streams.into_iter().enumerate() {
+            let tx = tx.clone();
+            let mut log = log.try_clone().map_err(|source| VmError::Log {
+                path: config.log.clone(),
+                source,
+            })?;
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                loop {
+                    buf.clear();
+                    match reader.read_until(b'\n', &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned();
+                    let prefix = if n == 1 { "qemu-stderr: " } else { "" };
+                    // The log is for people; losing a line of it must not stop the test.
+                    let _ = writeln!(log, "{prefix}{line}");
+                    if tx.send(format!("{prefix}{line}")).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(Vm {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            log: config.log.clone(),
+            started: Instant::now(),
+            exited: false,
+        })
+    }
+
+    /// Every console line seen so far.
+    pub fn lines(&self) -> &[String] {
+        &self.seen
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits until a console line satisfies `pred` and returns it. Lines seen before the
+    /// call are checked first.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, VmError> {
+        if let Some(line) = self.seen.iter().find(|l| pred(l)) {
+            return Ok(line.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return Ok(line);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(VmError::Timeout {
+                        waiting_for: what.to_owned(),
+                        after: timeout,
+                        log: self.log.clone(),
+                        tail: self.tail(40),
+                    })
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.exited = true;
+                    return Err(VmError::Exited {
+                        waiting_for: what.to_owned(),
+                        log: self.log.clone(),
+                        tail: self.tail(40),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits for a line containing `needle`.
+    pub fn wait_for_text(&mut self, needle: &str, timeout: Duration) -> Result<String, VmError> {
+        self.wait_for(&format!("{needle:?}"), timeout, |l| l.contains(needle))
+    }
+
+    /// Waits for QEMU to end (the guest powered off or rebooted) and collects every line.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, VmError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(VmError::Timeout {
+                        waiting_for: "QEMU to exit".into(),
+                        after: timeout,
+                        log: self.log.clone(),
+                        tail: self.tail(40),
+                    })
+                }
+            }
+        }
+        self.exited = true;
+        self.child.wait().map_err(|source| VmError::Log {
+            path: self.log.clone(),
+            source,
+        })
+    }
+
+    /// The last `n` console lines, for error reports.
+    pub fn tail(&self, n: usize) -> String {
+        let start = self.seen.len().saturating_sub(n);
+        self.seen.get(start..).unwrap_or(&[]).join("\n")
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // Always kill QEMU: a test that failed half-way must not leave a guest running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line() {
+        let mut c = VmConfig::new(Arch::Aarch64, Path::new("/k"), Path::new("/tmp/x.log"));
+        c.initrd = Some("/i".into());
+        c.append = "liftoff.debug".into();
+        c.disks.push(Disk {
+            path: "/d.img".into(),
+            read_only: true,
+            serial: Some("boot".into()),
+        });
+        let args = c.args().join(" ");
+        assert_eq!(
+            args,
+            "-M virt -accel tcg -cpu max,pauth-impdef=on -m 512 -smp 1 -nodefaults \
+             -no-user-config -display none -serial stdio -no-reboot -kernel /k -initrd /i \
+             -append console=ttyAMA0 panic=-1 liftoff.debug \
+             -drive file=/d.img,format=raw,if=none,id=disk0,cache=unsafe,readonly=on \
+             -device virtio-blk-pci,drive=disk0,serial=boot"
+        );
+    }
+}
