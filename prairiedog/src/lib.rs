@@ -21,6 +21,7 @@
 pub mod attrs;
 pub mod bootconfig;
 pub mod decide;
+pub mod disk;
 pub mod grubenv;
 pub mod transition;
 

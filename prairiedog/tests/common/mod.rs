@@ -1,0 +1,140 @@
+//! Disk images made by the real `sgdisk` (gdisk, installed by scripts/setup), in the layout of
+//! DESIGN.md section 3. 4096-byte-sector images are made through a loop device with
+//! `losetup --sector-size 4096` (tests run as root), because sgdisk treats an image file as
+//! 512-byte sectors; they are read back the same way.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const EFI: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
+pub const BOOT: &str = "6b636168-7420-6568-2070-6c616e657421";
+pub const ROOT: &str = "5526016a-1a97-4ea4-b39a-b7c8c6ca4502";
+pub const HASH: &str = "598f10af-c955-4456-6a99-7720068a6cea";
+pub const PRIVATE: &str = "440408bb-eb0b-4328-a6e5-a29038fad706";
+pub const DATA: &str = "626f7474-6c65-6474-6861-726d61726b73";
+
+/// (number, label, type, MiB) of the layout (DATA ends on a MiB boundary so that `sgdisk -v`
+/// has nothing to caution about).
+pub const LAYOUT: [(u32, &str, &str, u32); 9] = [
+    (1, "EFI-SYSTEM", EFI, 1),
+    (2, "BOOT-A", BOOT, 1),
+    (3, "ROOT-A", ROOT, 2),
+    (4, "HASH-A", HASH, 1),
+    (5, "BOOT-B", BOOT, 1),
+    (6, "ROOT-B", ROOT, 2),
+    (7, "HASH-B", HASH, 1),
+    (8, "PRIVATE", PRIVATE, 1),
+    (9, "DATA", DATA, 4),
+];
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A loop device over an image, detached on drop.
+pub struct Loop(pub PathBuf);
+
+impl Loop {
+    pub fn attach(image: &Path, sector: u32) -> Loop {
+        let dev = run(Command::new("losetup")
+            .args(["--sector-size", &sector.to_string(), "-f", "--show"])
+            .arg(image));
+        Loop(PathBuf::from(dev.trim()))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// Runs `sgdisk args... <image>` with the image's sector size.
+pub fn sgdisk(image: &Path, sector: u32, args: &[String]) -> String {
+    if sector == 512 {
+        run(Command::new("sgdisk").args(args).arg(image))
+    } else {
+        let dev = Loop::attach(image, sector);
+        let out = run(Command::new("sgdisk").args(args).arg(&dev.0));
+        drop(dev);
+        out
+    }
+}
+
+/// A 16 MiB image in the Liftoff layout; `attrs[i]` is BOOT-A's and BOOT-B's initial word.
+pub fn make_image(dir: &Path, name: &str, sector: u32, a: u64, b: u64) -> PathBuf {
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(16 << 20).unwrap();
+    drop(file);
+    let mut args = vec![
+        "-o".to_owned(),
+        "-U".to_owned(),
+        "6F6A3E1C-6C0B-4D8C-9D0E-1A2B3C4D5E6F".to_owned(),
+    ];
+    for (n, label, ty, mib) in LAYOUT {
+        args.push(format!("-n={n}:0:+{mib}M"));
+        args.push(format!("-t={n}:{ty}"));
+        args.push(format!("-c={n}:{label}"));
+        args.push(format!("-u={n}:00000000-0000-4000-8000-00000000000{n}"));
+    }
+    args.push(format!("-A=2:=:{a:016x}"));
+    args.push(format!("-A=5:=:{b:016x}"));
+    sgdisk(&path, sector, &args);
+    path
+}
+
+/// The attribute word sgdisk reports for partition `n`.
+pub fn sgdisk_attrs(image: &Path, sector: u32, n: u32) -> u64 {
+    let out = sgdisk(image, sector, &["-i".to_owned(), n.to_string()]);
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Attribute flags: "))
+        .unwrap_or_else(|| panic!("no attribute flags in {out}"));
+    u64::from_str_radix(line.trim(), 16).unwrap()
+}
+
+/// sgdisk's verdict on the table: true when `sgdisk -v` finds both copies good (no
+/// "Caution", "Warning" or "ERROR", and "No problems found").
+pub fn sgdisk_clean(image: &Path, sector: u32) -> bool {
+    let verdict = |dev: &Path| {
+        let out = Command::new("sgdisk").arg("-v").arg(dev).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.contains("No problems found")
+            && !["Caution", "Warning", "ERROR"]
+                .iter()
+                .any(|w| text.contains(w))
+    };
+    if sector == 512 {
+        verdict(image)
+    } else {
+        let dev = Loop::attach(image, sector);
+        verdict(&dev.0)
+    }
+}
+
+/// Overwrites `len` bytes at `offset` with `byte`.
+pub fn smash(image: &Path, offset: u64, len: usize, byte: u8) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(image).unwrap();
+    f.write_all_at(&vec![byte; len], offset).unwrap();
+}
+
+/// Word with the given A/B fields and no other bits.
+pub fn w(priority: u64, tries: u64, successful: u64, unhealthy: u64) -> u64 {
+    priority << 48 | tries << 52 | successful << 56 | unhealthy << 57
+}
