@@ -9,6 +9,7 @@
 
 pub mod arch;
 pub mod artifacts;
+pub mod console;
 pub mod cpio;
 pub mod initramfs;
 pub mod kernel;

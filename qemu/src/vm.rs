@@ -264,9 +264,29 @@ impl Vm {
         &self.log
     }
 
+    /// Whether QEMU has ended (its console closed).
+    pub fn has_exited(&self) -> bool {
+        self.exited
+    }
+
     /// Time since QEMU started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The next console line, or `None` when QEMU has ended or `timeout` passed.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.exited = true;
+                None
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+        }
     }
 
     /// Waits until a console line satisfies `pred` and returns it. Lines seen before the
