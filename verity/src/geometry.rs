@@ -93,7 +93,7 @@ impl Geometry {
     /// Computes the geometry for `params` (which must be valid) placed by `layout`.
     pub fn new(params: &Params, layout: &Layout) -> Result<Self, LayoutError> {
         let hbs = u64::from(params.hash_block_size);
-        if layout.hash_offset % 512 != 0 {
+        if !layout.hash_offset.is_multiple_of(512) {
             return Err(LayoutError::HashOffsetUnaligned(layout.hash_offset));
         }
         if layout.same_device && layout.hash_offset < params.data_size() {
@@ -112,7 +112,7 @@ impl Geometry {
                 .checked_mul(hbs)
                 .ok_or(LayoutError::Overflow)?
         } else {
-            if layout.hash_offset % hbs != 0 {
+            if !layout.hash_offset.is_multiple_of(hbs) {
                 return Err(LayoutError::HashOffsetNotBlockAligned {
                     offset: layout.hash_offset,
                     block: params.hash_block_size,

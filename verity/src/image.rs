@@ -268,6 +268,7 @@ pub fn format(
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .mode(0o600)
             .open(hash_path)
     }

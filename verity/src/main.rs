@@ -302,7 +302,7 @@ impl ProgressLine {
             return;
         }
         *last = Instant::now();
-        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         let mut err = std::io::stderr().lock();
         // Progress is cosmetic; a closed stderr must not fail the run.
         let _ = write!(err, "\r{}: {pct:3}% ({done}/{total} blocks)", self.label);

@@ -147,7 +147,7 @@ pub fn hex_decode(what: &'static str, s: &str) -> Result<Vec<u8>, ParamError> {
         what,
         value: s.to_owned(),
     };
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(bad());
     }
     s.as_bytes()
@@ -453,7 +453,8 @@ mod tests {
             salt: Salt::none(),
         };
         assert_eq!(good.validate(), Ok(()));
-        let cases: [(fn(&mut Params), ParamError); 4] = [
+        type Change = fn(&mut Params);
+        let cases: [(Change, ParamError); 4] = [
             (
                 |p| p.data_block_size = 1000,
                 ParamError::DataBlockSize(1000),

@@ -292,7 +292,7 @@ impl Shared<'_> {
     /// End (exclusive) of the output bytes produced by inputs before `b`.
     fn output_end(&self, b: u64, input_blocks: u64) -> u64 {
         let per = self.per_block();
-        if b == input_blocks || b % per == 0 {
+        if b == input_blocks || b.is_multiple_of(per) {
             b.div_ceil(per) * self.hbs()
         } else {
             self.entry_pos(b)
