@@ -257,6 +257,11 @@ impl<D: BlockIo> SlotDisk<D> {
         Ok(Region { offset, len })
     }
 
+    /// The disk I/O, for reading.
+    pub fn io_ref(&self) -> &D {
+        &self.disk
+    }
+
     /// The disk I/O (for writing payloads).
     pub fn io(&mut self) -> &mut D {
         &mut self.disk

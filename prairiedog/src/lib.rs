@@ -23,6 +23,8 @@ pub mod bootconfig;
 pub mod decide;
 pub mod disk;
 pub mod grubenv;
+pub mod host;
+pub mod install;
 pub mod transition;
 
 use std::fmt;

@@ -1,0 +1,635 @@
+//! Installing an update payload (BOOT, ROOT and HASH images) into the inactive slot.
+//!
+//! # Manifest
+//!
+//! A text file, one item a line (`#` comments and blank lines ignored):
+//!
+//! ```text
+//! boot <bytes> <blake3 hex>
+//! root <bytes> <blake3 hex>
+//! hash <bytes> <blake3 hex>
+//! verity-root-hash <hex>
+//! ```
+//!
+//! All four are required; [`Manifest::for_files`] makes one from image files.
+//!
+//! # Order (crash safety)
+//!
+//! 1. `clear-inactive` is written to the GPT first: from here until step 6 the inactive slot
+//!    has priority 0 and no tries, so it cannot boot whatever happens.
+//! 2. Each image file is checked against the manifest (size, BLAKE3) before anything of it is
+//!    written, and must fit its partition.
+//! 3. Each image is copied into its partition, hashing what is written; the disk is synced.
+//! 4. Each partition's first `size` bytes are read back and hashed again.
+//! 5. The ROOT partition is checked against the HASH partition's verity tree and the
+//!    manifest's verity root hash (the `verity` crate; every data and tree block).
+//! 6. `mark-inactive-valid` (one try, priority still 0). The slot boots only after
+//!    `upgrade-to-inactive`.
+//!
+//! Any failure stops the install and leaves the slot as step 1 left it: not bootable. An
+//! interrupted install (power cut) is the same. Running it again starts over.
+
+use crate::decide::SlotWords;
+use crate::disk::{DiskError, Part, Region, SlotDisk};
+use crate::{transition, Slot};
+use gpt::BlockIo;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Copy and hash buffer size.
+const CHUNK: usize = 1 << 20;
+
+/// A BLAKE3 digest.
+pub type Digest = [u8; 32];
+
+/// One image of the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageDigest {
+    /// Its size in bytes.
+    pub size: u64,
+    /// BLAKE3 of its bytes.
+    pub blake3: Digest,
+}
+
+/// An update manifest (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The BOOT image.
+    pub boot: ImageDigest,
+    /// The ROOT image.
+    pub root: ImageDigest,
+    /// The HASH image (verity superblock and tree).
+    pub hash: ImageDigest,
+    /// The verity root hash of ROOT with HASH, hex.
+    pub verity_root_hash: String,
+}
+
+/// A manifest that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// A line that is not one of the four items.
+    #[error("manifest line {line}: {reason}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// An item given twice.
+    #[error("manifest line {line}: {item} given twice")]
+    Duplicate {
+        /// 1-based line number.
+        line: usize,
+        /// The item.
+        item: String,
+    },
+    /// An item missing.
+    #[error("manifest has no {0} line")]
+    Missing(&'static str),
+}
+
+fn parse_hex32(s: &str) -> Option<Digest> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Manifest {
+    /// Parses the text form.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let mut images: [Option<ImageDigest>; 3] = [None; 3];
+        let mut root_hash: Option<String> = None;
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let fields: Vec<&str> = raw.split_whitespace().collect();
+            let bad = |reason| ManifestError::Line { line, reason };
+            match fields.as_slice() {
+                [] => {}
+                [first, ..] if first.starts_with('#') => {}
+                ["verity-root-hash", h] => {
+                    if h.is_empty() || h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        return Err(bad("verity root hash is not hex"));
+                    }
+                    if root_hash.replace(h.to_ascii_lowercase()).is_some() {
+                        return Err(ManifestError::Duplicate {
+                            line,
+                            item: "verity-root-hash".into(),
+                        });
+                    }
+                }
+                [name, size, digest] => {
+                    let index = Part::ALL
+                        .iter()
+                        .position(|p| p.as_str() == *name)
+                        .ok_or(bad("unknown item (boot, root, hash, verity-root-hash)"))?;
+                    let size = size.parse().map_err(|_| bad("size is not a number"))?;
+                    let blake3 = parse_hex32(digest).ok_or(bad("digest is not 64 hex digits"))?;
+                    let slot = images.get_mut(index).ok_or(bad("unknown item"))?;
+                    if slot.replace(ImageDigest { size, blake3 }).is_some() {
+                        return Err(ManifestError::Duplicate {
+                            line,
+                            item: (*name).to_owned(),
+                        });
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        "expected `<item> <bytes> <blake3>` or `verity-root-hash <hex>`",
+                    ))
+                }
+            }
+        }
+        let [boot, root, hash] = images;
+        Ok(Manifest {
+            boot: boot.ok_or(ManifestError::Missing("boot"))?,
+            root: root.ok_or(ManifestError::Missing("root"))?,
+            hash: hash.ok_or(ManifestError::Missing("hash"))?,
+            verity_root_hash: root_hash.ok_or(ManifestError::Missing("verity-root-hash"))?,
+        })
+    }
+
+    /// The text form ([`Manifest::parse`] reads it back).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for part in Part::ALL {
+            let d = self.image(part);
+            out.push_str(&format!(
+                "{} {} {}\n",
+                part.as_str(),
+                d.size,
+                hex(&d.blake3)
+            ));
+        }
+        out.push_str(&format!("verity-root-hash {}\n", self.verity_root_hash));
+        out
+    }
+
+    /// The digest of `part`.
+    pub fn image(&self, part: Part) -> ImageDigest {
+        match part {
+            Part::Boot => self.boot,
+            Part::Root => self.root,
+            Part::Hash => self.hash,
+        }
+    }
+
+    /// A manifest for image files (digests computed here) and a verity root hash.
+    pub fn for_files(payload: &Payload, verity_root_hash: &str) -> Result<Manifest, InstallError> {
+        let digest = |part| -> Result<ImageDigest, InstallError> {
+            let path = payload.path(part);
+            let (size, blake3) = digest_file(path)?;
+            Ok(ImageDigest { size, blake3 })
+        };
+        Ok(Manifest {
+            boot: digest(Part::Boot)?,
+            root: digest(Part::Root)?,
+            hash: digest(Part::Hash)?,
+            verity_root_hash: verity_root_hash.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// The image files of an update.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// BOOT image.
+    pub boot: PathBuf,
+    /// ROOT image.
+    pub root: PathBuf,
+    /// HASH image.
+    pub hash: PathBuf,
+}
+
+impl Payload {
+    /// The file for `part`.
+    pub fn path(&self, part: Part) -> &Path {
+        match part {
+            Part::Boot => &self.boot,
+            Part::Root => &self.root,
+            Part::Hash => &self.hash,
+        }
+    }
+}
+
+/// A failed install step; each names the file, partition or disk.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The active and inactive slots are the same.
+    #[error("reading or writing the slot state: {0}")]
+    Disk(#[from] DiskError),
+    /// Opening a payload file.
+    #[error("opening {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Reading a payload file.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A payload file's size differs from the manifest (truncated or padded).
+    #[error("{path} is {actual} bytes, the manifest says {expected}")]
+    Size {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        actual: u64,
+        /// The manifest's size.
+        expected: u64,
+    },
+    /// A payload file's digest differs from the manifest.
+    #[error("{path} has BLAKE3 {actual}, the manifest says {expected}")]
+    Digest {
+        /// The file.
+        path: PathBuf,
+        /// Its digest.
+        actual: String,
+        /// The manifest's digest.
+        expected: String,
+    },
+    /// An image larger than its partition.
+    #[error("{part} image of {size} bytes does not fit partition {number} ({len} bytes)", part = part.as_str())]
+    TooLarge {
+        /// Which image.
+        part: Part,
+        /// Its size.
+        size: u64,
+        /// The partition number.
+        number: u32,
+        /// The partition size.
+        len: u64,
+    },
+    /// Writing an image into its partition.
+    #[error("writing the {part} image to partition {number} of {device}: {source}", part = part.as_str(), device = device.display())]
+    Write {
+        /// Which image.
+        part: Part,
+        /// The partition number.
+        number: u32,
+        /// The disk.
+        device: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Syncing the disk after writing.
+    #[error("syncing {device}: {source}", device = device.display())]
+    Sync {
+        /// The disk.
+        device: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// What was read back differs from the manifest.
+    #[error("partition {number} ({part}) of {device} reads back as BLAKE3 {actual}, expected {expected}", part = part.as_str(), device = device.display())]
+    ReadBack {
+        /// Which image.
+        part: Part,
+        /// The partition number.
+        number: u32,
+        /// The disk.
+        device: PathBuf,
+        /// The digest read back.
+        actual: String,
+        /// The manifest's digest.
+        expected: String,
+    },
+    /// Reading back a partition.
+    #[error("reading back partition {number} of {device}: {source}", device = device.display())]
+    ReadBackIo {
+        /// The partition number.
+        number: u32,
+        /// The disk.
+        device: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HASH partition's superblock or parameters are unusable.
+    #[error("verity superblock of the new HASH partition on {device}: {reason}", device = device.display())]
+    Superblock {
+        /// The disk.
+        device: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The new ROOT does not match the verity tree and root hash.
+    #[error("new ROOT on {device} fails verity against root hash {root_hash}: {detail}", device = device.display())]
+    Verity {
+        /// The disk.
+        device: PathBuf,
+        /// The manifest's root hash.
+        root_hash: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The slot state refuses the final transition.
+    #[error("marking the inactive slot valid: {0}")]
+    Transition(#[from] transition::TransitionError),
+}
+
+/// Size and BLAKE3 of a file.
+pub fn digest_file(path: &Path) -> Result<(u64, Digest), InstallError> {
+    let mut file = File::open(path).map_err(|source| InstallError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|source| InstallError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+            break;
+        };
+        hasher.update(chunk);
+        size += n as u64;
+    }
+    Ok((size, *hasher.finalize().as_bytes()))
+}
+
+/// What an install did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallReport {
+    /// The slot written.
+    pub slot: Slot,
+    /// The attribute words after the install.
+    pub words: SlotWords,
+    /// Bytes written in all.
+    pub bytes: u64,
+}
+
+/// A partition as a `verity` reader.
+struct RegionReader<'a, D> {
+    disk: &'a D,
+    region: Region,
+}
+
+impl<D: BlockIo + Sync> verity::tree::ReadAt for RegionReader<'_, D> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > self.region.len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the end of the partition",
+            ));
+        }
+        self.disk.read_at(self.region.offset + offset, buf)
+    }
+}
+
+fn check_verity<D: BlockIo + Sync>(
+    disk: &SlotDisk<D>,
+    slot: Slot,
+    root_hash: &str,
+) -> Result<(), InstallError> {
+    let device = disk.device().to_owned();
+    let sb_err = |reason: String| InstallError::Superblock {
+        device: device.clone(),
+        reason,
+    };
+    let io = disk.io_ref();
+    let root = RegionReader {
+        disk: io,
+        region: disk.region(slot, Part::Root)?,
+    };
+    let hash = RegionReader {
+        disk: io,
+        region: disk.region(slot, Part::Hash)?,
+    };
+    let mut head = [0u8; verity::SUPERBLOCK_SIZE];
+    verity::tree::ReadAt::read_exact_at(&hash, &mut head, 0).map_err(|e| sb_err(e.to_string()))?;
+    let sb = verity::Superblock::parse(&head).map_err(|e| sb_err(e.to_string()))?;
+    let layout = verity::Layout {
+        hash_offset: 0,
+        superblock: true,
+        same_device: false,
+    };
+    let geometry = verity::Geometry::new(&sb.params, &layout).map_err(|e| sb_err(e.to_string()))?;
+    if sb.params.data_size() > root.region.len || geometry.hash_device_min_size > hash.region.len {
+        return Err(sb_err(
+            "the tree describes more data than the partitions hold".into(),
+        ));
+    }
+    let fail = |detail: String| InstallError::Verity {
+        device: device.clone(),
+        root_hash: root_hash.to_owned(),
+        detail,
+    };
+    let expected = verity::RootHash::from_hex(sb.params.algorithm, root_hash)
+        .map_err(|e| fail(e.to_string()))?;
+    let run = verity::RunOptions {
+        threads: std::num::NonZeroUsize::new(1),
+        progress: None,
+    };
+    let report = verity::tree::check(&sb.params, &geometry, &root, &hash, &expected, &run)
+        .map_err(|e| fail(e.to_string()))?;
+    if !report.is_ok() {
+        return Err(fail(format!("{} mismatching blocks", report.total)));
+    }
+    Ok(())
+}
+
+/// Installs `payload` into the slot that is not `active` (see the module docs for the order).
+/// Writes to the disk.
+pub fn install<D: BlockIo + Sync>(
+    disk: &mut SlotDisk<D>,
+    active: Slot,
+    manifest: &Manifest,
+    payload: &Payload,
+) -> Result<InstallReport, InstallError> {
+    let slot = active.other();
+    // 1. Not bootable from here on.
+    disk.store(transition::clear_inactive(disk.words(), active))?;
+
+    // 2. Every file matches the manifest and fits, before the first byte is written.
+    for part in Part::ALL {
+        let want = manifest.image(part);
+        let path = payload.path(part);
+        let (size, digest) = digest_file(path)?;
+        if size != want.size {
+            return Err(InstallError::Size {
+                path: path.to_owned(),
+                actual: size,
+                expected: want.size,
+            });
+        }
+        if digest != want.blake3 {
+            return Err(InstallError::Digest {
+                path: path.to_owned(),
+                actual: hex(&digest),
+                expected: hex(&want.blake3),
+            });
+        }
+        let region = disk.region(slot, part)?;
+        if size > region.len {
+            return Err(InstallError::TooLarge {
+                part,
+                size,
+                number: disk.layout().set(slot).number(part),
+                len: region.len,
+            });
+        }
+    }
+
+    // 3. Copy, hashing what is written (the file could change under us).
+    let device = disk.device().to_owned();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    for part in Part::ALL {
+        let want = manifest.image(part);
+        let path = payload.path(part);
+        let region = disk.region(slot, part)?;
+        let number = disk.layout().set(slot).number(part);
+        let mut file = File::open(path).map_err(|source| InstallError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut hasher = blake3::Hasher::new();
+        let mut done = 0u64;
+        while done < want.size {
+            let n = file.read(&mut buf).map_err(|source| InstallError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let take = usize::try_from((want.size - done).min(n as u64)).unwrap_or(0);
+            let Some(chunk) = buf.get(..take).filter(|c| !c.is_empty()) else {
+                return Err(InstallError::Size {
+                    path: path.to_owned(),
+                    actual: done,
+                    expected: want.size,
+                });
+            };
+            hasher.update(chunk);
+            disk.io()
+                .write_at(region.offset + done, chunk)
+                .map_err(|source| InstallError::Write {
+                    part,
+                    number,
+                    device: device.clone(),
+                    source,
+                })?;
+            done += take as u64;
+        }
+        if *hasher.finalize().as_bytes() != want.blake3 {
+            return Err(InstallError::Digest {
+                path: path.to_owned(),
+                actual: hex(hasher.finalize().as_bytes()),
+                expected: hex(&want.blake3),
+            });
+        }
+        bytes += done;
+    }
+    disk.io().sync().map_err(|source| InstallError::Sync {
+        device: device.clone(),
+        source,
+    })?;
+
+    // 4. Read back.
+    for part in Part::ALL {
+        let want = manifest.image(part);
+        let region = disk.region(slot, part)?;
+        let number = disk.layout().set(slot).number(part);
+        let mut hasher = blake3::Hasher::new();
+        let mut done = 0u64;
+        while done < want.size {
+            let take = usize::try_from((want.size - done).min(CHUNK as u64)).unwrap_or(CHUNK);
+            let chunk = buf.get_mut(..take).unwrap_or_default();
+            disk.io()
+                .read_at(region.offset + done, chunk)
+                .map_err(|source| InstallError::ReadBackIo {
+                    number,
+                    device: device.clone(),
+                    source,
+                })?;
+            hasher.update(chunk);
+            done += take as u64;
+        }
+        if *hasher.finalize().as_bytes() != want.blake3 {
+            return Err(InstallError::ReadBack {
+                part,
+                number,
+                device: device.clone(),
+                actual: hex(hasher.finalize().as_bytes()),
+                expected: hex(&want.blake3),
+            });
+        }
+    }
+
+    // 5. Verity over what is on the disk now.
+    check_verity(disk, slot, &manifest.verity_root_hash)?;
+
+    // 6. One try, still priority 0.
+    let words = transition::mark_inactive_valid(disk.words(), active)?;
+    disk.store(words)?;
+    Ok(InstallReport { slot, words, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+
+    #[test]
+    fn manifest_round_trip_and_errors() {
+        let text =
+            format!("# update 2\nboot 10 {D}\nroot 20 {D}\n\nhash 30 {D}\nverity-root-hash ABCD\n");
+        let m = Manifest::parse(&text).unwrap();
+        assert_eq!((m.boot.size, m.root.size, m.hash.size), (10, 20, 30));
+        assert_eq!(m.verity_root_hash, "abcd");
+        assert_eq!(Manifest::parse(&m.render()).unwrap(), m);
+        let table: &[(&str, &str)] = &[
+            ("boot 1 00\n", "digest"),
+            ("boot x {D}\n", "size"),
+            ("kernel 1 {D}\n", "unknown item"),
+            ("boot 1 {D}\nboot 1 {D}\n", "twice"),
+            ("boot 1 {D}\nroot 1 {D}\nhash 1 {D}\n", "verity-root-hash"),
+            ("boot 1 {D}\nroot 1 {D}\nverity-root-hash ab\n", "no hash"),
+            ("verity-root-hash xyz\n", "not hex"),
+            ("boot 1\n", "expected"),
+        ];
+        for (text, want) in table {
+            let err = Manifest::parse(&text.replace("{D}", D))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn blake3_of_empty_and_abc() {
+        let dir = std::env::temp_dir().join(format!("prairiedog-b3-{}", std::process::id()));
+        std::fs::write(&dir, b"").unwrap();
+        // The BLAKE3 test vector for the empty input.
+        assert_eq!(
+            hex(&digest_file(&dir).unwrap().1),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        std::fs::write(&dir, b"abc").unwrap();
+        assert_eq!(
+            hex(&digest_file(&dir).unwrap().1),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+        std::fs::remove_file(&dir).unwrap();
+    }
+}
