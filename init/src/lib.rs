@@ -17,6 +17,7 @@
     )
 )]
 
+pub mod blockdev;
 pub mod boot;
 pub mod cmdline;
 pub mod failure;
@@ -24,4 +25,5 @@ pub mod kmsg;
 pub mod modules;
 pub mod mounts;
 pub mod panic;
+pub mod switch_root;
 pub mod timeline;

@@ -2,7 +2,7 @@
 //! through the [`Mounter`] trait, so tests can check the plan and inject failures without
 //! root.
 
-use std::ffi::CStr;
+use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -12,45 +12,46 @@ pub use rustix::mount::MountFlags;
 /// One mount step. Paths are absolute in the booted system and are joined to a root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
-    pub source: &'static str,
-    pub target: &'static str,
-    pub fstype: &'static str,
+    pub source: String,
+    pub target: String,
+    pub fstype: String,
     pub flags: MountFlags,
-    pub data: &'static CStr,
+    /// File-system options (`mode=0755`, overlay's `lowerdir=...`).
+    pub data: String,
+}
+
+impl Mount {
+    pub fn new(source: &str, target: &str, fstype: &str, flags: MountFlags, data: &str) -> Self {
+        Mount {
+            source: source.to_owned(),
+            target: target.to_owned(),
+            fstype: fstype.to_owned(),
+            flags,
+            data: data.to_owned(),
+        }
+    }
 }
 
 /// The kernel API file systems PID 1 needs before anything else.
 pub fn api_filesystems() -> Vec<Mount> {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     vec![
-        Mount {
-            source: "proc",
-            target: "/proc",
-            fstype: "proc",
-            flags: nosuid_nodev_noexec,
-            data: c"",
-        },
-        Mount {
-            source: "sysfs",
-            target: "/sys",
-            fstype: "sysfs",
-            flags: nosuid_nodev_noexec,
-            data: c"",
-        },
-        Mount {
-            source: "devtmpfs",
-            target: "/dev",
-            fstype: "devtmpfs",
-            flags: MountFlags::NOSUID | MountFlags::NOEXEC,
-            data: c"mode=0755",
-        },
-        Mount {
-            source: "tmpfs",
-            target: "/run",
-            fstype: "tmpfs",
-            flags: MountFlags::NOSUID | MountFlags::NODEV,
-            data: c"mode=0755",
-        },
+        Mount::new("proc", "/proc", "proc", nosuid_nodev_noexec, ""),
+        Mount::new("sysfs", "/sys", "sysfs", nosuid_nodev_noexec, ""),
+        Mount::new(
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+            "mode=0755",
+        ),
+        Mount::new(
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            "mode=0755",
+        ),
     ]
 }
 
@@ -70,8 +71,16 @@ impl Mounter for System {
     }
 
     fn mount(&mut self, step: &Mount, target: &Path) -> io::Result<()> {
-        rustix::mount::mount(step.source, target, step.fstype, step.flags, step.data)
-            .map_err(io::Error::from)
+        let data = CString::new(step.data.as_str())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount options"))?;
+        rustix::mount::mount(
+            step.source.as_str(),
+            target,
+            step.fstype.as_str(),
+            step.flags,
+            data.as_c_str(),
+        )
+        .map_err(io::Error::from)
     }
 }
 
@@ -83,7 +92,7 @@ pub enum MountError {
         source: io::Error,
     },
     Mount {
-        fstype: &'static str,
+        fstype: String,
         target: PathBuf,
         source: io::Error,
     },
@@ -122,7 +131,7 @@ pub fn run(mounter: &mut impl Mounter, root: &Path, plan: &[Mount]) -> Result<()
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {}
             Err(source) => {
                 return Err(MountError::Mount {
-                    fstype: step.fstype,
+                    fstype: step.fstype.clone(),
                     target,
                     source,
                 })
@@ -153,7 +162,7 @@ pub(crate) mod tests {
                 "mount {} {} {}",
                 step.fstype,
                 target.display(),
-                step.data.to_string_lossy()
+                step.data
             ));
             match self.fail_target {
                 Some((t, errno)) if target.ends_with(t) => Err(io::Error::from_raw_os_error(errno)),

@@ -1,0 +1,152 @@
+//! Leaving the initramfs for the verified root.
+//!
+//! The initramfs is the kernel's rootfs, which can never be unmounted, so its memory is
+//! given back by deleting its files. The sequence (the same as util-linux `switch_root`):
+//!
+//! 1. move the API mounts (`/dev`, `/proc`, `/sys`, `/run`) under the new root, so that
+//!    nothing the next stage needs stays behind;
+//! 2. `chdir` into the new root;
+//! 3. delete every file of the initramfs, never crossing into another file system (the new
+//!    root and the moved mounts are other file systems);
+//! 4. move the new root's mount onto `/` and `chroot` into it.
+//!
+//! After that, `exec` starts the next stage as PID 1.
+
+use std::fmt;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::mount_move;
+
+/// The mounts that follow PID 1 into the new root.
+pub const MOVED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
+
+#[derive(Debug)]
+pub enum SwitchRootError {
+    MissingMountPoint {
+        path: PathBuf,
+    },
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    Chdir {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Chroot {
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for SwitchRootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SwitchRootError::MissingMountPoint { path } => write!(
+                f,
+                "the new root has no {} to move the API mount onto",
+                path.display()
+            ),
+            SwitchRootError::Move { from, to, source } => write!(
+                f,
+                "moving mount {} to {}: {source}",
+                from.display(),
+                to.display()
+            ),
+            SwitchRootError::Chdir { path, source } => {
+                write!(f, "changing directory to {}: {source}", path.display())
+            }
+            SwitchRootError::Chroot { source } => write!(f, "chroot into the new root: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for SwitchRootError {}
+
+/// Switches to `new_root` (an absolute path that is a mount point). On success the process
+/// runs in the new root and the initramfs is empty.
+pub fn switch_root(new_root: &Path) -> Result<(), SwitchRootError> {
+    for api in MOVED {
+        let from = PathBuf::from(api);
+        let to = new_root.join(api.trim_start_matches('/'));
+        if !to.is_dir() {
+            return Err(SwitchRootError::MissingMountPoint { path: to });
+        }
+        mount_move(&from, &to).map_err(|e| SwitchRootError::Move {
+            from: from.clone(),
+            to: to.clone(),
+            source: e.into(),
+        })?;
+    }
+    std::env::set_current_dir(new_root).map_err(|source| SwitchRootError::Chdir {
+        path: new_root.to_path_buf(),
+        source,
+    })?;
+    // Freeing the initramfs is best effort: what cannot be deleted only costs memory.
+    let _ = remove_same_fs(Path::new("/"));
+    mount_move(".", "/").map_err(|e| SwitchRootError::Move {
+        from: new_root.to_path_buf(),
+        to: PathBuf::from("/"),
+        source: e.into(),
+    })?;
+    rustix::process::chroot(".").map_err(|e| SwitchRootError::Chroot { source: e.into() })?;
+    std::env::set_current_dir("/").map_err(|source| SwitchRootError::Chdir {
+        path: PathBuf::from("/"),
+        source,
+    })
+}
+
+/// Deletes everything below `dir` that is on the same file system as `dir`, leaving `dir`
+/// itself and any mount point below it. Returns how many entries were removed.
+pub fn remove_same_fs(dir: &Path) -> io::Result<u64> {
+    let dev = std::fs::symlink_metadata(dir)?.dev();
+    remove_children(dir, dev)
+}
+
+fn remove_children(dir: &Path, dev: u64) -> io::Result<u64> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.dev() != dev {
+            // Another file system mounted here: the new root, or a moved API mount.
+            continue;
+        }
+        if meta.is_dir() {
+            removed += remove_children(&path, dev).unwrap_or(0);
+            if std::fs::remove_dir(&path).is_ok() {
+                removed += 1;
+            }
+        } else if std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_everything_on_the_same_fs() {
+        let dir = std::env::temp_dir().join(format!("liftoff-switchroot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b/c")).unwrap();
+        std::fs::write(dir.join("a/b/c/file"), b"x").unwrap();
+        std::fs::write(dir.join("init"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).unwrap();
+        let removed = remove_same_fs(&dir).unwrap();
+        assert_eq!(removed, 6);
+        assert!(dir.is_dir());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        // The symlink's target was not followed.
+        assert!(Path::new("/etc/passwd").exists());
+        std::fs::remove_dir(&dir).unwrap();
+    }
+}
