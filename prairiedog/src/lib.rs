@@ -25,6 +25,7 @@ pub mod disk;
 pub mod grubenv;
 pub mod host;
 pub mod install;
+pub mod status;
 pub mod transition;
 
 use std::fmt;

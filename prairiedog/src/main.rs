@@ -1,0 +1,397 @@
+//! `prairiedog`: A/B slot state on a booted host or a disk image. Parses arguments and calls
+//! the library; see docs/prairiedog.md for usage and exit codes.
+
+use clap::{Parser, Subcommand};
+use prairiedog::decide::{SlotWords, DEFAULT_UNHEALTHY_LIMIT};
+use prairiedog::disk::SlotDisk;
+use prairiedog::grubenv::{self, KEY_SLOT};
+use prairiedog::install::{self, Manifest, Payload};
+use prairiedog::status::Status;
+use prairiedog::{bootconfig, host, transition, Slot};
+use serde_json::json;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "prairiedog",
+    version,
+    about = "Liftoff A/B slot state (GPT attributes, grubenv, bootconfig)"
+)]
+struct Cli {
+    /// Disk or image file holding the slots (default: the disk the running root came from).
+    #[arg(long, global = true)]
+    disk: Option<PathBuf>,
+    /// The running slot (default: `liftoff.slot=` on /proc/cmdline, else the slot holding the
+    /// root's partition).
+    #[arg(long, global = true, value_parser = parse_slot)]
+    active: Option<Slot>,
+    /// grubenv file to keep in step with the decision (on the mounted ESP).
+    #[arg(long, global = true)]
+    grubenv: Option<PathBuf>,
+    /// Crash-loop limit: boots without reaching health before a successful slot is demoted.
+    #[arg(long, global = true, default_value_t = DEFAULT_UNHEALTHY_LIMIT)]
+    unhealthy_limit: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show both slots, the active and next slot, the counters and why.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the inactive slot (cleared and marked valid) boot next, with the active one as fallback.
+    UpgradeToInactive,
+    /// Make the inactive slot (which must be bootable) boot next.
+    RollbackToInactive,
+    /// Undo upgrade-to-inactive before the new slot has booted successfully.
+    CancelUpgrade,
+    /// Make the inactive slot unbootable, ready to be overwritten.
+    ClearInactive,
+    /// Give the freshly written inactive slot one try.
+    MarkInactiveValid,
+    /// Record that the active slot reached health.
+    MarkSuccessfulBoot,
+    /// Whether the active slot has ever booted successfully.
+    HasBootEverSucceeded {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write BOOT, ROOT and HASH images into the inactive slot, verified against a manifest.
+    Install {
+        /// The manifest (`boot|root|hash <bytes> <blake3>`, `verity-root-hash <hex>`).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// BOOT image.
+        #[arg(long)]
+        boot: PathBuf,
+        /// ROOT image.
+        #[arg(long)]
+        root: PathBuf,
+        /// HASH image (verity superblock and tree).
+        #[arg(long)]
+        hash: PathBuf,
+    },
+    /// Print a manifest for BOOT, ROOT and HASH images.
+    Manifest {
+        /// BOOT image.
+        #[arg(long)]
+        boot: PathBuf,
+        /// ROOT image.
+        #[arg(long)]
+        root: PathBuf,
+        /// HASH image.
+        #[arg(long)]
+        hash: PathBuf,
+        /// The verity root hash of ROOT with HASH (hex).
+        #[arg(long)]
+        verity_root_hash: String,
+    },
+    /// Write a bootconfig initrd (kernel bootconfig format) from key=value settings.
+    GenerateBootConfig {
+        /// A setting, `kernel.key=value` or `init.key=value`; repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Read settings from a file in the flat bootconfig form (`key = "value"` lines).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Where to write the bootconfig initrd.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Show the settings in a bootconfig initrd.
+    ReadBootConfig {
+        /// The file.
+        path: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_slot(s: &str) -> Result<Slot, String> {
+    Slot::parse(s).ok_or_else(|| format!("{s:?} is not a slot (A or B)"))
+}
+
+/// The disk to use and, when it is the running one, the root's partition.
+fn resolve_disk(cli: &Cli) -> Result<(PathBuf, Option<host::RootPartition>), String> {
+    match &cli.disk {
+        Some(d) => Ok((d.clone(), None)),
+        None => {
+            let root = host::running_root_partition()
+                .map_err(|e| format!("finding the disk the root came from: {e} (use --disk)"))?;
+            Ok((PathBuf::from("/dev").join(&root.disk), Some(root)))
+        }
+    }
+}
+
+fn resolve_active(
+    cli: &Cli,
+    disk: &SlotDisk<File>,
+    root: Option<&host::RootPartition>,
+) -> Option<Slot> {
+    cli.active
+        .or_else(|| {
+            if cli.disk.is_some() {
+                return None;
+            }
+            std::fs::read_to_string("/proc/cmdline")
+                .ok()
+                .and_then(|c| host::cmdline_slot(&c))
+        })
+        .or_else(|| root.and_then(|r| disk.layout().slot_of(r.number)))
+}
+
+fn open(cli: &Cli, write: bool) -> Result<(SlotDisk<File>, Option<Slot>), String> {
+    let (path, root) = resolve_disk(cli)?;
+    let disk =
+        host::open_disk(&path, write).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let active = resolve_active(cli, &disk, root.as_ref());
+    Ok((disk, active))
+}
+
+fn need_active(active: Option<Slot>) -> Result<Slot, String> {
+    active.ok_or_else(|| "cannot tell which slot is running: pass --active A|B".to_owned())
+}
+
+/// Points grubenv's `liftoff_slot` at what the GPT now says boots next.
+fn sync_grubenv(cli: &Cli, words: SlotWords) -> Result<Option<String>, String> {
+    let Some(path) = &cli.grubenv else {
+        return Ok(None);
+    };
+    let next = prairiedog::decide::select(words, cli.unhealthy_limit, None).slot;
+    let mut env = grubenv::read_file(path).map_err(|e| e.to_string())?;
+    if env.get(KEY_SLOT).as_deref() == Some(next.as_str()) {
+        return Ok(None);
+    }
+    env.set(KEY_SLOT, next.as_str())
+        .map_err(|e| format!("updating {}: {e}", path.display()))?;
+    grubenv::write_in_place(path, &env).map_err(|e| e.to_string())?;
+    Ok(Some(format!("{}: {KEY_SLOT}={next}", path.display())))
+}
+
+fn status_json(disk: &SlotDisk<File>, status: &Status, cli: &Cli) -> serde_json::Value {
+    let slot = |i: usize| {
+        let s = status.slots.get(i).copied();
+        s.map(|s| {
+            json!({
+                "priority": s.attrs.priority(),
+                "tries": s.attrs.tries(),
+                "successful": s.attrs.successful(),
+                "unhealthy": s.attrs.unhealthy(),
+                "eligible": s.eligible,
+                "attributes": format!("{:#018x}", s.word),
+            })
+        })
+    };
+    let health = disk.health();
+    let env = cli.grubenv.as_ref().map(|p| match grubenv::read_file(p) {
+        Ok(env) => json!({
+            "path": p,
+            "liftoff_slot": env.slot().map(Slot::as_str),
+            "liftoff_pending": env.pending(),
+        }),
+        Err(e) => json!({ "path": p, "error": e.to_string() }),
+    });
+    json!({
+        "disk": disk.device(),
+        "slots": { "A": slot(0), "B": slot(1) },
+        "active": status.active.map(Slot::as_str),
+        "next": status.next.slot.as_str(),
+        "why": status.next.why.describe(),
+        "crash_loop": status.next.crash_loop.map(|c| json!({
+            "slot": c.slot.as_str(), "unhealthy": c.unhealthy, "demoted": c.demoted,
+        })),
+        "unhealthy_limit": status.unhealthy_limit,
+        "gpt": {
+            "sector_size": disk.gpt().sector_size().bytes(),
+            "primary": health.primary.as_ref().map(ToString::to_string),
+            "backup": health.backup.as_ref().map(ToString::to_string),
+        },
+        "grubenv": env,
+    })
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    type Transition = fn(SlotWords, Slot) -> Result<SlotWords, transition::TransitionError>;
+    let transition: Option<(&str, Transition)> = match &cli.command {
+        Command::UpgradeToInactive => {
+            Some(("upgrade-to-inactive", transition::upgrade_to_inactive))
+        }
+        Command::RollbackToInactive => {
+            Some(("rollback-to-inactive", transition::rollback_to_inactive))
+        }
+        Command::CancelUpgrade => Some(("cancel-upgrade", transition::cancel_upgrade)),
+        Command::ClearInactive => Some(("clear-inactive", |w, a| {
+            Ok(transition::clear_inactive(w, a))
+        })),
+        Command::MarkInactiveValid => {
+            Some(("mark-inactive-valid", transition::mark_inactive_valid))
+        }
+        Command::MarkSuccessfulBoot => Some(("mark-successful-boot", |w, a| {
+            Ok(transition::mark_successful_boot(w, a))
+        })),
+        _ => None,
+    };
+    if let Some((name, f)) = transition {
+        let (mut disk, active) = open(cli, true)?;
+        let active = need_active(active)?;
+        let new = f(disk.words(), active).map_err(|e| format!("{name}: {e}"))?;
+        let wrote = disk
+            .store(new)
+            .map_err(|e| format!("{name}: writing {}: {e}", disk.device().display()))?;
+        println!(
+            "{name}: {} (active {active}, next {})",
+            if wrote {
+                "written"
+            } else {
+                "nothing to change"
+            },
+            prairiedog::decide::select(new, cli.unhealthy_limit, None).slot
+        );
+        if let Some(note) = sync_grubenv(cli, new)? {
+            println!("{note}");
+        }
+        return Ok(());
+    }
+    match &cli.command {
+        Command::Status { json } => {
+            let (disk, active) = open(cli, false)?;
+            let status = Status::new(disk.words(), active, cli.unhealthy_limit);
+            if *json {
+                println!("{}", status_json(&disk, &status, cli));
+            } else {
+                print!("Disk:   {}\n{}", disk.device().display(), status.render());
+                let h = disk.health();
+                for (copy, problem) in [("primary", &h.primary), ("backup", &h.backup)] {
+                    if let Some(p) = problem {
+                        println!("GPT {copy} copy is damaged ({p}); repaired on the next write");
+                    }
+                }
+            }
+        }
+        Command::HasBootEverSucceeded { json } => {
+            let (disk, active) = open(cli, false)?;
+            let ok = transition::has_boot_ever_succeeded(disk.words(), need_active(active)?);
+            if *json {
+                println!("{}", json!({ "has_boot_ever_succeeded": ok }));
+            } else {
+                println!("{ok}");
+            }
+        }
+        Command::Install {
+            manifest,
+            boot,
+            root,
+            hash,
+        } => {
+            let text = std::fs::read_to_string(manifest)
+                .map_err(|e| format!("reading {}: {e}", manifest.display()))?;
+            let m = Manifest::parse(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
+            let (mut disk, active) = open(cli, true)?;
+            let active = need_active(active)?;
+            let payload = Payload {
+                boot: boot.clone(),
+                root: root.clone(),
+                hash: hash.clone(),
+            };
+            let report = install::install(&mut disk, active, &m, &payload)
+                .map_err(|e| format!("installing into slot {}: {e}", active.other()))?;
+            println!(
+                "installed {} bytes into slot {}; run upgrade-to-inactive to boot it",
+                report.bytes, report.slot
+            );
+        }
+        Command::Manifest {
+            boot,
+            root,
+            hash,
+            verity_root_hash,
+        } => {
+            let payload = Payload {
+                boot: boot.clone(),
+                root: root.clone(),
+                hash: hash.clone(),
+            };
+            let m = Manifest::for_files(&payload, verity_root_hash).map_err(|e| e.to_string())?;
+            print!("{}", m.render());
+        }
+        Command::GenerateBootConfig { set, from, output } => {
+            let mut entries = match from {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                    bootconfig::parse_flat(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                }
+                None => Vec::new(),
+            };
+            for kv in set {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+                entries.push((k.to_owned(), v.to_owned()));
+            }
+            let text = bootconfig::render(&entries).map_err(|e| e.to_string())?;
+            let bytes = bootconfig::build(text.as_bytes(), 0).map_err(|e| e.to_string())?;
+            write_atomically(output, &bytes)?;
+            println!(
+                "{}: {} settings, {} bytes",
+                output.display(),
+                entries.len(),
+                bytes.len()
+            );
+        }
+        Command::ReadBootConfig { path, json } => {
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let parsed =
+                bootconfig::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = String::from_utf8_lossy(parsed.text);
+            let entries =
+                bootconfig::parse_flat(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            if *json {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    entries.into_iter().map(|(k, v)| (k, v.into())).collect();
+                println!(
+                    "{}",
+                    json!({ "size": parsed.size, "checksum": parsed.checksum, "settings": map })
+                );
+            } else {
+                for (k, v) in entries {
+                    println!("{k}={v}");
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, fsyncs it and renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), path.display()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("prairiedog: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The `prairiedog` binary on sgdisk images: status, transitions, grubenv, install, bootconfig.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn prairiedog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prairiedog"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = prairiedog(args);
+    assert!(
+        out.status.success(),
+        "prairiedog {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = prairiedog(args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "prairiedog {args:?} should fail"
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn status(img: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&[
+        "status",
+        "--json",
+        "--disk",
+        img.to_str().unwrap(),
+        "--active",
+        "A",
+    ]))
+    .unwrap()
+}
+
+#[test]
+fn status_and_transitions_keep_gpt_and_grubenv_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_image(dir.path(), "d.img", 4096, w(2, 0, 1, 0), w(1, 0, 1, 0));
+    let d = img.to_str().unwrap();
+    let s = status(&img);
+    assert_eq!(s["next"], "A");
+    assert_eq!(s["active"], "A");
+    assert_eq!(s["why"], "both slots eligible, higher priority");
+    assert_eq!(s["slots"]["A"]["priority"], 2);
+    assert_eq!(s["slots"]["B"]["successful"], true);
+    assert_eq!(s["gpt"]["sector_size"], 4096);
+    assert_eq!(s["gpt"]["primary"], serde_json::Value::Null);
+
+    let env = dir.path().join("grubenv");
+    run(Command::new("grub-editenv").arg(&env).arg("create"));
+    run(Command::new("grub-editenv").arg(&env).args([
+        "set",
+        "liftoff_slot=A",
+        "liftoff_pending=0",
+    ]));
+    let e = env.to_str().unwrap();
+    let out = ok(&[
+        "rollback-to-inactive",
+        "--disk",
+        d,
+        "--active",
+        "A",
+        "--grubenv",
+        e,
+    ]);
+    assert!(
+        out.contains("rollback-to-inactive: written (active A, next B)"),
+        "{out}"
+    );
+    assert_eq!(sgdisk_attrs(&img, 4096, 2), w(1, 0, 1, 0));
+    assert_eq!(sgdisk_attrs(&img, 4096, 5), w(2, 0, 1, 0));
+    assert_eq!(
+        run(Command::new("grub-editenv").arg(&env).arg("list")),
+        "liftoff_slot=B\nliftoff_pending=0\n"
+    );
+    // Running it again changes nothing and says so.
+    let out = ok(&["mark-successful-boot", "--disk", d, "--active", "B"]);
+    assert!(out.contains("nothing to change"), "{out}");
+    // Refusals are errors with the reason, and write nothing.
+    let before = std::fs::read(&img).unwrap();
+    let err = fails(&["upgrade-to-inactive", "--disk", d, "--active", "B"]);
+    assert!(err.contains("is not cleared"), "{err}");
+    let err = fails(&["cancel-upgrade", "--disk", d, "--active", "B"]);
+    assert!(err.contains("no upgrade to cancel"), "{err}");
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+    // Without --active on an image, a transition cannot know the running slot.
+    assert!(fails(&["clear-inactive", "--disk", d]).contains("--active"));
+
+    assert_eq!(
+        ok(&["has-boot-ever-succeeded", "--disk", d, "--active", "B"]),
+        "true\n"
+    );
+    ok(&["clear-inactive", "--disk", d, "--active", "B"]);
+    assert_eq!(
+        ok(&[
+            "has-boot-ever-succeeded",
+            "--json",
+            "--disk",
+            d,
+            "--active",
+            "A"
+        ]),
+        "{\"has_boot_ever_succeeded\":false}\n"
+    );
+    let text = ok(&["status", "--disk", d, "--active", "B"]);
+    assert!(
+        text.contains("Slot A: priority=0 tries=0 successful=0 unhealthy=0 eligible=0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Next:   B (the only eligible slot)"),
+        "{text}"
+    );
+}
+
+struct Update {
+    boot: PathBuf,
+    root: PathBuf,
+    hash: PathBuf,
+    manifest: PathBuf,
+}
+
+/// A 1 MiB root of pseudo-random blocks, its tree made by the real veritysetup, a BOOT image,
+/// and the manifest made by `prairiedog manifest`.
+fn make_update(dir: &Path) -> Update {
+    let root = dir.join("root.img");
+    let bytes: Vec<u8> = (0u32..1 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&root, bytes).unwrap();
+    let hash = dir.join("hash.img");
+    let out = run(Command::new("veritysetup")
+        .arg("format")
+        .arg(&root)
+        .arg(&hash));
+    let root_hash = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let boot = dir.join("boot.img");
+    std::fs::write(&boot, vec![0x42u8; 300_000]).unwrap();
+    let manifest = dir.join("manifest");
+    let text = ok(&[
+        "manifest",
+        "--boot",
+        boot.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--hash",
+        hash.to_str().unwrap(),
+        "--verity-root-hash",
+        &root_hash,
+    ]);
+    std::fs::write(&manifest, text).unwrap();
+    Update {
+        boot,
+        root,
+        hash,
+        manifest,
+    }
+}
+
+fn install_args<'a>(u: &'a Update, disk: &'a str) -> Vec<&'a str> {
+    vec![
+        "install",
+        "--disk",
+        disk,
+        "--active",
+        "A",
+        "--manifest",
+        u.manifest.to_str().unwrap(),
+        "--boot",
+        u.boot.to_str().unwrap(),
+        "--root",
+        u.root.to_str().unwrap(),
+        "--hash",
+        u.hash.to_str().unwrap(),
+    ]
+}
+
+fn assert_b_not_bootable(img: &Path) {
+    let s = status(img);
+    assert_eq!(s["slots"]["B"]["eligible"], false, "{s}");
+    assert_eq!(s["slots"]["B"]["priority"], 0, "{s}");
+    assert_eq!(s["next"], "A");
+    assert!(fails(&[
+        "upgrade-to-inactive",
+        "--disk",
+        img.to_str().unwrap(),
+        "--active",
+        "A"
+    ])
+    .contains("not been marked valid"));
+}
+
+#[test]
+fn install_then_upgrade_boots_b_next_with_one_try() {
+    for sector in [512u32, 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        let img = make_image(dir.path(), "d.img", sector, w(2, 0, 1, 0), w(1, 0, 1, 0));
+        let d = img.to_str().unwrap();
+        let u = make_update(dir.path());
+        let out = ok(&install_args(&u, d));
+        assert!(out.contains("into slot B"), "{out}");
+        // Installed but not yet bootable.
+        let s = status(&img);
+        assert_eq!(
+            (
+                s["slots"]["B"]["tries"].clone(),
+                s["slots"]["B"]["priority"].clone()
+            ),
+            (1.into(), 0.into())
+        );
+        assert_eq!(s["next"], "A");
+        ok(&["upgrade-to-inactive", "--disk", d, "--active", "A"]);
+        let s = status(&img);
+        assert_eq!(s["next"], "B", "{s}");
+        assert_eq!(s["slots"]["B"]["tries"], 1);
+        assert_eq!(s["slots"]["B"]["priority"], 2);
+        assert_eq!(sgdisk_attrs(&img, sector, 5), w(2, 1, 0, 0));
+        assert_eq!(sgdisk_attrs(&img, sector, 2), w(1, 0, 1, 0));
+        // The partitions hold the images byte for byte.
+        let disk = std::fs::read(&img).unwrap();
+        let ss = u64::from(sector);
+        for (n, file) in [(5u32, &u.boot), (6, &u.root), (7, &u.hash)] {
+            let out = sgdisk(&img, sector, &["-i".to_owned(), n.to_string()]);
+            let first: u64 = out
+                .lines()
+                .find_map(|l| l.strip_prefix("First sector: "))
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let want = std::fs::read(file).unwrap();
+            let at = (first * ss) as usize;
+            assert_eq!(&disk[at..at + want.len()], &want[..], "partition {n}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_payload_stops_and_leaves_b_not_bootable() {
+    // (what to break, expected error)
+    let cases: [(&str, &str); 4] = [
+        ("digest", "the manifest says"),
+        ("truncate", "bytes, the manifest says"),
+        ("verity", "fails verity"),
+        ("too-large", "does not fit partition"),
+    ];
+    for (breakage, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let img = make_image(dir.path(), "d.img", 512, w(2, 0, 1, 0), w(1, 0, 1, 0));
+        let u = make_update(dir.path());
+        match breakage {
+            "digest" => smash(&u.root, 4096, 1, 0xff),
+            "truncate" => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&u.hash)
+                    .unwrap();
+                f.set_len(4096).unwrap();
+            }
+            "verity" => {
+                // A manifest whose digests match the files but whose root hash does not.
+                let text = std::fs::read_to_string(&u.manifest).unwrap();
+                let fixed: String = text
+                    .lines()
+                    .map(|l| match l.strip_prefix("verity-root-hash ") {
+                        Some(_) => format!("verity-root-hash {}\n", "00".repeat(32)),
+                        None => format!("{l}\n"),
+                    })
+                    .collect();
+                std::fs::write(&u.manifest, fixed).unwrap();
+            }
+            _ => {
+                std::fs::write(&u.boot, vec![0u8; 3 << 20]).unwrap();
+                let m = ok(&[
+                    "manifest",
+                    "--boot",
+                    u.boot.to_str().unwrap(),
+                    "--root",
+                    u.root.to_str().unwrap(),
+                    "--hash",
+                    u.hash.to_str().unwrap(),
+                    "--verity-root-hash",
+                    "00",
+                ]);
+                std::fs::write(&u.manifest, m).unwrap();
+            }
+        }
+        let err = fails(&install_args(&u, img.to_str().unwrap()));
+        assert!(err.contains(want), "{breakage}: {err}");
+        assert_b_not_bootable(&img);
+    }
+}
+
+#[test]
+fn bootconfig_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = dir.path().join("settings");
+    std::fs::write(&from, "kernel.console = \"ttyS0,115200\"\n").unwrap();
+    let out = dir.path().join("bootconfig.img");
+    ok(&[
+        "generate-boot-config",
+        "--from",
+        from.to_str().unwrap(),
+        "--set",
+        "init.liftoff.handoff=containerd",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(bytes.ends_with(b"#BOOTCONFIG\n"));
+    assert_eq!(bytes.len() % 4, 0);
+    assert_eq!(
+        ok(&["read-boot-config", out.to_str().unwrap()]),
+        "kernel.console=ttyS0,115200\ninit.liftoff.handoff=containerd\n"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&["read-boot-config", "--json", out.to_str().unwrap()])).unwrap();
+    assert_eq!(j["settings"]["init.liftoff.handoff"], "containerd");
+}
