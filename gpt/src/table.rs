@@ -223,6 +223,7 @@ impl Gpt {
 
         let (primary, primary_sig) = read_copy(disk, device, ss, 1, last, Which::Primary)?;
         let (mut backup_at, mut backup, mut backup_sig);
+        let mut stale_elsewhere = None;
         match &primary {
             Ok(p) => {
                 backup_at = p.header.alternate_lba;
@@ -235,10 +236,14 @@ impl Gpt {
                 // primary's alternate-LBA field is still a good hint (the backup header
                 // validates itself, so a wrong hint costs one read).
                 let hint = raw_alternate_lba(disk, ss).filter(|&h| h != last && h > 1 && h < last);
-                if let (Err(_), Some(h)) = (&backup, hint) {
+                if let Some(h) = hint {
                     let (b, sig) = read_copy(disk, device, ss, h, last, Which::Backup)?;
-                    if b.is_ok() {
-                        (backup_at, backup, backup_sig) = (h, b, sig);
+                    match (&backup, b) {
+                        (Err(_), b @ Ok(_)) => (backup_at, backup, backup_sig) = (h, b, sig),
+                        // A complete older backup at the hinted place while the one at the
+                        // end is valid: a grow was cut before the old header was wiped.
+                        (Ok(_), Ok(_)) => stale_elsewhere = Some(h),
+                        _ => {}
                     }
                 }
             }
@@ -252,7 +257,7 @@ impl Gpt {
             primary: primary.as_ref().err().cloned(),
             backup: backup.as_ref().err().cloned(),
         };
-        let stale_backup_lba = backup_sig.then_some(backup_at);
+        let stale_backup_lba = stale_elsewhere.or(backup_sig.then_some(backup_at));
         let backup_entries_found = backup.as_ref().ok().map(|b| b.header.entries_lba);
         let (source, which) = match (primary, backup) {
             (Ok(p), _) => (p, Which::Primary),
@@ -495,7 +500,10 @@ impl Gpt {
     /// first; with a bad primary it is primary first. At every cut point the copy the
     /// reader uses is therefore either the untouched old one or the complete new one. If
     /// the backup moved ([`Gpt::move_backup_to_end`]), the old backup header sector is
-    /// zeroed last (and synced), once both new copies are durable.
+    /// zeroed (and synced) right after the new backup is durable: with a valid primary
+    /// that is before the primary is rewritten, so a cut between the two leaves the old
+    /// primary (still valid, still the copy in use, now with a missing backup that the
+    /// next write repairs) and never a stale header that nothing points to any more.
     ///
     /// Refuses a table that fails [`Gpt::check_layout`] or a disk whose size changed since
     /// it was read. On success [`Gpt::health`] is clean.
@@ -521,6 +529,9 @@ impl Gpt {
             [Which::Primary, Which::Backup]
         };
         let ss = self.sector_size;
+        let stale = self
+            .stale_backup_lba
+            .filter(|&old| self.is_free_of_metadata(old));
         for which in order {
             let (hl, el, what_e, what_h) = match which {
                 Which::Primary => (
@@ -549,18 +560,18 @@ impl Gpt {
             disk.write_at(ho, &self.header_bytes(which, entries_crc))
                 .map_err(io_err(device, what_h))?;
             disk.sync().map_err(io_err(device, "syncing"))?;
-        }
-        if let Some(old) = self
-            .stale_backup_lba
-            .filter(|&old| self.is_free_of_metadata(old))
-        {
-            let off = ss.offset(old).ok_or(Error::Layout {
-                device: dev(),
-                problem: Problem::OutsideDisk(old),
-            })?;
-            disk.write_at(off, &vec![0u8; ss.bytes() as usize])
-                .map_err(io_err(device, "wiping the old backup header"))?;
-            disk.sync().map_err(io_err(device, "syncing"))?;
+            // The old backup header goes right after the new backup is durable: from then
+            // on the primary (old or new) is the copy in use, and no stale header is left
+            // for a later read to miss.
+            if let (Which::Backup, Some(old)) = (which, stale) {
+                let off = ss.offset(old).ok_or(Error::Layout {
+                    device: dev(),
+                    problem: Problem::OutsideDisk(old),
+                })?;
+                disk.write_at(off, &vec![0u8; ss.bytes() as usize])
+                    .map_err(io_err(device, "wiping the old backup header"))?;
+                disk.sync().map_err(io_err(device, "syncing"))?;
+            }
         }
         self.health = Health::default();
         self.stale_backup_lba = Some(self.backup_lba);

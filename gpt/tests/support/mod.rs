@@ -19,7 +19,9 @@ fn shim() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("gpt-shim-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("sector_size_shim.so");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sector_size_shim.c");
+        // Embedded so growpart's tests can use this module too.
+        let src = dir.join("sector_size_shim.c");
+        std::fs::write(&src, include_str!("sector_size_shim.c")).unwrap();
         let st = Command::new("cc")
             .args(["-shared", "-fPIC", "-o"])
             .arg(&out)
