@@ -1,0 +1,137 @@
+//! The block-device ioctls growpart needs: BLKSSZGET (logical sector size), BLKROGET
+//! (read-only flag) and BLKPG with `BLKPG_RESIZE_PARTITION` (tell the kernel a partition's new length).
+//!
+//! BLKPG changes one partition of the in-kernel table and works while other partitions
+//! (or this one) are mounted. BLKRRPART, which re-reads the whole table, fails with EBUSY
+//! as soon as any partition of the disk is open and races udev; it is never used.
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// `_IO(0x12, 104)`, include/uapi/linux/fs.h.
+const BLKSSZGET: u32 = 0x1268;
+/// `_IO(0x12, 94)`, include/uapi/linux/fs.h.
+const BLKROGET: u32 = 0x125e;
+/// `_IO(0x12, 105)`, include/uapi/linux/fs.h.
+const BLKPG: u32 = 0x1269;
+/// include/uapi/linux/blkpg.h.
+const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
+
+/// `struct blkpg_ioctl_arg`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut libc::c_void,
+}
+
+/// `struct blkpg_partition`.
+#[repr(C)]
+struct BlkpgPartition {
+    /// Start in bytes.
+    start: libc::c_longlong,
+    /// Length in bytes.
+    length: libc::c_longlong,
+    pno: libc::c_int,
+    devname: [libc::c_char; 64],
+    volname: [libc::c_char; 64],
+}
+
+/// Logical sector size of the block device `disk`.
+pub fn logical_sector_size(disk: &File) -> io::Result<u32> {
+    let mut size: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one `int` through the pointer, which points at `size`, a
+    // live, aligned c_int; the fd is owned by `disk` for the duration of the call.
+    let rc = unsafe {
+        libc::ioctl(
+            disk.as_raw_fd(),
+            BLKSSZGET as libc::Ioctl,
+            &mut size as *mut libc::c_int,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u32::try_from(size).map_err(|_| io::Error::other(format!("BLKSSZGET returned {size}")))
+}
+
+/// Whether the block device `disk` is read-only (BLKROGET).
+pub fn is_read_only(disk: &File) -> io::Result<bool> {
+    let mut ro: libc::c_int = 0;
+    // SAFETY: BLKROGET writes one `int` through the pointer, which points at `ro`, a live,
+    // aligned c_int; the fd is owned by `disk` for the duration of the call.
+    let rc = unsafe {
+        libc::ioctl(
+            disk.as_raw_fd(),
+            BLKROGET as libc::Ioctl,
+            &mut ro as *mut libc::c_int,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ro != 0)
+}
+
+/// Tells the kernel that partition `pno` of the whole-disk device `disk` now spans
+/// `length` bytes from byte `start` (the start must be the one the kernel has).
+pub fn resize_partition(disk: &File, pno: u32, start: u64, length: u64) -> io::Result<()> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
+    let mut part = BlkpgPartition {
+        start: i64::try_from(start).map_err(|_| invalid("partition start overflows"))?,
+        length: i64::try_from(length).map_err(|_| invalid("partition length overflows"))?,
+        pno: libc::c_int::try_from(pno).map_err(|_| invalid("partition number overflows"))?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let mut arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        data: (&mut part as *mut BlkpgPartition).cast(),
+    };
+    // SAFETY: BLKPG reads a `struct blkpg_ioctl_arg` through the pointer, and through its
+    // `data` field `datalen` bytes of a `struct blkpg_partition`. Both are #[repr(C)]
+    // copies of the uapi structs, live on this stack frame until the call returns, and the
+    // kernel does not keep the pointers. The fd is owned by `disk`.
+    let rc = unsafe {
+        libc::ioctl(
+            disk.as_raw_fd(),
+            BLKPG as libc::Ioctl,
+            &mut arg as *mut BlkpgIoctlArg,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The struct layout the kernel expects on 64-bit targets (blkpg.h): 8+8+4+64+64 plus
+    /// padding to 8, and 4+4+4(+4)+8 for the argument.
+    #[test]
+    fn uapi_layout() {
+        assert_eq!(std::mem::size_of::<BlkpgPartition>(), 152);
+        assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 24);
+    }
+
+    #[test]
+    fn ioctls_on_a_regular_file_fail_cleanly() {
+        let f = tempfile::tempfile().unwrap();
+        assert!(logical_sector_size(&f).is_err());
+        assert!(is_read_only(&f).is_err());
+        assert!(resize_partition(&f, 1, 1 << 20, 1 << 20).is_err());
+        assert_eq!(
+            resize_partition(&f, 1, u64::MAX, 1).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+}
