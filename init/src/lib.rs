@@ -25,5 +25,6 @@ pub mod kmsg;
 pub mod modules;
 pub mod mounts;
 pub mod panic;
+pub mod root;
 pub mod switch_root;
 pub mod timeline;

@@ -1,0 +1,319 @@
+//! The verified root: dm-verity over the slot's ROOT and HASH partitions, mounted
+//! read-only, and the writable but non-persistent parts around it.
+//!
+//! Trust flows from the kernel command line only: `liftoff.roothash` and `liftoff.salt`
+//! must match the HASH partition's superblock (its salt, and a root hash of the length
+//! its algorithm gives) before any table is loaded; the kernel then checks every block
+//! read against the tree. The device is named `root`, read-only, and the error mode
+//! comes from `liftoff.verity`.
+
+use std::fmt;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::cmdline::{Salt, VerityMode};
+use crate::mounts::{Mount, MountFlags};
+
+/// The device-mapper name of the verified root.
+pub const DM_NAME: &str = "root";
+
+#[derive(Debug)]
+pub enum RootError {
+    NoRootHash,
+    Superblock(verity::Error),
+    Mismatch(verity::Error),
+    BadSalt {
+        salt: String,
+        reason: String,
+    },
+    DataTooSmall {
+        device: PathBuf,
+        size: u64,
+        needed: u64,
+    },
+    DataSize {
+        device: PathBuf,
+        source: io::Error,
+    },
+    Geometry(String),
+    Control(dm::Error),
+    Device(verity::device::DeviceError),
+    UnknownFs {
+        device: PathBuf,
+    },
+    ReadFs {
+        device: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for RootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootError::NoRootHash => write!(
+                f,
+                "no liftoff.roothash on the command line: refusing to use an unverified root"
+            ),
+            RootError::Superblock(e) => write!(f, "reading the verity superblock: {e}"),
+            RootError::Mismatch(e) => write!(
+                f,
+                "the verity superblock does not match the command line: {e}"
+            ),
+            RootError::BadSalt { salt, reason } => write!(f, "liftoff.salt={salt}: {reason}"),
+            RootError::DataTooSmall {
+                device,
+                size,
+                needed,
+            } => write!(
+                f,
+                "{} holds {size} bytes but the verity superblock protects {needed}",
+                device.display()
+            ),
+            RootError::DataSize { device, source } => {
+                write!(f, "getting the size of {}: {source}", device.display())
+            }
+            RootError::Geometry(e) => write!(f, "placing the hash tree: {e}"),
+            RootError::Control(e) => write!(f, "opening device-mapper: {e}"),
+            RootError::Device(e) => write!(f, "creating the dm-verity device: {e}"),
+            RootError::UnknownFs { device } => {
+                write!(f, "{} holds neither erofs nor ext4", device.display())
+            }
+            RootError::ReadFs { device, source } => {
+                write!(
+                    f,
+                    "reading the file-system superblock of {}: {source}",
+                    device.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RootError {}
+
+/// The verity table options for a `liftoff.verity` mode.
+pub fn table_options(mode: VerityMode) -> verity::TableOptions {
+    verity::TableOptions {
+        error_mode: match mode {
+            VerityMode::Restart => verity::ErrorMode::Restart,
+            VerityMode::Panic => verity::ErrorMode::Panic,
+            VerityMode::Eio => verity::ErrorMode::Eio,
+        },
+        ..verity::TableOptions::default()
+    }
+}
+
+/// Checks the HASH superblock against the trusted values and builds the table.
+pub fn verity_table(
+    data: &Path,
+    hash: &Path,
+    root_hash: Option<&str>,
+    salt: Option<&Salt>,
+    mode: VerityMode,
+) -> Result<verity::VerityTable, RootError> {
+    let root_hash = root_hash.ok_or(RootError::NoRootHash)?;
+    let sb = verity::read_superblock(hash, 0).map_err(RootError::Superblock)?;
+    let trusted_salt = match salt {
+        // Without liftoff.salt the superblock's salt is taken: the root hash alone already
+        // commits to it, since every digest in the tree is salted.
+        None => sb.params.salt.clone(),
+        Some(Salt::None) => verity::Salt::none(),
+        Some(Salt::Hex(hex)) => {
+            hex.parse()
+                .map_err(|e: verity::ParamError| RootError::BadSalt {
+                    salt: hex.clone(),
+                    reason: e.to_string(),
+                })?
+        }
+    };
+    let expected = verity::Expected {
+        salt: trusted_salt,
+        algorithm: None,
+        root_hash: root_hash.to_owned(),
+    };
+    let root = verity::check_expected(&sb, &expected, hash).map_err(RootError::Mismatch)?;
+    let size = device_size(data)?;
+    let needed = sb.params.data_size();
+    if size < needed {
+        return Err(RootError::DataTooSmall {
+            device: data.to_path_buf(),
+            size,
+            needed,
+        });
+    }
+    let geometry = verity::Geometry::new(&sb.params, &verity::Layout::default())
+        .map_err(|e| RootError::Geometry(e.to_string()))?;
+    Ok(verity::VerityTable::new(
+        data.display().to_string(),
+        hash.display().to_string(),
+        &sb.params,
+        &geometry,
+        &root,
+        table_options(mode),
+    ))
+}
+
+fn device_size(path: &Path) -> Result<u64, RootError> {
+    std::fs::File::open(path)
+        .and_then(|mut f| f.seek(SeekFrom::End(0)))
+        .map_err(|source| RootError::DataSize {
+            device: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Creates the dm-verity device and returns its node under `dev`.
+pub fn open_verity(table: &verity::VerityTable, dev: &Path) -> Result<PathBuf, RootError> {
+    let control = dm::Control::open().map_err(RootError::Control)?;
+    let info = verity::device::open(&control, DM_NAME, "", table).map_err(RootError::Device)?;
+    Ok(info.devnode(dev))
+}
+
+/// File systems a verified root may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootFs {
+    Erofs,
+    Ext4,
+}
+
+impl RootFs {
+    pub fn name(self) -> &'static str {
+        match self {
+            RootFs::Erofs => "erofs",
+            RootFs::Ext4 => "ext4",
+        }
+    }
+}
+
+/// Recognises erofs (magic 0xe0f5e1e2 at 1024) and ext2/3/4 (0xef53 at 1024 + 0x38) from
+/// the first 2 KiB of a device.
+pub fn detect_fs(head: &[u8]) -> Option<RootFs> {
+    let le32 = |at: usize| {
+        head.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    let le16 = |at: usize| {
+        head.get(at..at + 2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_le_bytes)
+    };
+    if le32(1024) == Some(0xe0f5_e1e2) {
+        Some(RootFs::Erofs)
+    } else if le16(1024 + 0x38) == Some(0xef53) {
+        Some(RootFs::Ext4)
+    } else {
+        None
+    }
+}
+
+/// Reads the file-system type from a device.
+pub fn read_fs_type(device: &Path) -> Result<RootFs, RootError> {
+    let mut head = vec![0u8; 2048];
+    std::fs::File::open(device)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|source| RootError::ReadFs {
+            device: device.to_path_buf(),
+            source,
+        })?;
+    detect_fs(&head).ok_or_else(|| RootError::UnknownFs {
+        device: device.to_path_buf(),
+    })
+}
+
+/// Where the verified root is mounted before switch_root.
+pub const SYSROOT: &str = "/sysroot";
+/// The tmpfs-backed upper layer of the writable /etc (on /run, so it moves with it).
+pub const ETC_UPPER: &str = "/run/liftoff/etc/upper";
+pub const ETC_WORK: &str = "/run/liftoff/etc/work";
+
+/// The mounts that make the verified root a system: the root itself read-only, a fresh
+/// /tmp, and /etc writable through an overlay whose changes live in memory only.
+pub fn sysroot_plan(device: &Path, fs: RootFs) -> Vec<Mount> {
+    let ro = MountFlags::RDONLY | MountFlags::NODEV;
+    let mut root = Mount::new(&device.display().to_string(), SYSROOT, fs.name(), ro, "");
+    if fs == RootFs::Ext4 {
+        // A verified ext4 must not be touched: no journal replay, no orphan cleanup.
+        root.data = "noload".to_owned();
+    }
+    vec![
+        root,
+        Mount::new(
+            "tmpfs",
+            "/sysroot/tmp",
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            "mode=1777",
+        ),
+        Mount::new(
+            "overlay",
+            "/sysroot/etc",
+            "overlay",
+            MountFlags::NODEV,
+            &format!("lowerdir=/sysroot/etc,upperdir={ETC_UPPER},workdir={ETC_WORK}"),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_root_file_systems() {
+        let mut erofs = vec![0u8; 2048];
+        erofs[1024..1028].copy_from_slice(&0xe0f5_e1e2u32.to_le_bytes());
+        assert_eq!(detect_fs(&erofs), Some(RootFs::Erofs));
+        let mut ext4 = vec![0u8; 2048];
+        ext4[1024 + 0x38..1024 + 0x3a].copy_from_slice(&0xef53u16.to_le_bytes());
+        assert_eq!(detect_fs(&ext4), Some(RootFs::Ext4));
+        assert_eq!(detect_fs(&[0u8; 2048]), None);
+        assert_eq!(detect_fs(&[0u8; 10]), None);
+    }
+
+    #[test]
+    fn plan_for_erofs_and_ext4() {
+        let plan = sysroot_plan(Path::new("/dev/dm-0"), RootFs::Erofs);
+        let summary: Vec<String> = plan
+            .iter()
+            .map(|m| format!("{} {} {} {}", m.source, m.target, m.fstype, m.data))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "/dev/dm-0 /sysroot erofs ",
+                "tmpfs /sysroot/tmp tmpfs mode=1777",
+                "overlay /sysroot/etc overlay lowerdir=/sysroot/etc,upperdir=/run/liftoff/etc/upper,workdir=/run/liftoff/etc/work",
+            ]
+        );
+        assert!(plan[0].flags.contains(MountFlags::RDONLY));
+        let plan = sysroot_plan(Path::new("/dev/dm-0"), RootFs::Ext4);
+        assert_eq!(plan[0].data, "noload");
+    }
+
+    #[test]
+    fn verity_modes_map_to_table_options() {
+        assert_eq!(
+            table_options(VerityMode::Restart).words(),
+            ["restart_on_corruption"]
+        );
+        assert_eq!(
+            table_options(VerityMode::Panic).words(),
+            ["panic_on_corruption"]
+        );
+        assert!(table_options(VerityMode::Eio).words().is_empty());
+    }
+
+    #[test]
+    fn no_root_hash_is_refused() {
+        let err = verity_table(
+            Path::new("/nonexistent"),
+            Path::new("/nonexistent"),
+            None,
+            None,
+            VerityMode::Restart,
+        )
+        .unwrap_err();
+        assert!(matches!(err, RootError::NoRootHash));
+    }
+}

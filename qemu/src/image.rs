@@ -1,0 +1,540 @@
+//! Liftoff disk images (DESIGN.md section 3): a GPT disk with the ESP, the A and B slot
+//! sets (BOOT, ROOT, HASH), PRIVATE and DATA, all 1 MiB aligned.
+//!
+//! The partition table is made by `sgdisk` (the reference tool), the root file system by
+//! `mkfs.erofs` (or `mkfs.ext4 -b 4096`), the hash tree by Liftoff's own `verity` library,
+//! the ESP by `mkfs.vfat` and `mcopy`. GUIDs, the verity salt and UUID, and every file
+//! system's UUID and timestamps derive from a seed, so the same inputs give the same bytes.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The root file system type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootFsType {
+    Erofs,
+    Ext4,
+}
+
+/// What goes on the disk.
+#[derive(Debug, Clone)]
+pub struct DiskSpec {
+    /// Seed for every GUID, UUID and salt.
+    pub seed: String,
+    pub esp_mib: u64,
+    pub boot_mib: u64,
+    pub private_mib: u64,
+    pub data_mib: u64,
+    /// Files to put on the ESP (name, contents), e.g. `grubenv`.
+    pub esp_files: Vec<(String, Vec<u8>)>,
+    /// Files for BOOT-A's FAT file system; empty means BOOT-A stays blank.
+    pub boot_a_files: Vec<(String, Vec<u8>)>,
+}
+
+impl Default for DiskSpec {
+    fn default() -> Self {
+        DiskSpec {
+            seed: "liftoff".into(),
+            esp_mib: 16,
+            boot_mib: 64,
+            private_mib: 16,
+            data_mib: 64,
+            esp_files: Vec::new(),
+            boot_a_files: Vec::new(),
+        }
+    }
+}
+
+/// The partition numbers of DESIGN.md section 3.
+pub const ESP: u32 = 1;
+pub const BOOT_A: u32 = 2;
+pub const ROOT_A: u32 = 3;
+pub const HASH_A: u32 = 4;
+pub const BOOT_B: u32 = 5;
+pub const ROOT_B: u32 = 6;
+pub const HASH_B: u32 = 7;
+pub const PRIVATE: u32 = 8;
+pub const DATA: u32 = 9;
+
+/// (number, label, type GUID) in disk order.
+pub const PARTITIONS: [(u32, &str, &str); 9] = [
+    (ESP, "EFI-SYSTEM", "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),
+    (BOOT_A, "BOOT-A", "6b636168-7420-6568-2070-6c616e657421"),
+    (ROOT_A, "ROOT-A", "5526016a-1a97-4ea4-b39a-b7c8c6ca4502"),
+    (HASH_A, "HASH-A", "598f10af-c955-4456-6a99-7720068a6cea"),
+    (BOOT_B, "BOOT-B", "6b636168-7420-6568-2070-6c616e657421"),
+    (ROOT_B, "ROOT-B", "5526016a-1a97-4ea4-b39a-b7c8c6ca4502"),
+    (HASH_B, "HASH-B", "598f10af-c955-4456-6a99-7720068a6cea"),
+    (PRIVATE, "PRIVATE", "440408bb-eb0b-4328-a6e5-a29038fad706"),
+    (DATA, "DATA", "626f7474-6c65-6474-6861-726d61726b73"),
+];
+
+/// A built disk and what its command line needs.
+#[derive(Debug, Clone)]
+pub struct BuiltDisk {
+    pub path: PathBuf,
+    pub root_hash: String,
+    pub salt: String,
+    /// Unique GUID of each partition, by number (index 0 = partition 1).
+    pub partuuids: Vec<String>,
+    /// (first byte, length in bytes) of each partition, by number (index 0 = partition 1).
+    pub extents: Vec<(u64, u64)>,
+}
+
+impl BuiltDisk {
+    pub fn partuuid(&self, number: u32) -> &str {
+        self.partuuids
+            .get(number as usize - 1)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn extent(&self, number: u32) -> (u64, u64) {
+        self.extents
+            .get(number as usize - 1)
+            .copied()
+            .unwrap_or((0, 0))
+    }
+
+    /// The Liftoff keys of the kernel command line for booting slot A of this disk.
+    pub fn cmdline_slot_a(&self) -> String {
+        format!(
+            "liftoff.slot=A liftoff.boot_partuuid={} liftoff.roothash={} liftoff.salt={}",
+            self.partuuid(BOOT_A),
+            self.root_hash,
+            self.salt
+        )
+    }
+}
+
+#[derive(Debug)]
+pub enum ImageError {
+    Io { what: String, source: io::Error },
+    Tool { command: String, output: String },
+    Verity(verity::Error),
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageError::Io { what, source } => write!(f, "{what}: {source}"),
+            ImageError::Tool { command, output } => write!(f, "{command} failed: {output}"),
+            ImageError::Verity(e) => write!(f, "building the verity tree: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ImageError {
+    let what = what.into();
+    move |source| ImageError::Io { what, source }
+}
+
+/// Runs a host tool; its output becomes the error if it fails.
+pub fn run(cmd: &mut Command) -> Result<(), ImageError> {
+    let command = format!("{cmd:?}");
+    let out = cmd.output().map_err(|source| ImageError::Io {
+        what: format!("running {command} (run scripts/setup)"),
+        source,
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ImageError::Tool {
+            command,
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        })
+    }
+}
+
+/// A GUID derived from the seed and a label (version 4 layout bits set).
+pub fn seeded_guid(seed: &str, label: &str) -> String {
+    let d = Sha256::digest(format!("{seed}/{label}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+        b[14], b[15]
+    )
+}
+
+/// Seeded bytes for salts.
+pub fn seeded_bytes(seed: &str, label: &str, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut counter = 0u32;
+    while out.len() < len {
+        let d = Sha256::digest(format!("{seed}/{label}/{counter}").as_bytes());
+        out.extend_from_slice(&d);
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn round_up_mib(bytes: u64) -> u64 {
+    bytes.div_ceil(MIB).max(1) * MIB
+}
+
+/// Makes the root file system image from a staged tree.
+pub fn make_root_fs(tree: &Path, out: &Path, fs: RootFsType, seed: &str) -> Result<(), ImageError> {
+    let uuid = seeded_guid(seed, "root-fs");
+    let _ = std::fs::remove_file(out);
+    match fs {
+        RootFsType::Erofs => run(Command::new("mkfs.erofs")
+            .arg("--quiet")
+            .arg("-zlz4hc")
+            .arg("-T0")
+            .arg(format!("-U{uuid}"))
+            .arg(out)
+            .arg(tree)),
+        RootFsType::Ext4 => {
+            // Size: the tree plus a quarter, at least 64 MiB; 4096-byte blocks (DESIGN.md
+            // section 10: dm-verity refuses 1024-byte ext4 blocks).
+            let used = dir_size(tree);
+            let size = round_up_mib((used + used / 4).max(64 * MIB));
+            File::create(out)
+                .and_then(|f| f.set_len(size))
+                .map_err(io_err(format!("creating {}", out.display())))?;
+            run(Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-b", "4096", "-O", "^has_journal", "-U", &uuid])
+                .arg("-E")
+                .arg(format!("hash_seed={uuid}"))
+                .arg("-d")
+                .arg(tree)
+                .arg(out)
+                .env("E2FSPROGS_FAKE_TIME", "1"))
+        }
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += meta.len() + 4096;
+            }
+        }
+    }
+    total
+}
+
+/// Builds the verity hash image for `root` and returns (root hash hex, salt hex).
+pub fn make_hash(root: &Path, hash: &Path, seed: &str) -> Result<(String, String), ImageError> {
+    let salt_bytes = seeded_bytes(seed, "verity-salt", 32);
+    let uuid_bytes = seeded_bytes(seed, "verity-uuid", 16);
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&uuid_bytes);
+    let opts = verity::FormatOptions {
+        salt: verity::Salt::new(salt_bytes.clone()).map_err(|e| ImageError::Tool {
+            command: "salt".into(),
+            output: e.to_string(),
+        })?,
+        uuid: verity::Uuid(uuid),
+        ..verity::FormatOptions::default()
+    };
+    let _ = std::fs::remove_file(hash);
+    File::create(hash).map_err(io_err(format!("creating {}", hash.display())))?;
+    let formatted = verity::format(
+        root,
+        hash,
+        &opts,
+        &verity::RunOptions {
+            threads: None,
+            progress: None,
+        },
+    )
+    .map_err(ImageError::Verity)?;
+    Ok((
+        verity::params::hex_encode(formatted.root_hash.as_bytes()),
+        verity::params::hex_encode(&salt_bytes),
+    ))
+}
+
+/// Makes a FAT file system image of `mib` MiB holding `files` in its root folder.
+pub fn make_fat(
+    out: &Path,
+    mib: u64,
+    label: &str,
+    seed: &str,
+    files: &[(String, Vec<u8>)],
+    work: &Path,
+) -> Result<(), ImageError> {
+    let _ = std::fs::remove_file(out);
+    let volid = &seeded_guid(seed, label)[..8];
+    run(Command::new("mkfs.vfat")
+        .args(["-C", "-n", label, "-i", volid, "--invariant"])
+        .arg(out)
+        .arg((mib * 1024).to_string()))?;
+    for (name, data) in files {
+        let staged = work.join(format!("fat-{name}"));
+        std::fs::write(&staged, data).map_err(io_err(format!("writing {}", staged.display())))?;
+        // A fixed modification time keeps the image reproducible.
+        run(Command::new("touch").args(["-d", "@0"]).arg(&staged))?;
+        run(Command::new("mcopy")
+            .arg("-m")
+            .arg("-o")
+            .arg("-i")
+            .arg(out)
+            .arg(&staged)
+            .arg(format!("::/{name}")))?;
+        let _ = std::fs::remove_file(&staged);
+    }
+    Ok(())
+}
+
+/// Copies `src` into `disk` at byte `offset`, skipping zero blocks (the disk is sparse).
+pub fn write_at(disk: &mut File, offset: u64, src: &Path) -> Result<u64, ImageError> {
+    let mut input = File::open(src).map_err(io_err(format!("opening {}", src.display())))?;
+    let mut buf = vec![0u8; MIB as usize];
+    let mut pos = offset;
+    loop {
+        let n = input
+            .read(&mut buf)
+            .map_err(io_err(format!("reading {}", src.display())))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        if chunk.iter().any(|b| *b != 0) {
+            disk.seek(SeekFrom::Start(pos))
+                .and_then(|_| disk.write_all(chunk))
+                .map_err(io_err("writing the disk image"))?;
+        }
+        pos += n as u64;
+    }
+    Ok(pos - offset)
+}
+
+/// Builds the disk: the root image (already made) and its hash tree into slot A, an empty
+/// slot B, the ESP with `spec.esp_files`, PRIVATE as ext4, DATA blank. Slot A gets priority
+/// 1 and `successful` (DESIGN.md section 4).
+pub fn build_disk(
+    root_image: &Path,
+    out: &Path,
+    spec: &DiskSpec,
+    work: &Path,
+) -> Result<BuiltDisk, ImageError> {
+    std::fs::create_dir_all(work).map_err(io_err(format!("creating {}", work.display())))?;
+    let hash_image = work.join("hash.img");
+    let (root_hash, salt) = make_hash(root_image, &hash_image, &spec.seed)?;
+    let root_bytes = round_up_mib(file_len(root_image)?);
+    let hash_bytes = round_up_mib(file_len(&hash_image)?);
+    let sizes = [
+        spec.esp_mib * MIB,
+        spec.boot_mib * MIB,
+        root_bytes,
+        hash_bytes,
+        spec.boot_mib * MIB,
+        root_bytes,
+        hash_bytes,
+        spec.private_mib * MIB,
+        spec.data_mib * MIB,
+    ];
+    let total = MIB + sizes.iter().sum::<u64>() + MIB;
+    let _ = std::fs::remove_file(out);
+    let mut disk = File::create(out).map_err(io_err(format!("creating {}", out.display())))?;
+    disk.set_len(total)
+        .map_err(io_err(format!("sizing {}", out.display())))?;
+
+    let mut sgdisk = Command::new("sgdisk");
+    sgdisk.arg("--clear");
+    sgdisk.arg(format!("--disk-guid={}", seeded_guid(&spec.seed, "disk")));
+    let mut extents = Vec::new();
+    let mut partuuids = Vec::new();
+    let mut start = MIB;
+    for ((number, label, type_guid), size) in PARTITIONS.iter().zip(sizes) {
+        let first = start / 512;
+        let last = (start + size) / 512 - 1;
+        let guid = seeded_guid(&spec.seed, label);
+        sgdisk.arg(format!("--new={number}:{first}:{last}"));
+        sgdisk.arg(format!("--typecode={number}:{type_guid}"));
+        sgdisk.arg(format!("--change-name={number}:{label}"));
+        sgdisk.arg(format!("--partition-guid={number}:{guid}"));
+        extents.push((start, size));
+        partuuids.push(guid);
+        start += size;
+    }
+    // Slot A: priority 1 (bit 48) and successful (bit 56).
+    sgdisk.arg(format!("--attributes={BOOT_A}:set:48"));
+    sgdisk.arg(format!("--attributes={BOOT_A}:set:56"));
+    sgdisk.arg(out);
+    run(&mut sgdisk)?;
+
+    let esp = work.join("esp.img");
+    make_fat(
+        &esp,
+        spec.esp_mib,
+        "EFI-SYSTEM",
+        &spec.seed,
+        &spec.esp_files,
+        work,
+    )?;
+    write_at(&mut disk, extents[0].0, &esp)?;
+    if !spec.boot_a_files.is_empty() {
+        let boot = work.join("boot-a.img");
+        make_fat(
+            &boot,
+            spec.boot_mib,
+            "BOOT-A",
+            &spec.seed,
+            &spec.boot_a_files,
+            work,
+        )?;
+        write_at(&mut disk, extents[1].0, &boot)?;
+    }
+    write_at(&mut disk, extents[2].0, root_image)?;
+    write_at(&mut disk, extents[3].0, &hash_image)?;
+
+    let private = work.join("private.img");
+    let _ = std::fs::remove_file(&private);
+    File::create(&private)
+        .and_then(|f| f.set_len(spec.private_mib * MIB))
+        .map_err(io_err(format!("creating {}", private.display())))?;
+    let private_uuid = seeded_guid(&spec.seed, "private-fs");
+    run(Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-b",
+            "4096",
+            "-L",
+            "PRIVATE",
+            "-U",
+            &private_uuid,
+        ])
+        .arg("-E")
+        .arg(format!("hash_seed={private_uuid}"))
+        .arg(&private)
+        .env("E2FSPROGS_FAKE_TIME", "1"))?;
+    write_at(&mut disk, extents[7].0, &private)?;
+    disk.sync_all()
+        .map_err(io_err(format!("syncing {}", out.display())))?;
+    Ok(BuiltDisk {
+        path: out.to_path_buf(),
+        root_hash,
+        salt,
+        partuuids,
+        extents,
+    })
+}
+
+fn file_len(path: &Path) -> Result<u64, ImageError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(io_err(format!("reading the size of {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_values_are_stable_and_distinct() {
+        let a = seeded_guid("s", "ROOT-A");
+        assert_eq!(a, seeded_guid("s", "ROOT-A"));
+        assert_ne!(a, seeded_guid("s", "ROOT-B"));
+        assert_ne!(a, seeded_guid("t", "ROOT-A"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert_eq!(seeded_bytes("s", "x", 40).len(), 40);
+        assert_eq!(
+            seeded_bytes("s", "x", 40)[..32],
+            seeded_bytes("s", "x", 32)[..]
+        );
+    }
+
+    /// A small tree through the whole builder; the table is checked with sgdisk and the
+    /// tree with veritysetup.
+    #[test]
+    fn builds_a_disk_that_sgdisk_and_veritysetup_accept() {
+        let work = std::env::temp_dir().join(format!("liftoff-image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let tree = work.join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/os-release"), "ID=liftoff-test\n").unwrap();
+        let root = work.join("root.erofs");
+        make_root_fs(&tree, &root, RootFsType::Erofs, "t").unwrap();
+        let spec = DiskSpec {
+            seed: "t".into(),
+            esp_files: vec![("grubenv".into(), b"# GRUB Environment Block\n".to_vec())],
+            boot_mib: 8,
+            data_mib: 8,
+            ..DiskSpec::default()
+        };
+        let disk = build_disk(&root, &work.join("disk.img"), &spec, &work.join("w")).unwrap();
+        let out = Command::new("sgdisk")
+            .arg("-v")
+            .arg(&disk.path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("No problems found"), "{text}");
+        let out = Command::new("sgdisk")
+            .arg("-i")
+            .arg("2")
+            .arg(&disk.path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Partition name: 'BOOT-A'"), "{text}");
+        assert!(text.contains("Attribute flags: 0101000000000000"), "{text}");
+        assert!(
+            text.to_lowercase()
+                .contains(&disk.partuuid(BOOT_A).to_string()),
+            "{text}"
+        );
+        // The root and its tree as veritysetup sees them, read back from the disk.
+        let extract = |n: u32, name: &str| {
+            let (off, len) = disk.extent(n);
+            let mut f = File::open(&disk.path).unwrap();
+            f.seek(SeekFrom::Start(off)).unwrap();
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact(&mut buf).unwrap();
+            let p = work.join(name);
+            std::fs::write(&p, buf).unwrap();
+            p
+        };
+        let root_part = extract(ROOT_A, "root-part");
+        let hash_part = extract(HASH_A, "hash-part");
+        let out = Command::new("veritysetup")
+            .arg("verify")
+            .arg(&root_part)
+            .arg(&hash_part)
+            .arg(&disk.root_hash)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        // Same seed, same bytes.
+        let again = build_disk(&root, &work.join("disk2.img"), &spec, &work.join("w2")).unwrap();
+        assert_eq!(
+            std::fs::read(&disk.path).unwrap(),
+            std::fs::read(&again.path).unwrap()
+        );
+        std::fs::remove_dir_all(&work).unwrap();
+    }
+}
