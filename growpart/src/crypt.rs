@@ -31,15 +31,28 @@ fn data_offset(params: &str) -> Option<u64> {
     params.split_ascii_whitespace().nth(4)?.parse().ok()
 }
 
+/// The encryption sector size in 512-byte units from a `sector_size:N` optional
+/// parameter (1 when absent): the mapping's length must be a multiple of it.
+fn crypt_sector_units(params: &str) -> Option<u64> {
+    let n = params
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix("sector_size:"))
+        .map_or(Some(512), |v| v.parse::<u64>().ok())?;
+    (n >= 512 && n.is_power_of_two()).then_some(n / 512)
+}
+
 /// The crypt table covering a partition of `partition_bytes` bytes: same parameters,
-/// length = partition sectors minus the data offset. Pure; the key stays in `params`.
+/// length = partition sectors minus the data offset, rounded down to the encryption sector
+/// size. Pure; the key stays in `params`.
 pub fn crypt_target(name: &str, params: &str, partition_bytes: u64) -> Result<dm::Target, Error> {
     let bad = || Error::CryptParams {
         name: name.to_owned(),
     };
     let offset = data_offset(params).ok_or_else(bad)?;
+    let unit = crypt_sector_units(params).ok_or_else(bad)?;
     let length = (partition_bytes / 512)
         .checked_sub(offset)
+        .map(|l| l - l % unit)
         .filter(|&l| l > 0)
         .ok_or_else(bad)?;
     Ok(dm::Target {

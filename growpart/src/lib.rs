@@ -184,9 +184,9 @@ pub enum Error {
         /// Its stderr (or stdout).
         output: String,
     },
-    /// The crypt parameters have no usable data offset.
+    /// The crypt parameters have no usable data offset or sector size, or leave no room.
     #[error(
-        "dm-crypt mapping {name}: parameters lack a data offset or the partition is too small"
+        "dm-crypt mapping {name}: parameters lack a data offset or a valid sector_size, or the partition is too small"
     )]
     CryptParams {
         /// Mapping name.
