@@ -185,7 +185,7 @@ pub struct Requirement {
     pub why: String,
     /// What breaks without it: the option's own `# breaks:` line, else its group's.
     pub breaks: String,
-    /// The fragment file and 1-based line the option is set on.
+    /// The fragment file the option is set in.
     pub file: String,
     /// 1-based line number in [`Requirement::file`].
     pub line: usize,

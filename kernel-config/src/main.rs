@@ -1,7 +1,7 @@
 //! `kernel-config`: check a kernel `.config` against Liftoff's fragments.
 //!
-//! Exit codes: 0 every required option is there, 1 a required option is missing or wrong,
-//! 2 usage or I/O error.
+//! Exit codes: 0 every required option is there, 1 a required option is missing or wrong
+//! (with `--strict`, a recommended one too), 2 usage or I/O error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +35,10 @@ enum Command {
         /// Require every option built in, as for a kernel booted with no modules at all.
         #[arg(long)]
         no_modules: bool,
+        /// Treat warnings (missing recommended options) as failures too, as
+        /// scripts/build-kernel does: every option the fragments ask for must be there.
+        #[arg(long)]
+        strict: bool,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -58,8 +62,9 @@ fn main() -> ExitCode {
             config,
             arch,
             no_modules,
+            strict,
             json,
-        } => match run_check(&config, arch, no_modules, json) {
+        } => match run_check(&config, arch, no_modules, strict, json) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(message) => {
@@ -75,6 +80,7 @@ fn run_check(
     path: &std::path::Path,
     arch: Option<Arch>,
     no_modules: bool,
+    strict: bool,
     json: bool,
 ) -> Result<bool, String> {
     let text =
@@ -101,7 +107,7 @@ fn run_check(
     } else {
         print_human(path, arch, &report);
     }
-    Ok(report.passes())
+    Ok(report.passes() && !(strict && report.with_severity(Severity::Warning).next().is_some()))
 }
 
 fn print_human(path: &std::path::Path, arch: Arch, report: &Report) {

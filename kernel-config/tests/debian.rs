@@ -234,6 +234,11 @@ fn cli_exit_codes_and_lines_on_debian_configs() {
             "{out}"
         );
 
+        // --strict also fails on the missing recommended options (bootconfig, dm-init, ...).
+        let (code, out, _) = run(&["check", "--strict", p]);
+        assert_eq!(code, 1, "{out}");
+        assert!(!out.lines().any(|l| l.starts_with("error:")), "{out}");
+
         let (code, out, _) = run(&["check", "--no-modules", p]);
         assert_eq!(code, 1, "{out}");
         let line = out
