@@ -1,18 +1,133 @@
 //! The boot step PID 1 runs (stage 5 of DESIGN.md section 1) as one call: read grubenv, decide,
 //! write grubenv, write the GPT. See the crate docs for the order and the pending-flag table.
+//!
+//! grubenv is found either as a file (a mounted ESP, a test) or, without mounting anything,
+//! inside the FAT file system of the boot disk's EFI system partition ([`GrubEnvAt::Esp`]),
+//! rewritten in the sectors it already occupies as GRUB's `save_env` does.
 
 use crate::decide::{bootloader_fell_back, decide, Decision};
 use crate::disk::{DiskError, SlotDisk};
-use crate::grubenv::{self, GrubEnv, GrubEnvFileError};
+use crate::fat::{self, FatError, FatFile};
+use crate::grubenv::{self, GrubEnv, GrubEnvError, GrubEnvFileError};
 use crate::Slot;
 use gpt::BlockIo;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where grubenv lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrubEnvAt<'a> {
+    /// Not used.
+    None,
+    /// A file (on a mounted ESP).
+    File(&'a Path),
+    /// A path inside the FAT file system of the disk's EFI system partition (`/grubenv`).
+    Esp(&'a str),
+}
+
+/// Where a loaded grubenv came from, to write it back to the same place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// A file.
+    File(PathBuf),
+    /// Sectors of the ESP.
+    Esp(FatFile),
+}
+
+/// A failure reading or writing grubenv.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// The grubenv file.
+    #[error(transparent)]
+    File(#[from] GrubEnvFileError),
+    /// The disk has no EFI system partition.
+    #[error("{0}: no EFI system partition")]
+    NoEsp(PathBuf),
+    /// The ESP's partition range.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    /// Finding, reading or writing grubenv in the ESP's FAT.
+    #[error("grubenv {path} on the ESP of {device}: {source}")]
+    Fat {
+        /// The path in the FAT.
+        path: String,
+        /// The disk.
+        device: PathBuf,
+        /// The cause.
+        source: FatError,
+    },
+    /// grubenv on the ESP is not a valid block.
+    #[error("grubenv {path} on the ESP of {device}: {source}")]
+    Parse {
+        /// The path in the FAT.
+        path: String,
+        /// The disk.
+        device: PathBuf,
+        /// The cause.
+        source: GrubEnvError,
+    },
+}
+
+impl GrubEnvAt<'_> {
+    /// Reads grubenv (`Ok(None)` for [`GrubEnvAt::None`]).
+    pub fn load<D: BlockIo>(
+        &self,
+        disk: &SlotDisk<D>,
+    ) -> Result<Option<(GrubEnv, Located)>, EnvError> {
+        match *self {
+            GrubEnvAt::None => Ok(None),
+            GrubEnvAt::File(path) => Ok(Some((
+                grubenv::read_file(path)?,
+                Located::File(path.to_owned()),
+            ))),
+            GrubEnvAt::Esp(path) => {
+                let device = disk.device().to_owned();
+                let esp = disk
+                    .layout()
+                    .esp
+                    .ok_or_else(|| EnvError::NoEsp(device.clone()))?;
+                let region = disk.partition_region(esp)?;
+                let fat_err = |source| EnvError::Fat {
+                    path: path.to_owned(),
+                    device: device.clone(),
+                    source,
+                };
+                let file = fat::locate(disk.io_ref(), region, path).map_err(fat_err)?;
+                let bytes = fat::read_file(disk.io_ref(), &file).map_err(fat_err)?;
+                let env = GrubEnv::parse(&bytes).map_err(|source| EnvError::Parse {
+                    path: path.to_owned(),
+                    device: device.clone(),
+                    source,
+                })?;
+                Ok(Some((env, Located::Esp(file))))
+            }
+        }
+    }
+}
+
+/// Writes `env` back where it was loaded from, in place.
+pub fn save_grubenv<D: BlockIo>(
+    disk: &mut SlotDisk<D>,
+    at: &Located,
+    env: &GrubEnv,
+) -> Result<(), EnvError> {
+    match at {
+        Located::File(path) => Ok(grubenv::write_in_place(path, env)?),
+        Located::Esp(file) => {
+            let device = disk.device().to_owned();
+            fat::write_in_place(disk.io(), file, env.as_bytes()).map_err(|source| EnvError::Fat {
+                path: file.path.clone(),
+                device,
+                source,
+            })
+        }
+    }
+}
 
 /// What happened to grubenv. Failures here never stop the boot: the GPT stays the source of
 /// truth and the next PID 1 rewrites grubenv.
 #[derive(Debug)]
 pub enum GrubEnvOutcome {
-    /// No grubenv path was given.
+    /// No grubenv location was given.
     NotConfigured,
     /// Rewritten with the new slot and pending cleared.
     Written,
@@ -20,9 +135,9 @@ pub enum GrubEnvOutcome {
     Unchanged,
     /// Could not be read (missing, torn): no fallback could be detected, and it was not
     /// rewritten (GRUB's `save_env` needs the file to exist; the image builder creates it).
-    Unreadable(GrubEnvFileError),
+    Unreadable(EnvError),
     /// Read but could not be written.
-    WriteFailed(GrubEnvFileError),
+    WriteFailed(EnvError),
 }
 
 /// The outcome of [`run`].
@@ -36,18 +151,18 @@ pub struct BootOutcome {
     pub grubenv: GrubEnvOutcome,
 }
 
-/// Decides the boot for the slot GRUB booted (`liftoff.slot=`), updates grubenv at
-/// `grubenv_path` (pending cleared, next slot) and then the GPT. Writes to the disk. Only a
-/// GPT write failure is an error; the caller then boots as decided or fails per its policy.
+/// Decides the boot for the slot GRUB booted (`liftoff.slot=`), updates grubenv (pending
+/// cleared, next slot) and then the GPT. Writes to the disk. Only a GPT write failure is an
+/// error; the caller then boots as decided or fails per its policy.
 pub fn run<D: BlockIo>(
     disk: &mut SlotDisk<D>,
-    grubenv_path: Option<&Path>,
+    grubenv_at: GrubEnvAt<'_>,
     booted: Slot,
     unhealthy_limit: u8,
 ) -> Result<BootOutcome, DiskError> {
-    let env: Option<Result<GrubEnv, GrubEnvFileError>> = grubenv_path.map(grubenv::read_file);
-    let (slot, pending) = match &env {
-        Some(Ok(env)) => (env.slot(), env.pending()),
+    let loaded = grubenv_at.load(disk);
+    let (slot, pending) = match &loaded {
+        Ok(Some((env, _))) => (env.slot(), env.pending()),
         _ => (None, None),
     };
     let decision = decide(
@@ -56,20 +171,21 @@ pub fn run<D: BlockIo>(
         bootloader_fell_back(booted, slot, pending),
         unhealthy_limit,
     );
-    let grubenv = match (grubenv_path, env) {
-        (Some(path), Some(Ok(mut env))) => match env.set_liftoff(decision.next, false) {
+    let grubenv = match loaded {
+        Ok(None) => GrubEnvOutcome::NotConfigured,
+        Err(e) => GrubEnvOutcome::Unreadable(e),
+        Ok(Some((mut env, at))) => match env.set_liftoff(decision.next, false) {
             Ok(false) => GrubEnvOutcome::Unchanged,
-            Ok(true) => match grubenv::write_in_place(path, &env) {
+            Ok(true) => match save_grubenv(disk, &at, &env) {
                 Ok(()) => GrubEnvOutcome::Written,
                 Err(e) => GrubEnvOutcome::WriteFailed(e),
             },
-            Err(source) => GrubEnvOutcome::WriteFailed(GrubEnvFileError::Parse {
-                path: path.to_owned(),
+            Err(source) => GrubEnvOutcome::WriteFailed(EnvError::Parse {
+                path: format!("{at:?}"),
+                device: disk.device().to_owned(),
                 source,
             }),
         },
-        (_, Some(Err(e))) => GrubEnvOutcome::Unreadable(e),
-        _ => GrubEnvOutcome::NotConfigured,
     };
     let gpt_written = disk.store(decision.new)?;
     Ok(BootOutcome {

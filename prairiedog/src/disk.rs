@@ -3,8 +3,8 @@
 //! # Finding the slots
 //!
 //! Partitions are found by type GUID (DESIGN.md section 3), in partition-number order: the
-//! first BOOT, ROOT and HASH partitions form slot A, the second ones slot B. PRIVATE and DATA
-//! are found the same way (the first of each). Labels are not used: a relabelled disk still
+//! first BOOT, ROOT and HASH partitions form slot A, the second ones slot B. The ESP, PRIVATE
+//! and DATA are found the same way (the first of each). Labels are not used: a relabelled disk still
 //! works, and Bottlerocket's tools agree. Only the one disk handed to [`SlotDisk::open`] is
 //! read: a second disk with the same GUIDs (a cloned volume) is never looked at.
 //!
@@ -18,7 +18,7 @@
 
 use crate::decide::SlotWords;
 use crate::Slot;
-use gpt::types::{BOOT, DATA, HASH, PRIVATE, ROOT};
+use gpt::types::{BOOT, DATA, EFI_SYSTEM, HASH, PRIVATE, ROOT};
 use gpt::{BlockIo, Gpt, Guid, Health, SectorSize};
 use std::path::{Path, PathBuf};
 
@@ -89,6 +89,8 @@ pub struct Layout {
     pub a: SlotSet,
     /// Slot B.
     pub b: SlotSet,
+    /// The EFI system partition (GRUB and grubenv), if present.
+    pub esp: Option<u32>,
     /// PRIVATE, if present.
     pub private: Option<u32>,
     /// DATA, if present.
@@ -139,6 +141,7 @@ impl Layout {
         Ok(Layout {
             a: set(0, Slot::A)?,
             b: set(1, Slot::B)?,
+            esp: numbers(EFI_SYSTEM).first().copied(),
             private: numbers(PRIVATE).first().copied(),
             data: numbers(DATA).first().copied(),
         })
@@ -245,7 +248,11 @@ impl<D: BlockIo> SlotDisk<D> {
 
     /// The byte range of a slot partition.
     pub fn region(&self, slot: Slot, part: Part) -> Result<Region, DiskError> {
-        let number = self.layout.set(slot).number(part);
+        self.partition_region(self.layout.set(slot).number(part))
+    }
+
+    /// The byte range of partition `number`.
+    pub fn partition_region(&self, number: u32) -> Result<Region, DiskError> {
         let err = || DiskError::Range {
             device: self.device.clone(),
             number,

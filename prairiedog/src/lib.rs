@@ -66,6 +66,7 @@ pub mod boot;
 pub mod bootconfig;
 pub mod decide;
 pub mod disk;
+pub mod fat;
 pub mod grubenv;
 pub mod host;
 pub mod install;

@@ -2,9 +2,10 @@
 //! the library; see docs/prairiedog.md for usage and exit codes.
 
 use clap::{Parser, Subcommand};
+use prairiedog::boot::{save_grubenv, GrubEnvAt};
 use prairiedog::decide::{SlotWords, DEFAULT_UNHEALTHY_LIMIT};
 use prairiedog::disk::SlotDisk;
-use prairiedog::grubenv::{self, KEY_SLOT};
+use prairiedog::grubenv::KEY_SLOT;
 use prairiedog::install::{self, Manifest, Payload};
 use prairiedog::status::Status;
 use prairiedog::{bootconfig, host, transition, Slot};
@@ -27,9 +28,11 @@ struct Cli {
     /// root's partition).
     #[arg(long, global = true, value_parser = parse_slot)]
     active: Option<Slot>,
-    /// grubenv file to keep in step with the decision (on the mounted ESP).
+    /// grubenv to keep in step with the decision: a file, or `esp:/PATH` inside the disk's
+    /// EFI system partition, rewritten in place without mounting it [default: esp:/grubenv,
+    /// skipped with a note when the ESP holds none].
     #[arg(long, global = true)]
-    grubenv: Option<PathBuf>,
+    grubenv: Option<String>,
     /// Crash-loop limit: boots without reaching health before a successful slot is demoted.
     #[arg(long, global = true, default_value_t = DEFAULT_UNHEALTHY_LIMIT)]
     unhealthy_limit: u8,
@@ -160,23 +163,44 @@ fn need_active(active: Option<Slot>) -> Result<Slot, String> {
     active.ok_or_else(|| "cannot tell which slot is running: pass --active A|B".to_owned())
 }
 
-/// Points grubenv's `liftoff_slot` at what the GPT now says boots next.
-fn sync_grubenv(cli: &Cli, words: SlotWords) -> Result<Option<String>, String> {
-    let Some(path) = &cli.grubenv else {
-        return Ok(None);
-    };
+fn grubenv_at(cli: &Cli) -> GrubEnvAt<'_> {
+    match cli.grubenv.as_deref() {
+        None => GrubEnvAt::Esp("/grubenv"),
+        Some(s) => match s.strip_prefix("esp:") {
+            Some(path) => GrubEnvAt::Esp(path),
+            None => GrubEnvAt::File(Path::new(s)),
+        },
+    }
+}
+
+/// Points grubenv's `liftoff_slot` at what the GPT now says boots next. A grubenv that cannot
+/// be found is an error only when `--grubenv` named it.
+fn sync_grubenv(cli: &Cli, disk: &mut SlotDisk<File>, words: SlotWords) -> Result<String, String> {
     let next = prairiedog::decide::select(words, cli.unhealthy_limit, None).slot;
-    let mut env = grubenv::read_file(path).map_err(|e| e.to_string())?;
-    if env.get(KEY_SLOT).as_deref() == Some(next.as_str()) {
-        return Ok(None);
+    let (mut env, at) = match grubenv_at(cli).load(disk) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(String::new()),
+        Err(e) if cli.grubenv.is_none() => return Ok(format!("grubenv not updated: {e}")),
+        Err(e) => return Err(format!("reading grubenv: {e}")),
+    };
+    if env.slot() == Some(next) {
+        return Ok(format!("grubenv already says {KEY_SLOT}={next}"));
     }
     env.set(KEY_SLOT, next.as_str())
-        .map_err(|e| format!("updating {}: {e}", path.display()))?;
-    grubenv::write_in_place(path, &env).map_err(|e| e.to_string())?;
-    Ok(Some(format!("{}: {KEY_SLOT}={next}", path.display())))
+        .map_err(|e| format!("updating grubenv: {e}"))?;
+    save_grubenv(disk, &at, &env).map_err(|e| format!("writing grubenv: {e}"))?;
+    Ok(format!("grubenv: {KEY_SLOT}={next}"))
 }
 
 fn status_json(disk: &SlotDisk<File>, status: &Status, cli: &Cli) -> serde_json::Value {
+    let env = match grubenv_at(cli).load(disk) {
+        Ok(Some((env, _))) => json!({
+            "liftoff_slot": env.slot().map(Slot::as_str),
+            "liftoff_pending": env.pending(),
+        }),
+        Ok(None) => serde_json::Value::Null,
+        Err(e) => json!({ "error": e.to_string() }),
+    };
     let slot = |i: usize| {
         let s = status.slots.get(i).copied();
         s.map(|s| {
@@ -191,14 +215,6 @@ fn status_json(disk: &SlotDisk<File>, status: &Status, cli: &Cli) -> serde_json:
         })
     };
     let health = disk.health();
-    let env = cli.grubenv.as_ref().map(|p| match grubenv::read_file(p) {
-        Ok(env) => json!({
-            "path": p,
-            "liftoff_slot": env.slot().map(Slot::as_str),
-            "liftoff_pending": env.pending(),
-        }),
-        Err(e) => json!({ "path": p, "error": e.to_string() }),
-    });
     json!({
         "disk": disk.device(),
         "slots": { "A": slot(0), "B": slot(1) },
@@ -255,7 +271,8 @@ fn run(cli: &Cli) -> Result<(), String> {
             },
             prairiedog::decide::select(new, cli.unhealthy_limit, None).slot
         );
-        if let Some(note) = sync_grubenv(cli, new)? {
+        let note = sync_grubenv(cli, &mut disk, new)?;
+        if !note.is_empty() {
             println!("{note}");
         }
         return Ok(());

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use prairiedog::boot::{run as boot, GrubEnvOutcome};
+use prairiedog::boot::{run as boot, GrubEnvAt, GrubEnvOutcome};
 use prairiedog::decide::{Action, Counted, DEFAULT_UNHEALTHY_LIMIT};
 use prairiedog::disk::SlotDisk;
 use prairiedog::Slot;
@@ -31,7 +31,13 @@ fn fallback_is_recorded_and_grubenv_rewritten() {
         .open(&img)
         .unwrap();
     let mut disk = SlotDisk::open(f, &img, None).unwrap();
-    let out = boot(&mut disk, Some(&env), Slot::A, DEFAULT_UNHEALTHY_LIMIT).unwrap();
+    let out = boot(
+        &mut disk,
+        GrubEnvAt::File(&env),
+        Slot::A,
+        DEFAULT_UNHEALTHY_LIMIT,
+    )
+    .unwrap();
     let d = &out.decision;
     assert_eq!(
         d.fallback.map(|f| (f.failed, f.counted)),
@@ -60,7 +66,13 @@ fn fallback_is_recorded_and_grubenv_rewritten() {
 
     // A normal boot of A with pending set by GRUB: no fallback.
     editenv(&env, &["set", "liftoff_pending=1"]);
-    let out = boot(&mut disk, Some(&env), Slot::A, DEFAULT_UNHEALTHY_LIMIT).unwrap();
+    let out = boot(
+        &mut disk,
+        GrubEnvAt::File(&env),
+        Slot::A,
+        DEFAULT_UNHEALTHY_LIMIT,
+    )
+    .unwrap();
     assert_eq!(out.decision.fallback, None);
     assert_eq!(sgdisk_attrs(&img, 512, 2), w(1, 0, 1, 2));
     assert_eq!(
@@ -70,7 +82,85 @@ fn fallback_is_recorded_and_grubenv_rewritten() {
 
     // A missing grubenv: no fallback can be seen, the GPT is still updated.
     let missing = dir.path().join("nope");
-    let out = boot(&mut disk, Some(&missing), Slot::A, DEFAULT_UNHEALTHY_LIMIT).unwrap();
+    let out = boot(
+        &mut disk,
+        GrubEnvAt::File(&missing),
+        Slot::A,
+        DEFAULT_UNHEALTHY_LIMIT,
+    )
+    .unwrap();
     assert!(matches!(out.grubenv, GrubEnvOutcome::Unreadable(_)));
     assert_eq!(sgdisk_attrs(&img, 512, 2), w(1, 0, 1, 3));
+}
+
+#[test]
+fn grubenv_on_the_disks_own_esp() {
+    let dir = tempfile::tempdir().unwrap();
+    for sector in [512u32, 4096] {
+        let img = make_image(dir.path(), "d.img", sector, w(1, 0, 1, 0), w(2, 1, 0, 0));
+        // Format partition 1 (the ESP) with mkfs.vfat and put a grubenv on it with mtools.
+        let esp = dir.path().join("esp.img");
+        let _ = std::fs::remove_file(&esp);
+        run(Command::new("mkfs.vfat")
+            .arg("-S")
+            .arg(sector.to_string())
+            .arg("-C")
+            .arg(&esp)
+            .arg("1024"));
+        let env = dir.path().join("grubenv");
+        let _ = std::fs::remove_file(&env);
+        editenv(&env, &["create"]);
+        editenv(&env, &["set", "liftoff_slot=B", "liftoff_pending=1"]);
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&esp)
+            .arg(&env)
+            .arg("::/grubenv"));
+        // Partition 1 starts at 1 MiB in the sgdisk layout.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = OpenOptions::new().write(true).open(&img).unwrap();
+            f.write_all_at(&std::fs::read(&esp).unwrap(), 1 << 20)
+                .unwrap();
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&img)
+            .unwrap();
+        let mut disk = SlotDisk::open(f, &img, None).unwrap();
+        let out = boot(
+            &mut disk,
+            GrubEnvAt::Esp("/grubenv"),
+            Slot::A,
+            DEFAULT_UNHEALTHY_LIMIT,
+        )
+        .unwrap();
+        assert!(
+            matches!(out.grubenv, GrubEnvOutcome::Written),
+            "{sector}: {:?}",
+            out.grubenv
+        );
+        assert_eq!(
+            out.decision.fallback.map(|f| f.failed),
+            Some(Slot::B),
+            "{sector}"
+        );
+        assert_eq!(sgdisk_attrs(&img, sector, 5), w(2, 0, 0, 0));
+        // Read the ESP back out of the disk and ask mtools and grub-editenv.
+        let bytes = std::fs::read(&img).unwrap();
+        std::fs::write(&esp, &bytes[1 << 20..2 << 20]).unwrap();
+        let out_env = dir.path().join("out");
+        let _ = std::fs::remove_file(&out_env);
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&esp)
+            .arg("::/grubenv")
+            .arg(&out_env));
+        assert_eq!(
+            editenv(&out_env, &["list"]),
+            "liftoff_slot=A\nliftoff_pending=0\n",
+            "{sector}"
+        );
+    }
 }
