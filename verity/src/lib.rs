@@ -39,6 +39,7 @@
 pub mod device;
 pub mod geometry;
 pub mod image;
+pub mod mmap;
 pub mod params;
 pub mod superblock;
 pub mod table;
