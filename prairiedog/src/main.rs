@@ -2,10 +2,10 @@
 //! the library; see docs/prairiedog.md for usage and exit codes.
 
 use clap::{Parser, Subcommand};
-use prairiedog::boot::{save_grubenv, GrubEnvAt};
+use prairiedog::boot::{save_grubenv, GrubEnvAt, Located};
 use prairiedog::decide::{SlotWords, DEFAULT_UNHEALTHY_LIMIT};
 use prairiedog::disk::SlotDisk;
-use prairiedog::grubenv::KEY_SLOT;
+use prairiedog::grubenv::{GrubEnv, KEY_SLOT};
 use prairiedog::install::{self, Manifest, Payload};
 use prairiedog::status::Status;
 use prairiedog::{bootconfig, host, transition, Slot};
@@ -173,15 +173,29 @@ fn grubenv_at(cli: &Cli) -> GrubEnvAt<'_> {
     }
 }
 
-/// Points grubenv's `liftoff_slot` at what the GPT now says boots next. A grubenv that cannot
-/// be found is an error only when `--grubenv` named it.
-fn sync_grubenv(cli: &Cli, disk: &mut SlotDisk<File>, words: SlotWords) -> Result<String, String> {
+/// Finds grubenv before a transition writes anything. A grubenv that cannot be found is an
+/// error only when `--grubenv` named it; otherwise the note says why it is left alone.
+fn find_grubenv(
+    cli: &Cli,
+    disk: &SlotDisk<File>,
+) -> Result<(Option<(GrubEnv, Located)>, String), String> {
+    match grubenv_at(cli).load(disk) {
+        Ok(found) => Ok((found, String::new())),
+        Err(e) if cli.grubenv.is_none() => Ok((None, format!("grubenv not updated: {e}"))),
+        Err(e) => Err(format!("reading grubenv: {e}")),
+    }
+}
+
+/// Points grubenv's `liftoff_slot` at what the GPT now says boots next.
+fn sync_grubenv(
+    cli: &Cli,
+    disk: &mut SlotDisk<File>,
+    found: Option<(GrubEnv, Located)>,
+    words: SlotWords,
+) -> Result<String, String> {
     let next = prairiedog::decide::select(words, cli.unhealthy_limit, None).slot;
-    let (mut env, at) = match grubenv_at(cli).load(disk) {
-        Ok(Some(found)) => found,
-        Ok(None) => return Ok(String::new()),
-        Err(e) if cli.grubenv.is_none() => return Ok(format!("grubenv not updated: {e}")),
-        Err(e) => return Err(format!("reading grubenv: {e}")),
+    let Some((mut env, at)) = found else {
+        return Ok(String::new());
     };
     if env.slot() == Some(next) {
         return Ok(format!("grubenv already says {KEY_SLOT}={next}"));
@@ -259,6 +273,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         let (mut disk, active) = open(cli, true)?;
         let active = need_active(active)?;
         let new = f(disk.words(), active).map_err(|e| format!("{name}: {e}"))?;
+        let (found, note) = find_grubenv(cli, &disk)?;
         let wrote = disk
             .store(new)
             .map_err(|e| format!("{name}: writing {}: {e}", disk.device().display()))?;
@@ -271,9 +286,11 @@ fn run(cli: &Cli) -> Result<(), String> {
             },
             prairiedog::decide::select(new, cli.unhealthy_limit, None).slot
         );
-        let note = sync_grubenv(cli, &mut disk, new)?;
-        if !note.is_empty() {
-            println!("{note}");
+        let synced = sync_grubenv(cli, &mut disk, found, new)?;
+        for line in [note, synced] {
+            if !line.is_empty() {
+                println!("{line}");
+            }
         }
         return Ok(());
     }
@@ -285,6 +302,15 @@ fn run(cli: &Cli) -> Result<(), String> {
                 println!("{}", status_json(&disk, &status, cli));
             } else {
                 print!("Disk:   {}\n{}", disk.device().display(), status.render());
+                match grubenv_at(cli).load(&disk) {
+                    Ok(Some((env, _))) => println!(
+                        "Grubenv: liftoff_slot={} liftoff_pending={}",
+                        env.slot().map_or("-", Slot::as_str),
+                        env.pending().map_or("-", |p| if p { "1" } else { "0" })
+                    ),
+                    Ok(None) => {}
+                    Err(e) => println!("Grubenv: {e}"),
+                }
                 let h = disk.health();
                 for (copy, problem) in [("primary", &h.primary), ("backup", &h.backup)] {
                     if let Some(p) = problem {

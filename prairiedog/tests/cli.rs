@@ -337,3 +337,47 @@ fn bootconfig_round_trip() {
         serde_json::from_str(&ok(&["read-boot-config", "--json", out.to_str().unwrap()])).unwrap();
     assert_eq!(j["settings"]["init.liftoff.handoff"], "containerd");
 }
+
+#[test]
+fn transitions_update_grubenv_on_the_esp_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_image(dir.path(), "d.img", 512, w(2, 0, 1, 0), w(1, 0, 1, 0));
+    let d = img.to_str().unwrap();
+    // Without a FAT on the ESP the transition works and says grubenv was not updated.
+    let out = ok(&["rollback-to-inactive", "--disk", d, "--active", "A"]);
+    assert!(out.contains("grubenv not updated"), "{out}");
+    // Named explicitly and missing: an error before anything is written.
+    let before = std::fs::read(&img).unwrap();
+    assert!(fails(&[
+        "rollback-to-inactive",
+        "--disk",
+        d,
+        "--active",
+        "B",
+        "--grubenv",
+        "esp:/grubenv"
+    ])
+    .contains("reading grubenv"));
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+    put_esp(
+        dir.path(),
+        &img,
+        512,
+        &["liftoff_slot=B", "liftoff_pending=0"],
+    );
+    let out = ok(&["rollback-to-inactive", "--disk", d, "--active", "B"]);
+    assert!(out.contains("grubenv: liftoff_slot=A"), "{out}");
+    assert_eq!(
+        esp_grubenv_list(dir.path(), &img),
+        "liftoff_slot=A\nliftoff_pending=0\n"
+    );
+    let text = ok(&["status", "--disk", d, "--active", "A"]);
+    assert!(
+        text.contains("Grubenv: liftoff_slot=A liftoff_pending=0"),
+        "{text}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&ok(&["status", "--json", "--disk", d])).unwrap();
+    assert_eq!(s["grubenv"]["liftoff_slot"], "A");
+    assert_eq!(s["active"], serde_json::Value::Null);
+}

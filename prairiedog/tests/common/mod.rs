@@ -138,3 +138,49 @@ pub fn smash(image: &Path, offset: u64, len: usize, byte: u8) {
 pub fn w(priority: u64, tries: u64, successful: u64, unhealthy: u64) -> u64 {
     priority << 48 | tries << 52 | successful << 56 | unhealthy << 57
 }
+
+/// Formats partition 1 (1 MiB at 1 MiB) of an sgdisk image as FAT with mkfs.vfat and puts a
+/// grubenv made by grub-editenv with `settings` at `/grubenv` with mtools.
+pub fn put_esp(dir: &Path, img: &Path, sector: u32, settings: &[&str]) {
+    use std::os::unix::fs::FileExt;
+    let esp = dir.join("esp.part");
+    let _ = std::fs::remove_file(&esp);
+    run(Command::new("mkfs.vfat")
+        .arg("-S")
+        .arg(sector.to_string())
+        .arg("-C")
+        .arg(&esp)
+        .arg("1024"));
+    let env = dir.join("esp.grubenv");
+    let _ = std::fs::remove_file(&env);
+    run(Command::new("grub-editenv").arg(&env).arg("create"));
+    if !settings.is_empty() {
+        run(Command::new("grub-editenv")
+            .arg(&env)
+            .arg("set")
+            .args(settings));
+    }
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&esp)
+        .arg(&env)
+        .arg("::/grubenv"));
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    f.write_all_at(&std::fs::read(&esp).unwrap(), 1 << 20)
+        .unwrap();
+}
+
+/// `grub-editenv list` of the grubenv on partition 1 of an image, read out with mtools.
+pub fn esp_grubenv_list(dir: &Path, img: &Path) -> String {
+    let esp = dir.join("esp.out");
+    let bytes = std::fs::read(img).unwrap();
+    std::fs::write(&esp, &bytes[1 << 20..2 << 20]).unwrap();
+    let out = dir.join("esp.grubenv.out");
+    let _ = std::fs::remove_file(&out);
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&esp)
+        .arg("::/grubenv")
+        .arg(&out));
+    run(Command::new("grub-editenv").arg(&out).arg("list"))
+}
