@@ -1,8 +1,9 @@
 //! Building and checking a hash tree over positioned I/O, streamed and spread over threads.
 //!
-//! Each level is processed in units of at most [`CHUNK`] bytes of input: a worker reads
-//! one unit with one positioned read, hashes its blocks and writes (or compares) the
-//! digests that the unit produces. Workers take units from a shared counter, so memory is
+//! Each level is processed in units of at most [`CHUNK`] bytes of input: a worker maps
+//! one unit of a regular file (or reads it with one positioned read from a block device
+//! or memory), hashes its blocks and writes (or compares) the digests that the unit
+//! produces. Workers take units from a shared counter, so memory is
 //! `threads x (CHUNK + a few hash blocks)` whatever the image size. Level `n + 1` reads
 //! level `n` back from the hash device once level `n` is complete.
 
