@@ -166,3 +166,18 @@ fn a_missing_slot_partition_is_named() {
         .to_string();
     assert!(err.contains("no HASH partition for slot B"), "{err}");
 }
+
+#[test]
+fn a_block_device_is_read_with_its_logical_sector_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_image(dir.path(), "d.img", 4096, w(2, 0, 1, 0), w(1, 0, 1, 0));
+    let dev = Loop::attach(&img, 4096);
+    let mut disk = prairiedog::host::open_disk(&dev.0, true).unwrap();
+    assert_eq!(disk.gpt().sector_size().bytes(), 4096);
+    assert_eq!(disk.layout().esp, Some(1));
+    let new = transition::rollback_to_inactive(disk.words(), Slot::A).unwrap();
+    assert!(disk.store(new).unwrap());
+    drop(disk);
+    drop(dev);
+    assert_eq!(sgdisk_attrs(&img, 4096, 5), w(2, 0, 1, 0));
+}

@@ -9,7 +9,10 @@ use prairiedog::fat;
 
 fuzz_target!(|data: &[u8]| {
     let disk = MemDisk::new(data.to_vec());
-    let part = Region { offset: 0, len: data.len() as u64 };
+    let part = Region {
+        offset: 0,
+        len: data.len() as u64,
+    };
     for path in ["/grubenv", "/EFI/BOOT/grubenv"] {
         if let Ok(file) = fat::locate(&disk, part, path) {
             let held: u64 = file.extents.iter().map(|e| e.len).sum();
