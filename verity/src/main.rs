@@ -266,12 +266,36 @@ impl TreeArgs {
     }
 
     /// The tree parameters: from the superblock of `hash_file`, or from the options.
-    fn resolve(&self, hash_file: &Path) -> Result<(Params, Option<Uuid>), Failure> {
+    /// Without a superblock the data-block count defaults to the whole of `data_file`
+    /// when it can be read (as in veritysetup).
+    fn resolve(
+        &self,
+        hash_file: &Path,
+        data_file: Option<&Path>,
+    ) -> Result<(Params, Option<Uuid>), Failure> {
         if self.no_superblock {
-            let blocks = self.data_blocks.ok_or_else(|| Failure {
-                message: "--data-blocks is needed with --no-superblock".into(),
-                code: EXIT_FAILURE,
-            })?;
+            let blocks = match (self.data_blocks, data_file) {
+                (Some(n), _) => n,
+                (None, Some(path)) => {
+                    let size = context(
+                        std::fs::File::open(path),
+                        &format!("opening {}", path.display()),
+                    )
+                    .and_then(|mut f| {
+                        context(
+                            std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)),
+                            &format!("reading the size of {}", path.display()),
+                        )
+                    })?;
+                    size / u64::from(self.data_block_size)
+                }
+                (None, None) => {
+                    return Err(Failure {
+                        message: "--data-blocks is needed with --no-superblock".into(),
+                        code: EXIT_FAILURE,
+                    })
+                }
+            };
             return Ok((self.params(blocks)?, None));
         }
         let sb = verity::read_superblock(hash_file, self.hash_offset)?;
@@ -429,7 +453,7 @@ fn run(command: Command) -> Result<(), Failure> {
             common,
         } => {
             let params = if tree.no_superblock {
-                Some(tree.resolve(&hash)?.0)
+                Some(tree.resolve(&hash, Some(&data))?.0)
             } else {
                 None
             };
@@ -513,7 +537,7 @@ fn run(command: Command) -> Result<(), Failure> {
             common,
         } => {
             let source = superblock_from.unwrap_or_else(|| PathBuf::from(&hash));
-            let (params, _) = tree.resolve(&source)?;
+            let (params, _) = tree.resolve(&source, None)?;
             let geometry = Geometry::new(&params, &tree.layout())?;
             let root = RootHash::from_hex(params.algorithm, &root_hash)?;
             let t = VerityTable::new(data, hash, &params, &geometry, &root, table.options());
@@ -545,7 +569,7 @@ fn run(command: Command) -> Result<(), Failure> {
             table,
             common,
         } => {
-            let (params, _) = tree.resolve(&hash)?;
+            let (params, _) = tree.resolve(&hash, Some(&data))?;
             let geometry = Geometry::new(&params, &tree.layout())?;
             let root = RootHash::from_hex(params.algorithm, &root_hash)?;
             let t = VerityTable::new(
