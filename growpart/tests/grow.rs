@@ -224,6 +224,9 @@ fn bad_input_is_refused_and_changes_nothing() {
     let shrunk = dir.path().join("shrunk.img");
     std::fs::copy(liftoff_image(dir.path(), 512, 64), &shrunk).unwrap();
     enlarge(&shrunk, 48);
+    let shrunk4k = dir.path().join("shrunk4k.img");
+    std::fs::copy(liftoff_image(dir.path(), 4096, 64), &shrunk4k).unwrap();
+    enlarge(&shrunk4k, 40);
     let missing = dir.path().join("missing.img");
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -251,10 +254,11 @@ fn bad_input_is_refused_and_changes_nothing() {
             "is damaged (primary: header CRC32 mismatch",
         ),
         (vec![s(&shrunk)], "is smaller than its GPT"),
+        (vec![s(&shrunk4k)], "is smaller than its GPT (backup header at LBA 16383 is past the end)"),
         (vec![s(&missing)], "opening"),
     ];
     for (args, want) in cases {
-        let snapshot: Vec<_> = [&image, &damaged, &zeros, &shrunk]
+        let snapshot: Vec<_> = [&image, &damaged, &zeros, &shrunk, &shrunk4k]
             .iter()
             .map(|p| std::fs::read(p).unwrap())
             .collect();
@@ -262,7 +266,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         assert_eq!(code, 2, "{args:?}: {out}{err}");
         assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        let after: Vec<_> = [&image, &damaged, &zeros, &shrunk]
+        let after: Vec<_> = [&image, &damaged, &zeros, &shrunk, &shrunk4k]
             .iter()
             .map(|p| std::fs::read(p).unwrap())
             .collect();
