@@ -254,7 +254,10 @@ fn bad_input_is_refused_and_changes_nothing() {
             "is damaged (primary: header CRC32 mismatch",
         ),
         (vec![s(&shrunk)], "is smaller than its GPT"),
-        (vec![s(&shrunk4k)], "is smaller than its GPT (backup header at LBA 16383 is past the end)"),
+        (
+            vec![s(&shrunk4k)],
+            "is smaller than its GPT (backup header at LBA 16383 is past the end)",
+        ),
         (vec![s(&missing)], "opening"),
     ];
     for (args, want) in cases {
