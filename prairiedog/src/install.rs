@@ -20,7 +20,9 @@
 //! 2. Each image file is checked against the manifest (size, BLAKE3) before anything of it is
 //!    written, and must fit its partition.
 //! 3. Each image is copied into its partition, hashing what is written; the disk is synced.
-//! 4. Each partition's first `size` bytes are read back and hashed again.
+//! 4. The written ranges are dropped from the page cache ([`DropCache`]; `posix_fadvise`
+//!    `DONTNEED` after the sync), then each partition's first `size` bytes are read back from
+//!    the device and hashed again.
 //! 5. The ROOT partition is checked against the HASH partition's verity tree and the
 //!    manifest's verity root hash (the `verity` crate; every data and tree block).
 //! 6. `mark-inactive-valid` (one try, priority still 0). The slot boots only after
@@ -367,6 +369,29 @@ pub fn digest_file(path: &Path) -> Result<(u64, Digest), InstallError> {
     Ok((size, *hasher.finalize().as_bytes()))
 }
 
+/// Evicting written data from the page cache so a read-back comes from the device.
+pub trait DropCache {
+    /// Drops the cached pages of `region` (after a sync, so they are clean).
+    fn drop_cache(&self, region: Region) -> std::io::Result<()>;
+}
+
+impl DropCache for File {
+    fn drop_cache(&self, region: Region) -> std::io::Result<()> {
+        let Some(len) = std::num::NonZeroU64::new(region.len) else {
+            return Ok(());
+        };
+        rustix::fs::fadvise(self, region.offset, Some(len), rustix::fs::Advice::DontNeed)
+            .map_err(std::io::Error::from)
+    }
+}
+
+/// Memory has no cache to drop.
+impl DropCache for gpt::testing::MemDisk {
+    fn drop_cache(&self, _region: Region) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What an install did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallReport {
@@ -451,7 +476,7 @@ fn check_verity<D: BlockIo + Sync>(
 
 /// Installs `payload` into the slot that is not `active` (see the module docs for the order).
 /// Writes to the disk.
-pub fn install<D: BlockIo + Sync>(
+pub fn install<D: BlockIo + DropCache + Sync>(
     disk: &mut SlotDisk<D>,
     active: Slot,
     manifest: &Manifest,
@@ -544,11 +569,21 @@ pub fn install<D: BlockIo + Sync>(
         source,
     })?;
 
-    // 4. Read back.
+    // 4. Read back from the device, not from the page cache.
     for part in Part::ALL {
         let want = manifest.image(part);
         let region = disk.region(slot, part)?;
         let number = disk.layout().set(slot).number(part);
+        disk.io_ref()
+            .drop_cache(Region {
+                offset: region.offset,
+                len: want.size,
+            })
+            .map_err(|source| InstallError::ReadBackIo {
+                number,
+                device: device.clone(),
+                source,
+            })?;
         let mut hasher = blake3::Hasher::new();
         let mut done = 0u64;
         while done < want.size {
