@@ -113,6 +113,17 @@ impl SlotAttrs {
     pub fn eligible(self) -> bool {
         self.priority > 0 && (self.tries > 0 || self.successful)
     }
+
+    /// Why the slot is not eligible (`None` when it is).
+    pub fn ineligible_because(self) -> Option<&'static str> {
+        if self.priority == 0 {
+            Some("priority 0")
+        } else if self.tries == 0 && !self.successful {
+            Some("no tries left and not successful")
+        } else {
+            None
+        }
+    }
 }
 
 impl fmt::Display for SlotAttrs {
@@ -191,5 +202,9 @@ mod tests {
         assert!(!SlotAttrs::new(1, 0, false, 0).eligible());
         assert!(SlotAttrs::new(1, 1, false, 0).eligible());
         assert!(SlotAttrs::new(1, 0, true, 7).eligible());
+        for owned in 0..=0xfffu64 {
+            let a = SlotAttrs::from_word(owned << 48);
+            assert_eq!(a.eligible(), a.ineligible_because().is_none(), "{a}");
+        }
     }
 }

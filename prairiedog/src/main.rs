@@ -224,6 +224,7 @@ fn status_json(disk: &SlotDisk<File>, status: &Status, cli: &Cli) -> serde_json:
                 "successful": s.attrs.successful(),
                 "unhealthy": s.attrs.unhealthy(),
                 "eligible": s.eligible,
+                "ineligible_because": s.attrs.ineligible_because(),
                 "attributes": format!("{:#018x}", s.word),
             })
         })

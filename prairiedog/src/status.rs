@@ -58,9 +58,13 @@ impl Status {
             } else {
                 ""
             };
+            let because = s
+                .attrs
+                .ineligible_because()
+                .map_or(String::new(), |r| format!(" ({r})"));
             let _ = writeln!(
                 out,
-                "Slot {}{mark}: {} eligible={} attributes={:#018x}",
+                "Slot {}{mark}: {} eligible={}{because} attributes={:#018x}",
                 s.slot,
                 s.attrs,
                 u8::from(s.eligible),

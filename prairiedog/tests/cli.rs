@@ -117,7 +117,9 @@ fn status_and_transitions_keep_gpt_and_grubenv_in_step() {
     );
     let text = ok(&["status", "--disk", d, "--active", "B"]);
     assert!(
-        text.contains("Slot A: priority=0 tries=0 successful=0 unhealthy=0 eligible=0"),
+        text.contains(
+            "Slot A: priority=0 tries=0 successful=0 unhealthy=0 eligible=0 (priority 0)"
+        ),
         "{text}"
     );
     assert!(
