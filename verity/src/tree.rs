@@ -435,17 +435,22 @@ impl Shared<'_> {
                 }
             }
         }
-        let hbs = self.hbs() as usize;
-        let first_block_byte = start - start % self.hbs();
-        for (i, (o, s)) in out.chunks(hbs).zip(stored.chunks(hbs)).enumerate() {
-            if o != s {
-                let device_block =
-                    work.output_first_block + (first_block_byte / self.hbs()) + i as u64;
+        // Padding: compare what is left block by block (a unit may start or end inside
+        // a hash block when a hash block covers more than one unit).
+        let hbs = self.hbs();
+        let end = start + out.len() as u64;
+        let mut block = start / hbs;
+        while block * hbs < end {
+            let from = (block * hbs).max(start) - start;
+            let to = ((block + 1) * hbs).min(end) - start;
+            let range = from as usize..to as usize;
+            if out.get(range.clone()) != stored.get(range) {
                 self.record(Mismatch::Padding {
                     level: work.level,
-                    device_block,
+                    device_block: work.output_first_block + block,
                 });
             }
+            block += 1;
         }
     }
 
@@ -665,5 +670,52 @@ mod tests {
         bad[512 * 600] ^= 1;
         let report = check(&params, &geometry, &bad, &h2, &r1, &opts).unwrap();
         assert_eq!(report.mismatches, vec![Mismatch::DataBlock { block: 600 }]);
+    }
+
+    /// A hash block that spans several units (64 KiB hash blocks over 4 KiB data blocks:
+    /// 2048 digests a block, 512 data blocks a unit): mismatches in a later unit and in
+    /// the padding are located in the right block.
+    #[test]
+    fn mismatches_inside_a_large_hash_block() {
+        let data: Vec<u8> = (0..(1500u32 * 4096))
+            .map(|i| (i.wrapping_mul(2246822519) >> 11) as u8)
+            .collect();
+        let params = Params {
+            hash_type: HashType::Normal,
+            algorithm: HashAlgorithm::Sha256,
+            data_block_size: 4096,
+            hash_block_size: 65536,
+            data_blocks: 1500,
+            salt: Salt::none(),
+        };
+        let geometry = Geometry::new(&params, &Layout::default()).unwrap();
+        assert_eq!(geometry.levels.len(), 1);
+        let hash = tempfile::tempfile().unwrap();
+        let opts = RunOptions::default();
+        let root = build(&params, &geometry, &data, &hash, &opts).unwrap();
+        let level0 = geometry.levels[0].first_block * 65536;
+        for (offset, want) in [
+            (700 * 32 + 5, Mismatch::DataBlock { block: 700 }),
+            (
+                1600 * 32,
+                Mismatch::Padding {
+                    level: 0,
+                    device_block: 1,
+                },
+            ),
+        ] {
+            let mut byte = [0u8];
+            ReadAt::read_exact_at(&hash, &mut byte, level0 + offset).unwrap();
+            WriteAt::write_all_at(&hash, &[byte[0] ^ 1], level0 + offset).unwrap();
+            let report = check(&params, &geometry, &data, &hash, &root, &opts).unwrap();
+            assert!(
+                report.mismatches.contains(&want),
+                "{want:?} not in {report:?}"
+            );
+            WriteAt::write_all_at(&hash, &byte, level0 + offset).unwrap();
+        }
+        assert!(check(&params, &geometry, &data, &hash, &root, &opts)
+            .unwrap()
+            .is_ok());
     }
 }
