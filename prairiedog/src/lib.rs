@@ -22,6 +22,9 @@
 //!
 //! # Lifecycle at boot (PID 1)
 //!
+//! [`boot::run`]`(&mut disk, GrubEnvAt::Esp("/grubenv"), booted, DEFAULT_UNHEALTHY_LIMIT)`
+//! does all of this in one call:
+//!
 //! ```text
 //! disk   = SlotDisk::open(boot disk, name, sector size)      reads and validates both GPT copies
 //! env    = grubenv::read_file(ESP/grubenv)                   missing or torn: treat as None
