@@ -274,14 +274,14 @@ pub fn grow_device(
         (false, false, _) => KernelUpdate::NotNeeded,
         (false, true, false) => KernelUpdate::NotABlockDevice,
         (false, true, true) => {
-            let start = plan.first_lba.saturating_mul(plan.sector_size);
-            blkpg::resize_partition(file, plan.number, start, plan.new_size()).map_err(
-                |source| Error::Blkpg {
+            let (start, length) = plan.kernel_extent();
+            blkpg::resize_partition(file, plan.number, start, length).map_err(|source| {
+                Error::Blkpg {
                     device: dev(),
                     number: plan.number,
                     source,
-                },
-            )?;
+                }
+            })?;
             KernelUpdate::Resized
         }
     };

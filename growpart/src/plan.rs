@@ -53,6 +53,15 @@ impl Plan {
         span(self.first_lba, self.new_last_lba, self.sector_size)
     }
 
+    /// The partition as `BLKPG_RESIZE_PARTITION` wants it after growing: (start, length)
+    /// in bytes, whatever the logical sector size.
+    pub fn kernel_extent(&self) -> (u64, u64) {
+        (
+            self.first_lba.saturating_mul(self.sector_size),
+            self.new_size(),
+        )
+    }
+
     /// Applies the plan to `table`: backup to the end of the disk, partition end moved.
     /// Does not write to the disk.
     pub fn apply(&self, table: &mut Gpt) -> Result<(), Error> {
@@ -114,4 +123,42 @@ pub fn plan(table: &Gpt, number: u32) -> Result<Plan, Error> {
         old_backup_lba: table.backup_lba(),
         new_backup_lba: grown.backup_lba(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_kernel_extent_are_in_bytes() {
+        // (sector, first, old last, new last, old size, new size, BLKPG start)
+        let cases = [
+            (
+                512u64,
+                2048u64,
+                4095u64,
+                8191u64,
+                1u64 << 20,
+                3u64 << 20,
+                1u64 << 20,
+            ),
+            (4096, 256, 511, 1023, 1 << 20, 3 << 20, 1 << 20),
+            (4096, 256, 511, 511, 1 << 20, 1 << 20, 1 << 20),
+        ];
+        for (ss, first, old, new, old_size, new_size, start) in cases {
+            let p = Plan {
+                number: 9,
+                sector_size: ss,
+                first_lba: first,
+                old_last_lba: old,
+                new_last_lba: new,
+                old_backup_lba: 100,
+                new_backup_lba: 100,
+            };
+            assert_eq!((p.old_size(), p.new_size()), (old_size, new_size), "{ss}");
+            assert_eq!(p.kernel_extent(), (start, new_size), "{ss}");
+            assert_eq!(p.grows_partition(), new > old);
+            assert_eq!(p.changes(), new > old);
+        }
+    }
 }
