@@ -395,6 +395,34 @@ impl Gpt {
         self.used().find(|(_, e)| e.type_guid == type_guid)
     }
 
+    /// The used entry whose unique GUID (PARTUUID) is `guid`, with its 1-based number;
+    /// `None` if there is none or more than one (an ambiguous PARTUUID must not pick a
+    /// partition).
+    pub fn find_by_unique_guid(&self, guid: Guid) -> Option<(u32, &Entry)> {
+        let mut hits = self.used().filter(|(_, e)| e.unique_guid == guid);
+        let first = hits.next()?;
+        hits.next().is_none().then_some(first)
+    }
+
+    /// Pairs of used partitions (lower number first) that share a unique GUID. The format
+    /// does not forbid it and `sgdisk -v` does not flag it, but it makes PARTUUIDs
+    /// ambiguous.
+    pub fn duplicate_unique_guids(&self) -> Vec<(u32, u32)> {
+        let mut used: Vec<(Guid, u32)> = self.used().map(|(n, e)| (e.unique_guid, n)).collect();
+        used.sort_unstable();
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        for (i, (g, a)) in used.iter().enumerate() {
+            for (h, b) in used.iter().skip(i + 1) {
+                if h != g {
+                    break;
+                }
+                pairs.push((*a.min(b), *a.max(b)));
+            }
+        }
+        pairs.sort_unstable();
+        pairs
+    }
+
     /// Used entries with their 1-based numbers.
     pub fn used(&self) -> impl Iterator<Item = (u32, &Entry)> {
         (1u32..)

@@ -292,3 +292,36 @@ fn grown_disk_and_move_backup_to_end_match_sgdisk_e() {
         assert!(sgdisk_verifies(sector, &image));
     }
 }
+
+/// Duplicate unique GUIDs, made by sgdisk (which accepts them and whose -v does not flag
+/// them): reported, and a PARTUUID lookup refuses to pick one.
+#[test]
+fn duplicate_unique_guids_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    for sector in SECTORS {
+        let image = liftoff_image(dir.path(), sector, 64);
+        let dup = "000000a2-0000-4000-8000-000000000002"; // partition 2's GUID
+        sgdisk_ok(
+            sector,
+            &image,
+            &[
+                &format!("--partition-guid=5:{dup}"),
+                &format!("--partition-guid=9:{dup}"),
+            ],
+        );
+        assert!(sgdisk_verifies(sector, &image));
+        let t = Gpt::read(&load(&image), &image, None).unwrap();
+        assert!(t.health().is_clean());
+        assert_eq!(t.duplicate_unique_guids(), vec![(2, 5), (2, 9), (5, 9)]);
+        assert!(t.find_by_unique_guid(dup.parse().unwrap()).is_none());
+        let (n, e) = t
+            .find_by_unique_guid("000000a3-0000-4000-8000-000000000003".parse().unwrap())
+            .unwrap();
+        assert_eq!((n, e.name().as_str()), (3, "ROOT-A"));
+    }
+    let clean = liftoff_image(dir.path(), 512, 64);
+    assert!(Gpt::read(&load(&clean), &clean, None)
+        .unwrap()
+        .duplicate_unique_guids()
+        .is_empty());
+}
