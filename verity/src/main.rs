@@ -359,10 +359,9 @@ fn header_fields(
     uuid: Option<Uuid>,
     geometry: &Geometry,
 ) -> Vec<(&'static str, Value)> {
-    let mut fields = Vec::new();
-    if let Some(u) = uuid {
-        fields.push(("UUID", json!(u.to_string())));
-    }
+    // veritysetup prints an empty UUID when there is no superblock.
+    let uuid = uuid.map(|u| u.to_string()).unwrap_or_default();
+    let mut fields = vec![("UUID", json!(uuid))];
     fields.extend([
         ("Hash type", json!(params.hash_type.number())),
         ("Data blocks", json!(params.data_blocks)),
@@ -437,7 +436,10 @@ fn run(command: Command) -> Result<(), Failure> {
             let uuid = (!tree.no_superblock).then_some(f.uuid);
             let mut fields = header_fields(&f.params, uuid, &f.geometry);
             fields.push(("Root hash", json!(f.root_hash.to_string())));
-            fields.push(("Hash device size", json!(f.geometry.hash_device_min_size)));
+            // veritysetup shows the size only for a hash area at the start of its device.
+            if f.layout.hash_offset == 0 {
+                fields.push(("Hash device size", json!(f.geometry.hash_device_min_size)));
+            }
             print_fields(
                 &format!("VERITY header information for {}", hash.display()),
                 &fields,
@@ -517,7 +519,9 @@ fn run(command: Command) -> Result<(), Failure> {
             };
             let geometry = Geometry::new(&sb.params, &layout)?;
             let mut fields = header_fields(&sb.params, Some(sb.uuid), &geometry);
-            fields.push(("Hash device size", json!(geometry.hash_device_min_size)));
+            if hash_offset == 0 {
+                fields.push(("Hash device size", json!(geometry.hash_device_min_size)));
+            }
             print_fields(
                 &format!("VERITY header information for {}", hash.display()),
                 &fields,

@@ -308,24 +308,31 @@ fn thread_counts_give_identical_trees() {
     assert!(images.windows(2).all(|w| w[0] == w[1]));
 }
 
-/// The CLI prints what veritysetup prints for the same inputs (except the title line).
+/// The CLI prints what veritysetup prints for the same inputs (except the title line),
+/// for `format` and, where there is a superblock, `dump`.
 #[test]
-fn cli_format_output_matches_veritysetup() {
+fn cli_output_matches_veritysetup() {
     let dir = temp_dir();
     let data = path(&dir, "data.img");
     fs::write(&data, noise(123 * 4096 + 5, 3)).unwrap();
-    let ours = run_ok(
-        verity_bin()
-            .args(["format", "--salt=beef", &format!("--uuid={UUID}")])
-            .arg(&data)
-            .arg(path(&dir, "ours")),
-    );
-    let theirs = run_ok(
-        veritysetup()
-            .args(["format", "--salt=beef", &format!("--uuid={UUID}")])
-            .arg(&data)
-            .arg(path(&dir, "ours")),
-    );
+    let uuid = format!("--uuid={UUID}");
+    let cases: &[&[&str]] = &[
+        &["--salt=beef"],
+        &["--salt=-", "--data-blocks=10"],
+        &["--no-superblock", "--salt=00"],
+        &[
+            "--hash-offset=8192",
+            "--salt=00",
+            "--hash=sha512",
+            "--format=0",
+        ],
+        &[
+            "--hash=sha1",
+            "--data-block-size=512",
+            "--hash-block-size=1024",
+            "--salt=0102",
+        ],
+    ];
     let body = |o: &std::process::Output| {
         String::from_utf8_lossy(&o.stdout)
             .lines()
@@ -333,11 +340,38 @@ fn cli_format_output_matches_veritysetup() {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    assert_eq!(body(&ours), body(&theirs));
-    // And dump agrees with veritysetup's dump.
-    let ours = run_ok(verity_bin().arg("dump").arg(path(&dir, "ours")));
-    let theirs = run_ok(veritysetup().arg("dump").arg(path(&dir, "ours")));
-    assert_eq!(body(&ours), body(&theirs));
+    for args in cases {
+        let (ours_hash, theirs_hash) = (path(&dir, "ours"), path(&dir, "theirs"));
+        let _ = (fs::remove_file(&ours_hash), fs::remove_file(&theirs_hash));
+        let ours = run_ok(
+            verity_bin()
+                .arg("format")
+                .args(*args)
+                .arg(&uuid)
+                .arg(&data)
+                .arg(&ours_hash),
+        );
+        let theirs = run_ok(
+            veritysetup()
+                .arg("format")
+                .args(*args)
+                .arg(&uuid)
+                .arg(&data)
+                .arg(&theirs_hash),
+        );
+        assert_eq!(body(&ours), body(&theirs), "format {args:?}");
+        if args.contains(&"--no-superblock") {
+            continue;
+        }
+        let offset: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|a| a.starts_with("--hash-offset"))
+            .collect();
+        let ours = run_ok(verity_bin().arg("dump").args(&offset).arg(&ours_hash));
+        let theirs = run_ok(veritysetup().arg("dump").args(&offset).arg(&ours_hash));
+        assert_eq!(body(&ours), body(&theirs), "dump {args:?}");
+    }
 }
 
 /// The superblocks veritysetup wrote for the fuzz seeds (commands in
