@@ -228,6 +228,17 @@ fn bad_input_is_refused_and_changes_nothing() {
     std::fs::copy(liftoff_image(dir.path(), 4096, 64), &shrunk4k).unwrap();
     enlarge(&shrunk4k, 40);
     let missing = dir.path().join("missing.img");
+    let no_data = dir.path().join("nodata.img");
+    std::fs::File::create(&no_data)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    sgdisk_ok(
+        512,
+        &no_data,
+        &["-o", "--new=1:0:0", "--change-name=1:ROOT-A"],
+    );
+    enlarge(&no_data, 16);
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![s(&zeros)], "is not a GPT disk"),
@@ -259,9 +270,10 @@ fn bad_input_is_refused_and_changes_nothing() {
             "is smaller than its GPT (backup header at LBA 16383 is past the end)",
         ),
         (vec![s(&missing)], "opening"),
+        (vec![s(&no_data)], "has no DATA partition"),
     ];
     for (args, want) in cases {
-        let snapshot: Vec<_> = [&image, &damaged, &zeros, &shrunk, &shrunk4k]
+        let snapshot: Vec<_> = [&image, &damaged, &zeros, &shrunk, &shrunk4k, &no_data]
             .iter()
             .map(|p| std::fs::read(p).unwrap())
             .collect();
@@ -269,12 +281,25 @@ fn bad_input_is_refused_and_changes_nothing() {
         assert_eq!(code, 2, "{args:?}: {out}{err}");
         assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        let after: Vec<_> = [&image, &damaged, &zeros, &shrunk, &shrunk4k]
+        let after: Vec<_> = [&image, &damaged, &zeros, &shrunk, &shrunk4k, &no_data]
             .iter()
             .map(|p| std::fs::read(p).unwrap())
             .collect();
         assert!(snapshot == after, "{args:?} changed a file");
     }
+    // --json reports errors as JSON too (and still one line on stderr).
+    let (code, out, err) = growpart(&["--json", s(&image), "8"]);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["outcome"], "error");
+    assert!(
+        v["error"].as_str().unwrap().contains("not the last one"),
+        "{v}"
+    );
+    assert_eq!(err.lines().count(), 1);
+    // The same disk grows partition 1 when asked by number.
+    let (code, out, _) = growpart(&[s(&no_data), "1"]);
+    assert_eq!(code, 0, "{out}");
     // With --repair the damaged copy is rewritten while growing.
     let (code, out, err) = growpart(&["--repair", s(&damaged)]);
     assert_eq!(code, 0, "{out}{err}");
