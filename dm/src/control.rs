@@ -114,10 +114,46 @@ impl DeviceInfo {
     }
 }
 
-/// An open `/dev/mapper/control`.
+/// Something that runs device-mapper ioctls: the control node, or a test double.
+pub trait Ioctl {
+    /// Runs `command` on `buf`: an encoded `struct dm_ioctl` (whose `data_size` is
+    /// `buf.len()`) followed by the command's data; the reply is written in place.
+    fn ioctl(&self, command: Command, buf: &mut [u8]) -> io::Result<()>;
+}
+
+/// The real control node, `/dev/mapper/control`.
 #[derive(Debug)]
-pub struct Control {
+pub struct ControlFile {
     file: File,
+}
+
+impl Ioctl for ControlFile {
+    fn ioctl(&self, command: Command, buf: &mut [u8]) -> io::Result<()> {
+        if buf.len() < wire::DM_IOCTL_SIZE {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        // SAFETY: `buf` is a live, exclusively borrowed allocation of `buf.len()` bytes,
+        // at least sizeof(struct dm_ioctl), whose `data_size` field (set by
+        // `wire::encode`) equals `buf.len()`; the kernel reads and writes at most
+        // `data_size` bytes of it and keeps no reference after the call returns.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                command.request() as _,
+                buf.as_mut_ptr().cast::<libc::c_void>(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// A device-mapper control channel: [`ControlFile`] in production.
+#[derive(Debug)]
+pub struct Control<I = ControlFile> {
+    io: I,
 }
 
 impl Control {
@@ -136,37 +172,30 @@ impl Control {
                 path: path.to_owned(),
                 source,
             })?;
-        Ok(Self { file })
+        Ok(Self {
+            io: ControlFile { file },
+        })
+    }
+}
+
+impl<I: Ioctl> Control<I> {
+    /// A control channel over another ioctl implementation (a test double).
+    pub fn with_ioctl(io: I) -> Self {
+        Self { io }
     }
 
-    /// Runs one ioctl on `buf` (which starts with an encoded `struct dm_ioctl` whose
-    /// `data_size` is `buf.len()`).
+    /// The ioctl implementation.
+    pub fn ioctl_impl(&self) -> &I {
+        &self.io
+    }
+
+    /// Runs one ioctl on `buf` and decodes the reply header.
     fn ioctl(&self, command: Command, name: &str, buf: &mut [u8]) -> Result<Reply, Error> {
-        if buf.len() < wire::DM_IOCTL_SIZE {
-            return Err(Error::Decode {
-                command,
-                name: name.to_owned(),
-                source: WireError::Malformed(buf.len()),
-            });
-        }
-        // SAFETY: `buf` is a live, exclusively borrowed allocation of `buf.len()` bytes,
-        // at least sizeof(struct dm_ioctl), whose `data_size` field (set by
-        // `wire::encode`) equals `buf.len()`; the kernel reads and writes at most
-        // `data_size` bytes of it and keeps no reference after the call returns.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                command.request() as _,
-                buf.as_mut_ptr().cast::<libc::c_void>(),
-            )
-        };
-        if rc < 0 {
-            return Err(Error::Ioctl {
-                command,
-                name: name.to_owned(),
-                source: io::Error::last_os_error(),
-            });
-        }
+        self.io.ioctl(command, buf).map_err(|source| Error::Ioctl {
+            command,
+            name: name.to_owned(),
+            source,
+        })?;
         wire::decode_header(buf).map_err(|source| Error::Decode {
             command,
             name: name.to_owned(),
@@ -313,6 +342,113 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::FakeKernel;
+
+    fn verity_target() -> Target {
+        Target {
+            start: 0,
+            length: 1952,
+            target_type: "verity".into(),
+            params: "1 /dev/vda3 /dev/vda4 4096 4096 244 1 sha256 00 -".into(),
+        }
+    }
+
+    fn calls(c: &Control<FakeKernel>) -> Vec<Command> {
+        c.ioctl_impl()
+            .calls()
+            .iter()
+            .map(|(cmd, _, _)| *cmd)
+            .collect()
+    }
+
+    #[test]
+    fn create_device_creates_loads_read_only_and_resumes() {
+        let c = Control::with_ioctl(FakeKernel::with_status("V"));
+        let info = c
+            .create_device("root", "LIFTOFF-1", &[verity_target()], true)
+            .unwrap();
+        assert_eq!((info.major(), info.minor()), (253, 3));
+        assert_eq!(info.devnode(Path::new("/dev")), Path::new("/dev/dm-3"));
+        assert_eq!(
+            calls(&c),
+            [Command::DevCreate, Command::TableLoad, Command::DevSuspend]
+        );
+        let load_flags = c.ioctl_impl().calls()[1].2;
+        assert_eq!(load_flags, FLAG_READONLY | FLAG_SECURE_DATA);
+        let live = c.ioctl_impl().live_table("root").unwrap();
+        assert_eq!(live, (vec![verity_target()], true));
+
+        let (info, status) = c.table_status("root").unwrap();
+        assert!(info.read_only());
+        assert_eq!(status.len(), 1);
+        assert_eq!(
+            (status[0].target_type.as_str(), status[0].params.as_str()),
+            ("verity", "V")
+        );
+        c.remove("root").unwrap();
+        assert!(c.info("root").is_err());
+    }
+
+    #[test]
+    fn a_failed_load_or_resume_removes_the_half_made_device() {
+        for fail in [Command::TableLoad, Command::DevSuspend] {
+            let c = Control::with_ioctl(FakeKernel::failing(fail));
+            let err = c
+                .create_device("root", "", &[verity_target()], true)
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Ioctl { command, .. } if command == fail),
+                "{err}"
+            );
+            assert!(err.to_string().contains("\"root\""), "{err}");
+            assert_eq!(calls(&c).last(), Some(&Command::DevRemove));
+            assert!(c.ioctl_impl().device_names().is_empty());
+        }
+        // A failed create leaves nothing to remove.
+        let c = Control::with_ioctl(FakeKernel::failing(Command::DevCreate));
+        assert!(c
+            .create_device("root", "", &[verity_target()], true)
+            .is_err());
+        assert_eq!(calls(&c), [Command::DevCreate]);
+    }
+
+    #[test]
+    fn table_status_retries_with_a_larger_buffer() {
+        let c = Control::with_ioctl(FakeKernel::with_status(&"x".repeat(20000)));
+        c.create_device("big", "", &[verity_target()], false)
+            .unwrap();
+        let (_, status) = c.table_status("big").unwrap();
+        assert_eq!(status[0].params.len(), 20000);
+        let statuses = calls(&c)
+            .iter()
+            .filter(|&&c| c == Command::TableStatus)
+            .count();
+        assert_eq!(statuses, 2, "16 KiB, then 32 KiB");
+    }
+
+    #[test]
+    fn errors_name_the_device_but_never_the_parameters() {
+        let c = Control::with_ioctl(FakeKernel::failing(Command::TableLoad));
+        let secret = Target {
+            params: "aes-xts-plain64 SECRETKEY 0 /dev/vda9 0".into(),
+            target_type: "crypt".into(),
+            ..verity_target()
+        };
+        let err = c.create_device("data", "", &[secret], false).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            shown.contains("data") && !shown.contains("SECRETKEY"),
+            "{shown}"
+        );
+        assert!(c.create("", "").is_err(), "empty names are refused");
+        assert!(matches!(
+            c.create(&"n".repeat(128), ""),
+            Err(Error::Encode {
+                source: WireError::Name(128),
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn devnode_and_numbers_come_from_the_dev_field() {

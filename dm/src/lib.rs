@@ -42,7 +42,9 @@
 )]
 
 mod control;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod wire;
 
-pub use control::{Control, DeviceInfo, Error, CONTROL_PATH};
+pub use control::{Control, ControlFile, DeviceInfo, Error, Ioctl, CONTROL_PATH};
 pub use wire::Target;
