@@ -3,7 +3,7 @@
 //! `open` runs create, load (read-only table, one verity target) and resume; `status`
 //! reads the target's status back (`V` verified so far, `C` a corruption was seen);
 //! `close` removes the device. Each takes the [`dm::Control`] to use so that callers
-//! control where `/dev/mapper/control` is.
+//! control where `/dev/mapper/control` is (and tests can pass `dm::fake::FakeKernel`).
 
 use crate::table::VerityTable;
 
@@ -63,8 +63,8 @@ pub fn parse_status(line: &str) -> Option<Health> {
 /// Creates the read-only device `name` (with `uuid`, may be empty) serving `table`, and
 /// returns its header; its node is [`dm::DeviceInfo::devnode`] (`/dev/dm-<minor>`).
 /// A device left half-made by a failed step is removed again.
-pub fn open(
-    control: &dm::Control,
+pub fn open<I: dm::Ioctl>(
+    control: &dm::Control<I>,
     name: &str,
     uuid: &str,
     table: &VerityTable,
@@ -73,7 +73,7 @@ pub fn open(
 }
 
 /// Reads the verdict of the verity device `name`.
-pub fn status(control: &dm::Control, name: &str) -> Result<Status, DeviceError> {
+pub fn status<I: dm::Ioctl>(control: &dm::Control<I>, name: &str) -> Result<Status, DeviceError> {
     let (info, targets) = control.table_status(name)?;
     let types = || {
         targets
@@ -106,13 +106,91 @@ pub fn status(control: &dm::Control, name: &str) -> Result<Status, DeviceError> 
 }
 
 /// Removes the device `name`.
-pub fn close(control: &dm::Control, name: &str) -> Result<(), DeviceError> {
+pub fn close<I: dm::Ioctl>(control: &dm::Control<I>, name: &str) -> Result<(), DeviceError> {
     Ok(control.remove(name)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::{Geometry, Layout};
+    use crate::params::{HashAlgorithm, HashType, Params, RootHash, Salt};
+    use crate::table::TableOptions;
+    use dm::fake::FakeKernel;
+    use dm::wire::Command;
+
+    fn table() -> VerityTable {
+        let params = Params {
+            hash_type: HashType::Normal,
+            algorithm: HashAlgorithm::Sha256,
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            data_blocks: 244,
+            salt: Salt::none(),
+        };
+        let geometry = Geometry::new(&params, &Layout::default()).unwrap();
+        let root = RootHash::new(HashAlgorithm::Sha256, vec![0xab; 32]).unwrap();
+        VerityTable::new(
+            "/dev/vda3",
+            "/dev/vda4",
+            &params,
+            &geometry,
+            &root,
+            TableOptions::default(),
+        )
+    }
+
+    #[test]
+    fn open_loads_one_read_only_verity_target_then_status_and_close() {
+        for (line, health) in [("V", Health::Verified), ("C", Health::Corrupted)] {
+            let control = dm::Control::with_ioctl(FakeKernel::with_status(line));
+            let t = table();
+            let info = open(&control, "root", "LIFTOFF-VERITY-A", &t).unwrap();
+            assert_eq!(
+                info.devnode(std::path::Path::new("/dev")).to_str(),
+                Some("/dev/dm-3")
+            );
+            let (targets, read_only) = control.ioctl_impl().live_table("root").unwrap();
+            assert!(read_only);
+            assert_eq!(targets, vec![t.target()]);
+            assert_eq!(targets[0].length, 244 * 8);
+            let s = status(&control, "root").unwrap();
+            assert_eq!((s.health, s.line.as_str()), (health, line));
+            assert!(s.info.read_only());
+            close(&control, "root").unwrap();
+            let commands: Vec<Command> = control
+                .ioctl_impl()
+                .calls()
+                .into_iter()
+                .map(|c| c.0)
+                .collect();
+            assert_eq!(
+                commands,
+                [
+                    Command::DevCreate,
+                    Command::TableLoad,
+                    Command::DevSuspend,
+                    Command::TableStatus,
+                    Command::DevRemove
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn status_rejects_odd_lines_and_missing_devices() {
+        let control = dm::Control::with_ioctl(FakeKernel::with_status("?"));
+        open(&control, "root", "", &table()).unwrap();
+        assert!(matches!(
+            status(&control, "root"),
+            Err(DeviceError::Status { .. })
+        ));
+        assert!(matches!(status(&control, "other"), Err(DeviceError::Dm(_))));
+        let failing = dm::Control::with_ioctl(FakeKernel::failing(Command::TableLoad));
+        let err = open(&failing, "root", "", &table()).unwrap_err();
+        assert!(err.to_string().contains("\"root\""), "{err}");
+        assert!(failing.ioctl_impl().device_names().is_empty());
+    }
 
     #[test]
     fn status_lines() {
