@@ -420,3 +420,40 @@ fn crash_at_every_write_keeps_old_or_new() {
         }
     }
 }
+
+/// The CLI on a file it cannot open for writing (immutable, so even root gets EPERM):
+/// one clear error, nothing changed; a dry run still works. Needs `chattr +i` support in
+/// the filesystem of the target directory.
+#[test]
+fn cli_refuses_a_read_only_disk() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let image = grown_image(dir.path(), 512);
+    let bytes = std::fs::read(&image).unwrap();
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(&image)
+            .status()
+            .map(|s| s.success())
+    };
+    if !matches!(chattr("+i"), Ok(true)) {
+        eprintln!(
+            "skipping: chattr +i is not supported under {}",
+            dir.path().display()
+        );
+        return;
+    }
+    let (code, out, err) = growpart(&[s(&image)]);
+    let (dry_code, dry_out, _) = growpart(&["--dry-run", s(&image)]);
+    assert!(matches!(chattr("-i"), Ok(true)));
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "FAILED: growing {0}: {0} is read-only; nothing was changed",
+            image.display()
+        )
+    );
+    assert_eq!(dry_code, 0, "{dry_out}");
+    assert!(std::fs::read(&image).unwrap() == bytes);
+}
