@@ -481,3 +481,62 @@ pub fn verify(
         report,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PID 1's path: format, read the superblock back, compare it with trusted values.
+    #[test]
+    fn superblock_checked_against_trusted_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let hash = dir.path().join("hash");
+        std::fs::write(&data, vec![0x5au8; 40 * 4096]).unwrap();
+        let opts = FormatOptions {
+            salt: "c0ffee".parse().unwrap(),
+            ..FormatOptions::default()
+        };
+        let f = format(&data, &hash, &opts, &RunOptions::default()).unwrap();
+        let sb = read_superblock(&hash, 0).unwrap();
+        assert_eq!(sb.params, f.params);
+        let good = Expected {
+            salt: "c0ffee".parse().unwrap(),
+            algorithm: Some(HashAlgorithm::Sha256),
+            root_hash: f.root_hash.to_string(),
+        };
+        assert_eq!(check_expected(&sb, &good, &hash).unwrap(), f.root_hash);
+        let cases = [
+            (
+                Expected {
+                    salt: Salt::none(),
+                    ..good.clone()
+                },
+                "salt is c0ffee, expected -",
+            ),
+            (
+                Expected {
+                    algorithm: Some(HashAlgorithm::Sha512),
+                    ..good.clone()
+                },
+                "algorithm is sha256, expected sha512",
+            ),
+            (
+                Expected {
+                    root_hash: "00".repeat(64),
+                    ..good.clone()
+                },
+                "root hash has 64 bytes",
+            ),
+        ];
+        for (expected, message) in cases {
+            let err = check_expected(&sb, &expected, &hash)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(message), "{err}");
+        }
+        // A superblock past the end of the device is reported as truncated.
+        let err = read_superblock(&hash, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("truncated: 0 bytes"), "{err}");
+    }
+}
