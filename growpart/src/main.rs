@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             })
         }
         Err(e) => {
-            let message = format!("growing {}: {e}", args.disk.display());
+            let message = e.to_string();
             if args.json {
                 println!(
                     "{}",

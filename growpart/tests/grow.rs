@@ -450,7 +450,7 @@ fn cli_refuses_a_read_only_disk() {
     assert_eq!(
         err.trim(),
         format!(
-            "FAILED: growing {0}: {0} is read-only; nothing was changed",
+            "FAILED: {0} is read-only; nothing was changed",
             image.display()
         )
     );
