@@ -1,13 +1,14 @@
 //! The DATA growth sequence PID 1 runs, on a real disk, for the QEMU smoke run
 //! (`qemu-smoke/run`): open a plain dm-crypt mapping over partition PARTNUM of DISK with a
-//! random key, make ext4 in it and mount it at MOUNTPOINT, then grow the partition
-//! ([`growpart::grow_data`], BLKPG), the mapping ([`growpart::crypt::grow_crypt`]) and the
-//! filesystem ([`growpart::fs::grow_filesystem`], online resize2fs), printing one
-//! `SMOKE` line per step. Needs root, device-mapper with dm-crypt, mkfs.ext4, mount and
-//! resize2fs.
+//! random key, make FSTYPE (ext4 or xfs) in it and mount it at MOUNTPOINT, then grow the
+//! partition ([`growpart::grow_data`], BLKPG), the mapping
+//! ([`growpart::crypt::grow_crypt`]) and the filesystem
+//! ([`growpart::fs::grow_filesystem`], online resize2fs or xfs_growfs), printing one
+//! `SMOKE` line per step. Needs root, device-mapper with dm-crypt, mkfs.FSTYPE, mount and
+//! resize2fs or xfs_growfs.
 //!
 //! ```text
-//! grow_data_stack DISK PARTITION_DEVICE MOUNTPOINT
+//! grow_data_stack DISK PARTITION_DEVICE MOUNTPOINT FSTYPE
 //! ```
 
 use std::fs::File;
@@ -31,7 +32,7 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
         .ok_or_else(|| format!("{program} {args:?} failed: {st}"))
 }
 
-fn smoke(disk: &Path, part: &Path, mnt: &Path) -> Result<(), String> {
+fn smoke(disk: &Path, part: &Path, mnt: &Path, fstype: &str) -> Result<(), String> {
     let mut key = [0u8; 64];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
@@ -48,8 +49,12 @@ fn smoke(disk: &Path, part: &Path, mnt: &Path) -> Result<(), String> {
     let node = info.devnode(Path::new("/dev"));
     println!("SMOKE crypt-before={}", size_of(&node)?);
     let node_s = node.to_string_lossy().into_owned();
-    run("mkfs.ext4", &["-q", "-F", "-b", "4096", &node_s])?;
-    run("mount", &["-t", "ext4", &node_s, &mnt.to_string_lossy()])?;
+    match fstype {
+        "ext4" => run("mkfs.ext4", &["-q", "-F", "-b", "4096", &node_s])?,
+        "xfs" => run("mkfs.xfs", &["-q", "-f", &node_s])?,
+        other => return Err(format!("unknown filesystem type {other}")),
+    }
+    run("mount", &["-t", fstype, &node_s, &mnt.to_string_lossy()])?;
 
     let mut file = growpart::open_disk(disk, false).map_err(|e| e.to_string())?;
     let report = growpart::grow_data(&mut file, disk).map_err(|e| e.to_string())?;
@@ -72,11 +77,11 @@ fn smoke(disk: &Path, part: &Path, mnt: &Path) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let [_, disk, part, mnt] = args.as_slice() else {
-        eprintln!("usage: grow_data_stack DISK PARTITION_DEVICE MOUNTPOINT");
+    let [_, disk, part, mnt, fstype] = args.as_slice() else {
+        eprintln!("usage: grow_data_stack DISK PARTITION_DEVICE MOUNTPOINT FSTYPE");
         return ExitCode::from(2);
     };
-    match smoke(Path::new(disk), Path::new(part), Path::new(mnt)) {
+    match smoke(Path::new(disk), Path::new(part), Path::new(mnt), fstype) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             println!("SMOKE error: {e}");
