@@ -5,11 +5,21 @@
 //! `close` removes the device. Each takes the [`dm::Control`] to use so that callers
 //! control where `/dev/mapper/control` is (and tests can pass `dm::fake::FakeKernel`).
 
-use crate::table::VerityTable;
+use std::path::Path;
+
+use crate::geometry::{Geometry, Layout};
+use crate::image::{check_expected, read_superblock, Expected};
+use crate::table::{TableOptions, VerityTable};
 
 /// A device-mapper step failed for a verity device.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
+    /// The hash device's superblock is unreadable, invalid or not the trusted one.
+    #[error(transparent)]
+    Superblock(#[from] Box<crate::image::Error>),
+    /// The tree placement is invalid.
+    #[error(transparent)]
+    Layout(#[from] crate::geometry::LayoutError),
     /// The ioctl layer failed (the message names the step and the device).
     #[error(transparent)]
     Dm(#[from] dm::Error),
@@ -70,6 +80,46 @@ pub fn open<I: dm::Ioctl>(
     table: &VerityTable,
 ) -> Result<dm::DeviceInfo, DeviceError> {
     Ok(control.create_device(name, uuid, &[table.target()], true)?)
+}
+
+/// What [`setup`] needs: the two devices, the trusted values from the command line, and
+/// how the device should react to corruption.
+#[derive(Debug, Clone)]
+pub struct Setup<'a> {
+    /// Device-mapper name (`root`).
+    pub name: &'a str,
+    /// Device-mapper UUID (may be empty).
+    pub dm_uuid: &'a str,
+    /// The data partition (ROOT-<slot>).
+    pub data_device: &'a Path,
+    /// The hash partition (HASH-<slot>), superblock at offset 0.
+    pub hash_device: &'a Path,
+    /// Root hash, salt (and algorithm) from the trusted command line.
+    pub expected: &'a Expected,
+    /// Error mode and optional parameters.
+    pub options: TableOptions,
+}
+
+/// PID 1's whole verity step: reads and validates the superblock of the hash device,
+/// checks it against the trusted values, builds the table (devices named by path) and
+/// opens the read-only device. Returns the device header and the table that was loaded.
+pub fn setup<I: dm::Ioctl>(
+    control: &dm::Control<I>,
+    req: &Setup<'_>,
+) -> Result<(dm::DeviceInfo, VerityTable), DeviceError> {
+    let sb = read_superblock(req.hash_device, 0).map_err(Box::new)?;
+    let root = check_expected(&sb, req.expected, req.hash_device).map_err(Box::new)?;
+    let geometry = Geometry::new(&sb.params, &Layout::default())?;
+    let table = VerityTable::new(
+        req.data_device.display().to_string(),
+        req.hash_device.display().to_string(),
+        &sb.params,
+        &geometry,
+        &root,
+        req.options,
+    );
+    let info = open(control, req.name, req.dm_uuid, &table)?;
+    Ok((info, table))
 }
 
 /// Reads the verdict of the verity device `name`.
@@ -175,6 +225,64 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn setup_checks_the_superblock_before_touching_device_mapper() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("root");
+        let hash = dir.path().join("hash");
+        std::fs::write(&data, vec![7u8; 64 * 4096]).unwrap();
+        let opts = crate::FormatOptions {
+            salt: "abcd".parse().unwrap(),
+            ..crate::FormatOptions::default()
+        };
+        let f = crate::format(&data, &hash, &opts, &crate::RunOptions::default()).unwrap();
+        let expected = Expected {
+            salt: "abcd".parse().unwrap(),
+            algorithm: None,
+            root_hash: f.root_hash.to_string(),
+        };
+        let req = Setup {
+            name: "root",
+            dm_uuid: "LIFTOFF-VERITY-A",
+            data_device: &data,
+            hash_device: &hash,
+            expected: &expected,
+            options: TableOptions::default(),
+        };
+        let control = dm::Control::with_ioctl(FakeKernel::with_status("V"));
+        let (info, table) = setup(&control, &req).unwrap();
+        assert_eq!(info.name, "root");
+        assert_eq!(table.root_hash, f.root_hash);
+        assert!(
+            table.line().ends_with(" abcd 1 restart_on_corruption"),
+            "{}",
+            table.line()
+        );
+        let (targets, read_only) = control.ioctl_impl().live_table("root").unwrap();
+        assert!(read_only);
+        assert_eq!(targets, vec![table.target()]);
+
+        // A wrong salt stops before any ioctl.
+        let wrong = Expected {
+            salt: Salt::none(),
+            ..expected.clone()
+        };
+        let control = dm::Control::with_ioctl(FakeKernel::with_status("V"));
+        let err = setup(
+            &control,
+            &Setup {
+                expected: &wrong,
+                ..req.clone()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("salt is abcd, expected -"),
+            "{err}"
+        );
+        assert!(control.ioctl_impl().calls().is_empty());
     }
 
     #[test]
