@@ -285,6 +285,11 @@ fn bad_input_fails_cleanly_without_touching_data() {
             vec!["verify", d, short_tree.to_str().unwrap(), &root],
             "the hash area needs",
         ),
+        // A device (not a file that can grow) too small for the tree.
+        (
+            vec!["format", d, "/dev/null"],
+            "hash device /dev/null has 0 bytes; the hash area needs 20480",
+        ),
         (
             vec!["verify", d, good_hash.to_str().unwrap(), "abcd"],
             "root hash has 2 bytes",
