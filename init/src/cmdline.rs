@@ -103,12 +103,7 @@ fn strip_trailing_quote(s: &str, quoted: bool) -> &str {
     }
 }
 
-/// A/B slot name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    A,
-    B,
-}
+pub use prairiedog::Slot;
 
 /// What dm-verity does when a block does not match its hash (`liftoff.verity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -243,11 +238,11 @@ fn apply(config: &mut Config, name: &str, param: &Param) -> Result<(), Problem> 
     };
     match name {
         "slot" => {
-            config.slot = Some(match value {
-                Some("A") | Some("a") => Slot::A,
-                Some("B") | Some("b") => Slot::B,
-                _ => return Err(malformed("A or B")),
-            })
+            config.slot = Some(
+                value
+                    .and_then(|v| Slot::parse(&v.to_ascii_uppercase()))
+                    .ok_or_else(|| malformed("A or B"))?,
+            )
         }
         "boot_partuuid" => {
             let v = value

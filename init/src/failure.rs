@@ -5,6 +5,7 @@
 //! and the action, then reboots. The A/B rules then decide what boots next.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use crate::kmsg;
 
@@ -14,6 +15,11 @@ pub enum Stage {
     ApiMounts,
     Cmdline,
     Modules,
+    Disk,
+    Slots,
+    Verity,
+    Root,
+    SwitchRoot,
     Handoff,
 }
 
@@ -23,6 +29,11 @@ impl Stage {
             Stage::ApiMounts => "api-mounts",
             Stage::Cmdline => "cmdline",
             Stage::Modules => "modules",
+            Stage::Disk => "disk",
+            Stage::Slots => "slots",
+            Stage::Verity => "verity",
+            Stage::Root => "root",
+            Stage::SwitchRoot => "switch-root",
             Stage::Handoff => "handoff",
         }
     }
@@ -34,14 +45,29 @@ impl fmt::Display for Stage {
     }
 }
 
+/// What a failure means for the A/B state, once the slot stage has counted this boot.
+static NOTE: Mutex<String> = Mutex::new(String::new());
+
+/// Records what a failure from now on means for the A/B state (said in the failure line).
+pub fn set_note(note: &str) {
+    if let Ok(mut n) = NOTE.lock() {
+        note.clone_into(&mut n);
+    }
+}
+
 /// The one line a failure logs.
-pub fn failure_line(stage: Stage, error: &dyn fmt::Display) -> String {
-    format!("stage {stage} failed: {error}; action: reboot")
+pub fn failure_line(stage: Stage, error: &dyn fmt::Display, note: &str) -> String {
+    if note.is_empty() {
+        format!("stage {stage} failed: {error}; action: reboot")
+    } else {
+        format!("stage {stage} failed: {error}; action: reboot ({note})")
+    }
 }
 
 /// Logs the failure of `stage` and reboots. Never returns.
 pub fn fail(stage: Stage, error: &dyn fmt::Display) -> ! {
-    kmsg::error(&failure_line(stage, error));
+    let note = NOTE.lock().map(|n| n.clone()).unwrap_or_default();
+    kmsg::error(&failure_line(stage, error, &note));
     reboot()
 }
 
@@ -69,18 +95,40 @@ mod tests {
     #[test]
     fn line_names_stage_error_and_action() {
         assert_eq!(
-            failure_line(Stage::Modules, &"loading module dm_mod (/lib/x.ko): bad"),
+            failure_line(Stage::Modules, &"loading module dm_mod (/lib/x.ko): bad", ""),
             "stage modules failed: loading module dm_mod (/lib/x.ko): bad; action: reboot"
+        );
+        assert_eq!(
+            failure_line(Stage::Verity, &"bad hash", "counted against slot B; next boot: slot A"),
+            "stage verity failed: bad hash; action: reboot (counted against slot B; next boot: slot A)"
         );
         let names: Vec<_> = [
             Stage::ApiMounts,
             Stage::Cmdline,
             Stage::Modules,
+            Stage::Disk,
+            Stage::Slots,
+            Stage::Verity,
+            Stage::Root,
+            Stage::SwitchRoot,
             Stage::Handoff,
         ]
         .iter()
         .map(|s| s.name())
         .collect();
-        assert_eq!(names, ["api-mounts", "cmdline", "modules", "handoff"]);
+        assert_eq!(
+            names,
+            [
+                "api-mounts",
+                "cmdline",
+                "modules",
+                "disk",
+                "slots",
+                "verity",
+                "root",
+                "switch-root",
+                "handoff"
+            ]
+        );
     }
 }

@@ -26,5 +26,6 @@ pub mod modules;
 pub mod mounts;
 pub mod panic;
 pub mod root;
+pub mod slots;
 pub mod switch_root;
 pub mod timeline;

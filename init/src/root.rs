@@ -223,12 +223,21 @@ pub fn read_fs_type(device: &Path) -> Result<RootFs, RootError> {
 
 /// Where the verified root is mounted before switch_root.
 pub const SYSROOT: &str = "/sysroot";
-/// The tmpfs-backed upper layer of the writable /etc (on /run, so it moves with it).
-pub const ETC_UPPER: &str = "/run/liftoff/etc/upper";
-pub const ETC_WORK: &str = "/run/liftoff/etc/work";
+/// The folders of the verified root that are made writable with an overlay whose upper
+/// layer lives on /run (tmpfs, moved into the new root with it): changes last until the
+/// next boot. /var stays like this until DATA is mounted there.
+pub const OVERLAID: [&str; 2] = ["etc", "var"];
+
+/// The upper and work folders of the overlay over `/sysroot/<dir>`.
+pub fn overlay_dirs(dir: &str) -> (String, String) {
+    (
+        format!("/run/liftoff/{dir}/upper"),
+        format!("/run/liftoff/{dir}/work"),
+    )
+}
 
 /// The mounts that make the verified root a system: the root itself read-only, a fresh
-/// /tmp, and /etc writable through an overlay whose changes live in memory only.
+/// /tmp, and /etc and /var writable through overlays whose changes live in memory only.
 pub fn sysroot_plan(device: &Path, fs: RootFs) -> Vec<Mount> {
     let ro = MountFlags::RDONLY | MountFlags::NODEV;
     let mut root = Mount::new(&device.display().to_string(), SYSROOT, fs.name(), ro, "");
@@ -236,7 +245,7 @@ pub fn sysroot_plan(device: &Path, fs: RootFs) -> Vec<Mount> {
         // A verified ext4 must not be touched: no journal replay, no orphan cleanup.
         root.data = "noload".to_owned();
     }
-    vec![
+    let mut plan = vec![
         root,
         Mount::new(
             "tmpfs",
@@ -245,14 +254,18 @@ pub fn sysroot_plan(device: &Path, fs: RootFs) -> Vec<Mount> {
             MountFlags::NOSUID | MountFlags::NODEV,
             "mode=1777",
         ),
-        Mount::new(
+    ];
+    for dir in OVERLAID {
+        let (upper, work) = overlay_dirs(dir);
+        plan.push(Mount::new(
             "overlay",
-            "/sysroot/etc",
+            &format!("/sysroot/{dir}"),
             "overlay",
             MountFlags::NODEV,
-            &format!("lowerdir=/sysroot/etc,upperdir={ETC_UPPER},workdir={ETC_WORK}"),
-        ),
-    ]
+            &format!("lowerdir=/sysroot/{dir},upperdir={upper},workdir={work}"),
+        ));
+    }
+    plan
 }
 
 #[cfg(test)]
@@ -284,6 +297,7 @@ mod tests {
                 "/dev/dm-0 /sysroot erofs ",
                 "tmpfs /sysroot/tmp tmpfs mode=1777",
                 "overlay /sysroot/etc overlay lowerdir=/sysroot/etc,upperdir=/run/liftoff/etc/upper,workdir=/run/liftoff/etc/work",
+                "overlay /sysroot/var overlay lowerdir=/sysroot/var,upperdir=/run/liftoff/var/upper,workdir=/run/liftoff/var/work",
             ]
         );
         assert!(plan[0].flags.contains(MountFlags::RDONLY));

@@ -14,6 +14,7 @@ pub mod cpio;
 pub mod image;
 pub mod initramfs;
 pub mod kernel;
+pub mod system;
 pub mod vm;
 
 pub use arch::Arch;

@@ -27,9 +27,51 @@ pub struct Report {
     pub modules: Vec<String>,
     /// Liftoff's own kernel-log records (`liftoff: ...`), message text only.
     pub liftoff_log: Vec<String>,
+    /// `major:minor` of the device behind `/`.
+    #[serde(default)]
+    pub root_dev: String,
+    /// Block devices from /sys/block.
+    #[serde(default)]
+    pub block: Vec<BlockDev>,
+    /// Device-mapper targets (status lines only: a crypt table holds a key).
+    #[serde(default)]
+    pub dm: Vec<DmTarget>,
+    /// Whether a file could be created in /etc.
+    #[serde(default)]
+    pub etc_writable: bool,
+    /// Whether a file could be created in /usr (it must not: the root is read-only).
+    #[serde(default)]
+    pub usr_writable: bool,
+    /// Whether the probe runs as a systemd service (`INVOCATION_ID` set).
+    #[serde(default)]
+    pub under_systemd: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockDev {
+    pub name: String,
+    /// `major:minor`.
+    pub dev: String,
+    /// What it is built on (`/sys/block/<name>/slaves`).
+    pub slaves: Vec<String>,
+    /// The device-mapper name, for dm devices.
+    pub dm_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmTarget {
+    pub device: String,
+    pub target_type: String,
+    pub sectors: u64,
+    pub status: String,
 }
 
 impl Report {
+    /// The block device `dev` (`major:minor`).
+    pub fn block_by_dev(&self, dev: &str) -> Option<&BlockDev> {
+        self.block.iter().find(|b| b.dev == dev)
+    }
+
     pub fn mount(&self, target: &str) -> Option<&MountInfo> {
         self.mounts.iter().rev().find(|m| m.target == target)
     }
@@ -158,6 +200,17 @@ mod tests {
             modules: parse_proc_modules(
                 "dm_mod 184320 0 - Live 0x0\nvirtio 16384 2 virtio_blk, Live 0x0\n",
             ),
+            root_dev: "253:0".into(),
+            block: vec![BlockDev {
+                name: "dm-0".into(),
+                dev: "253:0".into(),
+                slaves: vec!["vda3".into(), "vda4".into()],
+                dm_name: Some("root".into()),
+            }],
+            dm: vec![],
+            etc_writable: true,
+            usr_writable: false,
+            under_systemd: false,
             liftoff_log: vec![
                 "timeline stage=pid1 boottime_us=10".into(),
                 "loaded 3 modules".into(),
@@ -165,6 +218,14 @@ mod tests {
             ],
         };
         assert_eq!(r.modules, ["dm_mod", "virtio"]);
+        assert_eq!(
+            r.block_by_dev("253:0").unwrap().dm_name.as_deref(),
+            Some("root")
+        );
+        assert_eq!(
+            r.block_by_dev("253:0").unwrap().dm_name.as_deref(),
+            Some("root")
+        );
         assert_eq!(
             r.timeline(),
             [("pid1".to_string(), 10), ("modules".to_string(), 30)]

@@ -2,8 +2,11 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
-use liftoff_probe::{liftoff_message, parse_mountinfo, parse_proc_modules, Report, MARKER};
+use liftoff_probe::{
+    liftoff_message, parse_mountinfo, parse_proc_modules, BlockDev, DmTarget, Report, MARKER,
+};
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
@@ -37,8 +40,92 @@ fn liftoff_log() -> Vec<String> {
     out
 }
 
+fn trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+fn block_devices() -> Vec<BlockDev> {
+    let mut out: Vec<BlockDev> = std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            let dir = e.path();
+            let mut slaves: Vec<String> = std::fs::read_dir(dir.join("slaves"))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter_map(|s| s.file_name().to_str().map(str::to_owned))
+                .collect();
+            slaves.sort();
+            Some(BlockDev {
+                dev: trimmed(&dir.join("dev"))?,
+                dm_name: trimmed(&dir.join("dm/name")),
+                name,
+                slaves,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn dm_targets(block: &[BlockDev]) -> Vec<DmTarget> {
+    let Ok(control) = dm::Control::open() else {
+        return Vec::new();
+    };
+    block
+        .iter()
+        .filter_map(|b| b.dm_name.as_deref())
+        .filter_map(|name| {
+            let (_, targets) = control.table_status(name).ok()?;
+            Some(
+                targets
+                    .into_iter()
+                    .map(|t| DmTarget {
+                        device: name.to_owned(),
+                        target_type: t.target_type.clone(),
+                        sectors: t.length,
+                        status: t.params.clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .flatten()
+        .collect()
+}
+
+/// Whether a file can be created (and is removed again) in `dir`.
+fn writable(dir: &str) -> bool {
+    let path = Path::new(dir).join(".liftoff-probe");
+    let ok = std::fs::write(&path, b"probe").is_ok();
+    let _ = std::fs::remove_file(&path);
+    ok
+}
+
+fn root_dev() -> String {
+    match rustix::fs::stat("/") {
+        Ok(st) => format!(
+            "{}:{}",
+            rustix::fs::major(st.st_dev),
+            rustix::fs::minor(st.st_dev)
+        ),
+        Err(_) => String::new(),
+    }
+}
+
 fn main() {
+    let block = block_devices();
     let report = Report {
+        root_dev: root_dev(),
+        dm: dm_targets(&block),
+        block,
+        etc_writable: writable("/etc"),
+        usr_writable: writable("/usr"),
+        under_systemd: std::env::var_os("INVOCATION_ID").is_some(),
         pid: rustix::process::getpid().as_raw_nonzero().get(),
         argv: std::env::args().collect(),
         cmdline: read("/proc/cmdline").trim_end().to_owned(),

@@ -1,0 +1,213 @@
+//! A whole Liftoff system for one architecture: the Debian root tree from
+//! `scripts/build-rootfs` plus the files a caller adds, made into a verified disk image,
+//! and the initramfs with PID 1 and the modules it loads.
+//!
+//! Images are cached under a key that covers every input, and built under a file lock, so
+//! parallel test processes build each one once and share it; each guest boots its own
+//! sparse copy.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::image::{self, BuiltDisk, DiskSpec, ImageError, RootFsType};
+use crate::initramfs::Initramfs;
+use crate::kernel::{workspace_root, Kernel};
+use crate::{artifacts, Arch};
+
+/// A file added to the root tree.
+#[derive(Debug, Clone)]
+pub struct RootFile {
+    /// Absolute path in the root.
+    pub path: String,
+    pub mode: u32,
+    pub data: Vec<u8>,
+}
+
+/// A symbolic link added to the root tree.
+#[derive(Debug, Clone)]
+pub struct RootLink {
+    pub path: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SystemSpec {
+    pub arch: Arch,
+    pub fs: RootFsType,
+    pub files: Vec<RootFile>,
+    pub links: Vec<RootLink>,
+    pub disk: DiskSpec,
+}
+
+/// The modules PID 1 loads on Debian's cloud kernel: virtio disks, device-mapper for
+/// verity and crypt, erofs for the root and overlay for /etc.
+pub const SYSTEM_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "dm-mod",
+    "dm-verity",
+    "dm-crypt",
+    "erofs",
+    "overlay",
+];
+
+/// The Debian root tree for `arch`, built by `scripts/build-rootfs` if missing.
+pub fn root_tree(arch: Arch) -> Result<PathBuf, ImageError> {
+    let script = workspace_root().join("scripts/build-rootfs");
+    let out = Command::new(&script)
+        .arg(arch.name())
+        .output()
+        .map_err(|source| ImageError::Io {
+            what: format!("running {}", script.display()),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ImageError::Tool {
+            command: format!("{} {arch}", script.display()),
+            output: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    ))
+}
+
+/// A built system image.
+#[derive(Debug, Clone)]
+pub struct BuiltSystem {
+    pub disk: BuiltDisk,
+    pub root_image: PathBuf,
+}
+
+fn io_err(what: String) -> impl FnOnce(io::Error) -> ImageError {
+    move |source| ImageError::Io { what, source }
+}
+
+/// Builds (or reuses) the disk for `spec` under `<target>/vm-images`.
+pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
+    let tree = root_tree(spec.arch)?;
+    let mut key = Sha256::new();
+    key.update(format!("v1 {} {:?} {:?} {}", spec.arch, spec.fs, spec.disk, tree.display()));
+    for f in &spec.files {
+        key.update(format!("{} {:o} {}", f.path, f.mode, f.data.len()));
+        key.update(&f.data);
+    }
+    for l in &spec.links {
+        key.update(format!("{} -> {}", l.path, l.target));
+    }
+    let key: String = key.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = artifacts::target_dir()
+        .join("vm-images")
+        .join(format!("{}-{key}", spec.arch));
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let lock_path = dir.join(".lock");
+    let lock = File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io_err(format!("locking {}", lock_path.display()))(e.into()))?;
+
+    let disk_path = dir.join("disk.img");
+    let meta_path = dir.join("disk.meta");
+    let root_image = dir.join("root.img");
+    if let Some(disk) = read_meta(&meta_path, &disk_path) {
+        return Ok(BuiltSystem { disk, root_image });
+    }
+    let stage = dir.join("stage");
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage).map_err(io_err(format!("removing {}", stage.display())))?;
+    }
+    image::run(Command::new("cp").arg("-a").arg(&tree).arg(&stage))?;
+    for f in &spec.files {
+        let dest = stage.join(f.path.trim_start_matches('/'));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        std::fs::write(&dest, &f.data).map_err(io_err(format!("writing {}", dest.display())))?;
+        std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(f.mode))
+            .map_err(io_err(format!("chmod {}", dest.display())))?;
+    }
+    for l in &spec.links {
+        let dest = stage.join(l.path.trim_start_matches('/'));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        let _ = std::fs::remove_file(&dest);
+        std::os::unix::fs::symlink(&l.target, &dest)
+            .map_err(io_err(format!("linking {}", dest.display())))?;
+    }
+    image::make_root_fs(&stage, &root_image, spec.fs, &spec.disk.seed)?;
+    let _ = std::fs::remove_dir_all(&stage);
+    let disk = image::build_disk(&root_image, &disk_path, &spec.disk, &dir.join("work"))?;
+    write_meta(&meta_path, &disk)?;
+    Ok(BuiltSystem { disk, root_image })
+}
+
+fn write_meta(path: &Path, disk: &BuiltDisk) -> Result<(), ImageError> {
+    let mut text = format!("root_hash={}\nsalt={}\n", disk.root_hash, disk.salt);
+    for (i, (uuid, (off, len))) in disk.partuuids.iter().zip(&disk.extents).enumerate() {
+        text.push_str(&format!("part{}={uuid},{off},{len}\n", i + 1));
+    }
+    std::fs::write(path, text).map_err(io_err(format!("writing {}", path.display())))
+}
+
+fn read_meta(path: &Path, disk_path: &Path) -> Option<BuiltDisk> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if !disk_path.is_file() {
+        return None;
+    }
+    let mut disk = BuiltDisk {
+        path: disk_path.to_path_buf(),
+        root_hash: String::new(),
+        salt: String::new(),
+        partuuids: Vec::new(),
+        extents: Vec::new(),
+    };
+    for line in text.lines() {
+        let (k, v) = line.split_once('=')?;
+        match k {
+            "root_hash" => disk.root_hash = v.to_owned(),
+            "salt" => disk.salt = v.to_owned(),
+            _ => {
+                let mut parts = v.split(',');
+                disk.partuuids.push(parts.next()?.to_owned());
+                disk.extents
+                    .push((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?));
+            }
+        }
+    }
+    Some(disk)
+}
+
+/// Copies the cached disk for one guest (sparse, so it costs little).
+pub fn guest_disk(system: &BuiltSystem, dest: &Path) -> Result<BuiltDisk, ImageError> {
+    let _ = std::fs::remove_file(dest);
+    image::run(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&system.disk.path)
+            .arg(dest),
+    )?;
+    Ok(BuiltDisk {
+        path: dest.to_path_buf(),
+        ..system.disk.clone()
+    })
+}
+
+/// The initramfs: Liftoff's PID 1 as /init and [`SYSTEM_MODULES`].
+pub fn initramfs(arch: Arch, kernel: &Kernel) -> Result<Vec<u8>, String> {
+    let init = artifacts::musl_binary(arch, "init")?;
+    let mut initramfs = Initramfs::new().map_err(|e| e.to_string())?;
+    initramfs
+        .host_file("init", 0o755, &init)
+        .map_err(|e| e.to_string())?;
+    initramfs
+        .modules(kernel, SYSTEM_MODULES)
+        .map_err(|e| e.to_string())?;
+    initramfs.finish().map_err(|e| e.to_string())
+}

@@ -1,0 +1,470 @@
+//! VM tests of PID 1 part 1 (issue 6): a Debian root with systemd, in erofs under
+//! dm-verity made by our `verity`, on a GPT disk laid out as DESIGN.md section 3, booted
+//! directly (kernel and initramfs from the host) on both architectures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use liftoff_probe::Report;
+use liftoff_qemu::image::{self, BuiltDisk, DiskSpec, RootFsType};
+use liftoff_qemu::kernel::Kernel;
+use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
+use liftoff_qemu::vm::{Disk, Vm, VmConfig};
+use liftoff_qemu::{artifacts, Arch};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+const PROBE: &str = "/usr/local/bin/liftoff-probe";
+
+/// The systemd unit that reports and powers off once multi-user.target is reached.
+const TEST_UNIT: &str = "\
+[Unit]
+Description=Liftoff VM test report
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/liftoff-probe
+ExecStartPost=/usr/bin/systemctl --no-block poweroff
+StandardOutput=tty
+TTYPath=/dev/console
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// A grubenv as GRUB leaves it just before booting slot A.
+fn grubenv_pending_a() -> Vec<u8> {
+    let mut env = b"# GRUB Environment Block\nliftoff_slot=A\nliftoff_pending=1\n".to_vec();
+    env.resize(1024, b'#');
+    env
+}
+
+fn system(arch: Arch) -> BuiltSystem {
+    let probe = artifacts::musl_binary(arch, "probe").unwrap_or_else(|e| panic!("{e}"));
+    let spec = SystemSpec {
+        arch,
+        fs: RootFsType::Erofs,
+        files: vec![
+            RootFile {
+                path: PROBE.into(),
+                mode: 0o755,
+                data: std::fs::read(&probe).unwrap(),
+            },
+            RootFile {
+                path: "/etc/systemd/system/liftoff-test.service".into(),
+                mode: 0o644,
+                data: TEST_UNIT.as_bytes().to_vec(),
+            },
+        ],
+        links: vec![RootLink {
+            path: "/etc/systemd/system/multi-user.target.wants/liftoff-test.service".into(),
+            target: "/etc/systemd/system/liftoff-test.service".into(),
+        }],
+        disk: DiskSpec {
+            seed: "vm-root".into(),
+            esp_files: vec![("grubenv".into(), grubenv_pending_a())],
+            boot_mib: 8,
+            data_mib: 32,
+            ..DiskSpec::default()
+        },
+    };
+    system::build(&spec).unwrap_or_else(|e| panic!("building the {arch} image: {e}"))
+}
+
+struct Boot {
+    vm: Vm,
+    disk: BuiltDisk,
+    work: PathBuf,
+}
+
+/// Boots a copy of the system disk with `append` after the slot-A keys. `prepare` may
+/// change the disk copy (or add a second disk) before the boot.
+fn boot(
+    arch: Arch,
+    test: &str,
+    append: &str,
+    prepare: impl FnOnce(&BuiltDisk, &Path) -> Vec<Disk>,
+) -> Boot {
+    let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
+    let sys = system(arch);
+    let work = artifacts::log_dir().join(format!("{test}-{arch}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+    let extra = prepare(&disk, &work);
+    let initrd = work.join("initramfs.cpio");
+    std::fs::write(&initrd, system::initramfs(arch, &kernel).unwrap()).unwrap();
+    let mut config = VmConfig::new(arch, &kernel.image, &work.join("console.log"));
+    config.initrd = Some(initrd);
+    config.memory_mib = 1024;
+    config.append = format!("{} {append}", disk.cmdline_slot_a());
+    config.disks.push(Disk {
+        path: disk.path.clone(),
+        read_only: false,
+        serial: Some("liftoff-boot".into()),
+    });
+    config.disks.extend(extra);
+    let vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    Boot { vm, disk, work }
+}
+
+fn no_kernel_panic(vm: &Vm) {
+    for bad in ["Kernel panic", "Attempted to kill init", "liftoff: panic"] {
+        assert!(
+            !vm.lines().iter().any(|l| l.contains(bad)),
+            "{bad:?} on the console; log {}",
+            vm.log_path().display()
+        );
+    }
+}
+
+fn report(b: &mut Boot) -> Report {
+    b.vm.wait_for_text(liftoff_probe::MARKER, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    no_kernel_panic(&b.vm);
+    Report::from_console(b.vm.lines())
+        .expect("probe line")
+        .expect("probe JSON")
+}
+
+/// `sgdisk -i N` attribute word of a partition.
+fn attributes(disk: &Path, number: u32) -> u64 {
+    let out = Command::new("sgdisk")
+        .arg("-i")
+        .arg(number.to_string())
+        .arg(disk)
+        .output()
+        .expect("sgdisk (scripts/setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Attribute flags: "))
+        .unwrap_or_else(|| panic!("no attribute flags in sgdisk -i {number}: {text}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+/// Sets BOOT-A's attribute word with sgdisk (both GPT copies).
+fn set_attributes(disk: &Path, number: u32, word: u64) {
+    let out = Command::new("sgdisk")
+        .arg(format!("--attributes={number}:=:{word:016x}"))
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(attributes(disk, number), word);
+}
+
+fn word(priority: u64, tries: u64, successful: bool, unhealthy: u64) -> u64 {
+    priority << 48 | tries << 52 | u64::from(successful) << 56 | unhealthy << 57
+}
+
+/// grubenv on the disk's ESP as `grub-editenv list` prints it.
+fn grubenv(disk: &BuiltDisk, work: &Path) -> String {
+    let (offset, _) = disk.extent(image::ESP);
+    let out_file = work.join("grubenv.out");
+    let _ = std::fs::remove_file(&out_file);
+    let status = Command::new("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(format!("{}@@{offset}", disk.path.display()))
+        .arg("::/grubenv")
+        .arg(&out_file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new("grub-editenv")
+        .arg(&out_file)
+        .arg("list")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn verified_root_under_systemd(arch: Arch) {
+    let mut b = boot(arch, "systemd", "", |disk, _| {
+        // An untried slot: priority 1, three tries, never successful.
+        set_attributes(&disk.path, image::BOOT_A, word(1, 3, false, 0));
+        vec![]
+    });
+    let r = report(&mut b);
+
+    // systemd took over as PID 1 and ran the test unit after multi-user.target.
+    assert!(r.under_systemd && r.pid != 1, "{r:?}");
+    assert!(
+        b.vm.lines()
+            .iter()
+            .any(|l| l.contains("Reached target") && l.contains("Multi-User")),
+        "multi-user.target not reached; log {}",
+        b.vm.log_path().display()
+    );
+    // No unit failed or timed out, and systemd did not take the root for an initrd. (It
+    // does say it cannot load autofs4: the root carries no kernel modules, by design.)
+    let complaints: Vec<&String> =
+        b.vm.lines()
+            .iter()
+            .filter(|l| {
+                l.contains("FAILED")
+                    || l.contains("DEPEND")
+                    || l.contains(" TIME ")
+                    || (l.contains("systemd[1]") && l.to_lowercase().contains("initrd"))
+            })
+            .collect();
+    assert!(complaints.is_empty(), "systemd complained: {complaints:?}");
+    assert_eq!(r.mount("/var").unwrap().fstype, "overlay");
+
+    // The root is the read-only dm-verity device over ROOT-A and HASH-A.
+    let root = r.mount("/").expect("/ mounted");
+    assert_eq!(root.fstype, "erofs");
+    assert!(root.options.split(',').any(|o| o == "ro"), "{root:?}");
+    let dev = r
+        .block_by_dev(&r.root_dev)
+        .expect("root device in /sys/block");
+    assert_eq!(dev.dm_name.as_deref(), Some("root"));
+    assert_eq!(dev.slaves, ["vda3", "vda4"]);
+    let verity: Vec<_> = r.dm.iter().filter(|t| t.device == "root").collect();
+    assert_eq!(verity.len(), 1);
+    assert_eq!(verity[0].target_type, "verity");
+    assert_eq!(verity[0].status, "V");
+    let root_bytes = std::fs::metadata(system(arch).root_image).unwrap().len();
+    assert_eq!(verity[0].sectors * 512, root_bytes);
+    assert!(!r.usr_writable, "/usr must be read-only");
+    assert!(r.etc_writable, "/etc must be writable");
+    assert_eq!(r.mount("/etc").unwrap().fstype, "overlay");
+    assert_eq!(r.mount("/run").unwrap().fstype, "tmpfs");
+    assert_eq!(r.mount("/tmp").unwrap().fstype, "tmpfs");
+
+    let stages: Vec<String> = liftoff_qemu::console::timeline(b.vm.lines())
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "pid1",
+            "api-mounts",
+            "cmdline",
+            "modules",
+            "disk",
+            "slots",
+            "verity",
+            "root",
+            "handoff"
+        ]
+    );
+    println!(
+        "{}",
+        liftoff_qemu::console::format_timeline(&liftoff_qemu::console::timeline(b.vm.lines()))
+    );
+
+    // The decision landed in the GPT: one try spent on the untried slot.
+    assert_eq!(
+        attributes(&b.disk.path, image::BOOT_A),
+        word(1, 2, false, 0)
+    );
+    // GRUB's pending flag was cleared and slot A stays next.
+    let env = grubenv(&b.disk, &b.work);
+    assert!(env.contains("liftoff_pending=0"), "{env}");
+    assert!(env.contains("liftoff_slot=A"), "{env}");
+}
+
+#[test]
+fn vm_x86_64_verified_root_under_systemd() {
+    verified_root_under_systemd(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_verified_root_under_systemd() {
+    verified_root_under_systemd(Arch::Aarch64);
+}
+
+/// Expects PID 1 to fail with one line containing `needle` and reboot, without panicking.
+fn fails_with(
+    arch: Arch,
+    test: &str,
+    append: &str,
+    needle: &str,
+    prepare: impl FnOnce(&BuiltDisk, &Path) -> Vec<Disk>,
+) -> Boot {
+    let mut b = boot(arch, test, append, prepare);
+    let line =
+        b.vm.wait_for_text("failed:", TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains(needle), "{line}");
+    assert!(line.contains("action: reboot"), "{line}");
+    b.vm.wait_for_text("reboot: Restarting system", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    no_kernel_panic(&b.vm);
+    let failures =
+        b.vm.lines()
+            .iter()
+            .filter(|l| l.contains("liftoff: stage "))
+            .count();
+    assert_eq!(failures, 1, "one failure line");
+    b
+}
+
+fn wrong_root_hash(arch: Arch) {
+    let b = fails_with(
+        arch,
+        "wrong_root_hash",
+        &format!(
+            "liftoff.handoff={PROBE} liftoff.roothash={}",
+            "ab".repeat(32)
+        ),
+        "stage verity failed",
+        |_, _| vec![],
+    );
+    // The boot was counted before the root was used.
+    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 1));
+}
+
+#[test]
+fn vm_x86_64_wrong_root_hash_reboots() {
+    wrong_root_hash(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_wrong_root_hash_reboots() {
+    wrong_root_hash(Arch::Aarch64);
+}
+
+#[test]
+fn vm_x86_64_wrong_salt_reboots() {
+    fails_with(
+        Arch::X86_64,
+        "wrong_salt",
+        &format!("liftoff.handoff={PROBE} liftoff.salt={}", "cd".repeat(32)),
+        "salt",
+        |_, _| vec![],
+    );
+}
+
+#[test]
+fn vm_x86_64_missing_hash_partition_reboots() {
+    fails_with(
+        Arch::X86_64,
+        "missing_hash",
+        &format!("liftoff.handoff={PROBE}"),
+        "HASH",
+        |disk, _| {
+            let out = Command::new("sgdisk")
+                .arg(format!("--delete={}", image::HASH_A))
+                .arg(&disk.path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            vec![]
+        },
+    );
+}
+
+/// The probe as PID 1 after switch_root: fast checks of the verified root.
+fn probe_boot(
+    arch: Arch,
+    test: &str,
+    append: &str,
+    prepare: impl FnOnce(&BuiltDisk, &Path) -> Vec<Disk>,
+) -> (Boot, Report) {
+    let mut b = boot(
+        arch,
+        test,
+        &format!("liftoff.handoff={PROBE} {append}"),
+        prepare,
+    );
+    let r = report(&mut b);
+    assert_eq!(r.pid, 1);
+    assert_eq!(r.mount("/").unwrap().fstype, "erofs");
+    (b, r)
+}
+
+fn corrupt_primary_gpt(arch: Arch) {
+    let (b, r) = probe_boot(arch, "corrupt_primary_gpt", "", |disk, _| {
+        // Zero the primary header (LBA 1).
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk.path)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&mut f, &[0u8; 512], 512).unwrap();
+        vec![]
+    });
+    assert!(
+        r.liftoff_log
+            .iter()
+            .any(|l| l.contains("damaged copy repaired")),
+        "{:?}",
+        r.liftoff_log
+    );
+    let out = Command::new("sgdisk")
+        .arg("-v")
+        .arg(&b.disk.path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No problems found"), "{text}");
+}
+
+#[test]
+fn vm_x86_64_corrupt_primary_gpt_is_repaired() {
+    corrupt_primary_gpt(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_corrupt_primary_gpt_is_repaired() {
+    corrupt_primary_gpt(Arch::Aarch64);
+}
+
+#[test]
+fn vm_x86_64_cloned_second_disk_is_never_used() {
+    let (b, r) = probe_boot(Arch::X86_64, "cloned_disk", "", |disk, work| {
+        let clone = work.join("clone.img");
+        let status = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&disk.path)
+            .arg(&clone)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        vec![Disk {
+            path: clone,
+            read_only: false,
+            serial: Some("clone".into()),
+        }]
+    });
+    let dev = r.block_by_dev(&r.root_dev).unwrap();
+    assert_eq!(dev.slaves, ["vda3", "vda4"], "only the boot disk is used");
+    assert!(
+        r.liftoff_log
+            .iter()
+            .any(|l| l.contains("vdb") && l.contains("ignored")),
+        "{:?}",
+        r.liftoff_log
+    );
+    let clone = b.work.join("clone.img");
+    assert_eq!(
+        attributes(&clone, image::BOOT_A),
+        word(1, 0, true, 0),
+        "the clone's GPT is untouched"
+    );
+}
+
+#[test]
+fn vm_x86_64_unknown_key_is_logged_and_boot_goes_on() {
+    let (_, r) = probe_boot(
+        Arch::X86_64,
+        "unknown_key",
+        "liftoff.no_such_key=1",
+        |_, _| vec![],
+    );
+    let errors: Vec<&String> = r
+        .liftoff_log
+        .iter()
+        .filter(|l| l.contains("no_such_key"))
+        .collect();
+    assert_eq!(
+        errors,
+        ["unknown command-line key liftoff.no_such_key, ignored"]
+    );
+    assert!(!r.liftoff_log.iter().any(|l| l.contains("failed")));
+}
