@@ -382,11 +382,11 @@ fn probe_boot(
 fn corrupt_primary_gpt(arch: Arch) {
     let (b, r) = probe_boot(arch, "corrupt_primary_gpt", "", |disk, _| {
         // Zero the primary header (LBA 1).
-        let mut f = std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .open(&disk.path)
             .unwrap();
-        std::os::unix::fs::FileExt::write_all_at(&mut f, &[0u8; 512], 512).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 512], 512).unwrap();
         vec![]
     });
     assert!(
