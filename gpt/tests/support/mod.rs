@@ -12,24 +12,35 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Builds the shim once per test binary.
+/// Builds the shim once into the target's test scratch directory, named after a hash of
+/// its source, so test binaries share it and nothing is left in /tmp. Compiled under a
+/// temporary name and renamed, so concurrent test binaries never load a half-written file.
 fn shim() -> &'static Path {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("gpt-shim-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("sector_size_shim.so");
-        // Embedded so growpart's tests can use this module too.
-        let src = dir.join("sector_size_shim.c");
-        std::fs::write(&src, include_str!("sector_size_shim.c")).unwrap();
+        use std::hash::{Hash, Hasher};
+        const SOURCE: &str = include_str!("sector_size_shim.c");
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        SOURCE.hash(&mut h);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(dir).unwrap();
+        let out = dir.join(format!("sector_size_shim-{:016x}.so", h.finish()));
+        if out.exists() {
+            return out;
+        }
+        let src = dir.join(format!("sector_size_shim-{}.c", std::process::id()));
+        let tmp = dir.join(format!("sector_size_shim-{}.so.tmp", std::process::id()));
+        std::fs::write(&src, SOURCE).unwrap();
         let st = Command::new("cc")
             .args(["-shared", "-fPIC", "-o"])
-            .arg(&out)
+            .arg(&tmp)
             .arg(&src)
             .arg("-ldl")
             .status()
             .expect("running cc for the sector-size shim");
         assert!(st.success(), "building the sector-size shim failed");
+        std::fs::remove_file(&src).unwrap();
+        std::fs::rename(&tmp, &out).unwrap();
         out
     })
 }
