@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::geometry::{Geometry, Layout};
-use crate::image::{check_expected, read_superblock, Expected};
+use crate::image::{check_data_size, check_expected, read_superblock, Expected};
 use crate::table::{TableOptions, VerityTable};
 
 /// A device-mapper step failed for a verity device.
@@ -101,14 +101,15 @@ pub struct Setup<'a> {
 }
 
 /// PID 1's whole verity step: reads and validates the superblock of the hash device,
-/// checks it against the trusted values, builds the table (devices named by path) and
-/// opens the read-only device. Returns the device header and the table that was loaded.
+/// checks it against the trusted values and the data device's size, builds the table
+/// (devices named by path) and opens the read-only device. Returns the device header and the table that was loaded.
 pub fn setup<I: dm::Ioctl>(
     control: &dm::Control<I>,
     req: &Setup<'_>,
 ) -> Result<(dm::DeviceInfo, VerityTable), DeviceError> {
     let sb = read_superblock(req.hash_device, 0).map_err(Box::new)?;
     let root = check_expected(&sb, req.expected, req.hash_device).map_err(Box::new)?;
+    check_data_size(req.data_device, &sb.params).map_err(Box::new)?;
     let geometry = Geometry::new(&sb.params, &Layout::default())?;
     let table = VerityTable::new(
         req.data_device.display().to_string(),
@@ -280,6 +281,24 @@ mod tests {
         .unwrap_err();
         assert!(
             err.to_string().contains("salt is abcd, expected -"),
+            "{err}"
+        );
+        assert!(control.ioctl_impl().calls().is_empty());
+
+        // So does a data device shorter than the tree says.
+        let short = dir.path().join("short");
+        std::fs::write(&short, vec![7u8; 63 * 4096]).unwrap();
+        let err = setup(
+            &control,
+            &Setup {
+                data_device: &short,
+                ..req.clone()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("has 258048 bytes; 262144 are needed"),
             "{err}"
         );
         assert!(control.ioctl_impl().calls().is_empty());

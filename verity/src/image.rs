@@ -326,6 +326,21 @@ pub fn format(
     })
 }
 
+/// Checks that the data device at `path` holds the `params.data_blocks` blocks the tree
+/// covers (the kernel would refuse the table with a less helpful message).
+pub fn check_data_size(path: &Path, params: &Params) -> Result<(), Error> {
+    let data = open_data(path)?;
+    let size = device_size(&data, path)?;
+    if size < params.data_size() {
+        return Err(Error::DataTooSmall {
+            path: path.to_owned(),
+            size,
+            needed: params.data_size(),
+        });
+    }
+    Ok(())
+}
+
 /// Reads and validates the superblock at `offset` of the hash device at `path`.
 pub fn read_superblock(path: &Path, offset: u64) -> Result<Superblock, Error> {
     let file = File::open(path).map_err(|source| Error::OpenHash {
