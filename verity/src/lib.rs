@@ -14,9 +14,12 @@
 //!
 //! # Lifecycle in PID 1
 //!
+//! [`device::setup`] does the whole step; its parts are public too:
+//!
 //! ```text
 //! read_superblock(HASH, 0)          -> Superblock     (validated, every field)
 //! check_expected(&sb, &trusted, ..) -> RootHash       (salt/algorithm from the cmdline)
+//! check_data_size(ROOT, &sb.params)                   (the data covers the tree)
 //! Geometry::new(&sb.params, &Layout::default())
 //! VerityTable::new(ROOT dev, HASH dev, &sb.params, &geometry, &root, options)
 //! device::open(&Control::open()?, "root", uuid, &table) -> /dev/dm-N
