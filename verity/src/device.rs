@@ -90,9 +90,9 @@ pub struct Setup<'a> {
     pub name: &'a str,
     /// Device-mapper UUID (may be empty).
     pub dm_uuid: &'a str,
-    /// The data partition (ROOT-<slot>).
+    /// The data partition (`ROOT-<slot>`).
     pub data_device: &'a Path,
-    /// The hash partition (HASH-<slot>), superblock at offset 0.
+    /// The hash partition (`HASH-<slot>`), superblock at offset 0.
     pub hash_device: &'a Path,
     /// Root hash, salt (and algorithm) from the trusted command line.
     pub expected: &'a Expected,
