@@ -312,3 +312,64 @@ fn bad_input_fails_cleanly_without_touching_data() {
         );
     }
 }
+
+/// `verity table` prints the kernel's table line and dm-mod.create= value for an image.
+#[test]
+fn table_line_for_an_image() {
+    let img = Image::new();
+    let sb = img.hash();
+    let sb = sb.to_str().unwrap();
+    let line = |extra: &[&str]| {
+        let out = run_ok(
+            verity_bin()
+                .args([
+                    "table",
+                    "/dev/vda3",
+                    "/dev/vda4",
+                    &img.root,
+                    "--superblock-from",
+                    sb,
+                ])
+                .args(extra),
+        );
+        String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+    };
+    // 300 blocks of 4 KiB = 2400 sectors; tree after the 512-byte superblock block.
+    let base = format!(
+        "0 2400 verity 1 /dev/vda3 /dev/vda4 4096 512 300 1 sha256 {} {SALT}",
+        img.root
+    );
+    assert_eq!(line(&[]), base);
+    assert_eq!(
+        line(&["--restart-on-corruption", "--check-at-most-once"]),
+        format!("{base} 2 restart_on_corruption check_at_most_once")
+    );
+    assert_eq!(
+        line(&[
+            "--panic-on-corruption",
+            "--dm-mod-create",
+            "root",
+            "--dm-uuid",
+            "V-A"
+        ]),
+        format!("dm-mod.create=\"root,V-A,,ro,{base} 1 panic_on_corruption\"")
+    );
+    let json = line(&["--json", "--ignore-zero-blocks"]);
+    assert_eq!(
+        json,
+        format!("{{\"table\":\"{base} 1 ignore_zero_blocks\"}}")
+    );
+    // A root hash of the wrong length is refused.
+    let out = verity(
+        &[
+            "table",
+            "/dev/vda3",
+            "/dev/vda4",
+            "abcd",
+            "--superblock-from",
+            sb,
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
