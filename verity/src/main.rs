@@ -34,100 +34,121 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build the superblock and hash tree of DATA into HASH and print the root hash.
-    Format {
-        /// Data device or image.
-        data: PathBuf,
-        /// Hash device or file (created if missing).
-        hash: PathBuf,
-        #[command(flatten)]
-        tree: TreeArgs,
-        /// UUID for the superblock (default: random).
-        #[arg(long)]
-        uuid: Option<String>,
-        #[command(flatten)]
-        common: Common,
-    },
+    Format(FormatCmd),
     /// Check every data block and every tree level against ROOT_HASH.
-    Verify {
-        /// Data device or image.
-        data: PathBuf,
-        /// Hash device or file.
-        hash: PathBuf,
-        /// The trusted root hash (hex).
-        root_hash: String,
-        #[command(flatten)]
-        tree: TreeArgs,
-        #[command(flatten)]
-        common: Common,
-    },
+    Verify(VerifyCmd),
     /// Print the superblock of HASH.
-    Dump {
-        /// Hash device or file.
-        hash: PathBuf,
-        /// Byte offset of the superblock.
-        #[arg(long, default_value_t = 0)]
-        hash_offset: u64,
-        #[command(flatten)]
-        common: Common,
-    },
+    Dump(DumpCmd),
     /// Print the dm table line (or the dm-mod.create= value) for DATA and HASH.
-    Table {
-        /// Data device as the kernel should name it (a path or major:minor).
-        data: String,
-        /// Hash device as the kernel should name it (a path or major:minor).
-        hash: String,
-        /// The trusted root hash (hex).
-        root_hash: String,
-        /// Read the superblock from this file instead of HASH (an image being built).
-        #[arg(long)]
-        superblock_from: Option<PathBuf>,
-        /// Print `dm-mod.create="NAME,..."` for the kernel command line.
-        #[arg(long, value_name = "NAME")]
-        dm_mod_create: Option<String>,
-        /// Device-mapper UUID for --dm-mod-create.
-        #[arg(long, requires = "dm_mod_create")]
-        dm_uuid: Option<String>,
-        #[command(flatten)]
-        tree: TreeArgs,
-        #[command(flatten)]
-        table: TableArgs,
-        #[command(flatten)]
-        common: Common,
-    },
+    Table(TableCmd),
     /// Create the read-only verity device NAME over DATA and HASH (needs dm-mod, root).
-    Open {
-        /// Data device.
-        data: PathBuf,
-        /// Device-mapper name.
-        name: String,
-        /// Hash device.
-        hash: PathBuf,
-        /// The trusted root hash (hex).
-        root_hash: String,
-        /// Device-mapper UUID.
-        #[arg(long, default_value = "")]
-        dm_uuid: String,
-        #[command(flatten)]
-        tree: TreeArgs,
-        #[command(flatten)]
-        table: TableArgs,
-        #[command(flatten)]
-        common: Common,
-    },
+    Open(OpenCmd),
     /// Remove the verity device NAME.
-    Close {
-        /// Device-mapper name.
-        name: String,
-        #[command(flatten)]
-        common: Common,
-    },
+    Close(CloseCmd),
     /// Show whether NAME has seen corruption (V verified, C corrupted).
-    Status {
-        /// Device-mapper name.
-        name: String,
-        #[command(flatten)]
-        common: Common,
-    },
+    Status(StatusCmd),
+}
+
+#[derive(Args)]
+struct FormatCmd {
+    /// Data device or image.
+    data: PathBuf,
+    /// Hash device or file (created if missing).
+    hash: PathBuf,
+    #[command(flatten)]
+    tree: TreeArgs,
+    /// UUID for the superblock (default: random).
+    #[arg(long)]
+    uuid: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct VerifyCmd {
+    /// Data device or image.
+    data: PathBuf,
+    /// Hash device or file.
+    hash: PathBuf,
+    /// The trusted root hash (hex).
+    root_hash: String,
+    #[command(flatten)]
+    tree: TreeArgs,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct DumpCmd {
+    /// Hash device or file.
+    hash: PathBuf,
+    /// Byte offset of the superblock.
+    #[arg(long, default_value_t = 0)]
+    hash_offset: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct TableCmd {
+    /// Data device as the kernel should name it (a path or major:minor).
+    data: String,
+    /// Hash device as the kernel should name it (a path or major:minor).
+    hash: String,
+    /// The trusted root hash (hex).
+    root_hash: String,
+    /// Read the superblock from this file instead of HASH (an image being built).
+    #[arg(long)]
+    superblock_from: Option<PathBuf>,
+    /// Print `dm-mod.create="NAME,..."` for the kernel command line.
+    #[arg(long, value_name = "NAME")]
+    dm_mod_create: Option<String>,
+    /// Device-mapper UUID for --dm-mod-create.
+    #[arg(long, requires = "dm_mod_create")]
+    dm_uuid: Option<String>,
+    #[command(flatten)]
+    tree: TreeArgs,
+    #[command(flatten)]
+    table: TableArgs,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct OpenCmd {
+    /// Data device.
+    data: PathBuf,
+    /// Device-mapper name.
+    name: String,
+    /// Hash device.
+    hash: PathBuf,
+    /// The trusted root hash (hex).
+    root_hash: String,
+    /// Device-mapper UUID.
+    #[arg(long, default_value = "")]
+    dm_uuid: String,
+    #[command(flatten)]
+    tree: TreeArgs,
+    #[command(flatten)]
+    table: TableArgs,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct CloseCmd {
+    /// Device-mapper name.
+    name: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct StatusCmd {
+    /// Device-mapper name.
+    name: String,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args)]
@@ -404,247 +425,275 @@ fn print_fields(title: &str, fields: &[(&'static str, Value)], as_json: bool) {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Format {
-            data,
-            hash,
-            tree,
-            uuid,
-            common,
-        } => {
-            let salt = match &tree.salt {
-                Some(s) => s.parse::<Salt>()?,
-                None => Salt::new(random_bytes(32)?)?,
-            };
-            let uuid = match uuid {
-                Some(u) => u.parse()?,
-                None => random_uuid()?,
-            };
-            let opts = FormatOptions {
-                hash_type: HashType::from_number(tree.hash_type)?,
-                algorithm: tree.algorithm.parse()?,
-                data_block_size: tree.data_block_size,
-                hash_block_size: tree.hash_block_size,
-                data_blocks: tree.data_blocks,
-                salt,
-                uuid,
-                hash_offset: tree.hash_offset,
-                superblock: !tree.no_superblock,
-            };
-            let f = with_progress("format", tree.threads, |run| {
-                verity::format(&data, &hash, &opts, run)
-            })?;
-            let uuid = (!tree.no_superblock).then_some(f.uuid);
-            let mut fields = header_fields(&f.params, uuid, &f.geometry);
-            fields.push(("Root hash", json!(f.root_hash.to_string())));
-            // veritysetup shows the size only for a hash area at the start of its device.
-            if f.layout.hash_offset == 0 {
-                fields.push(("Hash device size", json!(f.geometry.hash_device_min_size)));
-            }
-            print_fields(
-                &format!("VERITY header information for {}", hash.display()),
-                &fields,
-                common.json,
-            );
-            Ok(())
+        Command::Format(cmd) => format(cmd),
+        Command::Verify(cmd) => verify(cmd),
+        Command::Dump(cmd) => dump(cmd),
+        Command::Table(cmd) => table(cmd),
+        Command::Open(cmd) => open(cmd),
+        Command::Close(cmd) => close(cmd),
+        Command::Status(cmd) => status(cmd),
+    }
+}
+
+/// `verity format`.
+fn format(cmd: FormatCmd) -> Result<(), Failure> {
+    let FormatCmd {
+        data,
+        hash,
+        tree,
+        uuid,
+        common,
+    } = cmd;
+    let salt = match &tree.salt {
+        Some(s) => s.parse::<Salt>()?,
+        None => Salt::new(random_bytes(32)?)?,
+    };
+    let uuid = match uuid {
+        Some(u) => u.parse()?,
+        None => random_uuid()?,
+    };
+    let opts = FormatOptions {
+        hash_type: HashType::from_number(tree.hash_type)?,
+        algorithm: tree.algorithm.parse()?,
+        data_block_size: tree.data_block_size,
+        hash_block_size: tree.hash_block_size,
+        data_blocks: tree.data_blocks,
+        salt,
+        uuid,
+        hash_offset: tree.hash_offset,
+        superblock: !tree.no_superblock,
+    };
+    let f = with_progress("format", tree.threads, |run| {
+        verity::format(&data, &hash, &opts, run)
+    })?;
+    let uuid = (!tree.no_superblock).then_some(f.uuid);
+    let mut fields = header_fields(&f.params, uuid, &f.geometry);
+    fields.push(("Root hash", json!(f.root_hash.to_string())));
+    // veritysetup shows the size only for a hash area at the start of its device.
+    if f.layout.hash_offset == 0 {
+        fields.push(("Hash device size", json!(f.geometry.hash_device_min_size)));
+    }
+    print_fields(
+        &format!("VERITY header information for {}", hash.display()),
+        &fields,
+        common.json,
+    );
+    Ok(())
+}
+
+/// `verity verify`.
+fn verify(cmd: VerifyCmd) -> Result<(), Failure> {
+    let VerifyCmd {
+        data,
+        hash,
+        root_hash,
+        tree,
+        common,
+    } = cmd;
+    let params = if tree.no_superblock {
+        Some(tree.resolve(&hash, Some(&data))?.0)
+    } else {
+        None
+    };
+    let opts = VerifyOptions {
+        hash_offset: tree.hash_offset,
+        superblock: !tree.no_superblock,
+        params,
+    };
+    let v = with_progress("verify", tree.threads, |run| {
+        verity::verify(&data, &hash, &root_hash, &opts, run)
+    })?;
+    let problems: Vec<String> = v.report.mismatches.iter().map(|m| m.to_string()).collect();
+    if common.json {
+        let blocks: Vec<Value> = v
+            .report
+            .mismatches
+            .iter()
+            .map(|m| match m {
+                verity::Mismatch::DataBlock { block } => json!({"kind": "data", "block": block}),
+                verity::Mismatch::HashBlock { level, index, device_block } => json!({"kind": "hash", "level": level, "block": index, "hash_device_block": device_block}),
+                verity::Mismatch::Padding { level, device_block } => json!({"kind": "padding", "level": level, "hash_device_block": device_block}),
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"verified": v.report.is_ok(), "mismatches": v.report.total, "corrupt": blocks})
+        );
+    } else if v.report.is_ok() {
+        println!("Verification of data area succeeded.");
+    } else {
+        for p in &problems {
+            eprintln!("verity: {p}");
         }
-        Command::Verify {
-            data,
-            hash,
-            root_hash,
-            tree,
-            common,
-        } => {
-            let params = if tree.no_superblock {
-                Some(tree.resolve(&hash, Some(&data))?.0)
-            } else {
-                None
-            };
-            let opts = VerifyOptions {
-                hash_offset: tree.hash_offset,
-                superblock: !tree.no_superblock,
-                params,
-            };
-            let v = with_progress("verify", tree.threads, |run| {
-                verity::verify(&data, &hash, &root_hash, &opts, run)
-            })?;
-            let problems: Vec<String> = v.report.mismatches.iter().map(|m| m.to_string()).collect();
-            if common.json {
-                let blocks: Vec<Value> = v
-                    .report
-                    .mismatches
-                    .iter()
-                    .map(|m| match m {
-                        verity::Mismatch::DataBlock { block } => json!({"kind": "data", "block": block}),
-                        verity::Mismatch::HashBlock { level, index, device_block } => json!({"kind": "hash", "level": level, "block": index, "hash_device_block": device_block}),
-                        verity::Mismatch::Padding { level, device_block } => json!({"kind": "padding", "level": level, "hash_device_block": device_block}),
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    json!({"verified": v.report.is_ok(), "mismatches": v.report.total, "corrupt": blocks})
-                );
-            } else if v.report.is_ok() {
-                println!("Verification of data area succeeded.");
-            } else {
-                for p in &problems {
-                    eprintln!("verity: {p}");
-                }
-                let shown = problems.len() as u64;
-                if v.report.total > shown {
-                    eprintln!("verity: ... and {} more", v.report.total - shown);
-                }
-            }
-            if v.report.is_ok() {
-                Ok(())
-            } else {
-                Err(Failure {
-                    message: format!(
-                        "verification failed: {} corrupt block(s), first: {}",
-                        v.report.total,
-                        problems.first().map_or("?", String::as_str)
-                    ),
-                    code: EXIT_CORRUPT,
-                })
-            }
+        let shown = problems.len() as u64;
+        if v.report.total > shown {
+            eprintln!("verity: ... and {} more", v.report.total - shown);
         }
-        Command::Dump {
-            hash,
-            hash_offset,
-            common,
-        } => {
-            let sb: Superblock = verity::read_superblock(&hash, hash_offset)?;
-            let layout = Layout {
-                hash_offset,
-                ..Layout::default()
-            };
-            let geometry = Geometry::new(&sb.params, &layout)?;
-            let mut fields = header_fields(&sb.params, Some(sb.uuid), &geometry);
-            if hash_offset == 0 {
-                fields.push(("Hash device size", json!(geometry.hash_device_min_size)));
-            }
-            print_fields(
-                &format!("VERITY header information for {}", hash.display()),
-                &fields,
-                common.json,
-            );
-            Ok(())
+    }
+    if v.report.is_ok() {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: format!(
+                "verification failed: {} corrupt block(s), first: {}",
+                v.report.total,
+                problems.first().map_or("?", String::as_str)
+            ),
+            code: EXIT_CORRUPT,
+        })
+    }
+}
+
+/// `verity dump`.
+fn dump(cmd: DumpCmd) -> Result<(), Failure> {
+    let DumpCmd {
+        hash,
+        hash_offset,
+        common,
+    } = cmd;
+    let sb: Superblock = verity::read_superblock(&hash, hash_offset)?;
+    let layout = Layout {
+        hash_offset,
+        ..Layout::default()
+    };
+    let geometry = Geometry::new(&sb.params, &layout)?;
+    let mut fields = header_fields(&sb.params, Some(sb.uuid), &geometry);
+    if hash_offset == 0 {
+        fields.push(("Hash device size", json!(geometry.hash_device_min_size)));
+    }
+    print_fields(
+        &format!("VERITY header information for {}", hash.display()),
+        &fields,
+        common.json,
+    );
+    Ok(())
+}
+
+/// `verity table`.
+fn table(cmd: TableCmd) -> Result<(), Failure> {
+    let TableCmd {
+        data,
+        hash,
+        root_hash,
+        superblock_from,
+        dm_mod_create,
+        dm_uuid,
+        tree,
+        table,
+        common,
+    } = cmd;
+    let source = superblock_from.unwrap_or_else(|| PathBuf::from(&hash));
+    let (params, _) = tree.resolve(&source, None)?;
+    let geometry = Geometry::new(&params, &tree.layout())?;
+    let root = RootHash::from_hex(params.algorithm, &root_hash)?;
+    let t = VerityTable::new(data, hash, &params, &geometry, &root, table.options());
+    let text = match &dm_mod_create {
+        Some(name) => format!(
+            "dm-mod.create=\"{}\"",
+            t.dm_mod_create(name, dm_uuid.as_deref())
+        ),
+        None => t.line(),
+    };
+    if common.json {
+        let mut v = json!({"table": t.line()});
+        if let Some(name) = &dm_mod_create {
+            v["dm_mod_create"] = json!(t.dm_mod_create(name, dm_uuid.as_deref()));
         }
-        Command::Table {
-            data,
-            hash,
-            root_hash,
-            superblock_from,
-            dm_mod_create,
-            dm_uuid,
-            tree,
-            table,
-            common,
-        } => {
-            let source = superblock_from.unwrap_or_else(|| PathBuf::from(&hash));
-            let (params, _) = tree.resolve(&source, None)?;
-            let geometry = Geometry::new(&params, &tree.layout())?;
-            let root = RootHash::from_hex(params.algorithm, &root_hash)?;
-            let t = VerityTable::new(data, hash, &params, &geometry, &root, table.options());
-            let text = match &dm_mod_create {
-                Some(name) => format!(
-                    "dm-mod.create=\"{}\"",
-                    t.dm_mod_create(name, dm_uuid.as_deref())
-                ),
-                None => t.line(),
-            };
-            if common.json {
-                let mut v = json!({"table": t.line()});
-                if let Some(name) = &dm_mod_create {
-                    v["dm_mod_create"] = json!(t.dm_mod_create(name, dm_uuid.as_deref()));
-                }
-                println!("{v}");
+        println!("{v}");
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+/// `verity open`.
+fn open(cmd: OpenCmd) -> Result<(), Failure> {
+    let OpenCmd {
+        data,
+        name,
+        hash,
+        root_hash,
+        dm_uuid,
+        tree,
+        table,
+        common,
+    } = cmd;
+    let (params, _) = tree.resolve(&hash, Some(&data))?;
+    let geometry = Geometry::new(&params, &tree.layout())?;
+    let root = RootHash::from_hex(params.algorithm, &root_hash)?;
+    let t = VerityTable::new(
+        data.display().to_string(),
+        hash.display().to_string(),
+        &params,
+        &geometry,
+        &root,
+        table.options(),
+    );
+    let control = context(dm::Control::open(), "opening device-mapper")?;
+    let info = device::open(&control, &name, &dm_uuid, &t)?;
+    let node = info.devnode(Path::new("/dev"));
+    if common.json {
+        println!(
+            "{}",
+            json!({"name": info.name, "major": info.major(), "minor": info.minor(), "devnode": node.display().to_string()})
+        );
+    } else {
+        println!(
+            "{} is {} ({}:{})",
+            info.name,
+            node.display(),
+            info.major(),
+            info.minor()
+        );
+    }
+    Ok(())
+}
+
+/// `verity close`.
+fn close(cmd: CloseCmd) -> Result<(), Failure> {
+    let CloseCmd { name, common } = cmd;
+    let control = context(dm::Control::open(), "opening device-mapper")?;
+    device::close(&control, &name)?;
+    if common.json {
+        println!("{}", json!({"name": name, "closed": true}));
+    }
+    Ok(())
+}
+
+/// `verity status`.
+fn status(cmd: StatusCmd) -> Result<(), Failure> {
+    let StatusCmd { name, common } = cmd;
+    let control = context(dm::Control::open(), "opening device-mapper")?;
+    let s = device::status(&control, &name)?;
+    let verified = s.health == device::Health::Verified;
+    if common.json {
+        println!(
+            "{}",
+            json!({"name": name, "status": if verified {"verified"} else {"corrupted"}, "line": s.line, "read_only": s.info.read_only(), "open_count": s.info.open_count, "minor": s.info.minor()})
+        );
+    } else {
+        println!(
+            "{name} is active{}.",
+            if s.info.open_count > 0 {
+                " and is in use"
             } else {
-                println!("{text}");
+                ""
             }
-            Ok(())
-        }
-        Command::Open {
-            data,
-            name,
-            hash,
-            root_hash,
-            dm_uuid,
-            tree,
-            table,
-            common,
-        } => {
-            let (params, _) = tree.resolve(&hash, Some(&data))?;
-            let geometry = Geometry::new(&params, &tree.layout())?;
-            let root = RootHash::from_hex(params.algorithm, &root_hash)?;
-            let t = VerityTable::new(
-                data.display().to_string(),
-                hash.display().to_string(),
-                &params,
-                &geometry,
-                &root,
-                table.options(),
-            );
-            let control = context(dm::Control::open(), "opening device-mapper")?;
-            let info = device::open(&control, &name, &dm_uuid, &t)?;
-            let node = info.devnode(Path::new("/dev"));
-            if common.json {
-                println!(
-                    "{}",
-                    json!({"name": info.name, "major": info.major(), "minor": info.minor(), "devnode": node.display().to_string()})
-                );
-            } else {
-                println!(
-                    "{} is {} ({}:{})",
-                    info.name,
-                    node.display(),
-                    info.major(),
-                    info.minor()
-                );
-            }
-            Ok(())
-        }
-        Command::Close { name, common } => {
-            let control = context(dm::Control::open(), "opening device-mapper")?;
-            device::close(&control, &name)?;
-            if common.json {
-                println!("{}", json!({"name": name, "closed": true}));
-            }
-            Ok(())
-        }
-        Command::Status { name, common } => {
-            let control = context(dm::Control::open(), "opening device-mapper")?;
-            let s = device::status(&control, &name)?;
-            let verified = s.health == device::Health::Verified;
-            if common.json {
-                println!(
-                    "{}",
-                    json!({"name": name, "status": if verified {"verified"} else {"corrupted"}, "line": s.line, "read_only": s.info.read_only(), "open_count": s.info.open_count, "minor": s.info.minor()})
-                );
-            } else {
-                println!(
-                    "{name} is active{}.",
-                    if s.info.open_count > 0 {
-                        " and is in use"
-                    } else {
-                        ""
-                    }
-                );
-                println!(
-                    "  status:      {}",
-                    if verified { "verified" } else { "corrupted" }
-                );
-                println!("  read-only:   {}", s.info.read_only());
-                println!("  device:      /dev/dm-{}", s.info.minor());
-            }
-            if verified {
-                Ok(())
-            } else {
-                Err(Failure {
-                    message: format!("{name}: corruption detected"),
-                    code: EXIT_CORRUPT,
-                })
-            }
-        }
+        );
+        println!(
+            "  status:      {}",
+            if verified { "verified" } else { "corrupted" }
+        );
+        println!("  read-only:   {}", s.info.read_only());
+        println!("  device:      /dev/dm-{}", s.info.minor());
+    }
+    if verified {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: format!("{name}: corruption detected"),
+            code: EXIT_CORRUPT,
+        })
     }
 }
 
