@@ -19,9 +19,11 @@
 //!
 //! # Device nodes
 //!
-//! The kernel names a mapped block device `dm-<minor>`. With devtmpfs mounted on `/dev`
-//! (as in Liftoff's PID 1) the node appears as `/dev/dm-<minor>` as soon as the device is
-//! created; [`DeviceInfo::devnode`] returns that path, and [`DeviceInfo::major`] /
+//! The kernel names a mapped block device `dm-<minor>` and registers the disk at the
+//! first table load (since Linux 5.16; at create before). devtmpfs creates nodes
+//! synchronously, so with devtmpfs on `/dev` (as in Liftoff's PID 1) `/dev/dm-<minor>`
+//! exists when [`Control::create_device`] returns, without waiting for an event;
+//! [`DeviceInfo::devnode`] returns that path, and [`DeviceInfo::major`] /
 //! [`DeviceInfo::minor`] let a caller without devtmpfs `mknod` it instead. No
 //! `/dev/mapper/<name>` link is made: that is udev's job.
 //!
