@@ -11,6 +11,7 @@ pub mod arch;
 pub mod artifacts;
 pub mod console;
 pub mod cpio;
+pub mod firmware;
 pub mod image;
 pub mod initramfs;
 pub mod kernel;
