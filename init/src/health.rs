@@ -126,19 +126,30 @@ impl std::error::Error for HealthError {}
 
 /// Asks the containerd socket at `socket` for its version, within `timeout`.
 pub fn version(socket: &Path, timeout: Duration) -> Result<Version, HealthError> {
-    let deadline = Instant::now() + timeout;
     let wrap = |failure| HealthError {
         socket: socket.to_owned(),
         failure,
     };
-    let mut stream = UnixStream::connect(socket).map_err(|e| wrap(Failure::Connect(e)))?;
+    let answer = call(socket, VERSION_METHOD, b"", timeout).map_err(wrap)?;
+    parse_version(&answer).map_err(wrap)
+}
+
+/// Makes one unary gRPC call on the unix socket `socket` within `timeout` and returns the
+/// response message.
+pub fn call(
+    socket: &Path,
+    method: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, Failure> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = UnixStream::connect(socket).map_err(Failure::Connect)?;
     let mut conn = Conn {
         stream: &mut stream,
         deadline,
         timeout,
     };
-    let answer = conn.call(VERSION_METHOD, b"").map_err(wrap)?;
-    parse_version(&answer).map_err(wrap)
+    conn.call(method, message)
 }
 
 /// The request bytes the client sends first: preface, SETTINGS, HEADERS and DATA.

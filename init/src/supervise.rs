@@ -725,10 +725,12 @@ fn log(level: Level, message: String) -> Action {
     Action::Log { level, message }
 }
 
-/// `1.5 s`, `30 s`, `0.2 s`.
+/// `250 ms`, `1.5 s`, `30 s`.
 fn secs(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms.is_multiple_of(1000) {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{:.1} s", d.as_secs_f64())
@@ -1531,7 +1533,7 @@ mod tests {
         );
         assert_eq!(ops.iter().filter(|o| o.starts_with("healthy")).count(), 1);
         assert!(fake.logs.iter().any(|(l, m)| *l == Level::Info
-            && m == "containerd (pid 100) is healthy 0.3 s after its start: version 1.6.20"));
+            && m == "containerd (pid 100) is healthy 300 ms after its start: version 1.6.20"));
         // Probe errors are logged once each, at debug level.
         let probe_logs = fake
             .logs
@@ -1853,10 +1855,11 @@ mod tests {
     #[test]
     fn durations_in_log_lines() {
         let cases = [
-            (ms(500), "0.5 s"),
+            (ms(500), "500 ms"),
+            (ms(999), "999 ms"),
             (ms(30_000), "30 s"),
             (ms(1250), "1.2 s"),
-            (ms(0), "0 s"),
+            (ms(0), "0 ms"),
         ];
         for (d, want) in cases {
             assert_eq!(secs(d), want);
