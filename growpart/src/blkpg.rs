@@ -18,6 +18,8 @@ const BLKROGET: u32 = 0x125e;
 /// `_IO(0x12, 105)`, include/uapi/linux/fs.h.
 const BLKPG: u32 = 0x1269;
 /// include/uapi/linux/blkpg.h.
+const BLKPG_ADD_PARTITION: libc::c_int = 1;
+/// include/uapi/linux/blkpg.h.
 const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
 
 /// `struct blkpg_ioctl_arg`.
@@ -80,6 +82,17 @@ pub fn is_read_only(disk: &File) -> io::Result<bool> {
 /// Tells the kernel that partition `pno` of the whole-disk device `disk` now spans
 /// `length` bytes from byte `start` (the start must be the one the kernel has).
 pub fn resize_partition(disk: &File, pno: u32, start: u64, length: u64) -> io::Result<()> {
+    blkpg(disk, BLKPG_RESIZE_PARTITION, pno, start, length)
+}
+
+/// Tells the kernel about partition `pno` of `disk` (`length` bytes from byte `start`),
+/// which it did not find when it read the table: PID 1 uses this after repairing a
+/// damaged primary GPT that the kernel's own parser rejected.
+pub fn add_partition(disk: &File, pno: u32, start: u64, length: u64) -> io::Result<()> {
+    blkpg(disk, BLKPG_ADD_PARTITION, pno, start, length)
+}
+
+fn blkpg(disk: &File, op: libc::c_int, pno: u32, start: u64, length: u64) -> io::Result<()> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
     let mut part = BlkpgPartition {
         start: i64::try_from(start).map_err(|_| invalid("partition start overflows"))?,
@@ -89,7 +102,7 @@ pub fn resize_partition(disk: &File, pno: u32, start: u64, length: u64) -> io::R
         volname: [0; 64],
     };
     let mut arg = BlkpgIoctlArg {
-        op: BLKPG_RESIZE_PARTITION,
+        op,
         flags: 0,
         datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
         data: (&mut part as *mut BlkpgPartition).cast(),

@@ -1,6 +1,7 @@
 //! The boot sequence (DESIGN.md section 1): each stage returns a typed error that goes to
 //! the failure policy, and each completed stage is marked on the timeline.
 
+use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
@@ -8,9 +9,9 @@ use std::time::Duration;
 use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
 
 use crate::blockdev::{self, BootDisk};
-use crate::cmdline::{self, Config, Handoff};
+use crate::cmdline::{self, Config, DataMode, Handoff};
 use crate::failure::{self, fail, Stage};
-use crate::{kmsg, modules, mounts, root, slots, switch_root, timeline};
+use crate::{data, kmsg, modules, mounts, root, slots, switch_root, timeline};
 
 /// How long PID 1 waits for the boot disk without `liftoff.device_timeout`.
 pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,29 +67,32 @@ pub fn run() -> ! {
         }
     }
 
-    let boot_disk = find_disk(config);
+    let mut boot_disk = find_disk(config);
     timeline::mark("disk");
 
-    let slot = choose_slot(config, &boot_disk);
+    let (slot, repaired) = choose_slot(config, &boot_disk);
+    if repaired {
+        announce_partitions(&mut boot_disk);
+    }
     timeline::mark("slots");
 
-    let table = match slot_partitions(&boot_disk, slot).and_then(|(root_node, hash_node)| {
-        root::verity_table(
-            &root_node,
-            &hash_node,
-            config.roothash.as_deref(),
-            config.salt.as_ref(),
-            config.verity,
-        )
-        .map_err(|e| e.to_string())
-    }) {
-        Ok(t) => t,
-        Err(e) => fail(Stage::Verity, &e),
-    };
-    let verified = match root::open_verity(&table, Path::new("/dev")) {
-        Ok(node) => node,
-        Err(e) => fail(Stage::Verity, &e),
-    };
+    let (verified, table) =
+        match slot_partitions(&boot_disk, slot).and_then(|(root_node, hash_node)| {
+            let expected =
+                root::expected(&hash_node, config.roothash.as_deref(), config.salt.as_ref())
+                    .map_err(|e| e.to_string())?;
+            root::open_verity(
+                &root_node,
+                &hash_node,
+                &expected,
+                config.verity,
+                Path::new("/dev"),
+            )
+            .map_err(|e| e.to_string())
+        }) {
+            Ok(v) => v,
+            Err(e) => fail(Stage::Verity, &e),
+        };
     kmsg::info(&format!(
         "verity: {} serves ROOT-{} checked against HASH-{} ({})",
         verified.display(),
@@ -98,7 +102,23 @@ pub fn run() -> ! {
     ));
     timeline::mark("verity");
 
-    mount_sysroot(&verified);
+    let layout = match prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node) {
+        Ok(l) => l,
+        Err(e) => fail(Stage::Root, &e),
+    };
+    let data_node = layout
+        .data
+        .and_then(|n| boot_disk.disk.partition_node(Path::new("/dev"), n));
+    let private_node = layout
+        .private
+        .and_then(|n| boot_disk.disk.partition_node(Path::new("/dev"), n));
+    if data_node.is_none() {
+        kmsg::warn(&format!(
+            "{} has no DATA partition: /var is kept in memory only",
+            boot_disk.node.display()
+        ));
+    }
+    mount_sysroot(&verified, data_node.is_none());
     timeline::mark("root");
 
     let target = match &config.handoff {
@@ -111,6 +131,16 @@ pub fn run() -> ! {
     };
     if let Err(e) = switch_root::switch_root(Path::new(root::SYSROOT)) {
         fail(Stage::SwitchRoot, &e);
+    }
+    timeline::mark("switch-root");
+
+    if let Some(data_node) = &data_node {
+        let mode = config.data.unwrap_or(DataMode::Keyfile);
+        match data::setup(&boot_disk.node, data_node, private_node.as_deref(), mode) {
+            Ok(outcome) => data::log(&outcome, mode),
+            Err(e) => fail(Stage::Data, &e),
+        }
+        timeline::mark("data");
     }
     timeline::mark("handoff");
     devkmsg.restore();
@@ -138,14 +168,18 @@ fn find_disk(config: &Config) -> BootDisk {
     let want = match config.boot_partuuid.as_deref().map(str::parse::<gpt::Guid>) {
         Some(Ok(g)) => Some(g),
         Some(Err(e)) => {
-            kmsg::error(&format!("liftoff.boot_partuuid: {e}; looking for any Liftoff disk"));
+            kmsg::error(&format!(
+                "liftoff.boot_partuuid: {e}; looking for any Liftoff disk"
+            ));
             None
         }
         None => None,
     };
     let timeout = config
         .device_timeout_secs
-        .map_or(DEFAULT_DEVICE_TIMEOUT, |s| Duration::from_secs(u64::from(s)));
+        .map_or(DEFAULT_DEVICE_TIMEOUT, |s| {
+            Duration::from_secs(u64::from(s))
+        });
     match blockdev::find_boot_disk(
         Path::new("/sys"),
         Path::new("/dev"),
@@ -175,7 +209,9 @@ fn find_disk(config: &Config) -> BootDisk {
     }
 }
 
-fn choose_slot(config: &Config, boot_disk: &BootDisk) -> prairiedog::Slot {
+/// Runs the A/B stage; returns the running slot and whether a damaged GPT copy was
+/// repaired.
+fn choose_slot(config: &Config, boot_disk: &BootDisk) -> (prairiedog::Slot, bool) {
     let want = config
         .boot_partuuid
         .as_deref()
@@ -192,10 +228,67 @@ fn choose_slot(config: &Config, boot_disk: &BootDisk) -> prairiedog::Slot {
                 booted.as_str(),
                 d.next.as_str()
             ));
-            booted
+            (booted, outcome.repaired)
         }
         Err(e) => fail(Stage::Slots, &e),
     }
+}
+
+/// After a repair of the primary GPT: the kernel rejects a damaged primary (without the
+/// `gpt` parameter it never looks at the backup), so it may know none of the partitions.
+/// They are added one by one with BLKPG, as it would have found them.
+fn announce_partitions(boot_disk: &mut BootDisk) {
+    let table = match File::open(&boot_disk.node)
+        .map_err(|e| gpt::Error::Io {
+            device: boot_disk.node.clone(),
+            what: "opening",
+            source: e,
+        })
+        .and_then(|f| {
+            let table = gpt::Gpt::read(
+                &f,
+                &boot_disk.node,
+                gpt::SectorSize::new(boot_disk.disk.sector_size),
+            )?;
+            Ok((f, table))
+        }) {
+        Ok(t) => t,
+        Err(e) => fail(Stage::Slots, &format!("re-reading the repaired GPT: {e}")),
+    };
+    let (file, table) = table;
+    let ss = table.sector_size().bytes();
+    let mut added = Vec::new();
+    for (number, entry) in table.used() {
+        if boot_disk.disk.partitions.contains_key(&number) {
+            continue;
+        }
+        let start = entry.first_lba.saturating_mul(ss);
+        let length = entry.sectors().saturating_mul(ss);
+        match growpart::blkpg::add_partition(&file, number, start, length) {
+            Ok(()) => added.push(number.to_string()),
+            Err(e) => fail(
+                Stage::Slots,
+                &format!(
+                    "telling the kernel about partition {number} of {}: {e}",
+                    boot_disk.node.display()
+                ),
+            ),
+        }
+    }
+    if !added.is_empty() {
+        kmsg::info(&format!(
+            "the kernel had rejected the damaged GPT of {}: partitions {} added with BLKPG",
+            boot_disk.node.display(),
+            added.join(", ")
+        ));
+        if let Some(disk) = blockdev::scan(Path::new("/sys"))
+            .into_iter()
+            .find(|d| d.name == boot_disk.disk.name)
+        {
+            boot_disk.disk = disk;
+        }
+    }
+    boot_disk.gpt = table;
 }
 
 /// The device nodes of ROOT-<slot> and HASH-<slot> on the boot disk.
@@ -221,7 +314,7 @@ fn slot_partitions(
     Ok((node(set.root, "ROOT")?, node(set.hash, "HASH")?))
 }
 
-fn mount_sysroot(verified: &Path) {
+fn mount_sysroot(verified: &Path, var_overlay: bool) {
     let fs = match root::read_fs_type(verified) {
         Ok(fs) => fs,
         Err(e) => fail(Stage::Root, &e),
@@ -236,7 +329,7 @@ fn mount_sysroot(verified: &Path) {
     if let Err(e) = mounts::run(
         &mut mounts::System,
         Path::new("/"),
-        &root::sysroot_plan(verified, fs),
+        &root::sysroot_plan(verified, fs, var_overlay),
     ) {
         fail(Stage::Root, &e);
     }

@@ -20,6 +20,7 @@ pub enum Stage {
     Verity,
     Root,
     SwitchRoot,
+    Data,
     Handoff,
 }
 
@@ -34,6 +35,7 @@ impl Stage {
             Stage::Verity => "verity",
             Stage::Root => "root",
             Stage::SwitchRoot => "switch-root",
+            Stage::Data => "data",
             Stage::Handoff => "handoff",
         }
     }
@@ -95,7 +97,11 @@ mod tests {
     #[test]
     fn line_names_stage_error_and_action() {
         assert_eq!(
-            failure_line(Stage::Modules, &"loading module dm_mod (/lib/x.ko): bad", ""),
+            failure_line(
+                Stage::Modules,
+                &"loading module dm_mod (/lib/x.ko): bad",
+                ""
+            ),
             "stage modules failed: loading module dm_mod (/lib/x.ko): bad; action: reboot"
         );
         assert_eq!(
@@ -111,6 +117,7 @@ mod tests {
             Stage::Verity,
             Stage::Root,
             Stage::SwitchRoot,
+            Stage::Data,
             Stage::Handoff,
         ]
         .iter()
@@ -127,6 +134,7 @@ mod tests {
                 "verity",
                 "root",
                 "switch-root",
+                "data",
                 "handoff"
             ]
         );

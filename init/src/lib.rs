@@ -20,6 +20,7 @@
 pub mod blockdev;
 pub mod boot;
 pub mod cmdline;
+pub mod data;
 pub mod failure;
 pub mod grpc;
 pub mod health;

@@ -8,7 +8,7 @@
 //! comes from `liftoff.verity`.
 
 use std::fmt;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::cmdline::{Salt, VerityMode};
@@ -21,30 +21,11 @@ pub const DM_NAME: &str = "root";
 pub enum RootError {
     NoRootHash,
     Superblock(verity::Error),
-    Mismatch(verity::Error),
-    BadSalt {
-        salt: String,
-        reason: String,
-    },
-    DataTooSmall {
-        device: PathBuf,
-        size: u64,
-        needed: u64,
-    },
-    DataSize {
-        device: PathBuf,
-        source: io::Error,
-    },
-    Geometry(String),
+    BadSalt { salt: String, reason: String },
     Control(dm::Error),
-    Device(verity::device::DeviceError),
-    UnknownFs {
-        device: PathBuf,
-    },
-    ReadFs {
-        device: PathBuf,
-        source: io::Error,
-    },
+    Setup(verity::device::DeviceError),
+    UnknownFs { device: PathBuf },
+    ReadFs { device: PathBuf, source: io::Error },
 }
 
 impl fmt::Display for RootError {
@@ -55,26 +36,9 @@ impl fmt::Display for RootError {
                 "no liftoff.roothash on the command line: refusing to use an unverified root"
             ),
             RootError::Superblock(e) => write!(f, "reading the verity superblock: {e}"),
-            RootError::Mismatch(e) => write!(
-                f,
-                "the verity superblock does not match the command line: {e}"
-            ),
             RootError::BadSalt { salt, reason } => write!(f, "liftoff.salt={salt}: {reason}"),
-            RootError::DataTooSmall {
-                device,
-                size,
-                needed,
-            } => write!(
-                f,
-                "{} holds {size} bytes but the verity superblock protects {needed}",
-                device.display()
-            ),
-            RootError::DataSize { device, source } => {
-                write!(f, "getting the size of {}: {source}", device.display())
-            }
-            RootError::Geometry(e) => write!(f, "placing the hash tree: {e}"),
             RootError::Control(e) => write!(f, "opening device-mapper: {e}"),
-            RootError::Device(e) => write!(f, "creating the dm-verity device: {e}"),
+            RootError::Setup(e) => write!(f, "{e}"),
             RootError::UnknownFs { device } => {
                 write!(f, "{} holds neither erofs nor ext4", device.display())
             }
@@ -103,20 +67,21 @@ pub fn table_options(mode: VerityMode) -> verity::TableOptions {
     }
 }
 
-/// Checks the HASH superblock against the trusted values and builds the table.
-pub fn verity_table(
-    data: &Path,
+/// The trusted values from the command line. Without `liftoff.salt` the superblock's salt
+/// is taken: the root hash already commits to it, since every digest in the tree is salted.
+pub fn expected(
     hash: &Path,
     root_hash: Option<&str>,
     salt: Option<&Salt>,
-    mode: VerityMode,
-) -> Result<verity::VerityTable, RootError> {
+) -> Result<verity::Expected, RootError> {
     let root_hash = root_hash.ok_or(RootError::NoRootHash)?;
-    let sb = verity::read_superblock(hash, 0).map_err(RootError::Superblock)?;
-    let trusted_salt = match salt {
-        // Without liftoff.salt the superblock's salt is taken: the root hash alone already
-        // commits to it, since every digest in the tree is salted.
-        None => sb.params.salt.clone(),
+    let salt = match salt {
+        None => {
+            verity::read_superblock(hash, 0)
+                .map_err(RootError::Superblock)?
+                .params
+                .salt
+        }
         Some(Salt::None) => verity::Salt::none(),
         Some(Salt::Hex(hex)) => {
             hex.parse()
@@ -126,47 +91,37 @@ pub fn verity_table(
                 })?
         }
     };
-    let expected = verity::Expected {
-        salt: trusted_salt,
+    Ok(verity::Expected {
+        salt,
         algorithm: None,
         root_hash: root_hash.to_owned(),
-    };
-    let root = verity::check_expected(&sb, &expected, hash).map_err(RootError::Mismatch)?;
-    let size = device_size(data)?;
-    let needed = sb.params.data_size();
-    if size < needed {
-        return Err(RootError::DataTooSmall {
-            device: data.to_path_buf(),
-            size,
-            needed,
-        });
-    }
-    let geometry = verity::Geometry::new(&sb.params, &verity::Layout::default())
-        .map_err(|e| RootError::Geometry(e.to_string()))?;
-    Ok(verity::VerityTable::new(
-        data.display().to_string(),
-        hash.display().to_string(),
-        &sb.params,
-        &geometry,
-        &root,
-        table_options(mode),
-    ))
+    })
 }
 
-fn device_size(path: &Path) -> Result<u64, RootError> {
-    std::fs::File::open(path)
-        .and_then(|mut f| f.seek(SeekFrom::End(0)))
-        .map_err(|source| RootError::DataSize {
-            device: path.to_path_buf(),
-            source,
-        })
-}
-
-/// Creates the dm-verity device and returns its node under `dev`.
-pub fn open_verity(table: &verity::VerityTable, dev: &Path) -> Result<PathBuf, RootError> {
+/// Checks the HASH partition against the trusted values (superblock, data size, the top
+/// block of the tree) and creates the read-only dm-verity device `root`. Returns its node
+/// under `dev` and the table loaded.
+pub fn open_verity(
+    data: &Path,
+    hash: &Path,
+    expected: &verity::Expected,
+    mode: VerityMode,
+    dev: &Path,
+) -> Result<(PathBuf, verity::VerityTable), RootError> {
     let control = dm::Control::open().map_err(RootError::Control)?;
-    let info = verity::device::open(&control, DM_NAME, "", table).map_err(RootError::Device)?;
-    Ok(info.devnode(dev))
+    let (info, table) = verity::device::setup(
+        &control,
+        &verity::device::Setup {
+            name: DM_NAME,
+            dm_uuid: "",
+            data_device: data,
+            hash_device: hash,
+            expected,
+            options: table_options(mode),
+        },
+    )
+    .map_err(RootError::Setup)?;
+    Ok((info.devnode(dev), table))
 }
 
 /// File systems a verified root may use.
@@ -223,9 +178,9 @@ pub fn read_fs_type(device: &Path) -> Result<RootFs, RootError> {
 
 /// Where the verified root is mounted before switch_root.
 pub const SYSROOT: &str = "/sysroot";
-/// The folders of the verified root that are made writable with an overlay whose upper
-/// layer lives on /run (tmpfs, moved into the new root with it): changes last until the
-/// next boot. /var stays like this until DATA is mounted there.
+/// Folders of the verified root made writable with an overlay whose upper layer lives on
+/// /run (tmpfs, moved into the new root with it): changes last until the next boot. /etc
+/// always; /var only on a disk without DATA (otherwise DATA's /local/var is bound there).
 pub const OVERLAID: [&str; 2] = ["etc", "var"];
 
 /// The upper and work folders of the overlay over `/sysroot/<dir>`.
@@ -237,8 +192,9 @@ pub fn overlay_dirs(dir: &str) -> (String, String) {
 }
 
 /// The mounts that make the verified root a system: the root itself read-only, a fresh
-/// /tmp, and /etc and /var writable through overlays whose changes live in memory only.
-pub fn sysroot_plan(device: &Path, fs: RootFs) -> Vec<Mount> {
+/// /tmp, /etc (and /var when `var_overlay`) writable through overlays whose changes live in
+/// memory only.
+pub fn sysroot_plan(device: &Path, fs: RootFs, var_overlay: bool) -> Vec<Mount> {
     let ro = MountFlags::RDONLY | MountFlags::NODEV;
     let mut root = Mount::new(&device.display().to_string(), SYSROOT, fs.name(), ro, "");
     if fs == RootFs::Ext4 {
@@ -256,6 +212,9 @@ pub fn sysroot_plan(device: &Path, fs: RootFs) -> Vec<Mount> {
         ),
     ];
     for dir in OVERLAID {
+        if dir == "var" && !var_overlay {
+            continue;
+        }
         let (upper, work) = overlay_dirs(dir);
         plan.push(Mount::new(
             "overlay",
@@ -286,7 +245,7 @@ mod tests {
 
     #[test]
     fn plan_for_erofs_and_ext4() {
-        let plan = sysroot_plan(Path::new("/dev/dm-0"), RootFs::Erofs);
+        let plan = sysroot_plan(Path::new("/dev/dm-0"), RootFs::Erofs, true);
         let summary: Vec<String> = plan
             .iter()
             .map(|m| format!("{} {} {} {}", m.source, m.target, m.fstype, m.data))
@@ -301,8 +260,9 @@ mod tests {
             ]
         );
         assert!(plan[0].flags.contains(MountFlags::RDONLY));
-        let plan = sysroot_plan(Path::new("/dev/dm-0"), RootFs::Ext4);
+        let plan = sysroot_plan(Path::new("/dev/dm-0"), RootFs::Ext4, false);
         assert_eq!(plan[0].data, "noload");
+        assert_eq!(plan.len(), 3, "no /var overlay when DATA is mounted there");
     }
 
     #[test]
@@ -320,14 +280,17 @@ mod tests {
 
     #[test]
     fn no_root_hash_is_refused() {
-        let err = verity_table(
-            Path::new("/nonexistent"),
-            Path::new("/nonexistent"),
-            None,
-            None,
-            VerityMode::Restart,
-        )
-        .unwrap_err();
+        let err = expected(Path::new("/nonexistent"), None, None).unwrap_err();
         assert!(matches!(err, RootError::NoRootHash));
+        assert_eq!(
+            expected(Path::new("/x"), Some("ab"), Some(&Salt::None))
+                .unwrap()
+                .salt,
+            verity::Salt::none()
+        );
+        assert!(matches!(
+            expected(Path::new("/x"), Some("ab"), Some(&Salt::Hex("zz".into()))),
+            Err(RootError::BadSalt { .. })
+        ));
     }
 }

@@ -21,9 +21,9 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use gpt::SectorSize;
+use prairiedog::boot::{GrubEnvAt, GrubEnvOutcome};
 use prairiedog::decide::{Action, Counted};
 use prairiedog::disk::SlotDisk;
-use prairiedog::boot::{GrubEnvAt, GrubEnvOutcome};
 use prairiedog::Slot;
 
 use crate::blockdev::BootDisk;
@@ -35,7 +35,10 @@ pub const GRUBENV: &str = "/grubenv";
 #[derive(Debug)]
 pub enum SlotError {
     NoSlot,
-    Open { device: PathBuf, source: std::io::Error },
+    Open {
+        device: PathBuf,
+        source: std::io::Error,
+    },
     Disk(prairiedog::disk::DiskError),
 }
 
@@ -48,7 +51,11 @@ impl fmt::Display for SlotError {
                  liftoff.boot_partuuid names no BOOT partition of the boot disk"
             ),
             SlotError::Open { device, source } => {
-                write!(f, "opening {} for the slot state: {source}", device.display())
+                write!(
+                    f,
+                    "opening {} for the slot state: {source}",
+                    device.display()
+                )
             }
             SlotError::Disk(e) => write!(f, "{e}"),
         }
@@ -103,13 +110,9 @@ pub fn run(
     let booted = booted_slot(cmdline_slot, boot_partuuid, &disk.layout(), disk.gpt())
         .ok_or(SlotError::NoSlot)?;
     let damaged = !disk.health().is_clean();
-    let outcome = prairiedog::boot::run(
-        &mut disk,
-        GrubEnvAt::Esp(GRUBENV),
-        booted,
-        unhealthy_limit,
-    )
-    .map_err(SlotError::Disk)?;
+    let outcome =
+        prairiedog::boot::run(&mut disk, GrubEnvAt::Esp(GRUBENV), booted, unhealthy_limit)
+            .map_err(SlotError::Disk)?;
     Ok((
         Outcome {
             repaired: damaged && outcome.gpt_written,

@@ -44,16 +44,28 @@ pub struct SystemSpec {
 }
 
 /// The modules PID 1 loads on Debian's cloud kernel: virtio disks, device-mapper for
-/// verity and crypt, erofs for the root and overlay for /etc.
+/// verity and crypt, the XTS mode dm-crypt's aes-xts-plain64 needs (the kernel cannot
+/// load it on demand without modprobe), erofs for the root and overlay for /etc.
 pub const SYSTEM_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
     "dm-mod",
     "dm-verity",
     "dm-crypt",
+    "ecb",
+    "xts",
     "erofs",
     "overlay",
 ];
+
+/// The architecture's AES and SHA-256 acceleration, for dm-crypt and dm-verity. On a CPU
+/// without the instructions the module refuses to load (ENODEV) and PID 1 goes on.
+pub fn arch_modules(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => &["aesni_intel", "sha256_ssse3"],
+        Arch::Aarch64 => &["aes_ce_blk", "sha2_ce"],
+    }
+}
 
 /// The Debian root tree for `arch`, built by `scripts/build-rootfs` if missing.
 pub fn root_tree(arch: Arch) -> Result<PathBuf, ImageError> {
@@ -91,7 +103,13 @@ fn io_err(what: String) -> impl FnOnce(io::Error) -> ImageError {
 pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     let tree = root_tree(spec.arch)?;
     let mut key = Sha256::new();
-    key.update(format!("v1 {} {:?} {:?} {}", spec.arch, spec.fs, spec.disk, tree.display()));
+    key.update(format!(
+        "v2 {} {:?} {:?} {}",
+        spec.arch,
+        spec.fs,
+        spec.disk,
+        tree.display()
+    ));
     for f in &spec.files {
         key.update(format!("{} {:o} {}", f.path, f.mode, f.data.len()));
         key.update(&f.data);
@@ -108,7 +126,8 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
         .join(format!("{}-{key}", spec.arch));
     std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let lock_path = dir.join(".lock");
-    let lock = File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;
+    let lock =
+        File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| io_err(format!("locking {}", lock_path.display()))(e.into()))?;
 
@@ -123,10 +142,17 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
         std::fs::remove_dir_all(&stage).map_err(io_err(format!("removing {}", stage.display())))?;
     }
     image::run(Command::new("cp").arg("-a").arg(&tree).arg(&stage))?;
+    // Mount points PID 1 needs in the read-only root: /local for DATA (DESIGN.md
+    // section 8); the API file systems, /tmp and /opt are in every Debian tree.
+    for dir in ["local", "opt"] {
+        let path = stage.join(dir);
+        std::fs::create_dir_all(&path).map_err(io_err(format!("creating {}", path.display())))?;
+    }
     for f in &spec.files {
         let dest = stage.join(f.path.trim_start_matches('/'));
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
         }
         std::fs::write(&dest, &f.data).map_err(io_err(format!("writing {}", dest.display())))?;
         std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(f.mode))
@@ -135,7 +161,8 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     for l in &spec.links {
         let dest = stage.join(l.path.trim_start_matches('/'));
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
         }
         let _ = std::fs::remove_file(&dest);
         std::os::unix::fs::symlink(&l.target, &dest)
@@ -206,8 +233,13 @@ pub fn initramfs(arch: Arch, kernel: &Kernel) -> Result<Vec<u8>, String> {
     initramfs
         .host_file("init", 0o755, &init)
         .map_err(|e| e.to_string())?;
+    let modules: Vec<&str> = SYSTEM_MODULES
+        .iter()
+        .chain(arch_modules(arch))
+        .copied()
+        .collect();
     initramfs
-        .modules(kernel, SYSTEM_MODULES)
+        .modules(kernel, &modules)
         .map_err(|e| e.to_string())?;
     initramfs.finish().map_err(|e| e.to_string())
 }

@@ -45,6 +45,9 @@ pub struct Report {
     /// Whether the probe runs as a systemd service (`INVOCATION_ID` set).
     #[serde(default)]
     pub under_systemd: bool,
+    /// Under systemd: what `systemctl is-active multi-user.target` says.
+    #[serde(default)]
+    pub multi_user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +214,7 @@ mod tests {
             etc_writable: true,
             usr_writable: false,
             under_systemd: false,
+            multi_user: None,
             liftoff_log: vec![
                 "timeline stage=pid1 boottime_us=10".into(),
                 "loaded 3 modules".into(),

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::geometry::{Geometry, Layout};
-use crate::image::{check_data_size, check_expected, read_superblock, Expected};
+use crate::image::{check_data_size, check_expected, check_top_block, read_superblock, Expected};
 use crate::table::{TableOptions, VerityTable};
 
 /// A device-mapper step failed for a verity device.
@@ -101,7 +101,8 @@ pub struct Setup<'a> {
 }
 
 /// PID 1's whole verity step: reads and validates the superblock of the hash device,
-/// checks it against the trusted values and the data device's size, builds the table
+/// checks it against the trusted values and the data device's size, checks that the top
+/// block of the tree hashes to the trusted root hash, builds the table
 /// (devices named by path) and opens the read-only device. Returns the device header and the table that was loaded.
 pub fn setup<I: dm::Ioctl>(
     control: &dm::Control<I>,
@@ -111,6 +112,14 @@ pub fn setup<I: dm::Ioctl>(
     let root = check_expected(&sb, req.expected, req.hash_device).map_err(Box::new)?;
     check_data_size(req.data_device, &sb.params).map_err(Box::new)?;
     let geometry = Geometry::new(&sb.params, &Layout::default())?;
+    check_top_block(
+        req.data_device,
+        req.hash_device,
+        &sb.params,
+        &geometry,
+        &root,
+    )
+    .map_err(Box::new)?;
     let table = VerityTable::new(
         req.data_device.display().to_string(),
         req.hash_device.display().to_string(),

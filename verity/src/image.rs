@@ -114,6 +114,25 @@ pub enum Error {
         /// The value found.
         found: String,
     },
+    /// The block at the top of the tree does not hash to the trusted root hash: the root
+    /// hash (or salt) is wrong for this tree, or the top block is damaged.
+    #[error("the top block of the tree on {path} hashes to {found}, not the trusted root hash {expected}")]
+    RootMismatch {
+        /// The device holding the top block (hash device; data device for a one-block tree).
+        path: PathBuf,
+        /// The trusted root hash.
+        expected: String,
+        /// What the block hashes to.
+        found: String,
+    },
+    /// Reading the top block failed.
+    #[error("reading the top block of the tree from {path}: {source}")]
+    ReadTop {
+        /// Device path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
     /// Building or checking the tree failed.
     #[error("hashing {data} into {hash}: {source}")]
     Tree {
@@ -341,6 +360,43 @@ pub fn check_data_size(path: &Path, params: &Params) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the trusted root hash against the one block it covers: the top hash block (or
+/// the only data block of a one-block tree). One block read finds a wrong root hash or
+/// salt before a table is loaded, instead of the kernel's first failed read.
+pub fn check_top_block(
+    data_path: &Path,
+    hash_path: &Path,
+    params: &Params,
+    geometry: &Geometry,
+    root: &RootHash,
+) -> Result<(), Error> {
+    let (path, offset, size) = match geometry.levels.last() {
+        Some(top) => (
+            hash_path,
+            top.first_block
+                .saturating_mul(u64::from(params.hash_block_size)),
+            params.hash_block_size,
+        ),
+        None => (data_path, 0, params.data_block_size),
+    };
+    let mut block = vec![0u8; size as usize];
+    File::open(path)
+        .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut block, offset))
+        .map_err(|source| Error::ReadTop {
+            path: path.to_owned(),
+            source,
+        })?;
+    let found = tree::block_digest(params, &block);
+    if found.as_slice() != root.as_bytes() {
+        return Err(Error::RootMismatch {
+            path: path.to_owned(),
+            expected: root.to_string(),
+            found: crate::params::hex_encode(&found),
+        });
+    }
+    Ok(())
+}
+
 /// Reads and validates the superblock at `offset` of the hash device at `path`.
 pub fn read_superblock(path: &Path, offset: u64) -> Result<Superblock, Error> {
     let file = File::open(path).map_err(|source| Error::OpenHash {
@@ -553,5 +609,42 @@ mod tests {
         // A superblock past the end of the device is reported as truncated.
         let err = read_superblock(&hash, 1 << 20).unwrap_err().to_string();
         assert!(err.contains("truncated: 0 bytes"), "{err}");
+    }
+
+    /// One block read finds a wrong root hash, for trees with levels and for a one-block
+    /// tree (where the root hash is the data block's digest), for both hash types.
+    #[test]
+    fn top_block_checked_against_the_root_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let hash = dir.path().join("hash");
+        for (blocks, hash_type) in [
+            (1u64, HashType::Normal),
+            (40, HashType::Normal),
+            (3000, HashType::Normal),
+            (40, HashType::ChromeOs),
+        ] {
+            std::fs::write(&data, vec![0x5au8; (blocks * 4096) as usize]).unwrap();
+            let _ = std::fs::remove_file(&hash);
+            let opts = FormatOptions {
+                salt: "c0ffee".parse().unwrap(),
+                hash_type,
+                ..FormatOptions::default()
+            };
+            let f = format(&data, &hash, &opts, &RunOptions::default()).unwrap();
+            check_top_block(&data, &hash, &f.params, &f.geometry, &f.root_hash).unwrap();
+            let wrong = RootHash::from_hex(HashAlgorithm::Sha256, &"ab".repeat(32)).unwrap();
+            let err = check_top_block(&data, &hash, &f.params, &f.geometry, &wrong)
+                .unwrap_err()
+                .to_string();
+            let device = if blocks == 1 { &data } else { &hash };
+            assert!(
+                err.starts_with(&format!(
+                    "the top block of the tree on {}",
+                    device.display()
+                )) && err.ends_with(&format!("not the trusted root hash {}", "ab".repeat(32))),
+                "{err}"
+            );
+        }
     }
 }

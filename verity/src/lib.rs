@@ -50,8 +50,8 @@ pub mod tree;
 
 pub use geometry::{Geometry, Layout, LayoutError};
 pub use image::{
-    check_data_size, check_expected, format, read_superblock, verify, Error, Expected,
-    FormatOptions, Formatted, Verified, VerifyOptions,
+    check_data_size, check_expected, check_top_block, format, read_superblock, verify, Error,
+    Expected, FormatOptions, Formatted, Verified, VerifyOptions,
 };
 pub use params::{HashAlgorithm, HashType, ParamError, Params, RootHash, Salt, Uuid};
 pub use superblock::{Superblock, SuperblockError, SUPERBLOCK_SIZE};

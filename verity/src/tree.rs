@@ -255,6 +255,13 @@ impl<'a> BlockHasher<'a> {
     }
 }
 
+/// The digest of one block as the tree computes it (salted per the hash type): the root
+/// hash is this digest of the top hash block, or of the only data block when the tree has
+/// no levels.
+pub fn block_digest(params: &Params, block: &[u8]) -> Vec<u8> {
+    BlockHasher::new(params).digest(block)
+}
+
 /// One level's work: hash `input_blocks` blocks and place the digests.
 struct LevelWork<'a> {
     input: &'a dyn ReadAt,

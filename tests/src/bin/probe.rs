@@ -117,15 +117,29 @@ fn root_dev() -> String {
     }
 }
 
+/// `systemctl is-active multi-user.target`, when systemd runs the probe.
+fn multi_user(under_systemd: bool) -> Option<String> {
+    if !under_systemd {
+        return None;
+    }
+    let out = std::process::Command::new("systemctl")
+        .args(["is-active", "multi-user.target"])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 fn main() {
     let block = block_devices();
+    let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
     let report = Report {
         root_dev: root_dev(),
         dm: dm_targets(&block),
         block,
         etc_writable: writable("/etc"),
         usr_writable: writable("/usr"),
-        under_systemd: std::env::var_os("INVOCATION_ID").is_some(),
+        under_systemd,
+        multi_user: multi_user(under_systemd),
         pid: rustix::process::getpid().as_raw_nonzero().get(),
         argv: std::env::args().collect(),
         cmdline: read("/proc/cmdline").trim_end().to_owned(),
