@@ -780,6 +780,8 @@ pub enum SuperviseError {
     Wait { source: io::Error },
     /// The kernel refused to power off or reboot.
     Power { power: Power, source: io::Error },
+    /// Blocking the signals or opening the signalfd failed.
+    Signals { source: io::Error },
 }
 
 impl fmt::Display for SuperviseError {
@@ -790,6 +792,12 @@ impl fmt::Display for SuperviseError {
                 write!(f, "waiting for signals and children: {source}")
             }
             SuperviseError::Power { power, source } => write!(f, "{power}: {source}"),
+            SuperviseError::Signals { source } => {
+                write!(
+                    f,
+                    "setting up the signalfd for SIGTERM, SIGINT, SIGPWR and SIGCHLD: {source}"
+                )
+            }
         }
     }
 }
@@ -940,6 +948,43 @@ fn perform<S: System>(
         Action::Log { level, message } => sys.log(level, &message),
     }
     None
+}
+
+/// Time one health probe may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// PID 1's containerd handoff in one call, after switch_root: makes ctrl-alt-del a SIGINT,
+/// pets `watchdog` (armed before the handoff) every [`Watchdog::pet_interval`] once
+/// containerd answered on [`health::CONTAINERD_SOCKET`], and [`run`]s the supervisor on
+/// the real system. Returns only when the kernel refused to power off or reboot, or with
+/// an error for [`crate::failure::fail`].
+pub fn supervise_as_pid1(
+    mut config: Config,
+    watchdog: Option<Watchdog>,
+    on_health: &mut dyn FnMut(&str),
+) -> Result<Power, SuperviseError> {
+    if let Err(e) = crate::signals::disable_ctrl_alt_del() {
+        kmsg::warn(&format!(
+            "turning ctrl-alt-del into SIGINT: {e}; it resets the machine at once"
+        ));
+    }
+    if let Some(w) = &watchdog {
+        config.policy.watchdog_pet = Some(w.pet_interval());
+        kmsg::info(&format!(
+            "watchdog {}: {} s, petted every {} once {} answers",
+            w.path().display(),
+            w.timeout(),
+            secs(w.pet_interval()),
+            config.program.name()
+        ));
+    }
+    let mut sys = RealSystem::new(
+        PathBuf::from(health::CONTAINERD_SOCKET),
+        PROBE_TIMEOUT,
+        watchdog,
+    )
+    .map_err(|source| SuperviseError::Signals { source })?;
+    run(&mut sys, &config, on_health)
 }
 
 /// Which processes [`System::kill_all`] signals.
