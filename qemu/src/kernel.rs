@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 
 use crate::Arch;
 
-/// The repository's cache folder: `$LIFTOFF_CACHE`, else `.cache` at the workspace root.
+/// The machine's cache of kernels and root trees: `$LIFTOFF_CACHE`, else
+/// `/var/cache/liftoff` (kept outside any clone, so CI's fresh clones share it).
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("LIFTOFF_CACHE") {
         Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join(".cache"),
+        None => PathBuf::from("/var/cache/liftoff"),
     }
 }
 
