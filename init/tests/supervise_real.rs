@@ -291,13 +291,75 @@ fn containerd_supervised() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Runs inside a new PID namespace, where this process is PID 1: the real `kill(-1)`
+/// scope, reaching every process of the namespace and nothing outside it.
+fn pid1_scenario() {
+    assert!(rustix::process::getpid().is_init());
+    let real = RealSystem::new(no_socket(), Duration::from_millis(500), None).unwrap();
+    assert_eq!(real.kill_scope(), KillScope::Everything);
+    let mut sys = Recording {
+        real,
+        start: Instant::now(),
+        lines: Vec::new(),
+    };
+    let config = Config {
+        program: sh("(trap '' TERM; exec sleep 30) & sleep 0.3; kill -TERM 1; exec sleep 30"),
+        policy: policy(),
+        unmount: vec!["/local".into()],
+    };
+    let power = supervise::run(&mut sys, &config, &mut |_| {}).unwrap();
+    assert_eq!(power, Power::Off);
+    assert_eq!(
+        sys.effects(),
+        [
+            "spawn ok",
+            "kill program Term",
+            "kill-all Term (some)",
+            "kill-all Kill (some)",
+            "sync",
+            "unmount /local",
+            "power off",
+        ]
+    );
+    // Nothing is left in the namespace but PID 1.
+    let left = supervise::descendants(Path::new("/proc"), 1).unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Re-runs this binary as PID 1 of a new PID namespace (`unshare --pid --fork
+/// --mount-proc`, util-linux) for [`pid1_scenario`].
+fn as_pid1_in_a_pid_namespace() {
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(std::env::current_exe().unwrap())
+        .env(PID1_ENV, "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stderr}");
+    assert!(
+        out.status.success(),
+        "PID 1 scenario failed: {}",
+        out.status
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pid1 scenario: ok\n");
+}
+
+const PID1_ENV: &str = "LIFTOFF_SUPERVISE_AS_PID1";
+
 fn main() {
+    if std::env::var_os(PID1_ENV).is_some() {
+        pid1_scenario();
+        println!("pid1 scenario: ok");
+        return;
+    }
     let me = rustix::process::getpid();
     rustix::process::set_child_subreaper(Some(me)).unwrap();
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         ("fast_deaths_give_up", fast_deaths_give_up),
         ("sigint_shuts_down_in_order", sigint_shuts_down_in_order),
         ("containerd_supervised", containerd_supervised),
+        ("as_pid1_in_a_pid_namespace", as_pid1_in_a_pid_namespace),
     ];
     for (name, test) in tests {
         eprintln!("test {name} ...");
