@@ -445,7 +445,7 @@ impl Machine {
                 }
             }
             Event::Exited { pid, exit, at } => self.exited(pid, exit, at, &mut out),
-            Event::NoChildren { at } => {
+            Event::NoChildren { at: _ } => {
                 if let State::Stopping {
                     power,
                     phase: Phase::TermAll | Phase::KillAll,
@@ -453,7 +453,7 @@ impl Machine {
                 } = self.state
                 {
                     out.push(log(Level::Info, "shutdown: no process left".to_owned()));
-                    self.finish(power, at, &mut out);
+                    self.finish(power, &mut out);
                 }
             }
             Event::Signal { signal, at } => self.signal(signal, at, &mut out),
@@ -556,7 +556,7 @@ impl Machine {
                                 secs(self.policy.kill_timeout)
                             ),
                         ));
-                        self.finish(power, at, out);
+                        self.finish(power, out);
                     }
                 }
             }
@@ -711,7 +711,7 @@ impl Machine {
         };
     }
 
-    fn finish(&mut self, power: Power, _at: Duration, out: &mut Vec<Action>) {
+    fn finish(&mut self, power: Power, out: &mut Vec<Action>) {
         out.push(Action::Sync);
         for path in self.unmount.iter().rev() {
             out.push(Action::Unmount { path: path.clone() });
@@ -1455,10 +1455,8 @@ mod tests {
     fn simulate(fake: &mut Fake, config: &Config) -> (Result<Power, SuperviseError>, Vec<String>) {
         let mut healthy = Vec::new();
         let result = run(fake, config, &mut |v| healthy.push(v.to_owned()));
-        let now = fake.now;
         let mut ops = fake.ops.clone();
         ops.extend(healthy.iter().map(|v| format!("healthy {v}")));
-        let _ = now;
         (result, ops)
     }
 

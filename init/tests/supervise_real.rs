@@ -75,7 +75,6 @@ impl System for Recording {
     }
     fn kill(&mut self, pid: i32, signal: Kill) -> io::Result<()> {
         self.note(format!("kill program {signal:?}"));
-        let _ = pid;
         self.real.kill(pid, signal)
     }
     fn kill_all(&mut self, signal: Kill) -> io::Result<()> {
