@@ -195,12 +195,19 @@ pub fn grub_efi(arch: Arch) -> Result<PathBuf, FirmwareError> {
         .join(format!("{arch}-{key}"));
     let name = efi_boot_path(arch).rsplit('/').next().unwrap_or("BOOT.EFI");
     let out = dir.join(name);
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    // One build per key: parallel tests (threads or processes) wait on the lock, then
+    // find the finished file.
+    let lock_path = dir.join(".lock");
+    let lock =
+        File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io_err(format!("locking {}", lock_path.display()))(e.into()))?;
     if out.is_file() {
         return Ok(out);
     }
-    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    // Built under a private name and renamed: parallel tests never see half a file.
-    let partial = dir.join(format!("{name}.{}", std::process::id()));
+    // Built under another name and renamed: a build cut short leaves no file under `out`.
+    let partial = dir.join(format!("{name}.partial"));
     let mut cmd = Command::new(&script);
     cmd.arg(arch.name()).arg(&partial);
     let command = format!("{cmd:?}");

@@ -1,0 +1,388 @@
+//! VM tests of the whole boot chain through real firmware (issue 8): OVMF (x86_64) or AAVMF
+//! (aarch64) boots stock Debian GRUB from the ESP, GRUB applies the grubenv contract of
+//! DESIGN.md section 5 (`grub/grub.cfg`) and loads a slot's kernel and initramfs from its
+//! BOOT partition, and Liftoff's PID 1 mounts that slot's verified root and hands off to the
+//! probe, which reports and powers off.
+//!
+//! The disk is the verified Debian root image of `qemu::system`, with GRUB, grubenv and the
+//! BOOT partitions written into each guest's copy by `qemu::firmware::install`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use liftoff_probe::Report;
+use liftoff_qemu::firmware::{self, FirmwareBoot, FirmwareVm, Install, Slot};
+use liftoff_qemu::image::{self, BuiltDisk, DiskSpec, RootFsType};
+use liftoff_qemu::kernel::Kernel;
+use liftoff_qemu::system::{self, BuiltSystem, RootFile, SystemSpec};
+use liftoff_qemu::vm::Disk;
+use liftoff_qemu::{artifacts, Arch};
+
+/// A firmware boot to the probe takes 20-30 s under TCG; the deadline leaves room for a
+/// loaded machine.
+const TIMEOUT: Duration = Duration::from_secs(240);
+const PROBE: &str = "/usr/local/bin/liftoff-probe";
+
+fn system(arch: Arch) -> BuiltSystem {
+    let probe = artifacts::musl_binary(arch, "probe").unwrap_or_else(|e| panic!("{e}"));
+    let spec = SystemSpec {
+        arch,
+        fs: RootFsType::Erofs,
+        files: vec![RootFile {
+            path: PROBE.into(),
+            mode: 0o755,
+            data: std::fs::read(&probe).unwrap(),
+        }],
+        links: Vec::new(),
+        disk: DiskSpec {
+            seed: "vm-firmware".into(),
+            // Debian's arm64 kernel is a 27 MB uncompressed Image (DESIGN.md section 10).
+            boot_mib: 64,
+            data_mib: 32,
+            ..DiskSpec::default()
+        },
+    };
+    system::build(&spec).unwrap_or_else(|e| panic!("building the {arch} image: {e}"))
+}
+
+/// How a test sets up the disk before the firmware starts.
+struct Setup {
+    /// grubenv on the ESP: (liftoff_slot, liftoff_pending); `None`: no grubenv at all.
+    grubenv: Option<(Slot, bool)>,
+    /// Slots whose BOOT partition gets a kernel.
+    slots: Vec<Slot>,
+    /// Slot B gets a copy of slot A's root and hash tree.
+    root_b: bool,
+    /// GPT attribute words of BOOT-A and BOOT-B (`None`: as built: A priority 1
+    /// successful, B zero).
+    words: Option<(u64, u64)>,
+}
+
+struct Boot {
+    vm: FirmwareVm,
+    disk: BuiltDisk,
+    work: PathBuf,
+}
+
+fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
+    let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
+    let sys = system(arch);
+    let work = artifacts::log_dir().join(format!("firmware-{test}-{arch}"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+    let grubenv = setup
+        .grubenv
+        .map(|(slot, pending)| firmware::grubenv(Some(slot), Some(pending), &work).unwrap());
+    let install = Install {
+        arch,
+        grubenv,
+        kernel: kernel.image.clone(),
+        initramfs: system::initramfs(arch, &kernel).unwrap(),
+        slots: setup.slots,
+        extra_cmdline: format!("liftoff.handoff={PROBE}"),
+    };
+    firmware::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
+    if setup.root_b {
+        firmware::copy_slot_a_to_b(&disk).unwrap_or_else(|e| panic!("{e}"));
+    }
+    if let Some((a, b)) = setup.words {
+        set_attributes(&disk.path, image::BOOT_A, a);
+        set_attributes(&disk.path, image::BOOT_B, b);
+    }
+    let mut config = FirmwareBoot::new(arch, &work.join("vars.fd"), &work.join("console.log"));
+    config.fresh_vars().unwrap_or_else(|e| panic!("{e}"));
+    config.disks.push(Disk {
+        path: disk.path.clone(),
+        read_only: false,
+        serial: Some("liftoff-boot".into()),
+    });
+    let vm = FirmwareVm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    Boot { vm, disk, work }
+}
+
+fn no_panic(vm: &FirmwareVm) {
+    for bad in ["Kernel panic", "Attempted to kill init", "liftoff: panic"] {
+        assert!(
+            !vm.lines().iter().any(|l| l.contains(bad)),
+            "{bad:?} on the console; log {}",
+            vm.log_path().display()
+        );
+    }
+}
+
+/// Waits for the probe and for QEMU to end; prints when GRUB, the kernel and the probe
+/// were reached.
+fn report(b: &mut Boot) -> Report {
+    b.vm.wait_for_text("liftoff-grub: booting slot", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let grub = b.vm.elapsed();
+    b.vm.wait_for_text("Linux version", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kernel = b.vm.elapsed();
+    b.vm.wait_for_text(liftoff_probe::MARKER, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let probe = b.vm.elapsed();
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "QEMU start -> GRUB boots a slot {:.1} s -> kernel {:.1} s -> probe {:.1} s",
+        grub.as_secs_f64(),
+        kernel.as_secs_f64(),
+        probe.as_secs_f64()
+    );
+    no_panic(&b.vm);
+    Report::from_console(b.vm.lines())
+        .expect("probe line")
+        .expect("probe JSON")
+}
+
+/// `sgdisk -i N` attribute word of a partition.
+fn attributes(disk: &Path, number: u32) -> u64 {
+    let out = Command::new("sgdisk")
+        .arg("-i")
+        .arg(number.to_string())
+        .arg(disk)
+        .output()
+        .expect("sgdisk (scripts/setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Attribute flags: "))
+        .unwrap_or_else(|| panic!("no attribute flags in sgdisk -i {number}: {text}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+fn set_attributes(disk: &Path, number: u32, word: u64) {
+    let out = Command::new("sgdisk")
+        .arg(format!("--attributes={number}:=:{word:016x}"))
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(attributes(disk, number), word);
+}
+
+fn word(priority: u64, tries: u64, successful: bool, unhealthy: u64) -> u64 {
+    priority << 48 | tries << 52 | u64::from(successful) << 56 | unhealthy << 57
+}
+
+/// The command-line value of `key` the guest's kernel got.
+fn cmdline_value<'a>(r: &'a Report, key: &str) -> Option<&'a str> {
+    r.cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Asserts that the guest runs slot `slot`'s kernel on slot `slot`'s verified root.
+fn assert_runs_slot(b: &Boot, r: &Report, slot: Slot) {
+    assert_eq!(r.pid, 1, "the probe is PID 1 after switch_root");
+    assert_eq!(cmdline_value(r, "liftoff.slot"), Some(slot.name()));
+    assert_eq!(
+        cmdline_value(r, "liftoff.boot_partuuid"),
+        Some(b.disk.partuuid(slot.boot_partition())),
+        "GRUB's probe --part-uuid names the BOOT partition it loaded from"
+    );
+    assert_eq!(cmdline_value(r, "liftoff.handoff"), Some(PROBE));
+    let root = r.mount("/").expect("/ mounted");
+    assert_eq!(root.fstype, "erofs");
+    let dev = r.block_by_dev(&r.root_dev).expect("root device");
+    assert_eq!(dev.dm_name.as_deref(), Some("root"));
+    let want = match slot {
+        Slot::A => ["vda3", "vda4"],
+        Slot::B => ["vda6", "vda7"],
+    };
+    assert_eq!(dev.slaves, want, "root and hash of slot {}", slot.name());
+    let verity: Vec<_> = r.dm.iter().filter(|t| t.device == "root").collect();
+    assert_eq!(verity.len(), 1);
+    assert_eq!(verity[0].target_type, "verity");
+    assert_eq!(verity[0].status, "V");
+}
+
+fn grubenv(b: &Boot) -> String {
+    firmware::read_grubenv(&b.disk, &b.work).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn console_has(b: &Boot, text: &str) -> bool {
+    b.vm.lines().iter().any(|l| l.contains(text))
+}
+
+/// grubenv says A, nothing pending: GRUB boots A and arms the flag, PID 1 clears it.
+fn boots_slot_a(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "slot_a",
+        Setup {
+            grubenv: Some((Slot::A, false)),
+            slots: vec![Slot::A],
+            root_b: false,
+            words: None,
+        },
+    );
+    let r = report(&mut b);
+    assert!(console_has(
+        &b,
+        "liftoff-grub: booting slot A from (hd0,gpt2)"
+    ));
+    assert!(!console_has(&b, "falling back"));
+    assert_runs_slot(&b, &r, Slot::A);
+    assert!(
+        r.liftoff_log.iter().any(|l| l.contains("grubenv updated")),
+        "PID 1 cleared GRUB's pending flag: {:?}",
+        r.liftoff_log
+    );
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+    // Slot A stays successful and this boot is counted until it reaches health.
+    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 1));
+}
+
+#[test]
+fn vm_x86_64_firmware_boots_slot_a() {
+    boots_slot_a(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_boots_slot_a() {
+    boots_slot_a(Arch::Aarch64);
+}
+
+/// An update to slot A with one try left whose kernel died before PID 1 (grubenv still
+/// pending): GRUB boots slot B without touching liftoff_slot, PID 1 sees the fallback,
+/// spends A's last try and stays on B, and points grubenv at B.
+fn falls_back_to_slot_b(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "fallback_b",
+        Setup {
+            grubenv: Some((Slot::A, true)),
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
+        },
+    );
+    let r = report(&mut b);
+    assert!(console_has(
+        &b,
+        "liftoff-grub: slot A never reached PID 1, falling back to slot B"
+    ));
+    assert!(console_has(
+        &b,
+        "liftoff-grub: booting slot B from (hd0,gpt5)"
+    ));
+    assert!(!console_has(&b, "booting slot A"));
+    assert_runs_slot(&b, &r, Slot::B);
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+    // A's failed boot took its last try; B's boot is counted until it reaches health.
+    assert_eq!(
+        attributes(&b.disk.path, image::BOOT_A),
+        word(2, 0, false, 0)
+    );
+    assert_eq!(attributes(&b.disk.path, image::BOOT_B), word(1, 0, true, 1));
+}
+
+#[test]
+fn vm_x86_64_firmware_falls_back_to_slot_b() {
+    falls_back_to_slot_b(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_falls_back_to_slot_b() {
+    falls_back_to_slot_b(Arch::Aarch64);
+}
+
+/// Pending with an empty slot B: GRUB falls back to B, finds no kernel there and boots A
+/// after all; no prompt, no hang.
+#[test]
+fn vm_x86_64_firmware_skips_a_slot_without_kernel() {
+    let mut b = boot(
+        Arch::X86_64,
+        "empty_b",
+        Setup {
+            grubenv: Some((Slot::A, true)),
+            slots: vec![Slot::A],
+            root_b: false,
+            words: None,
+        },
+    );
+    let r = report(&mut b);
+    assert!(console_has(
+        &b,
+        "liftoff-grub: slot A never reached PID 1, falling back to slot B"
+    ));
+    assert!(console_has(
+        &b,
+        "liftoff-grub: slot B has no kernel on (hd0,gpt5)"
+    ));
+    assert!(console_has(
+        &b,
+        "liftoff-grub: booting slot A from (hd0,gpt2)"
+    ));
+    assert_runs_slot(&b, &r, Slot::A);
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+}
+
+/// No grubenv on the ESP: GRUB boots slot A and PID 1 boots on (grubenv is a mirror; the
+/// GPT stays the source of truth).
+#[test]
+fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
+    let mut b = boot(
+        Arch::X86_64,
+        "no_grubenv",
+        Setup {
+            grubenv: None,
+            slots: vec![Slot::A],
+            root_b: false,
+            words: None,
+        },
+    );
+    let r = report(&mut b);
+    assert!(console_has(
+        &b,
+        "liftoff-grub: no grubenv on hd0, booting slot A"
+    ));
+    assert_runs_slot(&b, &r, Slot::A);
+}
+
+/// Neither slot has a kernel: GRUB says so and reboots (QEMU's -no-reboot ends it) instead
+/// of stopping at a prompt.
+fn reboots_when_nothing_boots(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "nothing",
+        Setup {
+            grubenv: Some((Slot::B, false)),
+            slots: Vec::new(),
+            root_b: false,
+            words: None,
+        },
+    );
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    for line in [
+        "liftoff-grub: slot B has no kernel on (hd0,gpt5)",
+        "liftoff-grub: slot A has no kernel on (hd0,gpt2)",
+        "liftoff-grub: no slot can boot, rebooting",
+    ] {
+        assert!(
+            console_has(&b, line),
+            "{line:?} missing; log {}",
+            b.vm.log_path().display()
+        );
+    }
+    assert!(!console_has(&b, "Linux version"));
+    println!(
+        "GRUB gave up and reset after {:.1} s",
+        b.vm.elapsed().as_secs_f64()
+    );
+    // Nothing was armed: no kernel was started.
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+}
+
+#[test]
+fn vm_x86_64_firmware_reboots_when_nothing_boots() {
+    reboots_when_nothing_boots(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_reboots_when_nothing_boots() {
+    reboots_when_nothing_boots(Arch::Aarch64);
+}
