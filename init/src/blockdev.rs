@@ -178,13 +178,13 @@ impl fmt::Display for NotFound {
         match self.boot_partuuid {
             Some(g) => write!(
                 f,
-                "no disk with a BOOT partition {g} after {:.1} s",
-                self.waited.as_secs_f64()
+                "no disk with a BOOT partition {g} after {}",
+                crate::timeline::duration(self.waited)
             )?,
             None => write!(
                 f,
-                "no disk with Liftoff BOOT partitions after {:.1} s",
-                self.waited.as_secs_f64()
+                "no disk with Liftoff BOOT partitions after {}",
+                crate::timeline::duration(self.waited)
             )?,
         }
         if self.seen.is_empty() {

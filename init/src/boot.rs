@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
@@ -11,7 +11,8 @@ use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
 use crate::blockdev::{self, BootDisk};
 use crate::cmdline::{self, Config, DataMode, Handoff};
 use crate::failure::{self, fail, Stage};
-use crate::{data, kmsg, modules, mounts, root, slots, switch_root, timeline};
+use crate::watchdog::Watchdog;
+use crate::{data, kmsg, modules, mounts, root, slots, supervise, switch_root, timeline};
 
 /// How long PID 1 waits for the boot disk without `liftoff.device_timeout`.
 pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,6 +54,7 @@ pub fn run() -> ! {
 
     load_modules(root);
     timeline::mark("modules");
+    let watchdog = arm_watchdog(&cmdline.config);
 
     let config = &cmdline.config;
     if config.roothash.is_none() {
@@ -121,30 +123,127 @@ pub fn run() -> ! {
     mount_sysroot(&verified, data_node.is_none());
     timeline::mark("root");
 
-    let target = match &config.handoff {
-        Handoff::Path(p) => p.clone(),
-        Handoff::Systemd => "/sbin/init".to_owned(),
-        Handoff::Containerd => fail(
-            Stage::Handoff,
-            &"liftoff.handoff=containerd is not supported by this build yet",
-        ),
-    };
     if let Err(e) = switch_root::switch_root(Path::new(root::SYSROOT)) {
         fail(Stage::SwitchRoot, &e);
     }
     timeline::mark("switch-root");
 
+    let mut unmount = Vec::new();
     if let Some(data_node) = &data_node {
         let mode = config.data.unwrap_or(DataMode::Keyfile);
         match data::setup(&boot_disk.node, data_node, private_node.as_deref(), mode) {
-            Ok(outcome) => data::log(&outcome, mode),
+            Ok(outcome) => {
+                data::log(&outcome, mode);
+                // The supervisor unmounts in reverse of this (mount) order.
+                unmount = outcome.mounts.iter().rev().map(PathBuf::from).collect();
+            }
             Err(e) => fail(Stage::Data, &e),
         }
         timeline::mark("data");
     }
+
+    let target = match &config.handoff {
+        Handoff::Path(p) => p.clone(),
+        Handoff::Systemd => "/sbin/init".to_owned(),
+        Handoff::Containerd => {
+            timeline::mark("handoff");
+            devkmsg.restore();
+            supervise_containerd(&boot_disk, slot, watchdog, unmount)
+        }
+    };
+    if let Some(dog) = watchdog {
+        // Stays armed: the next stage (systemd's RuntimeWatchdogSec=) takes it over, and
+        // a next stage that never gets that far is reset.
+        kmsg::info(&format!(
+            "watchdog {} stays armed ({} s) for {target}",
+            dog.path().display(),
+            dog.timeout()
+        ));
+        dog.hand_over();
+    }
     timeline::mark("handoff");
     devkmsg.restore();
     exec(&target)
+}
+
+/// Arms the boot watchdog `liftoff.watchdog` asks for. A machine without a watchdog device
+/// still boots: the error is logged.
+fn arm_watchdog(config: &Config) -> Option<Watchdog> {
+    let seconds = config.watchdog_secs?;
+    match Watchdog::arm(Path::new("/dev"), seconds) {
+        Ok(dog) => {
+            kmsg::info(&format!(
+                "watchdog {} armed: {seconds} s to reach health",
+                dog.path().display()
+            ));
+            Some(dog)
+        }
+        Err(e) => {
+            kmsg::error(&format!(
+                "liftoff.watchdog={seconds}: {e}; booting without a watchdog"
+            ));
+            None
+        }
+    }
+}
+
+/// Stays PID 1 and supervises containerd from the verified root; marks the slot
+/// successful when containerd first answers. Never returns.
+fn supervise_containerd(
+    boot_disk: &BootDisk,
+    slot: prairiedog::Slot,
+    watchdog: Option<Watchdog>,
+    unmount: Vec<PathBuf>,
+) -> ! {
+    let config = supervise::Config {
+        program: supervise::Program::containerd(),
+        policy: supervise::Policy::default(),
+        unmount,
+    };
+    let node = boot_disk.node.clone();
+    let sector_size = boot_disk.disk.sector_size;
+    let mut marked = false;
+    let mut on_health = |version: &str| {
+        if marked {
+            return;
+        }
+        match mark_successful(&node, sector_size, slot) {
+            Ok(wrote) => {
+                marked = true;
+                timeline::mark("healthy");
+                kmsg::info(&format!(
+                    "containerd {version} answers: slot {} {}",
+                    slot.as_str(),
+                    if wrote {
+                        "marked successful"
+                    } else {
+                        "was already marked successful"
+                    }
+                ));
+            }
+            Err(e) => kmsg::error(&format!(
+                "containerd {version} answers, but marking slot {} successful failed: {e}",
+                slot.as_str()
+            )),
+        }
+    };
+    match supervise::supervise_as_pid1(config, watchdog, &mut on_health) {
+        Ok(_) => failure::halt(),
+        Err(e) => fail(Stage::Handoff, &e),
+    }
+}
+
+/// Records that `slot` reached health (successful, tries and crash-loop count cleared).
+fn mark_successful(node: &Path, sector_size: u32, slot: prairiedog::Slot) -> Result<bool, String> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .open(node)
+        .map_err(|e| format!("opening {}: {e}", node.display()))?;
+    let mut disk = prairiedog::disk::SlotDisk::open(file, node, gpt::SectorSize::new(sector_size))
+        .map_err(|e| e.to_string())?;
+    let new = prairiedog::transition::mark_successful_boot(disk.words(), slot);
+    disk.store(new).map_err(|e| e.to_string())
 }
 
 fn load_modules(root: &Path) {

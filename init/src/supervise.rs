@@ -727,14 +727,7 @@ fn log(level: Level, message: String) -> Action {
 
 /// `250 ms`, `1.5 s`, `30 s`.
 fn secs(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
+    crate::timeline::duration(d)
 }
 
 /// What one `waitpid(-1, WNOHANG)` found.

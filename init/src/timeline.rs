@@ -12,6 +12,19 @@ pub fn boottime_us() -> u64 {
     secs.saturating_mul(1_000_000).saturating_add(nanos / 1_000)
 }
 
+/// A duration for people: `250 ms`, `1.5 s`, `30 s` (integer arithmetic only, so PID 1
+/// links no floating-point formatting).
+pub fn duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{}.{} s", ms / 1000, ms % 1000 / 100)
+    }
+}
+
 /// Formats one timeline message (without the kmsg prefix).
 pub fn format_mark(stage: &str, boottime_us: u64) -> String {
     format!("timeline stage={stage} boottime_us={boottime_us}")
@@ -31,6 +44,22 @@ pub fn mark_at(stage: &str, boottime_us: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        let cases = [
+            (Duration::from_millis(0), "0 ms"),
+            (Duration::from_millis(250), "250 ms"),
+            (Duration::from_millis(1000), "1 s"),
+            (Duration::from_millis(1549), "1.5 s"),
+            (Duration::from_millis(30_000), "30 s"),
+            (Duration::from_millis(30_050), "30.0 s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(duration(d), want);
+        }
+    }
 
     #[test]
     fn mark_format() {

@@ -478,3 +478,71 @@ fn vm_x86_64_unknown_key_is_logged_and_boot_goes_on() {
     );
     assert!(!r.liftoff_log.iter().any(|l| l.contains("failed")));
 }
+
+/// `liftoff.handoff=containerd`: PID 1 stays PID 1, supervises containerd from the
+/// verified root and marks the slot successful once containerd's socket answers.
+fn containerd_handoff(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "containerd",
+        "liftoff.handoff=containerd liftoff.watchdog=120",
+        |disk, _| {
+            set_attributes(&disk.path, image::BOOT_A, word(1, 3, false, 0));
+            vec![]
+        },
+    );
+    let line =
+        b.vm.wait_for_text("answers: slot A marked successful", TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains("liftoff: containerd "), "{line}");
+    b.vm.wait_for_text("liftoff: timeline stage=healthy", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(b
+        .vm
+        .lines()
+        .iter()
+        .any(|l| l.contains("liftoff: watchdog /dev/watchdog")));
+    no_kernel_panic(&b.vm);
+    let marks = liftoff_qemu::console::timeline(b.vm.lines());
+    println!("{}", liftoff_qemu::console::format_timeline(&marks));
+    drop(b.vm);
+    // The try spent at boot, then health: successful, no tries, no unhealthy boots.
+    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 0));
+}
+
+#[test]
+fn vm_x86_64_containerd_handoff_reaches_health() {
+    containerd_handoff(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_containerd_handoff_reaches_health() {
+    containerd_handoff(Arch::Aarch64);
+}
+
+/// A next stage that never becomes healthy is reset by the boot watchdog (softdog here).
+#[test]
+fn vm_x86_64_watchdog_resets_a_host_that_never_gets_healthy() {
+    let mut b = boot(
+        Arch::X86_64,
+        "watchdog",
+        "liftoff.handoff=/usr/bin/sleep liftoff.watchdog=10 -- 3600",
+        |_, _| vec![],
+    );
+    let armed =
+        b.vm.wait_for_text("liftoff: watchdog /dev/watchdog", TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(armed.contains("armed: 10 s"), "{armed}");
+    b.vm.wait_for_text("liftoff: timeline stage=handoff", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let handoff = b.vm.elapsed();
+    b.vm.wait_for_text("softdog: Initiating system reboot", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    // Armed before the handoff, so it fires within 10 s of it (plus TCG slack).
+    assert!(
+        b.vm.elapsed() - handoff < Duration::from_secs(30),
+        "the watchdog took {:?} after the handoff",
+        b.vm.elapsed() - handoff
+    );
+}
