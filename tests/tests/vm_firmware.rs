@@ -57,12 +57,24 @@ struct Setup {
     /// GPT attribute words of BOOT-A and BOOT-B (`None`: as built: A priority 1
     /// successful, B zero).
     words: Option<(u64, u64)>,
+    /// Slot A's kernel gets no initramfs, so it panics before PID 1 (and `panic=-1`
+    /// reboots it).
+    kill_a: bool,
 }
 
 struct Boot {
     vm: FirmwareVm,
+    config: FirmwareBoot,
     disk: BuiltDisk,
     work: PathBuf,
+}
+
+impl Boot {
+    /// Starts the same guest (disk and firmware variables) again, as after a reboot.
+    fn restart(&mut self, name: &str) {
+        self.config.log = self.work.join(format!("{name}.log"));
+        self.vm = FirmwareVm::start(&self.config).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
@@ -84,6 +96,16 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         extra_cmdline: format!("liftoff.handoff={PROBE}"),
     };
     firmware::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
+    if setup.kill_a {
+        let cmdline = firmware::slot_cmdline(arch, Slot::A, &disk, &install.extra_cmdline);
+        let files: Vec<_> = firmware::boot_files(&kernel.image, &[], &cmdline)
+            .unwrap()
+            .into_iter()
+            .filter(|(name, _)| name != "initramfs")
+            .collect();
+        firmware::write_fat_partition(&disk, image::BOOT_A, "BOOT-A", &files, &work)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     if setup.root_b {
         firmware::copy_slot_a_to_b(&disk).unwrap_or_else(|e| panic!("{e}"));
     }
@@ -99,7 +121,12 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         serial: Some("liftoff-boot".into()),
     });
     let vm = FirmwareVm::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    Boot { vm, disk, work }
+    Boot {
+        vm,
+        config,
+        disk,
+        work,
+    }
 }
 
 fn no_panic(vm: &FirmwareVm) {
@@ -217,6 +244,7 @@ fn boots_slot_a(arch: Arch) {
             slots: vec![Slot::A],
             root_b: false,
             words: None,
+            kill_a: false,
         },
     );
     let r = report(&mut b);
@@ -258,6 +286,7 @@ fn falls_back_to_slot_b(arch: Arch) {
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
+            kill_a: false,
         },
     );
     let r = report(&mut b);
@@ -302,6 +331,7 @@ fn vm_x86_64_firmware_skips_a_slot_without_kernel() {
             slots: vec![Slot::A],
             root_b: false,
             words: None,
+            kill_a: false,
         },
     );
     let r = report(&mut b);
@@ -333,6 +363,7 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
             slots: vec![Slot::A],
             root_b: false,
             words: None,
+            kill_a: false,
         },
     );
     let r = report(&mut b);
@@ -354,6 +385,7 @@ fn reboots_when_nothing_boots(arch: Arch) {
             slots: Vec::new(),
             root_b: false,
             words: None,
+            kill_a: false,
         },
     );
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
@@ -385,4 +417,66 @@ fn vm_x86_64_firmware_reboots_when_nothing_boots() {
 #[test]
 fn vm_aarch64_firmware_reboots_when_nothing_boots() {
     reboots_when_nothing_boots(Arch::Aarch64);
+}
+
+/// The whole rollback, nothing simulated: an update in slot A (one try) whose kernel panics
+/// before PID 1. First boot: GRUB boots A and arms the pending flag, the kernel panics and
+/// reboots. Second boot: GRUB finds the flag still set and boots B; PID 1 records A's failed
+/// try and stays on B.
+fn rollback_after_kernel_panic(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "panic_a",
+        Setup {
+            grubenv: Some((Slot::A, false)),
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
+            kill_a: true,
+        },
+    );
+    b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_for_text("Kernel panic", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "slot A panicked and reset after {:.1} s",
+        b.vm.elapsed().as_secs_f64()
+    );
+    assert!(!console_has(&b, liftoff_probe::MARKER));
+    // GRUB armed the flag with save_env; nobody cleared it.
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=1\n");
+    assert_eq!(
+        attributes(&b.disk.path, image::BOOT_A),
+        word(2, 1, false, 0)
+    );
+
+    b.restart("console-2");
+    let r = report(&mut b);
+    assert!(console_has(
+        &b,
+        "liftoff-grub: slot A never reached PID 1, falling back to slot B"
+    ));
+    assert!(console_has(
+        &b,
+        "liftoff-grub: booting slot B from (hd0,gpt5)"
+    ));
+    assert_runs_slot(&b, &r, Slot::B);
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+    assert_eq!(
+        attributes(&b.disk.path, image::BOOT_A),
+        word(2, 0, false, 0)
+    );
+    assert_eq!(attributes(&b.disk.path, image::BOOT_B), word(1, 0, true, 1));
+}
+
+#[test]
+fn vm_x86_64_firmware_rolls_back_after_kernel_panic() {
+    rollback_after_kernel_panic(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_rolls_back_after_kernel_panic() {
+    rollback_after_kernel_panic(Arch::Aarch64);
 }
