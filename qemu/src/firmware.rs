@@ -314,7 +314,10 @@ pub fn esp_files(
 
 /// Makes a FAT image of `mib` MiB holding `files`, whose names may contain folders
 /// (`EFI/BOOT/BOOTX64.EFI`): [`image::make_fat`] plus the folders, made with `mmd`.
-/// Same inputs, same bytes (volume ID from the seed, every time stamp at 0).
+/// Same inputs, same bytes (volume ID from the seed, every time stamp at 0). With only
+/// root-level names it makes what [`image::make_fat`] makes, so
+/// [`image::build_disk`] can call it for the ESP to accept `EFI/BOOT/...` in
+/// `DiskSpec::esp_files`.
 pub fn make_fat_tree(
     out: &Path,
     mib: u64,
@@ -322,23 +325,12 @@ pub fn make_fat_tree(
     seed: &str,
     files: &[(String, Vec<u8>)],
     work: &Path,
-) -> Result<(), FirmwareError> {
+) -> Result<(), ImageError> {
     image::make_fat(out, mib, label, seed, &[], work)?;
-    let mut made: Vec<String> = Vec::new();
+    let mut made: Vec<&str> = Vec::new();
     for (name, data) in files {
-        let mut folder = String::new();
-        for part in name
-            .split('/')
-            .rev()
-            .skip(1)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            if !folder.is_empty() {
-                folder.push('/');
-            }
-            folder.push_str(part);
+        // Every folder on the way, parents first: "EFI", then "EFI/BOOT".
+        for folder in name.match_indices('/').filter_map(|(i, _)| name.get(..i)) {
             if !made.contains(&folder) {
                 image::run(
                     Command::new("mmd")
@@ -347,11 +339,14 @@ pub fn make_fat_tree(
                         .arg(format!("::/{folder}"))
                         .env("SOURCE_DATE_EPOCH", "0"),
                 )?;
-                made.push(folder.clone());
+                made.push(folder);
             }
         }
         let staged = work.join(format!("fat-{}", name.replace('/', "_")));
-        std::fs::write(&staged, data).map_err(io_err(format!("writing {}", staged.display())))?;
+        std::fs::write(&staged, data).map_err(|source| ImageError::Io {
+            what: format!("writing {}", staged.display()),
+            source,
+        })?;
         // A fixed modification time keeps the image reproducible.
         image::run(Command::new("touch").args(["-d", "@0"]).arg(&staged))?;
         image::run(
