@@ -60,12 +60,17 @@ struct Setup {
     /// Slot A's kernel gets no initramfs, so it panics before PID 1 (and `panic=-1`
     /// reboots it).
     kill_a: bool,
+    /// Another Liftoff disk is attached before the boot disk: new GUIDs, grubenv
+    /// `B`/`1`, no GRUB (so the firmware boots the second disk).
+    other_disk_first: bool,
 }
 
 struct Boot {
     vm: FirmwareVm,
     config: FirmwareBoot,
     disk: BuiltDisk,
+    /// The disk of [`Setup::other_disk_first`].
+    other: Option<BuiltDisk>,
     work: PathBuf,
 }
 
@@ -115,6 +120,41 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     }
     let mut config = FirmwareBoot::new(arch, &work.join("vars.fd"), &work.join("console.log"));
     config.fresh_vars().unwrap_or_else(|e| panic!("{e}"));
+    let other = setup.other_disk_first.then(|| {
+        let other = BuiltDisk {
+            path: work.join("other.img"),
+            ..disk.clone()
+        };
+        let cp = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&disk.path)
+            .arg(&other.path)
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        // New disk and partition GUIDs: another machine's disk, not a clone.
+        let out = Command::new("sgdisk")
+            .arg("--randomize-guids")
+            .arg(&other.path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let env = firmware::grubenv(Some(Slot::B), Some(true), &work).unwrap();
+        firmware::write_fat_partition(
+            &other,
+            image::ESP,
+            "EFI-SYSTEM",
+            &[("grubenv".into(), env)],
+            &work,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        config.disks.push(Disk {
+            path: other.path.clone(),
+            read_only: false,
+            serial: Some("other".into()),
+        });
+        other
+    });
     config.disks.push(Disk {
         path: disk.path.clone(),
         read_only: false,
@@ -125,6 +165,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         vm,
         config,
         disk,
+        other,
         work,
     }
 }
@@ -245,6 +286,7 @@ fn boots_slot_a(arch: Arch) {
             root_b: false,
             words: None,
             kill_a: false,
+            other_disk_first: false,
         },
     );
     let r = report(&mut b);
@@ -287,6 +329,7 @@ fn falls_back_to_slot_b(arch: Arch) {
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
             kill_a: false,
+            other_disk_first: false,
         },
     );
     let r = report(&mut b);
@@ -332,6 +375,7 @@ fn vm_x86_64_firmware_skips_a_slot_without_kernel() {
             root_b: false,
             words: None,
             kill_a: false,
+            other_disk_first: false,
         },
     );
     let r = report(&mut b);
@@ -351,6 +395,49 @@ fn vm_x86_64_firmware_skips_a_slot_without_kernel() {
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
 }
 
+/// Another Liftoff disk comes first on the bus, with a grubenv of its own: GRUB reads
+/// grubenv and the slots on the disk it was loaded from ($cmdpath), never on the first
+/// disk that has a grubenv, and PID 1 touches neither the other disk's grubenv nor its GPT.
+#[test]
+fn vm_x86_64_firmware_uses_only_its_own_disk() {
+    let mut b = boot(
+        Arch::X86_64,
+        "own_disk",
+        Setup {
+            grubenv: Some((Slot::A, false)),
+            slots: vec![Slot::A],
+            root_b: false,
+            words: None,
+            kill_a: false,
+            other_disk_first: true,
+        },
+    );
+    let r = report(&mut b);
+    assert!(console_has(
+        &b,
+        "liftoff-grub: booting slot A from (hd1,gpt2)"
+    ));
+    assert!(!console_has(&b, "falling back"));
+    assert_eq!(cmdline_value(&r, "liftoff.slot"), Some("A"));
+    assert_eq!(
+        cmdline_value(&r, "liftoff.boot_partuuid"),
+        Some(b.disk.partuuid(image::BOOT_A))
+    );
+    let dev = r.block_by_dev(&r.root_dev).expect("root device");
+    assert_eq!(
+        dev.slaves,
+        ["vdb3", "vdb4"],
+        "the boot disk is the second one"
+    );
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+    let other = b.other.clone().unwrap();
+    assert_eq!(
+        firmware::read_grubenv(&other, &b.work).unwrap(),
+        "liftoff_slot=B\nliftoff_pending=1\n"
+    );
+    assert_eq!(attributes(&other.path, image::BOOT_A), word(1, 0, true, 0));
+}
+
 /// No grubenv on the ESP: GRUB boots slot A and PID 1 boots on (grubenv is a mirror; the
 /// GPT stays the source of truth).
 #[test]
@@ -364,6 +451,7 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
             root_b: false,
             words: None,
             kill_a: false,
+            other_disk_first: false,
         },
     );
     let r = report(&mut b);
@@ -386,6 +474,7 @@ fn reboots_when_nothing_boots(arch: Arch) {
             root_b: false,
             words: None,
             kill_a: false,
+            other_disk_first: false,
         },
     );
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
@@ -433,6 +522,7 @@ fn rollback_after_kernel_panic(arch: Arch) {
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
             kill_a: true,
+            other_disk_first: false,
         },
     );
     b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
