@@ -46,10 +46,18 @@ fn system(arch: Arch) -> BuiltSystem {
     system::build(&spec).unwrap_or_else(|e| panic!("building the {arch} image: {e}"))
 }
 
+/// grubenv on the ESP.
+enum Env {
+    Missing,
+    /// `liftoff_slot` and `liftoff_pending`, written by `grub-editenv`.
+    Keys(Slot, bool),
+    /// These bytes as the file.
+    Raw(Vec<u8>),
+}
+
 /// How a test sets up the disk before the firmware starts.
 struct Setup {
-    /// grubenv on the ESP: (liftoff_slot, liftoff_pending); `None`: no grubenv at all.
-    grubenv: Option<(Slot, bool)>,
+    grubenv: Env,
     /// Slots whose BOOT partition gets a kernel.
     slots: Vec<Slot>,
     /// Slot B gets a copy of slot A's root and hash tree.
@@ -89,9 +97,13 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
-    let grubenv = setup
-        .grubenv
-        .map(|(slot, pending)| firmware::grubenv(Some(slot), Some(pending), &work).unwrap());
+    let grubenv = match setup.grubenv {
+        Env::Missing => None,
+        Env::Keys(slot, pending) => {
+            Some(firmware::grubenv(Some(slot), Some(pending), &work).unwrap())
+        }
+        Env::Raw(bytes) => Some(bytes),
+    };
     let install = Install {
         arch,
         grubenv,
@@ -281,7 +293,7 @@ fn boots_slot_a(arch: Arch) {
         arch,
         "slot_a",
         Setup {
-            grubenv: Some((Slot::A, false)),
+            grubenv: Env::Keys(Slot::A, false),
             slots: vec![Slot::A],
             root_b: false,
             words: None,
@@ -324,7 +336,7 @@ fn falls_back_to_slot_b(arch: Arch) {
         arch,
         "fallback_b",
         Setup {
-            grubenv: Some((Slot::A, true)),
+            grubenv: Env::Keys(Slot::A, true),
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
@@ -370,7 +382,7 @@ fn vm_x86_64_firmware_skips_a_slot_without_kernel() {
         Arch::X86_64,
         "empty_b",
         Setup {
-            grubenv: Some((Slot::A, true)),
+            grubenv: Env::Keys(Slot::A, true),
             slots: vec![Slot::A],
             root_b: false,
             words: None,
@@ -404,7 +416,7 @@ fn vm_x86_64_firmware_uses_only_its_own_disk() {
         Arch::X86_64,
         "own_disk",
         Setup {
-            grubenv: Some((Slot::A, false)),
+            grubenv: Env::Keys(Slot::A, false),
             slots: vec![Slot::A],
             root_b: false,
             words: None,
@@ -438,6 +450,88 @@ fn vm_x86_64_firmware_uses_only_its_own_disk() {
     assert_eq!(attributes(&other.path, image::BOOT_A), word(1, 0, true, 0));
 }
 
+/// grubenv says B (an update: B has priority 2 and one try), nothing pending: GRUB boots B,
+/// PID 1 spends B's try and, as B is not successful yet, points grubenv back at A for the
+/// case that this boot never reaches health.
+fn boots_slot_b(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "slot_b",
+        Setup {
+            grubenv: Env::Keys(Slot::B, false),
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(1, 0, true, 0), word(2, 1, false, 0))),
+            kill_a: false,
+            other_disk_first: false,
+        },
+    );
+    let r = report(&mut b);
+    assert!(console_has(
+        &b,
+        "liftoff-grub: booting slot B from (hd0,gpt5)"
+    ));
+    assert!(!console_has(&b, "falling back"));
+    assert_runs_slot(&b, &r, Slot::B);
+    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(
+        attributes(&b.disk.path, image::BOOT_B),
+        word(2, 0, false, 0)
+    );
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+}
+
+#[test]
+fn vm_x86_64_firmware_boots_slot_b() {
+    boots_slot_b(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_boots_slot_b() {
+    boots_slot_b(Arch::Aarch64);
+}
+
+/// A grubenv that is not an environment block (torn, overwritten): GRUB says it cannot read
+/// or write it and boots slot A; the boot goes on and nobody rewrites the file.
+#[test]
+fn vm_x86_64_firmware_with_a_broken_grubenv_boots_slot_a() {
+    let garbage = vec![b'x'; 1024];
+    let mut b = boot(
+        Arch::X86_64,
+        "broken_grubenv",
+        Setup {
+            grubenv: Env::Raw(garbage.clone()),
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: None,
+            kill_a: false,
+            other_disk_first: false,
+        },
+    );
+    let r = report(&mut b);
+    for line in [
+        "liftoff-grub: cannot read (hd0,gpt1)/grubenv, booting slot A",
+        "liftoff-grub: booting slot A from (hd0,gpt2)",
+        "liftoff-grub: cannot write (hd0,gpt1)/grubenv",
+    ] {
+        assert!(
+            console_has(&b, line),
+            "{line:?} missing; log {}",
+            b.vm.log_path().display()
+        );
+    }
+    assert_runs_slot(&b, &r, Slot::A);
+    let (offset, _) = b.disk.extent(image::ESP);
+    let out = Command::new("mtype")
+        .arg("-i")
+        .arg(format!("{}@@{offset}", b.disk.path.display()))
+        .arg("::/grubenv")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, garbage);
+}
+
 /// No grubenv on the ESP: GRUB boots slot A and PID 1 boots on (grubenv is a mirror; the
 /// GPT stays the source of truth).
 #[test]
@@ -446,7 +540,7 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
         Arch::X86_64,
         "no_grubenv",
         Setup {
-            grubenv: None,
+            grubenv: Env::Missing,
             slots: vec![Slot::A],
             root_b: false,
             words: None,
@@ -469,7 +563,7 @@ fn reboots_when_nothing_boots(arch: Arch) {
         arch,
         "nothing",
         Setup {
-            grubenv: Some((Slot::B, false)),
+            grubenv: Env::Keys(Slot::B, false),
             slots: Vec::new(),
             root_b: false,
             words: None,
@@ -517,7 +611,7 @@ fn rollback_after_kernel_panic(arch: Arch) {
         arch,
         "panic_a",
         Setup {
-            grubenv: Some((Slot::A, false)),
+            grubenv: Env::Keys(Slot::A, false),
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
