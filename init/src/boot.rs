@@ -12,7 +12,7 @@ use crate::blockdev::{self, BootDisk};
 use crate::cmdline::{self, Config, DataMode, Handoff};
 use crate::failure::{self, fail, Stage};
 use crate::watchdog::Watchdog;
-use crate::{data, kmsg, modules, mounts, root, slots, supervise, switch_root, timeline};
+use crate::{caps, data, kmsg, modules, mounts, root, slots, supervise, switch_root, timeline};
 
 /// How long PID 1 waits for the boot disk without `liftoff.device_timeout`.
 pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,6 +140,18 @@ pub fn run() -> ! {
             Err(e) => fail(Stage::Data, &e),
         }
         timeline::mark("data");
+    }
+
+    match caps::drop_listed(Path::new("/")) {
+        Ok(dropped) if !dropped.is_empty() => {
+            kmsg::info(&format!(
+                "bounding set: dropped {} for everything after PID 1",
+                dropped.join(", ")
+            ));
+            timeline::mark("caps");
+        }
+        Ok(_) => {}
+        Err(e) => fail(Stage::Caps, &e),
     }
 
     let target = match &config.handoff {

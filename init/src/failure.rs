@@ -21,6 +21,7 @@ pub enum Stage {
     Root,
     SwitchRoot,
     Data,
+    Caps,
     Handoff,
 }
 
@@ -36,6 +37,7 @@ impl Stage {
             Stage::Root => "root",
             Stage::SwitchRoot => "switch-root",
             Stage::Data => "data",
+            Stage::Caps => "caps",
             Stage::Handoff => "handoff",
         }
     }
@@ -118,6 +120,7 @@ mod tests {
             Stage::Root,
             Stage::SwitchRoot,
             Stage::Data,
+            Stage::Caps,
             Stage::Handoff,
         ]
         .iter()
@@ -135,6 +138,7 @@ mod tests {
                 "root",
                 "switch-root",
                 "data",
+                "caps",
                 "handoff"
             ]
         );

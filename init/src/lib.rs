@@ -19,6 +19,7 @@
 
 pub mod blockdev;
 pub mod boot;
+pub mod caps;
 pub mod cmdline;
 pub mod data;
 pub mod failure;

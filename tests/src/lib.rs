@@ -48,7 +48,19 @@ pub struct Report {
     /// Under systemd: what `systemctl is-active multi-user.target` says.
     #[serde(default)]
     pub multi_user: Option<String>,
+    /// The bounding set (`CapBnd` of /proc/self/status).
+    #[serde(default)]
+    pub cap_bnd: u64,
+    /// Contents of /local/liftoff-marker (written by `write-marker` on an earlier boot).
+    #[serde(default)]
+    pub local_marker: Option<String>,
+    /// Size of the file system on /local in bytes.
+    #[serde(default)]
+    pub local_bytes: u64,
 }
+
+/// Where the probe keeps its marker on DATA.
+pub const MARKER_FILE: &str = "/local/liftoff-marker";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockDev {
@@ -215,6 +227,9 @@ mod tests {
             usr_writable: false,
             under_systemd: false,
             multi_user: None,
+            cap_bnd: 0,
+            local_marker: None,
+            local_bytes: 0,
             liftoff_log: vec![
                 "timeline stage=pid1 boottime_us=10".into(),
                 "loaded 3 modules".into(),

@@ -52,6 +52,11 @@ fn system(arch: Arch) -> BuiltSystem {
                 data: std::fs::read(&probe).unwrap(),
             },
             RootFile {
+                path: "/etc/liftoff/bounding-set.drop".into(),
+                mode: 0o644,
+                data: b"# A container host never loads modules or pokes at /dev/mem.\ncap_sys_module\nCAP_SYS_RAWIO\n".to_vec(),
+            },
+            RootFile {
                 path: "/etc/systemd/system/liftoff-test.service".into(),
                 mode: 0o644,
                 data: TEST_UNIT.as_bytes().to_vec(),
@@ -86,15 +91,27 @@ fn boot(
     append: &str,
     prepare: impl FnOnce(&BuiltDisk, &Path) -> Vec<Disk>,
 ) -> Boot {
-    let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
     let sys = system(arch);
     let work = artifacts::log_dir().join(format!("{test}-{arch}"));
     std::fs::create_dir_all(&work).unwrap();
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let extra = prepare(&disk, &work);
+    boot_disk(arch, &work, "console.log", append, disk, extra)
+}
+
+/// Boots `disk` (already prepared, e.g. by an earlier boot) with its own console log.
+fn boot_disk(
+    arch: Arch,
+    work: &Path,
+    log: &str,
+    append: &str,
+    disk: BuiltDisk,
+    extra: Vec<Disk>,
+) -> Boot {
+    let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
     let initrd = work.join("initramfs.cpio");
     std::fs::write(&initrd, system::initramfs(arch, &kernel).unwrap()).unwrap();
-    let mut config = VmConfig::new(arch, &kernel.image, &work.join("console.log"));
+    let mut config = VmConfig::new(arch, &kernel.image, &work.join(log));
     config.initrd = Some(initrd);
     config.memory_mib = 1024;
     config.append = format!("{} {append}", disk.cmdline_slot_a());
@@ -105,7 +122,11 @@ fn boot(
     });
     config.disks.extend(extra);
     let vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    Boot { vm, disk, work }
+    Boot {
+        vm,
+        disk,
+        work: work.to_path_buf(),
+    }
 }
 
 fn no_kernel_panic(vm: &Vm) {
@@ -192,6 +213,10 @@ fn verified_root_under_systemd(arch: Arch) {
     // systemd took over as PID 1 and ran the test unit after multi-user.target.
     assert!(r.under_systemd && r.pid != 1, "{r:?}");
     assert_eq!(r.multi_user.as_deref(), Some("active"), "multi-user.target");
+    // The image's bounding-set list reached systemd's services: no CAP_SYS_MODULE (16),
+    // no CAP_SYS_RAWIO (17); CAP_SYS_ADMIN (21) is still there.
+    assert_eq!(r.cap_bnd & (1 << 16 | 1 << 17), 0, "CapBnd {:x}", r.cap_bnd);
+    assert_ne!(r.cap_bnd & (1 << 21), 0, "CapBnd {:x}", r.cap_bnd);
     // No unit failed or timed out, and systemd did not take the root for an initrd. (It
     // does say it cannot load autofs4: the root carries no kernel modules, by design.)
     let complaints: Vec<&String> =
@@ -259,6 +284,7 @@ fn verified_root_under_systemd(arch: Arch) {
             "root",
             "switch-root",
             "data",
+            "caps",
             "handoff"
         ]
     );
@@ -544,5 +570,110 @@ fn vm_x86_64_watchdog_resets_a_host_that_never_gets_healthy() {
         b.vm.elapsed() - handoff < Duration::from_secs(30),
         "the watchdog took {:?} after the handoff",
         b.vm.elapsed() - handoff
+    );
+}
+
+/// keyfile mode (the default): a file on DATA survives a reboot, and after the disk grows
+/// between two boots DATA and its file system are bigger and the file is unchanged.
+fn data_persists_and_grows(arch: Arch) {
+    let mut first = boot(
+        arch,
+        "data_grows",
+        &format!("liftoff.handoff={PROBE} -- write-marker"),
+        |_, _| vec![],
+    );
+    let r1 = report(&mut first);
+    let marker = r1.local_marker.clone().expect("marker written on /local");
+    assert_eq!(marker.len(), 32);
+    assert!(r1.liftoff_log.iter().any(|l| l.contains("key created")));
+
+    // The disk grows by 256 MiB while the machine is off.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first.disk.path)
+        .unwrap();
+    let old_len = file.metadata().unwrap().len();
+    file.set_len(old_len + (256 << 20)).unwrap();
+    drop(file);
+
+    let mut second = boot_disk(
+        arch,
+        &first.work,
+        "console-2.log",
+        &format!("liftoff.handoff={PROBE}"),
+        first.disk.clone(),
+        vec![],
+    );
+    let r2 = report(&mut second);
+    assert_eq!(
+        r2.local_marker.as_deref(),
+        Some(marker.as_str()),
+        "file kept"
+    );
+    assert!(
+        r2.local_bytes > r1.local_bytes + (200 << 20),
+        "file system grew from {} to {}",
+        r1.local_bytes,
+        r2.local_bytes
+    );
+    let line = r2
+        .liftoff_log
+        .iter()
+        .find(|l| l.starts_with("data: "))
+        .unwrap();
+    assert!(line.contains("grown to fill the disk"), "{line}");
+    assert!(
+        !line.contains("key created") && !line.contains("new ext4"),
+        "{line}"
+    );
+    let out = Command::new("sgdisk")
+        .arg("-v")
+        .arg(&second.disk.path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No problems found"), "{text}");
+}
+
+#[test]
+fn vm_x86_64_data_persists_and_grows_with_the_disk() {
+    data_persists_and_grows(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_data_persists_and_grows_with_the_disk() {
+    data_persists_and_grows(Arch::Aarch64);
+}
+
+/// ephemeral mode: a fresh key every boot, so nothing written survives a reboot.
+#[test]
+fn vm_x86_64_ephemeral_data_is_gone_after_a_reboot() {
+    let arch = Arch::X86_64;
+    let mut first = boot(
+        arch,
+        "data_ephemeral",
+        &format!("liftoff.data=ephemeral liftoff.handoff={PROBE} -- write-marker"),
+        |_, _| vec![],
+    );
+    let r1 = report(&mut first);
+    assert!(r1.local_marker.is_some());
+    let mut second = boot_disk(
+        arch,
+        &first.work,
+        "console-2.log",
+        &format!("liftoff.data=ephemeral liftoff.handoff={PROBE}"),
+        first.disk.clone(),
+        vec![],
+    );
+    let r2 = report(&mut second);
+    assert_eq!(r2.local_marker, None);
+    let line = r2
+        .liftoff_log
+        .iter()
+        .find(|l| l.starts_with("data: "))
+        .unwrap();
+    assert!(
+        line.contains("a key for this boot only") && line.contains("new ext4"),
+        "{line}"
     );
 }

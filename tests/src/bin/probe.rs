@@ -6,6 +6,7 @@ use std::path::Path;
 
 use liftoff_probe::{
     liftoff_message, parse_mountinfo, parse_proc_modules, BlockDev, DmTarget, Report, MARKER,
+    MARKER_FILE,
 };
 
 fn read(path: &str) -> String {
@@ -129,7 +130,39 @@ fn multi_user(under_systemd: bool) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// `CapBnd:` of /proc/self/status.
+fn cap_bnd() -> u64 {
+    read("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// With the argument `write-marker`: a new marker on DATA (synced), so a later boot can
+/// show whether DATA kept it.
+fn write_marker() {
+    let mut bytes = [0u8; 16];
+    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
+        return;
+    }
+    let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Ok(mut f) = std::fs::File::create(MARKER_FILE) {
+        let _ = f.write_all(text.as_bytes());
+        let _ = f.sync_all();
+    }
+}
+
+fn local_bytes() -> u64 {
+    rustix::fs::statvfs("/local")
+        .map(|s| s.f_blocks.saturating_mul(s.f_frsize))
+        .unwrap_or(0)
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "write-marker") {
+        write_marker();
+    }
     let block = block_devices();
     let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
     let report = Report {
@@ -140,6 +173,9 @@ fn main() {
         usr_writable: writable("/usr"),
         under_systemd,
         multi_user: multi_user(under_systemd),
+        cap_bnd: cap_bnd(),
+        local_marker: std::fs::read_to_string(MARKER_FILE).ok(),
+        local_bytes: local_bytes(),
         pid: rustix::process::getpid().as_raw_nonzero().get(),
         argv: std::env::args().collect(),
         cmdline: read("/proc/cmdline").trim_end().to_owned(),
