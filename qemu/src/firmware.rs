@@ -181,10 +181,10 @@ pub fn grub_efi(arch: Arch) -> Result<PathBuf, FirmwareError> {
         )))?;
         key.update(&bytes);
     }
-    let version = Command::new("grub-mkstandalone")
+    let version = Command::new("grub-mkimage")
         .arg("--version")
         .output()
-        .map_err(io_err("running grub-mkstandalone (scripts/setup)"))?;
+        .map_err(io_err("running grub-mkimage (scripts/setup)"))?;
     key.update(&version.stdout);
     let key: String = key.finalize()[..8]
         .iter()
@@ -926,6 +926,19 @@ mod tests {
                 .unwrap();
             assert!(status.success());
             let pe = std::fs::read(&out).unwrap();
+            // Reproducible: a second build gives the same bytes.
+            let again = dir.join(format!("{arch}-again.efi"));
+            let status = Command::new(&script)
+                .arg(arch.name())
+                .arg(&again)
+                .env("TZ", "Pacific/Auckland")
+                .status()
+                .unwrap();
+            assert!(status.success());
+            assert!(
+                pe == std::fs::read(&again).unwrap(),
+                "{arch}: builds differ"
+            );
             assert_eq!(&pe[..2], b"MZ");
             let at = u32::from_le_bytes(pe[0x3c..0x40].try_into().unwrap()) as usize;
             assert_eq!(&pe[at..at + 4], b"PE\0\0");
