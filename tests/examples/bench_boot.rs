@@ -1,0 +1,281 @@
+//! Boot benchmark (issue 6): Liftoff's PID 1 against a busybox-shell initramfs doing
+//! `insmod` + `veritysetup open` + `mount` + `switch_root` into the same next stage, on the
+//! same Debian kernel, disk image and QEMU (x86_64 TCG), several boots each.
+//!
+//! usage: cargo run --release -p tests --example bench_boot [-- BOOTS]
+//!
+//! Both initramfs images load the same modules and hand off to the same probe in the same
+//! verified root. Times come from the kernel's own printk timestamps of marker lines, so
+//! both sides are measured with one clock:
+//! - kernel-to-handoff: printk time of the handoff mark;
+//! - PID 1's own time: from the kernel's "Run /init" to the handoff, less module loading
+//!   and the wait for the disk (which depend on the kernel, not on PID 1).
+//!
+//! Liftoff does more in that time (A/B state in the GPT, grubenv, DATA with dm-crypt and
+//! its key on PRIVATE, tmpfs and overlays, the bounding set); the busybox script only
+//! opens verity and mounts the root.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use liftoff_qemu::cpio::Archive;
+use liftoff_qemu::image::BuiltDisk;
+use liftoff_qemu::kernel::Kernel;
+use liftoff_qemu::system;
+use liftoff_qemu::vm::{Disk, Vm, VmConfig};
+use liftoff_qemu::{artifacts, Arch};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Printk time in microseconds of a console line `[    2.457754] ...`.
+fn printk_us(line: &str) -> Option<u64> {
+    let inner = line.trim_start().strip_prefix('[')?;
+    let (t, _) = inner.split_once(']')?;
+    let (s, frac) = t.trim().split_once('.')?;
+    Some(s.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?)
+}
+
+fn printk_of(lines: &[String], needle: &str) -> Option<u64> {
+    lines
+        .iter()
+        .find(|l| l.contains(needle))
+        .and_then(|l| printk_us(l))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    kernel_to_handoff: u64,
+    own: u64,
+}
+
+fn boot(
+    arch: Arch,
+    kernel: &Kernel,
+    initrd: &Path,
+    disk: &BuiltDisk,
+    append: &str,
+    log: &Path,
+) -> Vec<String> {
+    let mut config = VmConfig::new(arch, &kernel.image, log);
+    config.initrd = Some(initrd.to_path_buf());
+    config.memory_mib = 1024;
+    config.append = append.to_owned();
+    config.disks.push(Disk {
+        path: disk.path.clone(),
+        read_only: false,
+        serial: Some("liftoff-boot".into()),
+    });
+    let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_text(liftoff_probe::MARKER, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    vm.lines().to_vec()
+}
+
+fn liftoff_sample(lines: &[String]) -> Sample {
+    let handoff = printk_of(lines, "liftoff: timeline stage=handoff").expect("handoff mark");
+    let marks: std::collections::BTreeMap<String, u64> =
+        liftoff_qemu::console::timeline(lines).into_iter().collect();
+    let at = |s: &str| *marks.get(s).unwrap_or_else(|| panic!("no {s} mark"));
+    let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
+    let modules = at("modules") - at("cmdline");
+    let disk = at("disk") - at("modules");
+    Sample {
+        kernel_to_handoff: handoff,
+        own: (handoff - run_init).saturating_sub(modules + disk),
+    }
+}
+
+fn busybox_sample(lines: &[String]) -> Sample {
+    let at =
+        |s: &str| printk_of(lines, &format!("bench: {s}")).unwrap_or_else(|| panic!("no {s} mark"));
+    let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
+    let modules = at("modules") - at("start");
+    let disk = at("disk") - at("modules");
+    Sample {
+        kernel_to_handoff: at("handoff"),
+        own: (at("handoff") - run_init).saturating_sub(modules + disk),
+    }
+}
+
+/// The busybox initramfs: static busybox, the dynamically linked veritysetup with its
+/// libraries, the same modules as Liftoff's, and a shell script as /init.
+fn busybox_initramfs(arch: Arch, kernel: &Kernel, work: &Path) -> PathBuf {
+    let mut a = Archive::new();
+    for dir in [
+        "bin", "dev", "proc", "sys", "run", "sysroot", "etc", "lib", "lib64", "usr", "usr/lib",
+        "usr/sbin",
+    ] {
+        a.dir(dir, 0o755).unwrap();
+    }
+    a.char_dev("dev/console", 0o600, 5, 1).unwrap();
+    a.file(
+        "bin/busybox",
+        0o755,
+        &std::fs::read("/bin/busybox").expect("busybox-static"),
+    )
+    .unwrap();
+    // veritysetup and every library ldd names, at their own paths.
+    let veritysetup = "/usr/sbin/veritysetup";
+    a.file(
+        "usr/sbin/veritysetup",
+        0o755,
+        &std::fs::read(veritysetup).unwrap(),
+    )
+    .unwrap();
+    let ldd = Command::new("ldd").arg(veritysetup).output().unwrap();
+    let mut dirs = std::collections::BTreeSet::new();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(str::to_owned);
+        let Some(path) = path else { continue };
+        let rel = path.trim_start_matches('/');
+        if let Some((parent, _)) = rel.rsplit_once('/') {
+            let mut sofar = String::new();
+            for part in parent.split('/') {
+                if !sofar.is_empty() {
+                    sofar.push('/');
+                }
+                sofar.push_str(part);
+                if !["lib", "lib64", "usr", "usr/lib"].contains(&sofar.as_str())
+                    && dirs.insert(sofar.clone())
+                {
+                    a.dir(&sofar, 0o755).unwrap();
+                }
+            }
+        }
+        a.file(rel, 0o755, &std::fs::read(&path).unwrap()).unwrap();
+    }
+    let mut modules: Vec<&str> = system::SYSTEM_MODULES.to_vec();
+    modules.extend(system::arch_modules(arch));
+    let closure = kernel.module_closure(&modules).unwrap();
+    let mut order = String::new();
+    for (i, rel) in closure.iter().enumerate() {
+        let name = format!("lib/m{i:02}.ko");
+        a.file(
+            &name,
+            0o644,
+            &std::fs::read(kernel.modules_dir.join(rel)).unwrap(),
+        )
+        .unwrap();
+        order.push_str(&format!("/{name}\n"));
+    }
+    a.file("etc/modules", 0o644, order.as_bytes()).unwrap();
+    let script = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "bench: start" > /dev/kmsg
+for m in $(cat /etc/modules); do insmod "$m" 2>/dev/null; done
+echo "bench: modules" > /dev/kmsg
+while [ ! -e /dev/vda4 ]; do usleep 1000; done
+echo "bench: disk" > /dev/kmsg
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in liftoff.roothash=*) hash="${arg#*=}";; esac
+done
+DM_DISABLE_UDEV=1 veritysetup open /dev/vda3 root /dev/vda4 "$hash" || echo "bench: veritysetup failed" > /dev/kmsg
+mount -t erofs -o ro /dev/mapper/root /sysroot
+mount --move /dev /sysroot/dev
+mount --move /proc /sysroot/proc
+mount --move /sys /sysroot/sys
+echo "bench: handoff" > /sysroot/dev/kmsg
+exec switch_root /sysroot /usr/local/bin/liftoff-probe
+"#;
+    a.file("init", 0o755, script.as_bytes()).unwrap();
+    let path = work.join("busybox.cpio");
+    std::fs::write(&path, a.finish().unwrap()).unwrap();
+    path
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let boots: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("BOOTS must be a number"))
+        .unwrap_or(5);
+    let arch = Arch::X86_64;
+    let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
+    let sys = common::system(arch);
+    let work = artifacts::log_dir().join("bench_boot");
+    std::fs::create_dir_all(&work).unwrap();
+    let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+    let liftoff_initrd = work.join("liftoff.cpio");
+    std::fs::write(&liftoff_initrd, system::initramfs(arch, &kernel).unwrap()).unwrap();
+    let busybox_initrd = busybox_initramfs(arch, &kernel, &work);
+    let append = format!(
+        "{} liftoff.handoff={}",
+        disk.cmdline_slot_a(),
+        common::PROBE
+    );
+
+    let mut liftoff = Vec::new();
+    let mut busybox = Vec::new();
+    // One warm-up boot each (Liftoff's first boot makes the DATA key and file system),
+    // then interleaved boots so both see the same machine load.
+    for i in 0..=boots {
+        let l = boot(
+            arch,
+            &kernel,
+            &liftoff_initrd,
+            &disk,
+            &append,
+            &work.join(format!("liftoff-{i}.log")),
+        );
+        let b = boot(
+            arch,
+            &kernel,
+            &busybox_initrd,
+            &disk,
+            &append,
+            &work.join(format!("busybox-{i}.log")),
+        );
+        assert!(
+            !b.iter().any(|l| l.contains("bench: veritysetup failed")),
+            "veritysetup failed; see {}",
+            work.display()
+        );
+        if i > 0 {
+            liftoff.push(liftoff_sample(&l));
+            busybox.push(busybox_sample(&b));
+        }
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    let lk = median(liftoff.iter().map(|s| s.kernel_to_handoff).collect());
+    let bk = median(busybox.iter().map(|s| s.kernel_to_handoff).collect());
+    let lo = median(liftoff.iter().map(|s| s.own).collect());
+    let bo = median(busybox.iter().map(|s| s.own).collect());
+    println!(
+        "boot benchmark, {arch}, Debian kernel {}, {boots} boots each (medians)",
+        kernel.version
+    );
+    println!("                          liftoff    busybox+veritysetup   ratio");
+    println!(
+        "kernel to handoff   {:>10.1} ms  {:>10.1} ms          {:.2}x",
+        ms(lk),
+        ms(bk),
+        lk as f64 / bk as f64
+    );
+    println!(
+        "PID 1's own time    {:>10.1} ms  {:>10.1} ms          {:.2}x",
+        ms(lo),
+        ms(bo),
+        lo as f64 / bo as f64
+    );
+    println!(
+        "PID 1's own time is {:.1}% of Liftoff's kernel-to-handoff",
+        100.0 * lo as f64 / lk as f64
+    );
+    println!("logs: {}", work.display());
+}
