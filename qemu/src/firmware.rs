@@ -20,25 +20,22 @@
 //!    copies it for one guest; the root hash is known only then, so the boot files are written
 //!    after it, into the copy: [`install`] writes the ESP and the BOOT partitions'
 //!    FAT images into their extents, and [`copy_slot_a_to_b`] gives slot B the same root.
-//! 2. [`FirmwareBoot::args`] is the QEMU command line: the firmware code read-only and a
-//!    per-guest copy of its variable store as pflash, the disk as virtio, no `-kernel`.
-//! 3. [`FirmwareVm`] runs it and hands the console to the test line by line, like
-//!    [`crate::vm::Vm`] (which always passes `-kernel`), and kills QEMU when dropped.
+//! 2. [`fresh_vars`] copies the firmware's variable store for one guest and [`vm_config`]
+//!    makes the [`VmConfig`]: the firmware code read-only and that copy as pflash, no
+//!    `-kernel`; the test adds the disk and starts it with [`crate::vm::Vm::start`].
 //! 4. [`read_grubenv`] reads grubenv back from the disk with `mcopy` and `grub-editenv`.
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
 use crate::image::{self, BuiltDisk, ImageError};
 use crate::kernel::workspace_root;
-use crate::vm::{Disk, VmError};
+use crate::vm::VmConfig;
 use crate::{artifacts, Arch};
 
 /// A slot, as GRUB and the command line name it.
@@ -497,274 +494,47 @@ pub fn read_grubenv(disk: &BuiltDisk, work: &Path) -> Result<String, FirmwareErr
     Ok(String::from_utf8_lossy(&list.stdout).into_owned())
 }
 
-/// How to start a guest through its firmware.
-#[derive(Debug, Clone)]
-pub struct FirmwareBoot {
-    pub arch: Arch,
-    pub memory_mib: u32,
-    /// The firmware's variable store for this guest (a copy: the firmware writes it).
-    pub vars: PathBuf,
-    pub disks: Vec<Disk>,
-    /// Where the console log goes.
-    pub log: PathBuf,
+/// Copies the firmware's variable-store template for `arch` to `vars`: every boot starts
+/// from the firmware's defaults (no boot entries, so it boots the removable-media path).
+pub fn fresh_vars(arch: Arch, vars: &Path) -> Result<(), FirmwareError> {
+    let (code, template) = firmware_files(arch);
+    for path in [&code, &template] {
+        if !path.is_file() {
+            return Err(FirmwareError::NoFirmware { path: path.clone() });
+        }
+    }
+    std::fs::copy(&template, vars).map_err(io_err(format!(
+        "copying {} to {}",
+        template.display(),
+        vars.display()
+    )))?;
+    Ok(())
 }
 
-impl FirmwareBoot {
-    /// A guest of `arch` whose variable store is `vars` (see [`FirmwareBoot::fresh_vars`]).
-    pub fn new(arch: Arch, vars: &Path, log: &Path) -> Self {
-        FirmwareBoot {
-            arch,
-            memory_mib: 1024,
-            vars: vars.to_path_buf(),
-            disks: Vec::new(),
-            log: log.to_path_buf(),
-        }
-    }
-
-    /// Copies the firmware's variable-store template to `self.vars`: every boot starts
-    /// from the firmware's defaults (no boot entries, so it boots the removable-media path).
-    pub fn fresh_vars(&self) -> Result<(), FirmwareError> {
-        let (code, template) = firmware_files(self.arch);
-        for path in [&code, &template] {
-            if !path.is_file() {
-                return Err(FirmwareError::NoFirmware { path: path.clone() });
-            }
-        }
-        std::fs::copy(&template, &self.vars).map_err(io_err(format!(
-            "copying {} to {}",
-            template.display(),
-            self.vars.display()
-        )))?;
-        Ok(())
-    }
-
-    /// The QEMU arguments: the machine of [`Arch::machine_args`], the firmware code
-    /// read-only and the variable store writable as pflash, no `-kernel`, each disk as
-    /// virtio, the serial console on standard output, `-no-reboot` so a reboot ends QEMU.
-    pub fn args(&self) -> Vec<String> {
-        let (code, _) = firmware_files(self.arch);
-        let mut args: Vec<String> = self
-            .arch
-            .machine_args()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(
-            [
-                "-m",
-                &self.memory_mib.to_string(),
-                "-smp",
-                "1",
-                "-nodefaults",
-                "-no-user-config",
-                "-display",
-                "none",
-                "-serial",
-                "stdio",
-                "-no-reboot",
-            ]
-            .map(String::from),
-        );
-        args.push("-drive".into());
-        args.push(format!(
+/// A guest of `arch` that boots through its firmware: no kernel for QEMU to load, the
+/// firmware code read-only and the variable store `vars` (see [`fresh_vars`]) writable as
+/// pflash, 1 GiB of memory. Add the disks and start it with [`crate::vm::Vm::start`].
+pub fn vm_config(arch: Arch, vars: &Path, log: &Path) -> VmConfig {
+    let (code, _) = firmware_files(arch);
+    let mut config = VmConfig::new(arch, &code, log);
+    config.kernel = None;
+    config.memory_mib = 1024;
+    config.extra = vec![
+        "-drive".into(),
+        format!(
             "if=pflash,format=raw,unit=0,readonly=on,file={}",
             code.display()
-        ));
-        args.push("-drive".into());
-        args.push(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            self.vars.display()
-        ));
-        for (i, disk) in self.disks.iter().enumerate() {
-            let mut drive = format!(
-                "file={},format=raw,if=none,id=disk{i},cache=unsafe",
-                disk.path.display()
-            );
-            if disk.read_only {
-                drive.push_str(",readonly=on");
-            }
-            args.push("-drive".into());
-            args.push(drive);
-            let mut device = format!("virtio-blk-pci,drive=disk{i}");
-            if let Some(serial) = &disk.serial {
-                device.push_str(&format!(",serial={serial}"));
-            }
-            args.push("-device".into());
-            args.push(device);
-        }
-        args
-    }
-}
-
-/// A guest booting through its firmware: QEMU with [`FirmwareBoot::args`], its console
-/// copied to the log and handed to the test line by line. QEMU is killed when dropped.
-#[derive(Debug)]
-pub struct FirmwareVm {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    log: PathBuf,
-    started: Instant,
-}
-
-impl FirmwareVm {
-    pub fn start(boot: &FirmwareBoot) -> Result<FirmwareVm, VmError> {
-        let log_err = |source| VmError::Log {
-            path: boot.log.clone(),
-            source,
-        };
-        if let Some(parent) = boot.log.parent() {
-            std::fs::create_dir_all(parent).map_err(log_err)?;
-        }
-        let mut log = File::create(&boot.log).map_err(log_err)?;
-        let binary = boot.arch.qemu_binary();
-        // The command line goes first in the log so a failed run can be reproduced.
-        let _ = writeln!(log, "# {binary} {}", boot.args().join(" "));
-        let start_err = |source| VmError::Start {
-            binary: binary.to_owned(),
-            source,
-        };
-        let mut child = Command::new(binary)
-            .args(boot.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(start_err)?;
-        let (tx, rx) = mpsc::channel();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| start_err(io::Error::other("no stdout pipe")))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| start_err(io::Error::other("no stderr pipe")))?;
-        let streams: [(Box<dyn io::Read + Send>, &str); 2] =
-            [(Box::new(stdout), ""), (Box::new(stderr), "qemu-stderr: ")];
-        for (stream, prefix) in streams {
-            let tx = tx.clone();
-            let mut log = log.try_clone().map_err(log_err)?;
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                let mut buf = Vec::new();
-                loop {
-                    buf.clear();
-                    match reader.read_until(b'\n', &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let line = format!(
-                        "{prefix}{}",
-                        String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n'])
-                    );
-                    // The log is for people; losing a line of it must not stop the test.
-                    let _ = writeln!(log, "{line}");
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Ok(FirmwareVm {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-            log: boot.log.clone(),
-            started: Instant::now(),
-        })
-    }
-
-    /// Every console line seen so far.
-    pub fn lines(&self) -> &[String] {
-        &self.seen
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
-    /// Time since QEMU started.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// Waits for a console line containing `needle` (lines seen before are checked first).
-    pub fn wait_for_text(&mut self, needle: &str, timeout: Duration) -> Result<String, VmError> {
-        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
-            return Ok(line.clone());
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return Ok(line);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(VmError::Timeout {
-                        waiting_for: format!("{needle:?}"),
-                        after: timeout,
-                        log: self.log.clone(),
-                        tail: self.tail(40),
-                    })
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(VmError::Exited {
-                        waiting_for: format!("{needle:?}"),
-                        log: self.log.clone(),
-                        tail: self.tail(40),
-                    })
-                }
-            }
-        }
-    }
-
-    /// Waits for QEMU to end (the guest powered off or rebooted) and collects every line.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, VmError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(VmError::Timeout {
-                        waiting_for: "QEMU to exit".into(),
-                        after: timeout,
-                        log: self.log.clone(),
-                        tail: self.tail(40),
-                    })
-                }
-            }
-        }
-        self.child.wait().map_err(|source| VmError::Log {
-            path: self.log.clone(),
-            source,
-        })
-    }
-
-    /// The last `n` console lines, for error reports.
-    pub fn tail(&self, n: usize) -> String {
-        let start = self.seen.len().saturating_sub(n);
-        self.seen.get(start..).unwrap_or(&[]).join("\n")
-    }
-}
-
-impl Drop for FirmwareVm {
-    fn drop(&mut self) {
-        // Always kill QEMU: a test that failed half-way must not leave a guest running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        ),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+    ];
+    config
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vm::Disk;
 
     fn work(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("liftoff-fw-{name}-{}", std::process::id()));
@@ -958,23 +728,24 @@ mod tests {
 
     #[test]
     fn qemu_arguments() {
-        let mut boot = FirmwareBoot::new(Arch::X86_64, Path::new("/v.fd"), Path::new("/l"));
-        boot.disks.push(Disk {
+        let mut config = vm_config(Arch::X86_64, Path::new("/v.fd"), Path::new("/l"));
+        config.disks.push(Disk {
             path: "/d.img".into(),
             read_only: false,
             serial: Some("boot".into()),
         });
         assert_eq!(
-            boot.args().join(" "),
+            config.args().join(" "),
             "-M q35 -accel tcg -cpu max -m 1024 -smp 1 -nodefaults -no-user-config \
              -display none -serial stdio -no-reboot \
-             -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
-             -drive if=pflash,format=raw,unit=1,file=/v.fd \
              -drive file=/d.img,format=raw,if=none,id=disk0,cache=unsafe \
-             -device virtio-blk-pci,drive=disk0,serial=boot"
+             -device virtio-blk-pci,drive=disk0,serial=boot \
+             -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
+             -drive if=pflash,format=raw,unit=1,file=/v.fd"
         );
-        let boot = FirmwareBoot::new(Arch::Aarch64, Path::new("/v.fd"), Path::new("/l"));
-        let args = boot.args().join(" ");
+        let args = vm_config(Arch::Aarch64, Path::new("/v.fd"), Path::new("/l"))
+            .args()
+            .join(" ");
         assert!(
             args.contains("file=/usr/share/AAVMF/AAVMF_CODE.fd"),
             "{args}"

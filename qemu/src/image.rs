@@ -386,7 +386,7 @@ pub fn build_disk(
     run(&mut sgdisk)?;
 
     let esp = work.join("esp.img");
-    make_fat(
+    crate::firmware::make_fat_tree(
         &esp,
         spec.esp_mib,
         "EFI-SYSTEM",
@@ -397,7 +397,7 @@ pub fn build_disk(
     write_at(&mut disk, extents[0].0, &esp)?;
     if !spec.boot_a_files.is_empty() {
         let boot = work.join("boot-a.img");
-        make_fat(
+        crate::firmware::make_fat_tree(
             &boot,
             spec.boot_mib,
             "BOOT-A",

@@ -29,7 +29,9 @@ pub struct Disk {
 #[derive(Debug, Clone)]
 pub struct VmConfig {
     pub arch: Arch,
-    pub kernel: PathBuf,
+    /// The kernel QEMU loads itself; `None` leaves the boot to the firmware in `extra`
+    /// (see `firmware::vm_config`), and `initrd` and `append` are then unused.
+    pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     /// Kernel command line; the console and `panic=-1` are prepended.
     pub append: String,
@@ -45,7 +47,7 @@ impl VmConfig {
     pub fn new(arch: Arch, kernel: &Path, log: &Path) -> Self {
         VmConfig {
             arch,
-            kernel: kernel.to_path_buf(),
+            kernel: Some(kernel.to_path_buf()),
             initrd: None,
             append: String::new(),
             memory_mib: 512,
@@ -76,21 +78,23 @@ impl VmConfig {
                 "-serial",
                 "stdio",
                 "-no-reboot",
-                "-kernel",
             ]
             .map(String::from),
         );
-        args.push(self.kernel.display().to_string());
-        if let Some(initrd) = &self.initrd {
-            args.push("-initrd".into());
-            args.push(initrd.display().to_string());
+        if let Some(kernel) = &self.kernel {
+            args.push("-kernel".into());
+            args.push(kernel.display().to_string());
+            if let Some(initrd) = &self.initrd {
+                args.push("-initrd".into());
+                args.push(initrd.display().to_string());
+            }
+            args.push("-append".into());
+            args.push(
+                format!("console={} panic=-1 {}", self.arch.console(), self.append)
+                    .trim_end()
+                    .to_owned(),
+            );
         }
-        args.push("-append".into());
-        args.push(
-            format!("console={} panic=-1 {}", self.arch.console(), self.append)
-                .trim_end()
-                .to_owned(),
-        );
         for (i, disk) in self.disks.iter().enumerate() {
             let mut drive = format!(
                 "file={},format=raw,if=none,id=disk{i},cache=unsafe",

@@ -12,11 +12,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use liftoff_probe::Report;
-use liftoff_qemu::firmware::{self, FirmwareBoot, FirmwareVm, Install, Slot};
+use liftoff_qemu::firmware::{self, Install, Slot};
 use liftoff_qemu::image::{self, BuiltDisk, DiskSpec, RootFsType};
 use liftoff_qemu::kernel::Kernel;
 use liftoff_qemu::system::{self, BuiltSystem, RootFile, SystemSpec};
-use liftoff_qemu::vm::Disk;
+use liftoff_qemu::vm::{Disk, Vm, VmConfig};
 use liftoff_qemu::{artifacts, Arch};
 
 /// A firmware boot to the probe takes 20-30 s under TCG; the deadline leaves room for a
@@ -74,8 +74,8 @@ struct Setup {
 }
 
 struct Boot {
-    vm: FirmwareVm,
-    config: FirmwareBoot,
+    vm: Vm,
+    config: VmConfig,
     disk: BuiltDisk,
     /// The disk of [`Setup::other_disk_first`].
     other: Option<BuiltDisk>,
@@ -86,7 +86,7 @@ impl Boot {
     /// Starts the same guest (disk and firmware variables) again, as after a reboot.
     fn restart(&mut self, name: &str) {
         self.config.log = self.work.join(format!("{name}.log"));
-        self.vm = FirmwareVm::start(&self.config).unwrap_or_else(|e| panic!("{e}"));
+        self.vm = Vm::start(&self.config).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -130,8 +130,9 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         set_attributes(&disk.path, image::BOOT_A, a);
         set_attributes(&disk.path, image::BOOT_B, b);
     }
-    let mut config = FirmwareBoot::new(arch, &work.join("vars.fd"), &work.join("console.log"));
-    config.fresh_vars().unwrap_or_else(|e| panic!("{e}"));
+    let vars = work.join("vars.fd");
+    firmware::fresh_vars(arch, &vars).unwrap_or_else(|e| panic!("{e}"));
+    let mut config = firmware::vm_config(arch, &vars, &work.join("console.log"));
     let other = setup.other_disk_first.then(|| {
         let other = BuiltDisk {
             path: work.join("other.img"),
@@ -172,7 +173,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         read_only: false,
         serial: Some("liftoff-boot".into()),
     });
-    let vm = FirmwareVm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    let vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     Boot {
         vm,
         config,
@@ -182,7 +183,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     }
 }
 
-fn no_panic(vm: &FirmwareVm) {
+fn no_panic(vm: &Vm) {
     for bad in ["Kernel panic", "Attempted to kill init", "liftoff: panic"] {
         assert!(
             !vm.lines().iter().any(|l| l.contains(bad)),
