@@ -57,6 +57,19 @@ pub struct Report {
     /// Size of the file system on /local in bytes.
     #[serde(default)]
     pub local_bytes: u64,
+    /// With the argument `read-root`: reading the whole root device back.
+    #[serde(default)]
+    pub read_root: Option<ReadBack>,
+}
+
+/// The outcome of reading a device from start to end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadBack {
+    pub device: String,
+    /// Bytes read before the end or the first error.
+    pub bytes: u64,
+    /// The error that stopped the read (`None`: read to the end).
+    pub error: Option<String>,
 }
 
 /// Where the probe keeps its marker on DATA.
@@ -230,6 +243,7 @@ mod tests {
             cap_bnd: 0,
             local_marker: None,
             local_bytes: 0,
+            read_root: None,
             liftoff_log: vec![
                 "timeline stage=pid1 boottime_us=10".into(),
                 "loaded 3 modules".into(),

@@ -617,3 +617,86 @@ fn vm_x86_64_ephemeral_data_is_gone_after_a_reboot() {
         "{line}"
     );
 }
+
+/// The dm-verity device PID 1 made reads back whole; a corrupted data block makes the read
+/// fail with EIO at that block (`liftoff.verity=eio`) or restarts the machine (the
+/// default, `restart`).
+fn verity_reads_and_corruption(arch: Arch) {
+    let mut clean = boot(
+        arch,
+        "verity_read",
+        &format!("liftoff.handoff={PROBE} -- read-root"),
+        |_, _| vec![],
+    );
+    let r = report(&mut clean);
+    let read = r.read_root.expect("read-root result");
+    assert_eq!(read.error, None, "{read:?}");
+    let root_bytes = std::fs::metadata(system(arch).root_image).unwrap().len();
+    assert_eq!(read.bytes, root_bytes);
+
+    // Flip one byte in the last data block of ROOT-A.
+    let corrupt = |disk: &BuiltDisk, _: &Path| {
+        let (offset, _) = disk.extent(image::ROOT_A);
+        let at = offset + root_bytes - 4096 + 100;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&disk.path)
+            .unwrap();
+        let mut byte = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut byte, at).unwrap();
+        byte[0] ^= 0xff;
+        std::os::unix::fs::FileExt::write_all_at(&f, &byte, at).unwrap();
+        vec![]
+    };
+    let mut eio = boot(
+        arch,
+        "verity_eio",
+        &format!("liftoff.verity=eio liftoff.handoff={PROBE} -- read-root"),
+        corrupt,
+    );
+    let r = report(&mut eio);
+    let read = r.read_root.expect("read-root result");
+    assert!(
+        read.error
+            .as_deref()
+            .is_some_and(|e| e.contains("(os error 5)")),
+        "{read:?}"
+    );
+    assert_eq!(
+        read.bytes,
+        root_bytes - 4096,
+        "stopped at the corrupted block"
+    );
+    assert!(r.dm.iter().any(|t| t.device == "root" && t.status == "C"));
+
+    let mut restart = boot(
+        arch,
+        "verity_restart",
+        &format!("liftoff.handoff={PROBE} -- read-root"),
+        corrupt,
+    );
+    restart
+        .vm
+        .wait_for_text("dm-verity device corrupted", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    restart
+        .vm
+        .wait_exit(TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!restart
+        .vm
+        .lines()
+        .iter()
+        .any(|l| l.contains(liftoff_probe::MARKER)));
+}
+
+#[test]
+fn vm_x86_64_verity_reads_back_and_catches_corruption() {
+    verity_reads_and_corruption(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_verity_reads_back_and_catches_corruption() {
+    verity_reads_and_corruption(Arch::Aarch64);
+}

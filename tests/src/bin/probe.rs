@@ -5,8 +5,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use liftoff_probe::{
-    liftoff_message, parse_mountinfo, parse_proc_modules, BlockDev, DmTarget, Report, MARKER,
-    MARKER_FILE,
+    liftoff_message, parse_mountinfo, parse_proc_modules, BlockDev, DmTarget, ReadBack, Report,
+    MARKER, MARKER_FILE,
 };
 
 fn read(path: &str) -> String {
@@ -153,6 +153,34 @@ fn write_marker() {
     }
 }
 
+/// Reads the device behind `/` from start to end (`read-root`): with dm-verity every
+/// block is checked on the way.
+fn read_root(root_dev: &str) -> ReadBack {
+    // No udev, so no /dev/block links: the kernel names the node in uevent.
+    let path = read(&format!("/sys/dev/block/{root_dev}/uevent"))
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .map(|n| format!("/dev/{n}"))
+        .unwrap_or_else(|| format!("/sys/dev/block/{root_dev} (no DEVNAME)"));
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let error = match std::fs::File::open(&path) {
+        Err(e) => Some(e.to_string()),
+        Ok(mut f) => loop {
+            match f.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(n) => bytes += n as u64,
+                Err(e) => break Some(e.to_string()),
+            }
+        },
+    };
+    ReadBack {
+        device: path,
+        bytes,
+        error,
+    }
+}
+
 fn local_bytes() -> u64 {
     rustix::fs::statvfs("/local")
         .map(|s| s.f_blocks.saturating_mul(s.f_frsize))
@@ -164,9 +192,14 @@ fn main() {
         write_marker();
     }
     let block = block_devices();
+    let root_dev = root_dev();
+    let read_root = std::env::args()
+        .any(|a| a == "read-root")
+        .then(|| read_root(&root_dev));
     let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
     let report = Report {
-        root_dev: root_dev(),
+        root_dev,
+        read_root,
         dm: dm_targets(&block),
         block,
         etc_writable: writable("/etc"),
