@@ -15,6 +15,7 @@ pub mod firmware;
 pub mod image;
 pub mod initramfs;
 pub mod kernel;
+pub mod oci;
 pub mod system;
 pub mod vm;
 
