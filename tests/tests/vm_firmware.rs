@@ -71,6 +71,11 @@ struct Setup {
     /// Another Liftoff disk is attached before the boot disk: new GUIDs, grubenv
     /// `B`/`1`, no GRUB (so the firmware boots the second disk).
     other_disk_first: bool,
+    /// Replaces what slot A's command line gets after its slot keys (a later key wins, so
+    /// this can break A's root hash).
+    a_extra: Option<String>,
+    /// Flips a byte in the last data block of ROOT-A (after the tree was made).
+    corrupt_root_a: bool,
 }
 
 struct Boot {
@@ -125,6 +130,26 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     }
     if setup.root_b {
         firmware::copy_slot_a_to_b(&disk).unwrap_or_else(|e| panic!("{e}"));
+    }
+    if let Some(extra) = &setup.a_extra {
+        let cmdline = firmware::slot_cmdline(arch, Slot::A, &disk, extra);
+        let files = firmware::boot_files(&kernel.image, &install.initramfs, &cmdline).unwrap();
+        firmware::write_fat_partition(&disk, image::BOOT_A, "BOOT-A", &files, &work)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    if setup.corrupt_root_a {
+        let root_bytes = std::fs::metadata(&sys.root_image).unwrap().len();
+        let (offset, _) = disk.extent(image::ROOT_A);
+        let at = offset + root_bytes - 4096 + 100;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&disk.path)
+            .unwrap();
+        let mut byte = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut byte, at).unwrap();
+        byte[0] ^= 0xff;
+        std::os::unix::fs::FileExt::write_all_at(&f, &byte, at).unwrap();
     }
     if let Some((a, b)) = setup.words {
         set_attributes(&disk.path, image::BOOT_A, a);
@@ -300,6 +325,8 @@ fn boots_slot_a(arch: Arch) {
             words: None,
             kill_a: false,
             other_disk_first: false,
+            a_extra: None,
+            corrupt_root_a: false,
         },
     );
     let r = report(&mut b);
@@ -343,6 +370,8 @@ fn falls_back_to_slot_b(arch: Arch) {
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
             kill_a: false,
             other_disk_first: false,
+            a_extra: None,
+            corrupt_root_a: false,
         },
     );
     let r = report(&mut b);
@@ -389,6 +418,8 @@ fn vm_x86_64_firmware_skips_a_slot_without_kernel() {
             words: None,
             kill_a: false,
             other_disk_first: false,
+            a_extra: None,
+            corrupt_root_a: false,
         },
     );
     let r = report(&mut b);
@@ -423,6 +454,8 @@ fn vm_x86_64_firmware_uses_only_its_own_disk() {
             words: None,
             kill_a: false,
             other_disk_first: true,
+            a_extra: None,
+            corrupt_root_a: false,
         },
     );
     let r = report(&mut b);
@@ -465,6 +498,8 @@ fn boots_slot_b(arch: Arch) {
             words: Some((word(1, 0, true, 0), word(2, 1, false, 0))),
             kill_a: false,
             other_disk_first: false,
+            a_extra: None,
+            corrupt_root_a: false,
         },
     );
     let r = report(&mut b);
@@ -507,6 +542,8 @@ fn vm_x86_64_firmware_with_a_broken_grubenv_boots_slot_a() {
             words: None,
             kill_a: false,
             other_disk_first: false,
+            a_extra: None,
+            corrupt_root_a: false,
         },
     );
     let r = report(&mut b);
@@ -547,6 +584,8 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
             words: None,
             kill_a: false,
             other_disk_first: false,
+            a_extra: None,
+            corrupt_root_a: false,
         },
     );
     let r = report(&mut b);
@@ -570,6 +609,8 @@ fn reboots_when_nothing_boots(arch: Arch) {
             words: None,
             kill_a: false,
             other_disk_first: false,
+            a_extra: None,
+            corrupt_root_a: false,
         },
     );
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
@@ -618,6 +659,8 @@ fn rollback_after_kernel_panic(arch: Arch) {
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
             kill_a: true,
             other_disk_first: false,
+            a_extra: None,
+            corrupt_root_a: false,
         },
     );
     b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
@@ -664,4 +707,113 @@ fn vm_x86_64_firmware_rolls_back_after_kernel_panic() {
 #[test]
 fn vm_aarch64_firmware_rolls_back_after_kernel_panic() {
     rollback_after_kernel_panic(Arch::Aarch64);
+}
+
+/// Automatic rollback when the update's boot fails after GRUB: slot A holds the update
+/// (priority 2, one try), slot B the running version (priority 1, successful). `how` breaks
+/// A; the first boot must end in a reboot with `first_boot_line` on the console, and the
+/// second boot must run B with A's try spent and grubenv pointing at B.
+fn rollback(
+    arch: Arch,
+    test: &str,
+    a_extra: Option<String>,
+    corrupt: bool,
+    a_word: u64,
+    first_boot_line: &str,
+) {
+    let mut b = boot(
+        arch,
+        test,
+        Setup {
+            grubenv: Env::Keys(Slot::A, false),
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((a_word, word(1, 0, true, 0))),
+            kill_a: false,
+            other_disk_first: false,
+            a_extra,
+            corrupt_root_a: corrupt,
+        },
+    );
+    b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_for_text(first_boot_line, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    no_panic(&b.vm);
+    assert!(!console_has(&b, liftoff_probe::MARKER));
+    // PID 1 counted the boot against A before using its root and pointed GRUB at B: A is
+    // no longer eligible (no try left, not successful).
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+    let a = attributes(&b.disk.path, image::BOOT_A);
+    assert_eq!(a & (0xf << 52 | 1 << 56), 0, "BOOT-A attributes {a:016x}");
+
+    b.restart("console-2");
+    let r = report(&mut b);
+    assert!(console_has(
+        &b,
+        "liftoff-grub: booting slot B from (hd0,gpt5)"
+    ));
+    assert_runs_slot(&b, &r, Slot::B);
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+    assert_eq!(attributes(&b.disk.path, image::BOOT_B), word(1, 0, true, 1));
+}
+
+/// Scenario 2: the update's PID 1 fails (a wrong root hash on its command line).
+#[test]
+fn vm_x86_64_firmware_rolls_back_when_pid1_fails() {
+    rollback(
+        Arch::X86_64,
+        "pid1_fails_a",
+        Some(format!(
+            "liftoff.handoff={PROBE} liftoff.roothash={}",
+            "ab".repeat(32)
+        )),
+        false,
+        word(2, 1, false, 0),
+        "liftoff: stage verity failed",
+    );
+}
+
+/// Scenario 3: the update's root is corrupted after install; dm-verity restarts the
+/// machine on the first bad read.
+#[test]
+fn vm_x86_64_firmware_rolls_back_when_the_root_is_corrupted() {
+    rollback(
+        Arch::X86_64,
+        "corrupt_root_a",
+        Some(format!("liftoff.handoff={PROBE} -- read-root")),
+        true,
+        word(2, 1, false, 0),
+        "dm-verity device corrupted",
+    );
+}
+
+/// Scenario 5: a slot that was successful crash-loops; at the limit PID 1 demotes it and
+/// reboots into the other slot.
+#[test]
+fn vm_x86_64_firmware_demotes_a_crash_looping_slot() {
+    rollback(
+        Arch::X86_64,
+        "crash_loop_a",
+        None,
+        false,
+        word(2, 0, true, 3),
+        "crash loop on slot A (3 unhealthy boots), demoted",
+    );
+}
+
+#[test]
+fn vm_aarch64_firmware_rolls_back_when_pid1_fails() {
+    rollback(
+        Arch::Aarch64,
+        "pid1_fails_a",
+        Some(format!(
+            "liftoff.handoff={PROBE} liftoff.roothash={}",
+            "ab".repeat(32)
+        )),
+        false,
+        word(2, 1, false, 0),
+        "liftoff: stage verity failed",
+    );
 }
