@@ -1,0 +1,170 @@
+//! VM test of issue 7's container host: the verified Debian root with containerd and runc,
+//! booted through PID 1 into systemd, imports a small OCI image made locally from busybox
+//! (`liftoff_qemu::oci`) with `ctr` and runs a container that prints a marker.
+//!
+//! The image is on the read-only erofs root; containerd keeps its content and snapshots
+//! in /var/lib/containerd, on the encrypted DATA file system PID 1 binds /var from.
+
+use std::time::Duration;
+
+use liftoff_qemu::image::{DiskSpec, RootFsType};
+use liftoff_qemu::kernel::Kernel;
+use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
+use liftoff_qemu::vm::{Disk, Vm, VmConfig};
+use liftoff_qemu::{artifacts, oci, Arch};
+
+mod common;
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+const IMAGE_REF: &str = "docker.io/liftoff/busybox:test";
+const ARCHIVE: &str = "/usr/share/liftoff-test/busybox-oci.tar";
+const SCRIPT: &str = "/usr/local/bin/liftoff-container-test";
+
+/// The container prints this followed by `6*7` as its shell computes it, so the line can
+/// only come from busybox's shell running inside the container (the script's own text,
+/// should it ever reach the console, has `$((6*7))` instead).
+const MARKER: &str = "LIFTOFF-CONTAINER-MARKER-42";
+
+/// Imports the image, runs one container, reports and powers off either way.
+fn script() -> String {
+    format!(
+        "\
+#!/bin/sh
+set -u
+say() {{ echo \"liftoff-container: $*\"; }}
+if ! ctr image import --all-platforms {ARCHIVE}; then
+  say \"FAILED: ctr image import exited $?\"
+elif ! ctr image ls -q | grep -qx '{IMAGE_REF}'; then
+  say \"FAILED: {IMAGE_REF} not in: $(ctr image ls -q)\"
+elif ! ctr run --rm {IMAGE_REF} t1 /bin/sh -c 'echo LIFTOFF-CONTAINER-MARKER-$((6*7))'; then
+  say \"FAILED: ctr run exited $?\"
+else
+  say \"done; containers left: $(ctr container ls -q | wc -l)\"
+fi
+systemctl --no-block poweroff
+"
+    )
+}
+
+const UNIT: &str = "\
+[Unit]
+Description=Liftoff VM test: run a busybox container with ctr
+Requires=containerd.service
+After=containerd.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/liftoff-container-test
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/console
+
+[Install]
+WantedBy=multi-user.target
+";
+
+fn container_system(arch: Arch) -> BuiltSystem {
+    let archive =
+        oci::busybox_archive(arch, IMAGE_REF).unwrap_or_else(|e| panic!("OCI archive: {e}"));
+    let spec = SystemSpec {
+        arch,
+        fs: RootFsType::Erofs,
+        files: vec![
+            RootFile {
+                path: ARCHIVE.into(),
+                mode: 0o644,
+                data: archive,
+            },
+            RootFile {
+                path: SCRIPT.into(),
+                mode: 0o755,
+                data: script().into_bytes(),
+            },
+            RootFile {
+                path: "/etc/systemd/system/liftoff-container.service".into(),
+                mode: 0o644,
+                data: UNIT.as_bytes().to_vec(),
+            },
+        ],
+        links: vec![RootLink {
+            path: "/etc/systemd/system/multi-user.target.wants/liftoff-container.service".into(),
+            target: "/etc/systemd/system/liftoff-container.service".into(),
+        }],
+        disk: DiskSpec {
+            seed: "vm-container".into(),
+            esp_files: vec![("grubenv".into(), common::grubenv_pending_a())],
+            boot_mib: 8,
+            data_mib: 96,
+            ..DiskSpec::default()
+        },
+    };
+    system::build(&spec).unwrap_or_else(|e| panic!("building the {arch} image: {e}"))
+}
+
+fn container_runs(arch: Arch) {
+    let sys = container_system(arch);
+    let work = artifacts::log_dir().join(format!("container-{arch}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+    let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
+    let initrd = work.join("initramfs.cpio");
+    std::fs::write(&initrd, system::initramfs(arch, &kernel).unwrap()).unwrap();
+    let mut config = VmConfig::new(arch, &kernel.image, &work.join("console.log"));
+    config.initrd = Some(initrd);
+    config.memory_mib = 1024;
+    config.append = disk.cmdline_slot_a();
+    config.disks.push(Disk {
+        path: disk.path.clone(),
+        read_only: false,
+        serial: Some("liftoff-boot".into()),
+    });
+    let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+
+    let end = vm
+        .wait_for_text("liftoff-container: ", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = vm.log_path().display().to_string();
+    assert!(end.contains("done"), "{end}; log {log}");
+    assert!(end.contains("containers left: 0"), "--rm removed it: {end}");
+    let started = vm.elapsed();
+    vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let lines = vm.lines();
+    assert!(
+        lines.iter().any(|l| l.trim_end() == MARKER),
+        "no {MARKER} line on the console; log {log}"
+    );
+    for bad in ["Kernel panic", "Attempted to kill init", "liftoff: panic"] {
+        assert!(!lines.iter().any(|l| l.contains(bad)), "{bad:?}; log {log}");
+    }
+    // containerd came up under systemd, after PID 1 handed over.
+    let stages: Vec<String> = liftoff_qemu::console::timeline(lines)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        stages.last().map(String::as_str),
+        Some("handoff"),
+        "{stages:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("FAILED") && l.contains("containerd")),
+        "containerd.service failed; log {log}"
+    );
+    println!(
+        "{arch}: container done {:.1} s after power-on",
+        started.as_secs_f64()
+    );
+}
+
+#[test]
+fn vm_x86_64_busybox_container_runs() {
+    container_runs(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_busybox_container_runs() {
+    container_runs(Arch::Aarch64);
+}
