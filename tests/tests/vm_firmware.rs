@@ -817,3 +817,17 @@ fn vm_aarch64_firmware_rolls_back_when_pid1_fails() {
         "liftoff: stage verity failed",
     );
 }
+
+/// Scenario 4: the update hangs after the handoff and never reaches health; the boot
+/// watchdog resets the machine and GRUB boots the other slot.
+#[test]
+fn vm_x86_64_firmware_rolls_back_when_the_update_hangs() {
+    rollback(
+        Arch::X86_64,
+        "hang_a",
+        Some("liftoff.handoff=/usr/bin/sleep liftoff.watchdog=10 -- 3600".into()),
+        false,
+        word(2, 1, false, 0),
+        "softdog: Initiating system reboot",
+    );
+}
