@@ -76,6 +76,8 @@ struct Setup {
     a_extra: Option<String>,
     /// Flips a byte in the last data block of ROOT-A (after the tree was made).
     corrupt_root_a: bool,
+    /// Like `a_extra`, for slot B.
+    b_extra: Option<String>,
 }
 
 struct Boot {
@@ -131,10 +133,12 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     if setup.root_b {
         firmware::copy_slot_a_to_b(&disk).unwrap_or_else(|e| panic!("{e}"));
     }
-    if let Some(extra) = &setup.a_extra {
-        let cmdline = firmware::slot_cmdline(arch, Slot::A, &disk, extra);
+    for (slot, extra) in [(Slot::A, &setup.a_extra), (Slot::B, &setup.b_extra)] {
+        let Some(extra) = extra else { continue };
+        let cmdline = firmware::slot_cmdline(arch, slot, &disk, extra);
         let files = firmware::boot_files(&kernel.image, &install.initramfs, &cmdline).unwrap();
-        firmware::write_fat_partition(&disk, image::BOOT_A, "BOOT-A", &files, &work)
+        let label = format!("BOOT-{}", slot.name());
+        firmware::write_fat_partition(&disk, slot.boot_partition(), &label, &files, &work)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     if setup.corrupt_root_a {
@@ -327,6 +331,7 @@ fn boots_slot_a(arch: Arch) {
             other_disk_first: false,
             a_extra: None,
             corrupt_root_a: false,
+            b_extra: None,
         },
     );
     let r = report(&mut b);
@@ -372,6 +377,7 @@ fn falls_back_to_slot_b(arch: Arch) {
             other_disk_first: false,
             a_extra: None,
             corrupt_root_a: false,
+            b_extra: None,
         },
     );
     let r = report(&mut b);
@@ -420,6 +426,7 @@ fn vm_x86_64_firmware_skips_a_slot_without_kernel() {
             other_disk_first: false,
             a_extra: None,
             corrupt_root_a: false,
+            b_extra: None,
         },
     );
     let r = report(&mut b);
@@ -456,6 +463,7 @@ fn vm_x86_64_firmware_uses_only_its_own_disk() {
             other_disk_first: true,
             a_extra: None,
             corrupt_root_a: false,
+            b_extra: None,
         },
     );
     let r = report(&mut b);
@@ -500,6 +508,7 @@ fn boots_slot_b(arch: Arch) {
             other_disk_first: false,
             a_extra: None,
             corrupt_root_a: false,
+            b_extra: None,
         },
     );
     let r = report(&mut b);
@@ -544,6 +553,7 @@ fn vm_x86_64_firmware_with_a_broken_grubenv_boots_slot_a() {
             other_disk_first: false,
             a_extra: None,
             corrupt_root_a: false,
+            b_extra: None,
         },
     );
     let r = report(&mut b);
@@ -586,6 +596,7 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
             other_disk_first: false,
             a_extra: None,
             corrupt_root_a: false,
+            b_extra: None,
         },
     );
     let r = report(&mut b);
@@ -611,6 +622,7 @@ fn reboots_when_nothing_boots(arch: Arch) {
             other_disk_first: false,
             a_extra: None,
             corrupt_root_a: false,
+            b_extra: None,
         },
     );
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
@@ -661,6 +673,7 @@ fn rollback_after_kernel_panic(arch: Arch) {
             other_disk_first: false,
             a_extra: None,
             corrupt_root_a: false,
+            b_extra: None,
         },
     );
     b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
@@ -733,6 +746,7 @@ fn rollback(
             other_disk_first: false,
             a_extra,
             corrupt_root_a: corrupt,
+            b_extra: None,
         },
     );
     b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
@@ -830,4 +844,46 @@ fn vm_x86_64_firmware_rolls_back_when_the_update_hangs() {
         word(2, 1, false, 0),
         "softdog: Initiating system reboot",
     );
+}
+
+/// Scenario 6: both slots broken. The machine keeps trying, every boot ends in one clear
+/// failure line and a reboot, never a hang: the update once (its try), then the old slot,
+/// which stays the best choice (nothing else is eligible) while its crash-loop count rises.
+#[test]
+fn vm_x86_64_firmware_keeps_trying_when_both_slots_are_broken() {
+    let wrong = format!(
+        "liftoff.handoff={PROBE} liftoff.roothash={}",
+        "ab".repeat(32)
+    );
+    let mut b = boot(
+        Arch::X86_64,
+        "both_broken",
+        Setup {
+            grubenv: Env::Keys(Slot::A, false),
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
+            kill_a: false,
+            other_disk_first: false,
+            a_extra: Some(wrong.clone()),
+            corrupt_root_a: false,
+            b_extra: Some(wrong),
+        },
+    );
+    for (i, slot) in ["A", "B", "B"].iter().enumerate() {
+        if i > 0 {
+            b.restart(&format!("console-{}", i + 1));
+        }
+        b.vm.wait_for_text(&format!("liftoff-grub: booting slot {slot}"), TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let line =
+            b.vm.wait_for_text("liftoff: stage verity failed", TIMEOUT)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(line.contains("action: reboot"), "{line}");
+        b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        no_panic(&b.vm);
+        assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+    }
+    // B was booted twice and failed twice: still successful, two unhealthy boots.
+    assert_eq!(attributes(&b.disk.path, image::BOOT_B), word(1, 0, true, 2));
 }
