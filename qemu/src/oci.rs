@@ -436,6 +436,25 @@ mod tests {
         }
     }
 
+    /// The binary found for each architecture is a 64-bit ELF for that machine (e_machine
+    /// 62 is x86-64, 183 is AArch64), statically linked (no PT_INTERP program header).
+    #[test]
+    fn busybox_is_a_static_binary_of_the_architecture() {
+        for (arch, machine) in [(Arch::X86_64, 62u16), (Arch::Aarch64, 183)] {
+            let bin = busybox(arch).unwrap();
+            assert_eq!(&bin[..5], b"\x7fELF\x02", "{arch}");
+            assert_eq!(u16::from_le_bytes([bin[18], bin[19]]), machine, "{arch}");
+            let phoff = u64::from_le_bytes(bin[32..40].try_into().unwrap()) as usize;
+            let phentsize = usize::from(u16::from_le_bytes([bin[54], bin[55]]));
+            let phnum = usize::from(u16::from_le_bytes([bin[56], bin[57]]));
+            for i in 0..phnum {
+                let at = phoff + i * phentsize;
+                let kind = u32::from_le_bytes(bin[at..at + 4].try_into().unwrap());
+                assert_ne!(kind, 3, "{arch} busybox has PT_INTERP: not static");
+            }
+        }
+    }
+
     /// GNU tar lists and extracts the layer as written: the binary byte for byte, the
     /// links, the modes, owners and mtime.
     #[test]
