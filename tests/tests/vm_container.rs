@@ -66,9 +66,11 @@ TTYPath=/dev/console
 WantedBy=multi-user.target
 ";
 
-fn container_system(arch: Arch) -> BuiltSystem {
-    let archive =
-        oci::busybox_archive(arch, IMAGE_REF).unwrap_or_else(|e| panic!("OCI archive: {e}"));
+fn archive(arch: Arch) -> Vec<u8> {
+    oci::busybox_archive(arch, IMAGE_REF).unwrap_or_else(|e| panic!("OCI archive: {e}"))
+}
+
+fn container_system(arch: Arch, archive: Vec<u8>) -> BuiltSystem {
     let spec = SystemSpec {
         arch,
         fs: RootFsType::Erofs,
@@ -104,9 +106,10 @@ fn container_system(arch: Arch) -> BuiltSystem {
     system::build(&spec).unwrap_or_else(|e| panic!("building the {arch} image: {e}"))
 }
 
-fn container_runs(arch: Arch) {
-    let sys = container_system(arch);
-    let work = artifacts::log_dir().join(format!("container-{arch}"));
+/// Boots the system with `archive` as the image and waits for the script's report line.
+fn boot(arch: Arch, test: &str, archive: Vec<u8>) -> (Vm, String) {
+    let sys = container_system(arch, archive);
+    let work = artifacts::log_dir().join(format!("{test}-{arch}"));
     std::fs::create_dir_all(&work).unwrap();
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
@@ -122,10 +125,14 @@ fn container_runs(arch: Arch) {
         serial: Some("liftoff-boot".into()),
     });
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
-
     let end = vm
         .wait_for_text("liftoff-container: ", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
+    (vm, end)
+}
+
+fn container_runs(arch: Arch) {
+    let (mut vm, end) = boot(arch, "container", archive(arch));
     let log = vm.log_path().display().to_string();
     assert!(end.contains("done"), "{end}; log {log}");
     assert!(
@@ -175,4 +182,35 @@ fn vm_x86_64_busybox_container_runs() {
 #[test]
 fn vm_aarch64_busybox_container_runs() {
     container_runs(Arch::Aarch64);
+}
+
+/// A layer whose bytes no longer match the digest that names them never enters
+/// containerd's content store, so the import fails when it unpacks that layer: nothing
+/// runs, and the script says which step failed.
+#[test]
+fn vm_x86_64_corrupted_layer_is_refused() {
+    let arch = Arch::X86_64;
+    let image = oci::image(arch, IMAGE_REF, &oci::busybox(arch).unwrap()).unwrap();
+    let layer = oci::digest(&image.layer);
+    let mut bytes = image.archive().unwrap();
+    assert_eq!(bytes, archive(arch));
+    // busybox's ELF header is in the layer blob, the only place it occurs in the archive.
+    let elf = bytes
+        .windows(4)
+        .position(|w| w == b"\x7fELF")
+        .expect("busybox in the archive");
+    bytes[elf + 1000] ^= 0xff;
+    let (mut vm, end) = boot(arch, "container_corrupt", bytes);
+    let log = vm.log_path().display().to_string();
+    assert!(end.contains("FAILED: ctr image import"), "{end}; log {log}");
+    vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let lines = vm.lines();
+    let refused = format!("ctr: failed to extract layer {layer}: ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&refused) && l.trim_end().ends_with(": not found")),
+        "ctr names the layer missing from the content store; log {log}"
+    );
+    assert!(!lines.iter().any(|l| l.contains(MARKER)), "log {log}");
 }
