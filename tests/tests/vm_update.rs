@@ -1,0 +1,247 @@
+//! The update of issue 8, end to end through firmware and GRUB: a running v1 host (slot A,
+//! systemd) installs v2's payloads from a second disk into slot B with `prairiedog install`,
+//! runs `prairiedog upgrade-to-inactive` and reboots; GRUB boots B, Liftoff's PID 1 spends
+//! B's try, opens v2's verified root and hands off to containerd, and containerd's answer
+//! marks B successful. A stays as the fallback.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use liftoff_qemu::firmware::{self, Install, Slot};
+use liftoff_qemu::image::{self, BuiltDisk, DiskSpec, RootFsType};
+use liftoff_qemu::kernel::Kernel;
+use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
+use liftoff_qemu::vm::{Disk, Vm};
+use liftoff_qemu::{artifacts, Arch};
+
+const TIMEOUT: Duration = Duration::from_secs(400);
+const MIB: u64 = 1 << 20;
+
+/// What v1 runs once multi-user.target is reached, when the payload disk is attached.
+const UPDATE_SCRIPT: &str = "#!/bin/sh
+set -e
+mkdir -p /run/payload
+mount -o ro /dev/vdb /run/payload
+prairiedog install --manifest /run/payload/manifest --boot /run/payload/boot.img \\
+  --root /run/payload/root.img --hash /run/payload/hash.img
+prairiedog upgrade-to-inactive
+prairiedog status
+umount /run/payload
+echo LIFTOFF-UPDATE-INSTALLED
+systemctl reboot
+";
+
+const UPDATE_UNIT: &str = "\
+[Unit]
+Description=Liftoff VM test: install the update from the payload disk
+After=multi-user.target
+ConditionPathExists=/dev/vdb
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/liftoff-test-update
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/console
+
+[Install]
+WantedBy=multi-user.target
+";
+
+fn version(arch: Arch, name: &str) -> BuiltSystem {
+    let prairiedog = artifacts::musl_binary(arch, "prairiedog").unwrap_or_else(|e| panic!("{e}"));
+    system::build(&SystemSpec {
+        arch,
+        fs: RootFsType::Erofs,
+        files: vec![
+            RootFile {
+                path: "/usr/local/sbin/prairiedog".into(),
+                mode: 0o755,
+                data: std::fs::read(&prairiedog).unwrap(),
+            },
+            RootFile {
+                path: "/usr/local/sbin/liftoff-test-update".into(),
+                mode: 0o755,
+                data: UPDATE_SCRIPT.as_bytes().to_vec(),
+            },
+            RootFile {
+                path: "/etc/systemd/system/liftoff-test-update.service".into(),
+                mode: 0o644,
+                data: UPDATE_UNIT.as_bytes().to_vec(),
+            },
+            RootFile {
+                path: "/etc/liftoff-test-version".into(),
+                mode: 0o644,
+                data: name.as_bytes().to_vec(),
+            },
+        ],
+        links: vec![RootLink {
+            path: "/etc/systemd/system/multi-user.target.wants/liftoff-test-update.service".into(),
+            target: "/etc/systemd/system/liftoff-test-update.service".into(),
+        }],
+        disk: DiskSpec {
+            seed: format!("vm-update-{name}"),
+            boot_mib: 64,
+            data_mib: 64,
+            ..DiskSpec::default()
+        },
+    })
+    .unwrap_or_else(|e| panic!("building {name} for {arch}: {e}"))
+}
+
+fn attributes(disk: &Path, number: u32) -> u64 {
+    let out = Command::new("sgdisk")
+        .arg("-i")
+        .arg(number.to_string())
+        .arg(disk)
+        .output()
+        .expect("sgdisk (scripts/setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Attribute flags: "))
+        .unwrap_or_else(|| panic!("no attribute flags in sgdisk -i {number}: {text}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+fn word(priority: u64, tries: u64, successful: bool, unhealthy: u64) -> u64 {
+    priority << 48 | tries << 52 | u64::from(successful) << 56 | unhealthy << 57
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// v2's payloads (BOOT image, root, hash tree, manifest) on an ext4 disk image.
+fn payload_disk(arch: Arch, kernel: &Kernel, v2: &BuiltSystem, work: &Path) -> std::path::PathBuf {
+    let dir = work.join("payload");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.join("root.img");
+    std::fs::copy(&v2.root_image, &root).unwrap();
+    let hash = dir.join("hash.img");
+    let (root_hash, salt) = image::make_hash(&root, &hash, "vm-update-v2").unwrap();
+    assert_eq!(root_hash, v2.disk.root_hash);
+    let as_b = BuiltDisk {
+        root_hash: root_hash.clone(),
+        salt,
+        ..v2.disk.clone()
+    };
+    let cmdline = firmware::slot_cmdline(arch, Slot::B, &as_b, "liftoff.handoff=containerd");
+    let initramfs = system::initramfs(arch, kernel).unwrap();
+    let files = firmware::boot_files(&kernel.image, &initramfs, &cmdline).unwrap();
+    let boot = dir.join("boot.img");
+    firmware::make_fat_tree(&boot, 64, "BOOT-B", "vm-update-v2", &files, work).unwrap();
+    let host_prairiedog = artifacts::target_dir().join("debug/prairiedog");
+    assert!(
+        host_prairiedog.is_file(),
+        "{} missing: cargo build -p prairiedog",
+        host_prairiedog.display()
+    );
+    let manifest = run(Command::new(&host_prairiedog)
+        .arg("manifest")
+        .arg("--boot")
+        .arg(&boot)
+        .arg("--root")
+        .arg(&root)
+        .arg("--hash")
+        .arg(&hash)
+        .arg("--verity-root-hash")
+        .arg(&root_hash));
+    std::fs::write(dir.join("manifest"), manifest).unwrap();
+    let size: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let disk = work.join("payload.img");
+    let _ = std::fs::remove_file(&disk);
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len((size + 64 * MIB).div_ceil(MIB) * MIB)
+        .unwrap();
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&dir)
+        .arg(&disk));
+    disk
+}
+
+fn update(arch: Arch) {
+    let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
+    let v1 = version(arch, "v1");
+    let v2 = version(arch, "v2");
+    let work = artifacts::log_dir().join(format!("update-{arch}"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let disk = system::guest_disk(&v1, &work.join("disk.img")).unwrap();
+    let install = Install {
+        arch,
+        grubenv: Some(firmware::grubenv(Some(Slot::A), Some(false), &work).unwrap()),
+        kernel: kernel.image.clone(),
+        initramfs: system::initramfs(arch, &kernel).unwrap(),
+        slots: vec![Slot::A],
+        extra_cmdline: String::new(),
+    };
+    firmware::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
+    let payload = payload_disk(arch, &kernel, &v2, &work);
+
+    let vars = work.join("vars.fd");
+    firmware::fresh_vars(arch, &vars).unwrap_or_else(|e| panic!("{e}"));
+    let mut config = firmware::vm_config(arch, &vars, &work.join("console-v1.log"));
+    config.disks.push(Disk {
+        path: disk.path.clone(),
+        read_only: false,
+        serial: Some("liftoff-boot".into()),
+    });
+    config.disks.push(Disk {
+        path: payload,
+        read_only: true,
+        serial: Some("payload".into()),
+    });
+    let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_text("LIFTOFF-UPDATE-INSTALLED", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    // B is next with one try; A is the fallback.
+    assert_eq!(
+        attributes(&disk.path, image::BOOT_B) & (0xff << 48 | 1 << 56),
+        word(2, 1, false, 0)
+    );
+    let env = firmware::read_grubenv(&disk, &work).unwrap();
+    assert!(env.contains("liftoff_slot=B"), "{env}");
+
+    config.log = work.join("console-v2.log");
+    let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_text("liftoff-grub: booting slot B", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_text("answers: slot B marked successful", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let verity = vm
+        .lines()
+        .iter()
+        .find(|l| l.contains("liftoff: verity:"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(verity.contains(&v2.disk.root_hash), "{verity}");
+    assert!(verity.contains("ROOT-B"), "{verity}");
+    drop(vm);
+    let b = attributes(&disk.path, image::BOOT_B);
+    assert_eq!(
+        b & (0xff << 48 | 0x7f << 56),
+        word(2, 0, true, 0),
+        "B: {b:016x}"
+    );
+    let a = attributes(&disk.path, image::BOOT_A);
+    assert!(
+        a >> 48 & 0xf > 0 && a >> 56 & 1 == 1,
+        "A stays the fallback: {a:016x}"
+    );
+}
+
+#[test]
+fn vm_x86_64_update_installs_into_b_and_boots_it() {
+    update(Arch::X86_64);
+}
