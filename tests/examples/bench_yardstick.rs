@@ -1,0 +1,187 @@
+//! The no-initramfs yardstick (issue 9): on the minimal kernel of `kernel-config/`, the same
+//! verified root booted (a) with Liftoff's PID 1 from an initramfs and (b) without any
+//! initramfs, the kernel setting up dm-verity itself from `dm-mod.create=` (Bottlerocket's
+//! way). Both hand off to the same probe.
+//!
+//! usage: cargo run --release -p tests --example bench_yardstick [-- BOOTS]
+//!
+//! Times are the kernel's printk stamps: root mounted (Liftoff: its `root` timeline mark;
+//! kernel: "VFS: Mounted root") and handoff (Liftoff: its `handoff` mark; kernel: "Run
+//! /usr/local/bin/liftoff-probe as init process"). Liftoff also makes the A/B decision,
+//! opens and mounts the encrypted DATA partition and arms nothing else; the kernel path
+//! does none of that.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use liftoff_qemu::image::BuiltDisk;
+use liftoff_qemu::initramfs::Initramfs;
+use liftoff_qemu::kernel::workspace_root;
+use liftoff_qemu::system;
+use liftoff_qemu::vm::{Disk, Vm, VmConfig};
+use liftoff_qemu::{artifacts, Arch};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn printk_us(line: &str) -> Option<u64> {
+    let inner = line.trim_start().strip_prefix('[')?;
+    let (t, _) = inner.split_once(']')?;
+    let (s, frac) = t.trim().split_once('.')?;
+    Some(s.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?)
+}
+
+fn printk_of(lines: &[String], needle: &str) -> u64 {
+    lines
+        .iter()
+        .find(|l| l.contains(needle))
+        .and_then(|l| printk_us(l))
+        .unwrap_or_else(|| panic!("no {needle:?} on the console"))
+}
+
+fn boot(
+    arch: Arch,
+    kernel: &Path,
+    initrd: Option<&Path>,
+    disk: &BuiltDisk,
+    append: &str,
+    log: &Path,
+) -> Vec<String> {
+    let mut config = VmConfig::new(arch, kernel, log);
+    config.initrd = initrd.map(Path::to_path_buf);
+    config.memory_mib = 1024;
+    config.append = append.to_owned();
+    config.disks.push(Disk {
+        path: disk.path.clone(),
+        read_only: false,
+        serial: Some("liftoff-boot".into()),
+    });
+    let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_text(liftoff_probe::MARKER, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    vm.lines().to_vec()
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let boots: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("BOOTS must be a number"))
+        .unwrap_or(5);
+    let arch = Arch::X86_64;
+    let out = Command::new(workspace_root().join("scripts/build-kernel"))
+        .arg(arch.name())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kernel = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let sys = common::system(arch);
+    let work = artifacts::log_dir().join("bench_yardstick");
+    std::fs::create_dir_all(&work).unwrap();
+    let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+
+    let mut initramfs = Initramfs::new().unwrap();
+    initramfs
+        .host_file(
+            "init",
+            0o755,
+            &artifacts::musl_binary(arch, "init").unwrap(),
+        )
+        .unwrap();
+    let initrd = work.join("liftoff.cpio");
+    std::fs::write(&initrd, initramfs.finish().unwrap()).unwrap();
+    let liftoff_append = format!(
+        "{} liftoff.handoff={}",
+        disk.cmdline_slot_a(),
+        common::PROBE
+    );
+
+    // The kernel-only boot: the table PID 1 would load, given to dm-init.
+    let dm_create = kernel_table(&disk);
+    let kernel_append = format!(
+        "dm-mod.create=\"{dm_create}\" dm-mod.waitfor=/dev/vda3,/dev/vda4 root=/dev/dm-0 ro rootfstype=erofs init={}",
+        common::PROBE
+    );
+
+    let mut rows = Vec::new();
+    for i in 0..=boots {
+        let l = boot(
+            arch,
+            &kernel,
+            Some(&initrd),
+            &disk,
+            &liftoff_append,
+            &work.join(format!("liftoff-{i}.log")),
+        );
+        let k = boot(
+            arch,
+            &kernel,
+            None,
+            &disk,
+            &kernel_append,
+            &work.join(format!("kernel-{i}.log")),
+        );
+        if i == 0 {
+            continue; // warm-up: Liftoff's first boot makes the DATA key and file system
+        }
+        rows.push((
+            printk_of(&l, "liftoff: timeline stage=root"),
+            printk_of(&l, "liftoff: timeline stage=handoff"),
+            printk_of(&k, "VFS: Mounted root"),
+            printk_of(&k, &format!("Run {} as init process", common::PROBE)),
+        ));
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    let lr = median(rows.iter().map(|r| r.0).collect());
+    let lh = median(rows.iter().map(|r| r.1).collect());
+    let kr = median(rows.iter().map(|r| r.2).collect());
+    let kh = median(rows.iter().map(|r| r.3).collect());
+    println!(
+        "yardstick, {arch}, minimal kernel {}, {boots} boots each (medians)",
+        kernel.display()
+    );
+    println!("                       liftoff    kernel-only (dm-mod.create)   ratio");
+    println!(
+        "kernel to root mounted {:>8.1} ms  {:>8.1} ms                    {:.2}x",
+        ms(lr),
+        ms(kr),
+        lr as f64 / kr as f64
+    );
+    println!(
+        "kernel to handoff      {:>8.1} ms  {:>8.1} ms                    {:.2}x",
+        ms(lh),
+        ms(kh),
+        lh as f64 / kh as f64
+    );
+    println!("logs: {}", work.display());
+}
+
+/// The `dm-mod.create` value for slot A's verified root, from the HASH superblock (read
+/// from the disk image at HASH-A's offset).
+fn kernel_table(disk: &BuiltDisk) -> String {
+    let (hash_off, _) = disk.extent(liftoff_qemu::image::HASH_A);
+    let sb = verity::read_superblock(&disk.path, hash_off).unwrap_or_else(|e| panic!("{e}"));
+    let geometry = verity::Geometry::new(&sb.params, &verity::Layout::default()).unwrap();
+    let root = verity::RootHash::from_hex(sb.params.algorithm, &disk.root_hash).unwrap();
+    let table = verity::VerityTable::new(
+        "/dev/vda3",
+        "/dev/vda4",
+        &sb.params,
+        &geometry,
+        &root,
+        verity::TableOptions::default(),
+    );
+    table.dm_mod_create("root", None)
+}
