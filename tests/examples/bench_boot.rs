@@ -17,6 +17,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+use common::printk_of;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,21 +31,6 @@ use liftoff_qemu::vm::{Disk, Vm, VmConfig};
 use liftoff_qemu::{artifacts, Arch};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Printk time in microseconds of a console line `[    2.457754] ...`.
-fn printk_us(line: &str) -> Option<u64> {
-    let inner = line.trim_start().strip_prefix('[')?;
-    let (t, _) = inner.split_once(']')?;
-    let (s, frac) = t.trim().split_once('.')?;
-    Some(s.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?)
-}
-
-fn printk_of(lines: &[String], needle: &str) -> Option<u64> {
-    lines
-        .iter()
-        .find(|l| l.contains(needle))
-        .and_then(|l| printk_us(l))
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {

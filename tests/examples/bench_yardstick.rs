@@ -13,6 +13,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+use common::printk_of;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,21 +27,6 @@ use liftoff_qemu::vm::{Disk, Vm, VmConfig};
 use liftoff_qemu::{artifacts, Arch};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
-
-fn printk_us(line: &str) -> Option<u64> {
-    let inner = line.trim_start().strip_prefix('[')?;
-    let (t, _) = inner.split_once(']')?;
-    let (s, frac) = t.trim().split_once('.')?;
-    Some(s.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?)
-}
-
-fn printk_of(lines: &[String], needle: &str) -> u64 {
-    lines
-        .iter()
-        .find(|l| l.contains(needle))
-        .and_then(|l| printk_us(l))
-        .unwrap_or_else(|| panic!("no {needle:?} on the console"))
-}
 
 fn boot(
     arch: Arch,
@@ -136,11 +122,14 @@ fn main() {
         if i == 0 {
             continue; // warm-up: Liftoff's first boot makes the DATA key and file system
         }
+        let at = |lines: &[String], needle: &str| {
+            printk_of(lines, needle).unwrap_or_else(|| panic!("no {needle:?} on the console"))
+        };
         rows.push((
-            printk_of(&l, "liftoff: timeline stage=root"),
-            printk_of(&l, "liftoff: timeline stage=handoff"),
-            printk_of(&k, "VFS: Mounted root"),
-            printk_of(&k, &format!("Run {} as init process", common::PROBE)),
+            at(&l, "liftoff: timeline stage=root"),
+            at(&l, "liftoff: timeline stage=handoff"),
+            at(&k, "VFS: Mounted root"),
+            at(&k, &format!("Run {} as init process", common::PROBE)),
         ));
     }
     let ms = |us: u64| us as f64 / 1000.0;

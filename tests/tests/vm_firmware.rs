@@ -7,7 +7,7 @@
 //! The disk is the verified Debian root image of `qemu::system`, with GRUB, grubenv and the
 //! BOOT partitions written into each guest's copy by `qemu::firmware::install`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ use liftoff_qemu::{artifacts, Arch};
 
 /// A firmware boot to the probe takes 20-30 s under TCG; the deadline leaves room for a
 /// loaded machine.
+mod common;
+use common::{attributes, no_kernel_panic, set_attributes, word};
+
 const TIMEOUT: Duration = Duration::from_secs(240);
 const PROBE: &str = "/usr/local/bin/liftoff-probe";
 
@@ -212,16 +215,6 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     }
 }
 
-fn no_panic(vm: &Vm) {
-    for bad in ["Kernel panic", "Attempted to kill init", "liftoff: panic"] {
-        assert!(
-            !vm.lines().iter().any(|l| l.contains(bad)),
-            "{bad:?} on the console; log {}",
-            vm.log_path().display()
-        );
-    }
-}
-
 /// Waits for the probe and for QEMU to end; prints when GRUB, the kernel and the probe
 /// were reached.
 fn report(b: &mut Boot) -> Report {
@@ -241,40 +234,10 @@ fn report(b: &mut Boot) -> Report {
         kernel.as_secs_f64(),
         probe.as_secs_f64()
     );
-    no_panic(&b.vm);
+    no_kernel_panic(&b.vm);
     Report::from_console(b.vm.lines())
         .expect("probe line")
         .expect("probe JSON")
-}
-
-/// `sgdisk -i N` attribute word of a partition.
-fn attributes(disk: &Path, number: u32) -> u64 {
-    let out = Command::new("sgdisk")
-        .arg("-i")
-        .arg(number.to_string())
-        .arg(disk)
-        .output()
-        .expect("sgdisk (scripts/setup)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let hex = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Attribute flags: "))
-        .unwrap_or_else(|| panic!("no attribute flags in sgdisk -i {number}: {text}"));
-    u64::from_str_radix(hex.trim(), 16).unwrap()
-}
-
-fn set_attributes(disk: &Path, number: u32, word: u64) {
-    let out = Command::new("sgdisk")
-        .arg(format!("--attributes={number}:=:{word:016x}"))
-        .arg(disk)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(attributes(disk, number), word);
-}
-
-fn word(priority: u64, tries: u64, successful: bool, unhealthy: u64) -> u64 {
-    priority << 48 | tries << 52 | u64::from(successful) << 56 | unhealthy << 57
 }
 
 /// The command-line value of `key` the guest's kernel got.
@@ -754,7 +717,7 @@ fn rollback(
     b.vm.wait_for_text(first_boot_line, TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    no_panic(&b.vm);
+    no_kernel_panic(&b.vm);
     assert!(!console_has(&b, liftoff_probe::MARKER));
     // PID 1 counted the boot against A before using its root and pointed GRUB at B: A is
     // no longer eligible (no try left, not successful).
@@ -881,7 +844,7 @@ fn vm_x86_64_firmware_keeps_trying_when_both_slots_are_broken() {
                 .unwrap_or_else(|e| panic!("{e}"));
         assert!(line.contains("action: reboot"), "{line}");
         b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-        no_panic(&b.vm);
+        no_kernel_panic(&b.vm);
         assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
     }
     // B was booted twice and failed twice: still successful, two unhealthy boots.

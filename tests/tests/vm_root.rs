@@ -16,7 +16,7 @@ use liftoff_qemu::{artifacts, Arch};
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 mod common;
-use common::{system, PROBE};
+use common::{attributes, no_kernel_panic, set_attributes, system, word, PROBE};
 struct Boot {
     vm: Vm,
     disk: BuiltDisk,
@@ -69,16 +69,6 @@ fn boot_disk(
     }
 }
 
-fn no_kernel_panic(vm: &Vm) {
-    for bad in ["Kernel panic", "Attempted to kill init", "liftoff: panic"] {
-        assert!(
-            !vm.lines().iter().any(|l| l.contains(bad)),
-            "{bad:?} on the console; log {}",
-            vm.log_path().display()
-        );
-    }
-}
-
 fn report(b: &mut Boot) -> Report {
     b.vm.wait_for_text(liftoff_probe::MARKER, TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -87,37 +77,6 @@ fn report(b: &mut Boot) -> Report {
     Report::from_console(b.vm.lines())
         .expect("probe line")
         .expect("probe JSON")
-}
-
-/// `sgdisk -i N` attribute word of a partition.
-fn attributes(disk: &Path, number: u32) -> u64 {
-    let out = Command::new("sgdisk")
-        .arg("-i")
-        .arg(number.to_string())
-        .arg(disk)
-        .output()
-        .expect("sgdisk (scripts/setup)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let hex = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Attribute flags: "))
-        .unwrap_or_else(|| panic!("no attribute flags in sgdisk -i {number}: {text}"));
-    u64::from_str_radix(hex.trim(), 16).unwrap()
-}
-
-/// Sets BOOT-A's attribute word with sgdisk (both GPT copies).
-fn set_attributes(disk: &Path, number: u32, word: u64) {
-    let out = Command::new("sgdisk")
-        .arg(format!("--attributes={number}:=:{word:016x}"))
-        .arg(disk)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(attributes(disk, number), word);
-}
-
-fn word(priority: u64, tries: u64, successful: bool, unhealthy: u64) -> u64 {
-    priority << 48 | tries << 52 | u64::from(successful) << 56 | unhealthy << 57
 }
 
 /// grubenv on the disk's ESP as `grub-editenv list` prints it.

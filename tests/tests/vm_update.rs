@@ -15,6 +15,9 @@ use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
 use liftoff_qemu::vm::{Disk, Vm};
 use liftoff_qemu::{artifacts, Arch};
 
+mod common;
+use common::{attributes, word};
+
 const TIMEOUT: Duration = Duration::from_secs(400);
 const MIB: u64 = 1 << 20;
 
@@ -88,25 +91,6 @@ fn version(arch: Arch, name: &str) -> BuiltSystem {
         },
     })
     .unwrap_or_else(|e| panic!("building {name} for {arch}: {e}"))
-}
-
-fn attributes(disk: &Path, number: u32) -> u64 {
-    let out = Command::new("sgdisk")
-        .arg("-i")
-        .arg(number.to_string())
-        .arg(disk)
-        .output()
-        .expect("sgdisk (scripts/setup)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let hex = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Attribute flags: "))
-        .unwrap_or_else(|| panic!("no attribute flags in sgdisk -i {number}: {text}"));
-    u64::from_str_radix(hex.trim(), 16).unwrap()
-}
-
-fn word(priority: u64, tries: u64, successful: bool, unhealthy: u64) -> u64 {
-    priority << 48 | tries << 52 | u64::from(successful) << 56 | unhealthy << 57
 }
 
 fn run(cmd: &mut Command) -> String {

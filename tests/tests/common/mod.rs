@@ -3,8 +3,12 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+use std::path::Path;
+use std::process::Command;
+
 use liftoff_qemu::image::{DiskSpec, RootFsType};
 use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
+use liftoff_qemu::vm::Vm;
 use liftoff_qemu::{artifacts, Arch};
 
 pub const PROBE: &str = "/usr/local/bin/liftoff-probe";
@@ -68,4 +72,63 @@ pub fn system(arch: Arch) -> BuiltSystem {
         },
     };
     system::build(&spec).unwrap_or_else(|e| panic!("building the {arch} image: {e}"))
+}
+
+/// Fails the test if the console shows a kernel panic, PID 1 exiting or PID 1 panicking.
+pub fn no_kernel_panic(vm: &Vm) {
+    for bad in ["Kernel panic", "Attempted to kill init", "liftoff: panic"] {
+        assert!(
+            !vm.lines().iter().any(|l| l.contains(bad)),
+            "{bad:?} on the console; log {}",
+            vm.log_path().display()
+        );
+    }
+}
+
+/// `sgdisk -i N` attribute word of a partition.
+pub fn attributes(disk: &Path, number: u32) -> u64 {
+    let out = Command::new("sgdisk")
+        .arg("-i")
+        .arg(number.to_string())
+        .arg(disk)
+        .output()
+        .expect("sgdisk (scripts/setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Attribute flags: "))
+        .unwrap_or_else(|| panic!("no attribute flags in sgdisk -i {number}: {text}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+/// Sets a partition's attribute word with sgdisk (both GPT copies).
+pub fn set_attributes(disk: &Path, number: u32, word: u64) {
+    let out = Command::new("sgdisk")
+        .arg(format!("--attributes={number}:=:{word:016x}"))
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(attributes(disk, number), word);
+}
+
+/// A BOOT partition's attribute word (DESIGN.md section 4).
+pub fn word(priority: u64, tries: u64, successful: bool, unhealthy: u64) -> u64 {
+    priority << 48 | tries << 52 | u64::from(successful) << 56 | unhealthy << 57
+}
+
+/// The printk time in microseconds of a console line `[    2.457754] ...`.
+fn printk_us(line: &str) -> Option<u64> {
+    let inner = line.trim_start().strip_prefix('[')?;
+    let (t, _) = inner.split_once(']')?;
+    let (s, frac) = t.trim().split_once('.')?;
+    Some(s.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?)
+}
+
+/// The printk time of the first console line containing `needle`.
+pub fn printk_of(lines: &[String], needle: &str) -> Option<u64> {
+    lines
+        .iter()
+        .find(|l| l.contains(needle))
+        .and_then(|l| printk_us(l))
 }
