@@ -6,16 +6,14 @@
 //! be reported as modules; with `--no-modules` exactly the required ones must be errors.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use kernel_config::{check, requirements, Arch, DotConfig, Mode, Severity};
 
 fn cache_dir() -> PathBuf {
-    std::env::var_os("LIFTOFF_CACHE").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache"),
-        PathBuf::from,
-    )
+    std::env::var_os("LIFTOFF_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/liftoff"), PathBuf::from)
 }
 
 /// The one `config-*` of Debian's cloud kernel for `debian_arch`; fails (never skips) when
