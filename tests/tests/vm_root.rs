@@ -129,6 +129,21 @@ fn verified_root_under_systemd(arch: Arch) {
             })
             .collect();
     assert!(complaints.is_empty(), "systemd complained: {complaints:?}");
+    // cryptsetup's plain mode reads DATA with PID 1's key file exactly as PID 1 does, and
+    // the key (read back from PRIVATE on the host) never reached the console.
+    assert!(
+        b.vm.lines()
+            .iter()
+            .any(|l| l.contains("LIFTOFF-CRYPT-COMPAT-OK")),
+        "cryptsetup compatibility; log {}",
+        b.vm.log_path().display()
+    );
+    let key = private_key(&b.disk, &b.work);
+    assert_eq!(key.len(), 64);
+    let hex: String = key.iter().map(|x| format!("{x:02x}")).collect();
+    let log = std::fs::read_to_string(b.vm.log_path()).unwrap();
+    assert!(!log.contains(&hex) && !log.contains(&hex.to_uppercase()));
+
     // DATA: dm-crypt with the key on PRIVATE, ext4 at /local, /var and /opt bound from it.
     assert_eq!(r.mount("/local").unwrap().fstype, "ext4");
     assert_eq!(r.mount("/var").unwrap().fstype, "ext4");
@@ -658,4 +673,22 @@ fn vm_x86_64_verity_reads_back_and_catches_corruption() {
 #[test]
 fn vm_aarch64_verity_reads_back_and_catches_corruption() {
     verity_reads_and_corruption(Arch::Aarch64);
+}
+
+/// The DATA key PID 1 keeps on PRIVATE, read from the disk image with debugfs.
+fn private_key(disk: &BuiltDisk, work: &Path) -> Vec<u8> {
+    let (offset, len) = disk.extent(image::PRIVATE);
+    let f = std::fs::File::open(&disk.path).unwrap();
+    let mut part = vec![0u8; len as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut part, offset).unwrap();
+    let private = work.join("private.img");
+    std::fs::write(&private, part).unwrap();
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg("cat /data.key")
+        .arg(&private)
+        .output()
+        .expect("debugfs (e2fsprogs)");
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
 }

@@ -21,6 +21,7 @@ After=multi-user.target
 
 [Service]
 Type=oneshot
+ExecStartPre=-/usr/local/sbin/liftoff-crypt-compat
 ExecStart=/usr/local/bin/liftoff-probe
 ExecStartPost=/usr/bin/systemctl --no-block poweroff
 StandardOutput=tty
@@ -28,6 +29,35 @@ TTYPath=/dev/console
 
 [Install]
 WantedBy=multi-user.target
+";
+
+/// cryptsetup's plain mode, given the key file PID 1 made on PRIVATE, must decrypt DATA
+/// exactly as PID 1's own table does: the first 4 MiB of both mappings, read past the page
+/// cache, are compared.
+/// `--shared` because PID 1's mapping already holds the partition; `DM_DISABLE_UDEV`
+/// because the root has no device-mapper udev rules.
+const CRYPT_COMPAT: &str = "#!/bin/sh
+set -e
+exec 2>&1
+export DM_DISABLE_UDEV=1
+for d in /sys/block/dm-*; do
+  [ \"$(cat \"$d/dm/name\")\" = data ] && data=/dev/${d##*/}
+done
+mkdir -p /run/liftoff-compat
+mount -o ro,noload /dev/vda8 /run/liftoff-compat
+cryptsetup open --type plain --cipher aes-xts-plain64 --key-size 512 --readonly --shared \\
+  --key-file /run/liftoff-compat/data.key /dev/vda9 liftoff-compat
+umount /run/liftoff-compat
+# Both read from the disk itself (O_DIRECT), not from PID 1's mapping's page cache.
+sync
+dd if=\"$data\" of=/run/liftoff-compat.ours iflag=direct bs=1M count=4 status=none
+dd if=/dev/mapper/liftoff-compat of=/run/liftoff-compat.theirs iflag=direct bs=1M count=4 status=none
+if cmp /run/liftoff-compat.ours /run/liftoff-compat.theirs; then
+  echo LIFTOFF-CRYPT-COMPAT-OK
+else
+  echo LIFTOFF-CRYPT-COMPAT-DIFFERENT
+fi
+cryptsetup close liftoff-compat
 ";
 
 /// A grubenv as GRUB leaves it just before booting slot A.
@@ -52,6 +82,11 @@ pub fn system(arch: Arch) -> BuiltSystem {
                 path: "/etc/liftoff/bounding-set.drop".into(),
                 mode: 0o644,
                 data: b"# A container host never loads modules or pokes at /dev/mem.\ncap_sys_module\nCAP_SYS_RAWIO\n".to_vec(),
+            },
+            RootFile {
+                path: "/usr/local/sbin/liftoff-crypt-compat".into(),
+                mode: 0o755,
+                data: CRYPT_COMPAT.as_bytes().to_vec(),
             },
             RootFile {
                 path: "/etc/systemd/system/liftoff-test.service".into(),
