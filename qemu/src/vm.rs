@@ -39,6 +39,8 @@ pub struct VmConfig {
     pub disks: Vec<Disk>,
     /// Extra QEMU arguments.
     pub extra: Vec<String>,
+    /// A QMP socket for [`Vm::qmp`] (e.g. `block_resize` while the guest runs).
+    pub qmp: Option<PathBuf>,
     /// Where the console log goes.
     pub log: PathBuf,
 }
@@ -53,6 +55,7 @@ impl VmConfig {
             memory_mib: 512,
             disks: Vec::new(),
             extra: Vec::new(),
+            qmp: None,
             log: log.to_path_buf(),
         }
     }
@@ -111,6 +114,10 @@ impl VmConfig {
             }
             args.push("-device".into());
             args.push(device);
+        }
+        if let Some(qmp) = &self.qmp {
+            args.push("-qmp".into());
+            args.push(format!("unix:{},server=on,wait=off", qmp.display()));
         }
         args.extend(self.extra.iter().cloned());
         args
@@ -178,6 +185,7 @@ impl std::error::Error for VmError {}
 /// A running guest.
 #[derive(Debug)]
 pub struct Vm {
+    qmp: Option<PathBuf>,
     child: Child,
     lines: Receiver<String>,
     seen: Vec<String>,
@@ -250,6 +258,7 @@ impl Vm {
             });
         }
         Ok(Vm {
+            qmp: config.qmp.clone(),
             child,
             lines: rx,
             seen: Vec::new(),
@@ -266,6 +275,40 @@ impl Vm {
 
     pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// Runs one QMP command (`{"execute": ...}` JSON) on the socket of
+    /// [`VmConfig::qmp`] and returns QEMU's answer line.
+    pub fn qmp(&self, command: &str) -> io::Result<String> {
+        use std::os::unix::net::UnixStream;
+        let path = self
+            .qmp
+            .as_ref()
+            .ok_or_else(|| io::Error::other("this VM was started without a QMP socket"))?;
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut writer = stream;
+        let mut line = String::new();
+        // Greeting, then capabilities negotiation, then the command.
+        reader.read_line(&mut line)?;
+        for cmd in [r#"{"execute": "qmp_capabilities"}"#, command] {
+            writeln!(writer, "{cmd}")?;
+            loop {
+                line.clear();
+                if reader.read_line(&mut line)? == 0 {
+                    return Err(io::Error::other("QMP socket closed"));
+                }
+                // Skip asynchronous events; stop at the command's return or error.
+                if line.contains("\"return\"") || line.contains("\"error\"") {
+                    break;
+                }
+            }
+        }
+        if line.contains("\"error\"") {
+            return Err(io::Error::other(format!("QMP {command}: {}", line.trim())));
+        }
+        Ok(line.trim().to_owned())
     }
 
     /// Whether QEMU has ended (its console closed).

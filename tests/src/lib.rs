@@ -60,7 +60,29 @@ pub struct Report {
     /// With the argument `read-root`: reading the whole root device back.
     #[serde(default)]
     pub read_root: Option<ReadBack>,
+    /// With the argument `grow-live`: growing DATA while it is mounted.
+    #[serde(default)]
+    pub grow_live: Option<GrowLive>,
 }
+
+/// What `grow-live` saw: the disk grew under the running guest (the host resized it), then
+/// `growpart` grew DATA while mounted at /local, `resize2fs` grew the file system online,
+/// and a second `growpart` found nothing to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrowLive {
+    pub disk_sectors_before: u64,
+    pub disk_sectors_after: u64,
+    pub local_bytes_before: u64,
+    pub marker_before: Option<String>,
+    pub growpart_exit: Option<i32>,
+    pub growpart_output: String,
+    pub resize2fs_exit: Option<i32>,
+    pub second_growpart_exit: Option<i32>,
+    pub second_growpart_output: String,
+}
+
+/// What the probe prints when `grow-live` waits for the host to resize the disk.
+pub const WAITING_FOR_GROWTH: &str = "PROBE-WAITING-FOR-GROWTH";
 
 /// The outcome of reading a device from start to end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +266,7 @@ mod tests {
             local_marker: None,
             local_bytes: 0,
             read_root: None,
+            grow_live: None,
             liftoff_log: vec![
                 "timeline stage=pid1 boottime_us=10".into(),
                 "loaded 3 modules".into(),

@@ -61,6 +61,8 @@ fn boot_disk(
         serial: Some("liftoff-boot".into()),
     });
     config.disks.extend(extra);
+    // For tests that change the machine while it runs (block_resize).
+    config.qmp = Some(work.join(format!("{log}.qmp")));
     let vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     Boot {
         vm,
@@ -691,4 +693,60 @@ fn private_key(disk: &BuiltDisk, work: &Path) -> Vec<u8> {
         .expect("debugfs (e2fsprogs)");
     assert!(out.status.success(), "{out:?}");
     out.stdout
+}
+
+/// growpart on a running guest (issue 5): the host grows the disk under the guest with
+/// QMP's block_resize while DATA (unencrypted here) is mounted at /local; in the guest
+/// growpart grows DATA with BLKPG, resize2fs grows ext4 online, the file on DATA is
+/// unchanged, and a second growpart reports NOCHANGE (exit 1).
+fn grows_live(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "grow_live",
+        &format!("liftoff.data=none liftoff.handoff={PROBE} -- write-marker grow-live"),
+        |_, _| vec![],
+    );
+    b.vm.wait_for_text(liftoff_probe::WAITING_FOR_GROWTH, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let size = std::fs::metadata(&b.disk.path).unwrap().len() + (128 << 20);
+    b.vm.qmp(&format!(
+        r#"{{"execute": "block_resize", "arguments": {{"device": "disk0", "size": {size}}}}}"#
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = report(&mut b);
+    let g = r.grow_live.clone().expect("grow-live result");
+    assert!(g.disk_sectors_after > g.disk_sectors_before, "{g:?}");
+    assert_eq!(g.growpart_exit, Some(0), "{g:?}");
+    assert!(g.growpart_output.contains("CHANGED"), "{g:?}");
+    assert_eq!(g.resize2fs_exit, Some(0), "{g:?}");
+    assert_eq!(g.second_growpart_exit, Some(1), "{g:?}");
+    assert!(g.second_growpart_output.contains("NOCHANGE"), "{g:?}");
+    assert!(
+        r.local_bytes > g.local_bytes_before + (100 << 20),
+        "ext4 grew online from {} to {}",
+        g.local_bytes_before,
+        r.local_bytes
+    );
+    assert!(g.marker_before.is_some());
+    assert_eq!(
+        r.local_marker, g.marker_before,
+        "the file on DATA is unchanged"
+    );
+    let out = Command::new("sgdisk")
+        .arg("-v")
+        .arg(&b.disk.path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No problems found"), "{text}");
+}
+
+#[test]
+fn vm_x86_64_growpart_grows_mounted_data_live() {
+    grows_live(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_growpart_grows_mounted_data_live() {
+    grows_live(Arch::Aarch64);
 }

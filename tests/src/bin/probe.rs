@@ -5,8 +5,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use liftoff_probe::{
-    liftoff_message, parse_mountinfo, parse_proc_modules, BlockDev, DmTarget, ReadBack, Report,
-    MARKER, MARKER_FILE,
+    liftoff_message, parse_mountinfo, parse_proc_modules, BlockDev, DmTarget, GrowLive, ReadBack,
+    Report, MARKER, MARKER_FILE, WAITING_FOR_GROWTH,
 };
 
 fn read(path: &str) -> String {
@@ -181,6 +181,59 @@ fn read_root(root_dev: &str) -> ReadBack {
     }
 }
 
+fn disk_sectors() -> u64 {
+    read("/sys/block/vda/size").trim().parse().unwrap_or(0)
+}
+
+fn run(program: &str, args: &[&str]) -> (Option<i32>, String) {
+    match std::process::Command::new(program).args(args).output() {
+        Ok(out) => (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .trim()
+            .to_owned(),
+        ),
+        Err(e) => (None, format!("running {program}: {e}")),
+    }
+}
+
+/// `grow-live`: waits (at most two minutes) for the disk to grow under the running guest,
+/// then grows DATA (partition 9, mounted at /local, unencrypted) and its file system.
+fn grow_live() -> GrowLive {
+    let before = disk_sectors();
+    let local_bytes_before = local_bytes();
+    let marker_before = std::fs::read_to_string(MARKER_FILE).ok();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{WAITING_FOR_GROWTH}");
+    let _ = out.flush();
+    drop(out);
+    for _ in 0..1200 {
+        if disk_sectors() > before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (growpart_exit, growpart_output) = run("/usr/local/sbin/growpart", &["/dev/vda", "9"]);
+    let (resize2fs_exit, _) = run("/usr/sbin/resize2fs", &["/dev/vda9"]);
+    let (second_growpart_exit, second_growpart_output) =
+        run("/usr/local/sbin/growpart", &["/dev/vda", "9"]);
+    GrowLive {
+        disk_sectors_before: before,
+        disk_sectors_after: disk_sectors(),
+        local_bytes_before,
+        marker_before,
+        growpart_exit,
+        growpart_output,
+        resize2fs_exit,
+        second_growpart_exit,
+        second_growpart_output,
+    }
+}
+
 fn local_bytes() -> u64 {
     rustix::fs::statvfs("/local")
         .map(|s| s.f_blocks.saturating_mul(s.f_frsize))
@@ -191,6 +244,7 @@ fn main() {
     if std::env::args().any(|a| a == "write-marker") {
         write_marker();
     }
+    let grow_live = std::env::args().any(|a| a == "grow-live").then(grow_live);
     let block = block_devices();
     let root_dev = root_dev();
     let read_root = std::env::args()
@@ -200,6 +254,7 @@ fn main() {
     let report = Report {
         root_dev,
         read_root,
+        grow_live,
         dm: dm_targets(&block),
         block,
         etc_writable: writable("/etc"),

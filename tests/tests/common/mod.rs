@@ -69,6 +69,7 @@ pub fn grubenv_pending_a() -> Vec<u8> {
 
 pub fn system(arch: Arch) -> BuiltSystem {
     let probe = artifacts::musl_binary(arch, "probe").unwrap_or_else(|e| panic!("{e}"));
+    let growpart = artifacts::musl_binary(arch, "growpart").unwrap_or_else(|e| panic!("{e}"));
     let spec = SystemSpec {
         arch,
         fs: RootFsType::Erofs,
@@ -82,6 +83,11 @@ pub fn system(arch: Arch) -> BuiltSystem {
                 path: "/etc/liftoff/bounding-set.drop".into(),
                 mode: 0o644,
                 data: b"# A container host never loads modules or pokes at /dev/mem.\ncap_sys_module\nCAP_SYS_RAWIO\n".to_vec(),
+            },
+            RootFile {
+                path: "/usr/local/sbin/growpart".into(),
+                mode: 0o755,
+                data: std::fs::read(&growpart).unwrap(),
             },
             RootFile {
                 path: "/usr/local/sbin/liftoff-crypt-compat".into(),
