@@ -158,9 +158,10 @@ pub fn word(priority: u64, tries: u64, successful: bool, unhealthy: u64) -> u64 
     priority << 48 | tries << 52 | u64::from(successful) << 56 | unhealthy << 57
 }
 
-/// The printk time in microseconds of a console line `[    2.457754] ...`.
+/// The printk time in microseconds of a console line `[    2.457754] ...` (other console
+/// output, such as a login prompt, may come before the stamp on the same line).
 fn printk_us(line: &str) -> Option<u64> {
-    let inner = line.trim_start().strip_prefix('[')?;
+    let inner = line.get(line.find('[')? + 1..)?;
     let (t, _) = inner.split_once(']')?;
     let (s, frac) = t.trim().split_once('.')?;
     Some(s.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?)
