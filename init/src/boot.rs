@@ -159,7 +159,10 @@ pub fn run() -> ! {
         Handoff::Systemd => "/sbin/init".to_owned(),
         Handoff::Containerd => {
             timeline::mark("handoff");
-            devkmsg.restore();
+            // PID 1 stays the host's supervisor and keeps logging (restarts, shutdown), so
+            // the kernel's rate limit stays off for its lines: with it back on, the last
+            // lines of a shutdown were dropped.
+            drop(devkmsg);
             supervise_containerd(&boot_disk, slot, watchdog, unmount)
         }
     };

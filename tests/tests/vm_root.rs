@@ -750,3 +750,61 @@ fn vm_x86_64_growpart_grows_mounted_data_live() {
 fn vm_aarch64_growpart_grows_mounted_data_live() {
     grows_live(Arch::Aarch64);
 }
+
+/// A clean shutdown of the containerd host: ctrl-alt-del (sent with QMP) reaches PID 1 as
+/// SIGINT; the supervisor stops containerd, unmounts DATA and reboots. The next boot mounts
+/// DATA without journal recovery (it was unmounted cleanly) and finds the file kept.
+#[test]
+fn vm_x86_64_containerd_host_shuts_down_cleanly() {
+    let arch = Arch::X86_64;
+    let mut b = boot(
+        arch,
+        "clean_shutdown",
+        "liftoff.handoff=containerd",
+        |_, _| vec![],
+    );
+    b.vm.wait_for_text("answers: slot A marked successful", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.qmp(
+        r#"{"execute": "send-key", "arguments": {"keys": [{"type": "qcode", "data": "ctrl"}, {"type": "qcode", "data": "alt"}, {"type": "qcode", "data": "delete"}]}}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_for_text("reboot: Restarting system", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    no_kernel_panic(&b.vm);
+    let shutdown: Vec<&String> =
+        b.vm.lines()
+            .iter()
+            .filter(|l| l.contains("liftoff: ") && !l.contains("timeline"))
+            .skip_while(|l| !l.contains("SIGINT"))
+            .collect();
+    assert!(
+        !shutdown.is_empty(),
+        "PID 1 saw SIGINT; log {}",
+        b.vm.log_path().display()
+    );
+    assert!(
+        shutdown.iter().any(|l| l.contains("/local")),
+        "DATA unmounted: {shutdown:?}"
+    );
+
+    let mut second = boot_disk(
+        arch,
+        &b.work,
+        "console-2.log",
+        &format!("liftoff.handoff={PROBE}"),
+        b.disk.clone(),
+        vec![],
+    );
+    let r = report(&mut second);
+    assert!(r.mount("/local").is_some());
+    assert!(
+        !second
+            .vm
+            .lines()
+            .iter()
+            .any(|l| l.contains("EXT4-fs (dm-1): recovery complete")),
+        "DATA needed journal recovery: it was not unmounted cleanly"
+    );
+}
