@@ -808,3 +808,96 @@ fn vm_x86_64_containerd_host_shuts_down_cleanly() {
         "DATA needed journal recovery: it was not unmounted cleanly"
     );
 }
+
+/// The test image's /usr/bin/containerd: the first time it runs it starts the real
+/// containerd, leaves an orphan behind, kills containerd after a few seconds and exits;
+/// every later start is the real containerd.
+const CRASHING_CONTAINERD: &str = "#!/bin/sh
+if [ ! -e /run/liftoff-test-crashed ]; then
+  : > /run/liftoff-test-crashed
+  /usr/bin/containerd.real \"$@\" &
+  pid=$!
+  (sleep 2 &)
+  sleep 6
+  echo LIFTOFF-TEST-KILLING-CONTAINERD > /dev/console
+  kill -9 $pid
+  exit 1
+fi
+exec /usr/bin/containerd.real \"$@\"
+";
+
+/// The supervisor in a guest: containerd dies and is started again (and answers again), and
+/// the orphans left behind are reaped by PID 1.
+#[test]
+fn vm_x86_64_supervisor_restarts_containerd_and_reaps_orphans() {
+    let arch = Arch::X86_64;
+    let tree = system::root_tree(arch).unwrap_or_else(|e| panic!("{e}"));
+    let sys = system::build(&system::SystemSpec {
+        arch,
+        fs: liftoff_qemu::image::RootFsType::Erofs,
+        files: vec![
+            system::RootFile {
+                path: "/usr/bin/containerd.real".into(),
+                mode: 0o755,
+                data: std::fs::read(tree.join("usr/bin/containerd")).unwrap(),
+            },
+            system::RootFile {
+                path: "/usr/bin/containerd".into(),
+                mode: 0o755,
+                data: CRASHING_CONTAINERD.as_bytes().to_vec(),
+            },
+        ],
+        links: vec![],
+        disk: liftoff_qemu::image::DiskSpec {
+            seed: "vm-supervisor".into(),
+            boot_mib: 8,
+            data_mib: 32,
+            ..liftoff_qemu::image::DiskSpec::default()
+        },
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let work = artifacts::log_dir().join(format!("supervisor-{arch}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+    let mut b = boot_disk(
+        arch,
+        &work,
+        "console.log",
+        // loglevel=8: debug records (one per reaped orphan) reach the console too.
+        "liftoff.handoff=containerd liftoff.debug loglevel=8",
+        disk,
+        vec![],
+    );
+    b.vm.wait_for_text("LIFTOFF-TEST-KILLING-CONTAINERD", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Then the restarted containerd must answer too.
+    let healthy = |b: &Boot| {
+        b.vm.lines()
+            .iter()
+            .filter(|l| l.contains("liftoff: containerd (pid") && l.contains("is healthy"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while healthy(&b) < 2 && std::time::Instant::now() < deadline {
+        if b.vm.next_line(Duration::from_secs(1)).is_none() && b.vm.has_exited() {
+            break;
+        }
+    }
+    no_kernel_panic(&b.vm);
+    let lines = b.vm.lines();
+    let starts = lines
+        .iter()
+        .filter(|l| l.contains("liftoff: started /usr/bin/containerd"))
+        .count();
+    assert!(
+        starts >= 2,
+        "containerd started again; log {}",
+        b.vm.log_path().display()
+    );
+    assert!(healthy(&b) >= 2, "the restarted containerd answers");
+    assert!(
+        lines.iter().any(|l| l.contains("liftoff: reaped pid")),
+        "orphans reaped by PID 1; log {}",
+        b.vm.log_path().display()
+    );
+}
