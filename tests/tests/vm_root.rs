@@ -145,6 +145,13 @@ fn verified_root_under_systemd(arch: Arch) {
     let hex: String = key.iter().map(|x| format!("{x:02x}")).collect();
     let log = std::fs::read_to_string(b.vm.log_path()).unwrap();
     assert!(!log.contains(&hex) && !log.contains(&hex.to_uppercase()));
+    // Nowhere on the disk either, but in the key file: one copy, inside PRIVATE.
+    let image = std::fs::read(&b.disk.path).unwrap();
+    let (private_at, private_len) = b.disk.extent(image::PRIVATE);
+    let copies: Vec<usize> = memchr::memmem::find_iter(&image, &key).collect();
+    assert_eq!(copies.len(), 1, "raw key copies at {copies:?}");
+    assert!((private_at..private_at + private_len).contains(&(copies[0] as u64)));
+    assert_eq!(memchr::memmem::find_iter(&image, hex.as_bytes()).count(), 0);
 
     // DATA: dm-crypt with the key on PRIVATE, ext4 at /local, /var and /opt bound from it.
     assert_eq!(r.mount("/local").unwrap().fstype, "ext4");
