@@ -229,3 +229,8 @@ fn update(arch: Arch) {
 fn vm_x86_64_update_installs_into_b_and_boots_it() {
     update(Arch::X86_64);
 }
+
+#[test]
+fn vm_aarch64_update_installs_into_b_and_boots_it() {
+    update(Arch::Aarch64);
+}
