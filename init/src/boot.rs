@@ -78,8 +78,13 @@ pub fn run() -> ! {
     }
     timeline::mark("slots");
 
+    // Where the slot sets, PRIVATE and DATA are: read once from the (possibly repaired) table.
+    let layout = match prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node) {
+        Ok(l) => l,
+        Err(e) => fail(Stage::Verity, &e),
+    };
     let (verified, table) =
-        match slot_partitions(&boot_disk, slot).and_then(|(root_node, hash_node)| {
+        match slot_partitions(&boot_disk, &layout, slot).and_then(|(root_node, hash_node)| {
             let expected =
                 root::expected(&hash_node, config.roothash.as_deref(), config.salt.as_ref())
                     .map_err(|e| e.to_string())?;
@@ -104,10 +109,6 @@ pub fn run() -> ! {
     ));
     timeline::mark("verity");
 
-    let layout = match prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node) {
-        Ok(l) => l,
-        Err(e) => fail(Stage::Root, &e),
-    };
     let data_node = layout
         .data
         .and_then(|n| boot_disk.disk.partition_node(Path::new("/dev"), n));
@@ -408,10 +409,9 @@ fn announce_partitions(boot_disk: &mut BootDisk) {
 /// The device nodes of ROOT-<slot> and HASH-<slot> on the boot disk.
 fn slot_partitions(
     boot_disk: &BootDisk,
+    layout: &prairiedog::disk::Layout,
     slot: prairiedog::Slot,
-) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
-    let layout = prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node)
-        .map_err(|e| e.to_string())?;
+) -> Result<(PathBuf, PathBuf), String> {
     let set = layout.set(slot);
     let node = |number: u32, what: &str| {
         boot_disk

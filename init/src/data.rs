@@ -421,7 +421,7 @@ pub fn setup(
 /// One log line for the outcome (no key material).
 pub fn describe(o: &Outcome, mode: DataMode) -> String {
     format!(
-        "data: {} ({} MiB{}{}) {} at {}{}{}; /var and /opt bound from it",
+        "data: {} ({} MiB{}{}) mounted at {}{}{}; /var and /opt bound from it",
         o.device.display(),
         o.bytes >> 20,
         if o.grown {
@@ -434,7 +434,6 @@ pub fn describe(o: &Outcome, mode: DataMode) -> String {
             (true, DataMode::Ephemeral) => ", dm-crypt with a key for this boot only",
             (true, _) => ", dm-crypt with the key on PRIVATE",
         },
-        "mounted",
         MOUNT_POINT,
         if o.key_created { "; key created" } else { "" },
         if o.formatted {
