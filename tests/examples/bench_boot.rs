@@ -21,45 +21,16 @@ use common::printk_of;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use liftoff_qemu::cpio::Archive;
-use liftoff_qemu::image::BuiltDisk;
 use liftoff_qemu::kernel::Kernel;
 use liftoff_qemu::system;
-use liftoff_qemu::vm::{Disk, Vm, VmConfig};
 use liftoff_qemu::{artifacts, Arch};
-
-const TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     kernel_to_handoff: u64,
     own: u64,
-}
-
-fn boot(
-    arch: Arch,
-    kernel: &Kernel,
-    initrd: &Path,
-    disk: &BuiltDisk,
-    append: &str,
-    log: &Path,
-) -> Vec<String> {
-    let mut config = VmConfig::new(arch, &kernel.image, log);
-    config.initrd = Some(initrd.to_path_buf());
-    config.memory_mib = 1024;
-    config.append = append.to_owned();
-    config.disks.push(Disk {
-        path: disk.path.clone(),
-        read_only: false,
-        serial: Some("liftoff-boot".into()),
-    });
-    let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_for_text(liftoff_probe::MARKER, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    vm.lines().to_vec()
 }
 
 fn liftoff_sample(lines: &[String]) -> Sample {
@@ -181,11 +152,6 @@ exec switch_root /sysroot /usr/local/bin/liftoff-probe
     path
 }
 
-fn median(mut v: Vec<u64>) -> u64 {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
 fn main() {
     let boots: usize = std::env::args()
         .nth(1)
@@ -211,18 +177,18 @@ fn main() {
     // One warm-up boot each (Liftoff's first boot makes the DATA key and file system),
     // then interleaved boots so both see the same machine load.
     for i in 0..=boots {
-        let l = boot(
+        let l = common::boot_to_probe(
             arch,
-            &kernel,
-            &liftoff_initrd,
+            &kernel.image,
+            Some(&liftoff_initrd),
             &disk,
             &append,
             &work.join(format!("liftoff-{i}.log")),
         );
-        let b = boot(
+        let b = common::boot_to_probe(
             arch,
-            &kernel,
-            &busybox_initrd,
+            &kernel.image,
+            Some(&busybox_initrd),
             &disk,
             &append,
             &work.join(format!("busybox-{i}.log")),
@@ -238,10 +204,10 @@ fn main() {
         }
     }
     let ms = |us: u64| us as f64 / 1000.0;
-    let lk = median(liftoff.iter().map(|s| s.kernel_to_handoff).collect());
-    let bk = median(busybox.iter().map(|s| s.kernel_to_handoff).collect());
-    let lo = median(liftoff.iter().map(|s| s.own).collect());
-    let bo = median(busybox.iter().map(|s| s.own).collect());
+    let lk = common::median(liftoff.iter().map(|s| s.kernel_to_handoff).collect());
+    let bk = common::median(busybox.iter().map(|s| s.kernel_to_handoff).collect());
+    let lo = common::median(liftoff.iter().map(|s| s.own).collect());
+    let bo = common::median(busybox.iter().map(|s| s.own).collect());
     println!(
         "boot benchmark, {arch}, Debian kernel {}, {boots} boots each (medians)",
         kernel.version

@@ -40,11 +40,6 @@ ExecStartPost=/usr/bin/systemctl --no-block poweroff
 WantedBy=multi-user.target
 ";
 
-fn median(mut v: Vec<u64>) -> u64 {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
 fn main() {
     let boots: usize = std::env::args()
         .nth(1)
@@ -109,8 +104,8 @@ fn main() {
             systemd.push(s);
         }
     }
-    let d = median(direct);
-    let s = median(systemd);
+    let d = common::median(direct);
+    let s = common::median(systemd);
     println!(
         "kernel to containerd ready, {arch}, Debian kernel {}, {boots} boots each (medians)",
         kernel.version

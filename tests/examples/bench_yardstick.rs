@@ -15,47 +15,13 @@
 mod common;
 use common::printk_of;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
-use liftoff_qemu::image::BuiltDisk;
 use liftoff_qemu::initramfs::Initramfs;
 use liftoff_qemu::kernel::workspace_root;
 use liftoff_qemu::system;
-use liftoff_qemu::vm::{Disk, Vm, VmConfig};
 use liftoff_qemu::{artifacts, Arch};
-
-const TIMEOUT: Duration = Duration::from_secs(300);
-
-fn boot(
-    arch: Arch,
-    kernel: &Path,
-    initrd: Option<&Path>,
-    disk: &BuiltDisk,
-    append: &str,
-    log: &Path,
-) -> Vec<String> {
-    let mut config = VmConfig::new(arch, kernel, log);
-    config.initrd = initrd.map(Path::to_path_buf);
-    config.memory_mib = 1024;
-    config.append = append.to_owned();
-    config.disks.push(Disk {
-        path: disk.path.clone(),
-        read_only: false,
-        serial: Some("liftoff-boot".into()),
-    });
-    let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_for_text(liftoff_probe::MARKER, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    vm.lines().to_vec()
-}
-
-fn median(mut v: Vec<u64>) -> u64 {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
 
 fn main() {
     let boots: usize = std::env::args()
@@ -103,7 +69,7 @@ fn main() {
 
     let mut rows = Vec::new();
     for i in 0..=boots {
-        let l = boot(
+        let l = common::boot_to_probe(
             arch,
             &kernel,
             Some(&initrd),
@@ -111,7 +77,7 @@ fn main() {
             &liftoff_append,
             &work.join(format!("liftoff-{i}.log")),
         );
-        let k = boot(
+        let k = common::boot_to_probe(
             arch,
             &kernel,
             None,
@@ -133,10 +99,10 @@ fn main() {
         ));
     }
     let ms = |us: u64| us as f64 / 1000.0;
-    let lr = median(rows.iter().map(|r| r.0).collect());
-    let lh = median(rows.iter().map(|r| r.1).collect());
-    let kr = median(rows.iter().map(|r| r.2).collect());
-    let kh = median(rows.iter().map(|r| r.3).collect());
+    let lr = common::median(rows.iter().map(|r| r.0).collect());
+    let lh = common::median(rows.iter().map(|r| r.1).collect());
+    let kr = common::median(rows.iter().map(|r| r.2).collect());
+    let kh = common::median(rows.iter().map(|r| r.3).collect());
     println!(
         "yardstick, {arch}, minimal kernel {}, {boots} boots each (medians)",
         kernel.display()
@@ -159,7 +125,7 @@ fn main() {
 
 /// The `dm-mod.create` value for slot A's verified root, from the HASH superblock (read
 /// from the disk image at HASH-A's offset).
-fn kernel_table(disk: &BuiltDisk) -> String {
+fn kernel_table(disk: &liftoff_qemu::image::BuiltDisk) -> String {
     let (hash_off, _) = disk.extent(liftoff_qemu::image::HASH_A);
     let sb = verity::read_superblock(&disk.path, hash_off).unwrap_or_else(|e| panic!("{e}"));
     let geometry = verity::Geometry::new(&sb.params, &verity::Layout::default()).unwrap();

@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 
+use liftoff_qemu::image::BuiltDisk;
 use liftoff_qemu::image::{DiskSpec, RootFsType};
 use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
-use liftoff_qemu::vm::Vm;
+use liftoff_qemu::vm::{Disk, Vm, VmConfig};
 use liftoff_qemu::{artifacts, Arch};
 
 pub const PROBE: &str = "/usr/local/bin/liftoff-probe";
@@ -173,4 +174,37 @@ pub fn printk_of(lines: &[String], needle: &str) -> Option<u64> {
         .iter()
         .find(|l| l.contains(needle))
         .and_then(|l| printk_us(l))
+}
+
+/// Boots `kernel` (with `initrd`, if any) on `disk` until the probe has reported and QEMU
+/// has ended; returns the console lines. For the benchmarks.
+pub fn boot_to_probe(
+    arch: Arch,
+    kernel: &Path,
+    initrd: Option<&Path>,
+    disk: &BuiltDisk,
+    append: &str,
+    log: &Path,
+) -> Vec<String> {
+    let timeout = std::time::Duration::from_secs(300);
+    let mut config = VmConfig::new(arch, kernel, log);
+    config.initrd = initrd.map(Path::to_path_buf);
+    config.memory_mib = 1024;
+    config.append = append.to_owned();
+    config.disks.push(Disk {
+        path: disk.path.clone(),
+        read_only: false,
+        serial: Some("liftoff-boot".into()),
+    });
+    let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_text(liftoff_probe::MARKER, timeout)
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_exit(timeout).unwrap_or_else(|e| panic!("{e}"));
+    vm.lines().to_vec()
+}
+
+/// The median of some measurements.
+pub fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
 }
