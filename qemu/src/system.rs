@@ -94,7 +94,30 @@ pub fn root_tree(arch: Arch) -> Result<PathBuf, ImageError> {
 #[derive(Debug, Clone)]
 pub struct BuiltSystem {
     pub disk: BuiltDisk,
-    pub root_image: PathBuf,
+    /// Length of the root file system image in ROOT-A (the verity data area).
+    pub root_bytes: u64,
+}
+
+impl BuiltSystem {
+    /// Copies the root file system image out of ROOT-A into `dest`: the cache keeps only
+    /// the disk, so each image costs its disk's blocks and no more.
+    pub fn extract_root(&self, dest: &Path) -> Result<(), ImageError> {
+        let (offset, _) = self.disk.extent(image::ROOT_A);
+        let mut src = File::open(&self.disk.path)
+            .map_err(io_err(format!("opening {}", self.disk.path.display())))?;
+        io::Seek::seek(&mut src, io::SeekFrom::Start(offset))
+            .map_err(io_err(format!("seeking in {}", self.disk.path.display())))?;
+        let mut out = File::create(dest).map_err(io_err(format!("creating {}", dest.display())))?;
+        let copied = io::copy(&mut io::Read::take(src, self.root_bytes), &mut out)
+            .map_err(io_err(format!("writing {}", dest.display())))?;
+        if copied != self.root_bytes {
+            return Err(ImageError::Io {
+                what: format!("reading the root of {}", self.disk.path.display()),
+                source: io::ErrorKind::UnexpectedEof.into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn io_err(what: String) -> impl FnOnce(io::Error) -> ImageError {
@@ -106,7 +129,7 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     let tree = root_tree(spec.arch)?;
     let mut key = Sha256::new();
     key.update(format!(
-        "v2 {} {:?} {:?} {}",
+        "v3 {} {:?} {:?} {}",
         spec.arch,
         spec.fs,
         spec.disk,
@@ -135,9 +158,8 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
 
     let disk_path = dir.join("disk.img");
     let meta_path = dir.join("disk.meta");
-    let root_image = dir.join("root.img");
-    if let Some(disk) = read_meta(&meta_path, &disk_path) {
-        return Ok(BuiltSystem { disk, root_image });
+    if let Some(system) = read_meta(&meta_path, &disk_path) {
+        return Ok(system);
     }
     let stage = dir.join("stage");
     if stage.exists() {
@@ -170,22 +192,35 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
         std::os::unix::fs::symlink(&l.target, &dest)
             .map_err(io_err(format!("linking {}", dest.display())))?;
     }
+    let work = dir.join("work");
+    let root_image = work.join("root.img");
+    std::fs::create_dir_all(&work).map_err(io_err(format!("creating {}", work.display())))?;
     image::make_root_fs(&stage, &root_image, spec.fs, &spec.disk.seed)?;
     let _ = std::fs::remove_dir_all(&stage);
-    let disk = image::build_disk(&root_image, &disk_path, &spec.disk, &dir.join("work"))?;
-    write_meta(&meta_path, &disk)?;
-    Ok(BuiltSystem { disk, root_image })
+    let disk = image::build_disk(&root_image, &disk_path, &spec.disk, &work)?;
+    let root_bytes = std::fs::metadata(&root_image)
+        .map_err(io_err(format!("reading {}", root_image.display())))?
+        .len();
+    // The root, hash tree and FAT images are all inside the disk now.
+    let _ = std::fs::remove_dir_all(&work);
+    let system = BuiltSystem { disk, root_bytes };
+    write_meta(&meta_path, &system)?;
+    Ok(system)
 }
 
-fn write_meta(path: &Path, disk: &BuiltDisk) -> Result<(), ImageError> {
-    let mut text = format!("root_hash={}\nsalt={}\n", disk.root_hash, disk.salt);
+fn write_meta(path: &Path, system: &BuiltSystem) -> Result<(), ImageError> {
+    let disk = &system.disk;
+    let mut text = format!(
+        "root_hash={}\nsalt={}\nroot_bytes={}\n",
+        disk.root_hash, disk.salt, system.root_bytes
+    );
     for (i, (uuid, (off, len))) in disk.partuuids.iter().zip(&disk.extents).enumerate() {
         text.push_str(&format!("part{}={uuid},{off},{len}\n", i + 1));
     }
     std::fs::write(path, text).map_err(io_err(format!("writing {}", path.display())))
 }
 
-fn read_meta(path: &Path, disk_path: &Path) -> Option<BuiltDisk> {
+fn read_meta(path: &Path, disk_path: &Path) -> Option<BuiltSystem> {
     let text = std::fs::read_to_string(path).ok()?;
     if !disk_path.is_file() {
         return None;
@@ -197,11 +232,13 @@ fn read_meta(path: &Path, disk_path: &Path) -> Option<BuiltDisk> {
         partuuids: Vec::new(),
         extents: Vec::new(),
     };
+    let mut root_bytes = None;
     for line in text.lines() {
         let (k, v) = line.split_once('=')?;
         match k {
             "root_hash" => disk.root_hash = v.to_owned(),
             "salt" => disk.salt = v.to_owned(),
+            "root_bytes" => root_bytes = Some(v.parse().ok()?),
             _ => {
                 let mut parts = v.split(',');
                 disk.partuuids.push(parts.next()?.to_owned());
@@ -210,7 +247,10 @@ fn read_meta(path: &Path, disk_path: &Path) -> Option<BuiltDisk> {
             }
         }
     }
-    Some(disk)
+    Some(BuiltSystem {
+        disk,
+        root_bytes: root_bytes?,
+    })
 }
 
 /// Copies the cached disk for one guest (sparse, so it costs little).

@@ -11,7 +11,7 @@ use liftoff_qemu::image::{DiskSpec, RootFsType};
 use liftoff_qemu::kernel::Kernel;
 use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
 use liftoff_qemu::vm::{Disk, Vm, VmConfig};
-use liftoff_qemu::{artifacts, oci, Arch};
+use liftoff_qemu::{oci, Arch};
 
 mod common;
 
@@ -109,8 +109,7 @@ fn container_system(arch: Arch, archive: Vec<u8>) -> BuiltSystem {
 /// Boots the system with `archive` as the image and waits for the script's report line.
 fn boot(arch: Arch, test: &str, archive: Vec<u8>) -> (Vm, String) {
     let sys = container_system(arch, archive);
-    let work = artifacts::log_dir().join(format!("{test}-{arch}"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (work, _scratch) = common::work_dir(&format!("{test}-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
     let initrd = work.join("initramfs.cpio");

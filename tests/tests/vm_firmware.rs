@@ -90,6 +90,7 @@ struct Boot {
     /// The disk of [`Setup::other_disk_first`].
     other: Option<BuiltDisk>,
     work: PathBuf,
+    _scratch: common::Scratch,
 }
 
 impl Boot {
@@ -103,9 +104,7 @@ impl Boot {
 fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
     let sys = system(arch);
-    let work = artifacts::log_dir().join(format!("firmware-{test}-{arch}"));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let (work, scratch) = common::work_dir(&format!("firmware-{test}-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let grubenv = match setup.grubenv {
         Env::Missing => None,
@@ -145,7 +144,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     if setup.corrupt_root_a {
-        let root_bytes = std::fs::metadata(&sys.root_image).unwrap().len();
+        let root_bytes = sys.root_bytes;
         let (offset, _) = disk.extent(image::ROOT_A);
         let at = offset + root_bytes - 4096 + 100;
         let f = std::fs::OpenOptions::new()
@@ -212,6 +211,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         disk,
         other,
         work,
+        _scratch: scratch,
     }
 }
 

@@ -35,8 +35,7 @@ fn minimal_kernel(arch: Arch) -> PathBuf {
 fn boots_without_modules(arch: Arch) {
     let kernel = minimal_kernel(arch);
     let sys = common::system(arch);
-    let work = artifacts::log_dir().join(format!("minimal_kernel-{arch}"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (work, _scratch) = common::work_dir(&format!("minimal_kernel-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let mut initramfs = Initramfs::new().unwrap();
     let init = artifacts::musl_binary(arch, "init").unwrap_or_else(|e| panic!("{e}"));

@@ -11,7 +11,7 @@ use liftoff_qemu::image::{self, BuiltDisk};
 use liftoff_qemu::kernel::Kernel;
 use liftoff_qemu::system;
 use liftoff_qemu::vm::{Disk, Vm, VmConfig};
-use liftoff_qemu::{artifacts, Arch};
+use liftoff_qemu::Arch;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -21,6 +21,8 @@ struct Boot {
     vm: Vm,
     disk: BuiltDisk,
     work: PathBuf,
+    /// Set on the boot that made the work folder; later boots of the same disk borrow it.
+    scratch: Option<common::Scratch>,
 }
 
 /// Boots a copy of the system disk with `append` after the slot-A keys. `prepare` may
@@ -32,11 +34,12 @@ fn boot(
     prepare: impl FnOnce(&BuiltDisk, &Path) -> Vec<Disk>,
 ) -> Boot {
     let sys = system(arch);
-    let work = artifacts::log_dir().join(format!("{test}-{arch}"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (work, scratch) = common::work_dir(&format!("{test}-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let extra = prepare(&disk, &work);
-    boot_disk(arch, &work, "console.log", append, disk, extra)
+    let mut b = boot_disk(arch, &work, "console.log", append, disk, extra);
+    b.scratch = Some(scratch);
+    b
 }
 
 /// Boots `disk` (already prepared, e.g. by an earlier boot) with its own console log.
@@ -68,6 +71,7 @@ fn boot_disk(
         vm,
         disk,
         work: work.to_path_buf(),
+        scratch: None,
     }
 }
 
@@ -182,7 +186,7 @@ fn verified_root_under_systemd(arch: Arch) {
     assert_eq!(verity.len(), 1);
     assert_eq!(verity[0].target_type, "verity");
     assert_eq!(verity[0].status, "V");
-    let root_bytes = std::fs::metadata(system(arch).root_image).unwrap().len();
+    let root_bytes = system(arch).root_bytes;
     assert_eq!(verity[0].sectors * 512, root_bytes);
     assert!(!r.usr_writable, "/usr must be read-only");
     assert!(r.etc_writable, "/etc must be writable");
@@ -614,7 +618,7 @@ fn verity_reads_and_corruption(arch: Arch) {
     let r = report(&mut clean);
     let read = r.read_root.expect("read-root result");
     assert_eq!(read.error, None, "{read:?}");
-    let root_bytes = std::fs::metadata(system(arch).root_image).unwrap().len();
+    let root_bytes = system(arch).root_bytes;
     assert_eq!(read.bytes, root_bytes);
 
     // Flip one byte in the last data block of ROOT-A.
@@ -863,8 +867,7 @@ fn vm_x86_64_supervisor_restarts_containerd_and_reaps_orphans() {
         },
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let work = artifacts::log_dir().join(format!("supervisor-{arch}"));
-    std::fs::create_dir_all(&work).unwrap();
+    let (work, _scratch) = common::work_dir(&format!("supervisor-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let mut b = boot_disk(
         arch,

@@ -105,7 +105,7 @@ fn payload_disk(arch: Arch, kernel: &Kernel, v2: &BuiltSystem, work: &Path) -> s
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let root = dir.join("root.img");
-    std::fs::copy(&v2.root_image, &root).unwrap();
+    v2.extract_root(&root).unwrap();
     let hash = dir.join("hash.img");
     let (root_hash, salt) = image::make_hash(&root, &hash, "vm-update-v2").unwrap();
     assert_eq!(root_hash, v2.disk.root_hash);
@@ -157,9 +157,7 @@ fn update(arch: Arch) {
     let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
     let v1 = version(arch, "v1");
     let v2 = version(arch, "v2");
-    let work = artifacts::log_dir().join(format!("update-{arch}"));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let (work, _scratch) = common::work_dir(&format!("update-{arch}"));
     let disk = system::guest_disk(&v1, &work.join("disk.img")).unwrap();
     let install = Install {
         arch,

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use liftoff_qemu::image::BuiltDisk;
@@ -60,6 +60,45 @@ else
 fi
 cryptsetup close liftoff-compat
 ";
+
+/// Deletes a VM test's disks when the test passes; see [`work_dir`].
+pub struct Scratch {
+    dir: PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("LIFTOFF_KEEP_DISKS").is_some() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                continue;
+            }
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+/// The emptied folder `target/vm-logs/<name>` for one VM test, and a guard that, when it
+/// is dropped in a passing test, deletes everything in the folder but the console logs
+/// (`*.log`). Each guest disk holds a few hundred megabytes; keeping the disks of every
+/// passing test would take tens of gigabytes in one run. A failing test keeps them for a
+/// post-mortem, and `LIFTOFF_KEEP_DISKS=1` keeps them always.
+pub fn work_dir(name: &str) -> (PathBuf, Scratch) {
+    let dir = artifacts::log_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    (dir.clone(), Scratch { dir })
+}
 
 /// A grubenv as GRUB leaves it just before booting slot A.
 pub fn grubenv_pending_a() -> Vec<u8> {
