@@ -2,6 +2,7 @@
 //! software emulation whose serial console a test reads line by line.
 //!
 //! The pieces:
+//! - [`build`]: the image builder, a root tree into a whole disk or update payloads;
 //! - [`cpio`]: the `newc` archive format of an initramfs;
 //! - [`kernel`]: Debian's cloud kernels cached by `scripts/setup`, and module closures;
 //! - [`initramfs`]: PID 1, device nodes, modules and test payloads in one archive;
@@ -9,6 +10,7 @@
 
 pub mod arch;
 pub mod artifacts;
+pub mod build;
 pub mod console;
 pub mod cpio;
 pub mod firmware;

@@ -1,118 +1,522 @@
-//! `liftoff-qemu`: build a Liftoff container-host disk image and boot it under QEMU through
-//! the firmware and GRUB, with the console on the terminal.
+//! `liftoff-qemu`: build a Liftoff container-host disk image or update payloads from a root
+//! tree, and boot a disk under QEMU through the firmware and GRUB, with the console on the
+//! terminal. Arguments are parsed here; the work is in `liftoff_qemu::build`.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use liftoff_qemu::firmware::{self, Install, Slot};
-use liftoff_qemu::image::{DiskSpec, RootFsType};
+use liftoff_qemu::build::{self, BootSpec, BuiltImage, BuiltPayloads, ImageSpec};
+use liftoff_qemu::firmware::{self, Slot};
+use liftoff_qemu::image::{self, RootFsType};
+use liftoff_qemu::initramfs::Initramfs;
 use liftoff_qemu::kernel::Kernel;
-use liftoff_qemu::system::{self, SystemSpec};
+use liftoff_qemu::system;
 use liftoff_qemu::vm::{Disk, Vm};
 use liftoff_qemu::{artifacts, console, Arch};
+use serde_json::json;
+use sha2::{Digest, Sha256};
 
 const USAGE: &str = "\
-usage: liftoff-qemu boot [--arch x86_64|aarch64] [--append ARGS] [--timeout SECONDS] [--stay]
+usage: liftoff-qemu image   --root DIR|TARBALL --out DISK [options]
+       liftoff-qemu payload --root DIR|TARBALL --out-dir DIR [--slot A|B] [options]
+       liftoff-qemu boot    [--arch A] [--disk DISK | --append ARGS] [--timeout S] [--stay]
 
-Builds the container-host disk of DESIGN.md section 3 from the Debian root tree of
-scripts/build-rootfs (systemd, containerd, runc): ESP with stock GRUB and grubenv, BOOT-A
-with the Debian cloud kernel and Liftoff's initramfs, ROOT-A in erofs with its dm-verity
-tree, an empty slot B, PRIVATE and DATA. Boots it under QEMU (TCG) through OVMF (x86_64)
-or AAVMF (aarch64) with liftoff.handoff=containerd, streams the serial console here and
-prints the boot timeline once containerd answers and the slot is marked successful.
---stay keeps the machine running afterwards (stop it with Ctrl-C). The console log is kept
-in target/vm-logs/boot-<arch>/console.log, the disk next to it.
+`liftoff-qemu VERB --help` describes each verb.
+Exit status: 0 done; 1 the build or the boot failed; 2 bad arguments.";
+
+const IMAGE_USAGE: &str = "\
+usage: liftoff-qemu image --root DIR|TARBALL --out DISK [options]
+
+Turns a root tree (a directory, or a tarball tar can unpack: .tar, .tar.gz, .tar.xz, ...)
+into the complete GPT disk of DESIGN.md section 3: the ESP with stock GRUB and grubenv,
+BOOT-A with the kernel, Liftoff's initramfs and grub.cfg (slot A's command line with the
+root hash), ROOT-A and its dm-verity HASH-A, an empty slot B, PRIVATE (ext4) and DATA.
+Slot A has priority 1 and is marked successful. Mount points PID 1 needs (/local, /opt,
+/run, /tmp, /etc, /var) are added when the tree lacks them. The same inputs and seed give
+the same bytes. Unpacking a tarball keeps its owners, so run as root.
+
+options:
+  --arch x86_64|aarch64   architecture of the kernel and GRUB (default: this host's)
+  --fs erofs|ext4         root file system (default erofs)
+  --seed TEXT             seed of every GUID, UUID and the verity salt (default liftoff)
+  --kernel PATH           kernel image (default: the cached Debian cloud kernel)
+  --modules DIR           with --kernel: its lib/modules/<version> tree, for the modules
+                          PID 1 loads; without it the initramfs holds PID 1 only
+  --initramfs PATH        use this initramfs instead of Liftoff's
+  --append ARGS           added to the kernel command line (e.g. liftoff.handoff=containerd)
+  --boot-mib N            BOOT partitions (default 64)
+  --private-mib N         PRIVATE (default 16)
+  --data-mib N            DATA (default 64; PID 1 grows it to fill a larger disk)
+  --json                  print the result as one JSON object: paths, root hash, salt,
+                          partition GUIDs and extents
+
+Progress goes to stderr. Exit status: 0 done; 1 the build failed (the message names the
+file or tool; nothing is left at --out); 2 bad arguments.";
+
+const PAYLOAD_USAGE: &str = "\
+usage: liftoff-qemu payload --root DIR|TARBALL --out-dir DIR [--slot A|B] [options]
+
+Builds the update payloads of a root tree into DIR: boot.img (the BOOT partition's FAT image:
+kernel, initramfs, grub.cfg naming --slot), root.img, hash.img (dm-verity superblock and
+tree) and manifest (sizes and BLAKE3 of the three, and the verity root hash), for
+
+  prairiedog install --manifest DIR/manifest --boot DIR/boot.img --root DIR/root.img \\
+    --hash DIR/hash.img
+
+With the same root and seed, root.img and hash.img are what `liftoff-qemu image` puts in
+ROOT-A and HASH-A. --slot is the slot the update goes to (default B: the inactive slot of a
+new disk). Options as for `image` (--arch, --fs, --seed, --kernel, --modules, --initramfs,
+--append, --boot-mib, --json).
+
+Exit status: 0 done; 1 the build failed (the payload files in DIR are left as they were);
+2 bad arguments.";
+
+const BOOT_USAGE: &str = "\
+usage: liftoff-qemu boot [--arch x86_64|aarch64] [--disk DISK | --append ARGS] [--timeout SECONDS] [--stay]
+
+Without --disk: builds the container-host disk from the Debian root tree of
+scripts/build-rootfs (systemd, containerd, runc) with `liftoff-qemu image`'s builder and
+liftoff.handoff=containerd plus --append (cached under target/vm-images), and boots a copy.
+With --disk: boots DISK itself (made by `liftoff-qemu image`; the boot writes to it, as a
+real machine writes to its disk). QEMU (TCG) starts it through OVMF (x86_64) or AAVMF
+(aarch64) and GRUB; the serial console streams here, and once containerd answers and the
+slot is marked successful the boot timeline is printed. --stay keeps the machine running
+(stop it with Ctrl-C). The console log is kept in target/vm-logs/boot-<arch>/console.log.
 
 Exit status: 0 the host reached health; 1 it did not within the timeout; 2 usage or setup.";
 
 /// The line PID 1 logs when containerd answers and the slot is marked successful.
 const HEALTHY: &str = "answers: slot A marked successful";
 
-struct Args {
+struct BuildArgs {
     arch: Arch,
+    root: PathBuf,
+    out: PathBuf,
+    fs: RootFsType,
+    seed: String,
+    kernel: Option<PathBuf>,
+    modules: Option<PathBuf>,
+    initramfs: Option<PathBuf>,
+    append: String,
+    boot_mib: u64,
+    private_mib: u64,
+    data_mib: u64,
+    slot: Slot,
+    json: bool,
+}
+
+struct BootArgs {
+    arch: Arch,
+    disk: Option<PathBuf>,
     append: String,
     timeout: Duration,
     stay: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("boot") => {}
-        Some("-h") | Some("--help") => return Err(String::new()),
-        Some(other) => return Err(format!("unknown command {other:?}")),
-        None => return Err("missing command".into()),
+enum Verb {
+    Image(BuildArgs),
+    Payload(BuildArgs),
+    Boot(BootArgs),
+}
+
+/// A usage error, or a request for a usage text (empty message).
+struct Usage {
+    text: &'static str,
+    error: String,
+}
+
+fn usage(text: &'static str, error: impl Into<String>) -> Usage {
+    Usage {
+        text,
+        error: error.into(),
     }
-    let mut parsed = Args {
+}
+
+fn number(name: &str, v: &str, text: &'static str) -> Result<u64, Usage> {
+    v.parse()
+        .map_err(|_| usage(text, format!("{name} {v:?} is not a whole number")))
+}
+
+fn parse_args(args: Vec<String>) -> Result<Verb, Usage> {
+    let mut args = args.into_iter();
+    let verb = args.next();
+    let text = match verb.as_deref() {
+        Some("image") => IMAGE_USAGE,
+        Some("payload") => PAYLOAD_USAGE,
+        Some("boot") => BOOT_USAGE,
+        Some("-h") | Some("--help") => return Err(usage(USAGE, "")),
+        Some(other) => return Err(usage(USAGE, format!("unknown command {other:?}"))),
+        None => return Err(usage(USAGE, "missing command")),
+    };
+    let rest: Vec<String> = args.collect();
+    if verb.as_deref() == Some("boot") {
+        return parse_boot(rest).map(Verb::Boot);
+    }
+    let payload = verb.as_deref() == Some("payload");
+    let out_flag = if payload { "--out-dir" } else { "--out" };
+    let mut root = None;
+    let mut out = None;
+    let mut parsed = BuildArgs {
         arch: Arch::host().unwrap_or(Arch::X86_64),
+        root: PathBuf::new(),
+        out: PathBuf::new(),
+        fs: RootFsType::Erofs,
+        seed: "liftoff".into(),
+        kernel: None,
+        modules: None,
+        initramfs: None,
+        append: String::new(),
+        boot_mib: 64,
+        private_mib: 16,
+        data_mib: 64,
+        slot: Slot::B,
+        json: false,
+    };
+    let mut args = rest.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Err(usage(text, ""));
+        }
+        if arg == "--json" {
+            parsed.json = true;
+            continue;
+        }
+        let v = args
+            .next()
+            .ok_or_else(|| usage(text, format!("{arg} needs a value")))?;
+        match arg.as_str() {
+            "--arch" => parsed.arch = v.parse().map_err(|e: String| usage(text, e))?,
+            "--root" => root = Some(PathBuf::from(v)),
+            flag if flag == out_flag => out = Some(PathBuf::from(v)),
+            "--fs" => {
+                parsed.fs = match v.as_str() {
+                    "erofs" => RootFsType::Erofs,
+                    "ext4" => RootFsType::Ext4,
+                    other => {
+                        return Err(usage(
+                            text,
+                            format!("unknown --fs {other:?} (erofs or ext4)"),
+                        ))
+                    }
+                }
+            }
+            "--seed" => parsed.seed = v,
+            "--kernel" => parsed.kernel = Some(PathBuf::from(v)),
+            "--modules" => parsed.modules = Some(PathBuf::from(v)),
+            "--initramfs" => parsed.initramfs = Some(PathBuf::from(v)),
+            "--append" => parsed.append = v,
+            "--boot-mib" => parsed.boot_mib = number(&arg, &v, text)?,
+            "--private-mib" => parsed.private_mib = number(&arg, &v, text)?,
+            "--data-mib" => parsed.data_mib = number(&arg, &v, text)?,
+            "--slot" if payload => {
+                parsed.slot = match v.as_str() {
+                    "A" | "a" => Slot::A,
+                    "B" | "b" => Slot::B,
+                    other => return Err(usage(text, format!("unknown --slot {other:?} (A or B)"))),
+                }
+            }
+            other => return Err(usage(text, format!("unknown option {other:?}"))),
+        }
+    }
+    parsed.root = root.ok_or_else(|| usage(text, "--root is required"))?;
+    parsed.out = out.ok_or_else(|| usage(text, format!("{out_flag} is required")))?;
+    if parsed.modules.is_some() && parsed.kernel.is_none() {
+        return Err(usage(text, "--modules needs --kernel"));
+    }
+    for (name, value) in [
+        ("--boot-mib", parsed.boot_mib),
+        ("--private-mib", parsed.private_mib),
+        ("--data-mib", parsed.data_mib),
+    ] {
+        if value == 0 {
+            return Err(usage(text, format!("{name} must be at least 1")));
+        }
+    }
+    Ok(if payload {
+        Verb::Payload(parsed)
+    } else {
+        Verb::Image(parsed)
+    })
+}
+
+fn parse_boot(rest: Vec<String>) -> Result<BootArgs, Usage> {
+    let text = BOOT_USAGE;
+    let mut parsed = BootArgs {
+        arch: Arch::host().unwrap_or(Arch::X86_64),
+        disk: None,
         append: String::new(),
         timeout: Duration::from_secs(600),
         stay: false,
     };
+    let mut args = rest.into_iter();
     while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| usage(text, format!("{name} needs a value")))
+        };
         match arg.as_str() {
-            "--arch" => parsed.arch = value("--arch")?.parse()?,
+            "--arch" => {
+                parsed.arch = value("--arch")?
+                    .parse()
+                    .map_err(|e: String| usage(text, e))?
+            }
+            "--disk" => parsed.disk = Some(PathBuf::from(value("--disk")?)),
             "--append" => parsed.append = value("--append")?,
             "--timeout" => {
                 let v = value("--timeout")?;
-                parsed.timeout = Duration::from_secs(
-                    v.parse()
-                        .map_err(|_| format!("--timeout {v:?} is not a number of seconds"))?,
-                );
+                parsed.timeout = Duration::from_secs(number("--timeout", &v, text)?);
             }
             "--stay" => parsed.stay = true,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown option {other:?}")),
+            "-h" | "--help" => return Err(usage(text, "")),
+            other => return Err(usage(text, format!("unknown option {other:?}"))),
         }
+    }
+    if parsed.disk.is_some() && !parsed.append.trim().is_empty() {
+        return Err(usage(
+            text,
+            "--append cannot change a built --disk (its command line is in BOOT-A): \
+             give it to `liftoff-qemu image`",
+        ));
     }
     Ok(parsed)
 }
 
-fn run(args: &Args) -> Result<bool, String> {
-    let arch = args.arch;
-    let kernel = Kernel::debian(arch).map_err(|e| e.to_string())?;
-    eprintln!("liftoff-qemu: building the {arch} disk image (the first time takes a while)");
-    let sys = system::build(&SystemSpec {
-        arch,
-        fs: RootFsType::Erofs,
-        files: Vec::new(),
-        links: Vec::new(),
-        disk: DiskSpec {
-            seed: "liftoff-qemu".into(),
-            data_mib: 256,
-            ..DiskSpec::default()
-        },
+/// The kernel and initramfs the options name.
+fn boot_spec(args: &BuildArgs) -> Result<BootSpec, String> {
+    let Some(kernel) = &args.kernel else {
+        let mut spec = BootSpec::debian(args.arch, &args.append).map_err(|e| e.to_string())?;
+        if let Some(path) = &args.initramfs {
+            spec.initramfs =
+                std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        }
+        return Ok(spec);
+    };
+    if !kernel.is_file() {
+        return Err(format!("the kernel {} is not a file", kernel.display()));
+    }
+    let initramfs = match (&args.initramfs, &args.modules) {
+        (Some(path), _) => {
+            std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?
+        }
+        (None, Some(modules)) => {
+            let version = modules
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let k = Kernel {
+                arch: args.arch,
+                version,
+                image: kernel.clone(),
+                modules_dir: modules.clone(),
+            };
+            system::initramfs(args.arch, &k)?
+        }
+        (None, None) => {
+            let init = artifacts::musl_binary(args.arch, "init")?;
+            let mut initramfs = Initramfs::new().map_err(|e| e.to_string())?;
+            initramfs
+                .host_file("init", 0o755, &init)
+                .map_err(|e| e.to_string())?;
+            initramfs.finish().map_err(|e| e.to_string())?
+        }
+    };
+    Ok(BootSpec {
+        kernel: kernel.clone(),
+        initramfs,
+        append: args.append.clone(),
     })
+}
+
+fn image_spec(args: &BuildArgs) -> Result<ImageSpec, String> {
+    let mut spec = ImageSpec::new(args.arch, &args.root, boot_spec(args)?);
+    spec.fs = args.fs;
+    spec.seed = args.seed.clone();
+    spec.boot_mib = args.boot_mib;
+    spec.private_mib = args.private_mib;
+    spec.data_mib = args.data_mib;
+    Ok(spec)
+}
+
+/// Prints one progress line per step on stderr, with the time since the start.
+fn progress(start: Instant) -> impl FnMut(&str) {
+    move |step: &str| {
+        eprintln!(
+            "liftoff-qemu: [{:6.1} s] {step}",
+            start.elapsed().as_secs_f64()
+        )
+    }
+}
+
+fn image_json(args: &BuildArgs, built: &BuiltImage) -> serde_json::Value {
+    let disk = &built.disk;
+    let partitions: Vec<serde_json::Value> = image::PARTITIONS
+        .iter()
+        .map(|(number, label, type_guid)| {
+            let (first, bytes) = disk.extent(*number);
+            json!({
+                "number": number,
+                "label": label,
+                "type_guid": type_guid,
+                "guid": disk.partuuid(*number),
+                "first_byte": first,
+                "bytes": bytes,
+            })
+        })
+        .collect();
+    json!({
+        "disk": disk.path,
+        "arch": args.arch.name(),
+        "fs": if args.fs == RootFsType::Erofs { "erofs" } else { "ext4" },
+        "seed": args.seed,
+        "bytes": std::fs::metadata(&disk.path).map(|m| m.len()).unwrap_or(0),
+        "disk_guid": built.disk_guid,
+        "root_hash": disk.root_hash,
+        "salt": disk.salt,
+        "root_bytes": built.root_bytes,
+        "hash_bytes": built.hash_bytes,
+        "cmdline": built.cmdline,
+        "partitions": partitions,
+    })
+}
+
+fn payload_json(args: &BuildArgs, built: &BuiltPayloads) -> serde_json::Value {
+    let file =
+        |f: &build::PayloadFile| json!({"path": f.path, "bytes": f.bytes, "blake3": f.blake3});
+    json!({
+        "out_dir": args.out,
+        "arch": args.arch.name(),
+        "fs": if args.fs == RootFsType::Erofs { "erofs" } else { "ext4" },
+        "seed": args.seed,
+        "slot": built.slot.name(),
+        "root_hash": built.root_hash,
+        "salt": built.salt,
+        "cmdline": built.cmdline,
+        "manifest": built.manifest,
+        "boot": file(&built.boot),
+        "root": file(&built.root),
+        "hash": file(&built.hash),
+    })
+}
+
+fn run_image(args: &BuildArgs) -> Result<(), String> {
+    let start = Instant::now();
+    let spec = image_spec(args)?;
+    let built = build::build_image(&spec, &args.out, &mut progress(start))
+        .map_err(|e| format!("building {}: {e}", args.out.display()))?;
+    eprintln!(
+        "liftoff-qemu: [{:6.1} s] done",
+        start.elapsed().as_secs_f64()
+    );
+    if args.json {
+        println!("{}", image_json(args, &built));
+    } else {
+        println!("disk       {}", built.disk.path.display());
+        println!("root hash  {}", built.disk.root_hash);
+        println!("salt       {}", built.disk.salt);
+        println!("cmdline    {}", built.cmdline);
+        for (number, label, _) in image::PARTITIONS {
+            let (first, bytes) = built.disk.extent(number);
+            println!(
+                "{number} {label:<10} {} {:>6} MiB at {:>6} MiB",
+                built.disk.partuuid(number),
+                bytes >> 20,
+                first >> 20
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run_payload(args: &BuildArgs) -> Result<(), String> {
+    let start = Instant::now();
+    let spec = image_spec(args)?;
+    let built = build::build_payloads(&spec, args.slot, &args.out, &mut progress(start))
+        .map_err(|e| format!("building the payloads in {}: {e}", args.out.display()))?;
+    eprintln!(
+        "liftoff-qemu: [{:6.1} s] done",
+        start.elapsed().as_secs_f64()
+    );
+    if args.json {
+        println!("{}", payload_json(args, &built));
+    } else {
+        println!("slot       {}", built.slot.name());
+        println!("root hash  {}", built.root_hash);
+        println!("manifest   {}", built.manifest.display());
+        for f in [&built.boot, &built.root, &built.hash] {
+            println!("{} {} bytes blake3 {}", f.path.display(), f.bytes, f.blake3);
+        }
+    }
+    Ok(())
+}
+
+/// The disk `boot` starts without `--disk`: the Debian root tree through the image
+/// builder, cached under a key over its inputs.
+fn default_disk(arch: Arch, append: &str, work: &Path) -> Result<PathBuf, String> {
+    let append = format!("liftoff.handoff=containerd {append}")
+        .trim()
+        .to_owned();
+    let boot = BootSpec::debian(arch, &append).map_err(|e| e.to_string())?;
+    let tree = system::root_tree(arch).map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    hasher.update(format!(
+        "boot v1 {arch} {} {} {append}\n",
+        tree.display(),
+        boot.kernel.display()
+    ));
+    hasher.update(&boot.initramfs);
+    let key: String = hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cache = artifacts::target_dir().join("vm-images");
+    std::fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+    let cached = cache.join(format!("boot-{arch}-{key}.img"));
+    if !cached.is_file() {
+        eprintln!("liftoff-qemu: building the {arch} disk image (the first time takes a while)");
+        let mut spec = ImageSpec::new(arch, &tree, boot);
+        spec.seed = "liftoff-qemu".into();
+        spec.data_mib = 256;
+        let start = Instant::now();
+        build::build_image(&spec, &cached, &mut progress(start))
+            .map_err(|e| format!("building {}: {e}", cached.display()))?;
+    }
+    let disk = work.join("disk.img");
+    let _ = std::fs::remove_file(&disk);
+    image::run(
+        std::process::Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&cached)
+            .arg(&disk),
+    )
     .map_err(|e| e.to_string())?;
+    Ok(disk)
+}
+
+fn run_boot(args: &BootArgs) -> Result<bool, String> {
+    let arch = args.arch;
     let work = artifacts::log_dir().join(format!("boot-{arch}"));
     std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
-    let disk = system::guest_disk(&sys, &work.join("disk.img")).map_err(|e| e.to_string())?;
-    let install = Install {
-        arch,
-        grubenv: Some(
-            firmware::grubenv(Some(Slot::A), Some(false), &work).map_err(|e| e.to_string())?,
-        ),
-        kernel: kernel.image.clone(),
-        initramfs: system::initramfs(arch, &kernel)?,
-        slots: vec![Slot::A],
-        extra_cmdline: format!("liftoff.handoff=containerd {}", args.append)
-            .trim()
-            .to_owned(),
+    let disk = match &args.disk {
+        Some(disk) => {
+            if !disk.is_file() {
+                return Err(format!("the disk {} is not a file", disk.display()));
+            }
+            disk.clone()
+        }
+        None => default_disk(arch, &args.append, &work)?,
     };
-    firmware::install(&disk, &install, &work.join("fat")).map_err(|e| e.to_string())?;
-
     let vars = work.join("vars.fd");
     firmware::fresh_vars(arch, &vars).map_err(|e| e.to_string())?;
     let mut config = firmware::vm_config(arch, &vars, &work.join("console.log"));
     config.disks.push(Disk {
-        path: disk.path.clone(),
+        path: disk.clone(),
         read_only: false,
         serial: Some("liftoff-boot".into()),
     });
     eprintln!(
         "liftoff-qemu: booting {} through the firmware and GRUB under TCG (console log {})",
-        disk.path.display(),
+        disk.display(),
         config.log.display()
     );
     let mut vm = Vm::start(&config).map_err(|e| e.to_string())?;
@@ -151,23 +555,36 @@ fn run(args: &Args) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
+    let verb = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(v) => v,
+        Err(u) if u.error.is_empty() => {
+            println!("{}", u.text);
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
-            eprintln!("liftoff-qemu: {e}\n\n{USAGE}");
+        Err(u) => {
+            eprintln!("liftoff-qemu: {}\n\n{}", u.error, u.text);
             return ExitCode::from(2);
         }
     };
-    match run(&args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+    let result = match &verb {
+        Verb::Image(args) => run_image(args),
+        Verb::Payload(args) => run_payload(args),
+        Verb::Boot(args) => {
+            return match run_boot(args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("liftoff-qemu: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("liftoff-qemu: {e}");
-            ExitCode::from(2)
+            ExitCode::from(1)
         }
     }
 }
