@@ -41,7 +41,7 @@
 //! ID and the verity salt and UUID derive from the seed ([`image::seeded_guid`]); every time
 //! stamp is 0 (erofs `-T0`; ext4 `E2FSPROGS_FAKE_TIME` plus `debugfs` for the times
 //! `mkfs.ext4 -d` copies from the stage; FAT `--invariant`, files stamped at 0 and
-//! `SOURCE_DATE_EPOCH=0` for mtools); the work folder's path never reaches an image.
+//! `SOURCE_DATE_EPOCH=0` and `TZ=UTC` for mtools, as FAT keeps local time); the work folder's path never reaches an image.
 
 use std::fmt;
 use std::fs::File;

@@ -311,7 +311,8 @@ pub fn esp_files(
 
 /// Makes a FAT image of `mib` MiB holding `files`, whose names may contain folders
 /// (`EFI/BOOT/BOOTX64.EFI`): [`image::make_fat`] plus the folders, made with `mmd`.
-/// Same inputs, same bytes (volume ID from the seed, every time stamp at 0). With only
+/// Same inputs, same bytes (volume ID from the seed, every time stamp at 0, and in UTC: FAT
+/// stores local time, so mtools runs with `TZ=UTC`). With only
 /// root-level names it makes what [`image::make_fat`] makes, so
 /// [`image::build_disk`] can call it for the ESP to accept `EFI/BOOT/...` in
 /// `DiskSpec::esp_files`.
@@ -334,7 +335,8 @@ pub fn make_fat_tree(
                         .arg("-i")
                         .arg(out)
                         .arg(format!("::/{folder}"))
-                        .env("SOURCE_DATE_EPOCH", "0"),
+                        .env("SOURCE_DATE_EPOCH", "0")
+                        .env("TZ", "UTC"),
                 )?;
                 made.push(folder);
             }
@@ -352,7 +354,8 @@ pub fn make_fat_tree(
                 .arg(out)
                 .arg(&staged)
                 .arg(format!("::/{name}"))
-                .env("SOURCE_DATE_EPOCH", "0"),
+                .env("SOURCE_DATE_EPOCH", "0")
+                .env("TZ", "UTC"),
         )?;
         let _ = std::fs::remove_file(&staged);
     }

@@ -289,7 +289,8 @@ pub fn make_fat(
     run(Command::new("mkfs.vfat")
         .args(["-C", "-n", label, "-i", volid, "--invariant"])
         .arg(out)
-        .arg((mib * 1024).to_string()))?;
+        .arg((mib * 1024).to_string())
+        .env("TZ", "UTC"))?;
     for (name, data) in files {
         let staged = work.join(format!("fat-{name}"));
         std::fs::write(&staged, data).map_err(io_err(format!("writing {}", staged.display())))?;
@@ -301,7 +302,9 @@ pub fn make_fat(
             .arg("-i")
             .arg(out)
             .arg(&staged)
-            .arg(format!("::/{name}")))?;
+            .arg(format!("::/{name}"))
+            .env("SOURCE_DATE_EPOCH", "0")
+            .env("TZ", "UTC"))?;
         let _ = std::fs::remove_file(&staged);
     }
     Ok(())

@@ -247,3 +247,27 @@ pub fn median(mut v: Vec<u64>) -> u64 {
     v.sort_unstable();
     v[v.len() / 2]
 }
+
+/// A host binary of this workspace (`liftoff-qemu`, `prairiedog`), built by cargo for the
+/// host if needed (`cargo build -p PACKAGE --bin NAME`, a no-op when it is up to date):
+/// binaries of another package are not built by `cargo test -p tests`.
+pub fn host_binary(package: &str, name: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", name])
+        .current_dir(liftoff_qemu::kernel::workspace_root())
+        .output()
+        .unwrap_or_else(|e| panic!("running cargo build -p {package}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build -p {package} --bin {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = artifacts::target_dir().join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} missing after cargo build",
+        path.display()
+    );
+    path
+}

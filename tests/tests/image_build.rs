@@ -1,0 +1,665 @@
+//! `liftoff-qemu image` and `liftoff-qemu payload` on the host (no VM): the disk of DESIGN.md
+//! sections 3 and 4 as `sgdisk`, `veritysetup`, mtools and `dumpe2fs` read it, the payloads
+//! as `prairiedog install` consumes them, reproducibility (same inputs and seed, same bytes,
+//! whatever the paths, the time or the time zone), and clear failures that leave nothing
+//! behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use liftoff_qemu::image;
+
+mod common;
+use common::{attributes, host_binary, word};
+
+/// One step of making a tree.
+type Step = Box<dyn Fn(&Path)>;
+
+/// A small root: enough for every file type the builders handle, quick to build.
+/// `reverse` creates the same entries in the opposite order (readdir order must not matter).
+fn tiny_tree(dir: &Path, reverse: bool) {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut steps: Vec<Step> = vec![
+        Box::new(|d| std::fs::create_dir_all(d.join("sbin")).unwrap()),
+        Box::new(|d| std::fs::create_dir_all(d.join("etc/liftoff")).unwrap()),
+        Box::new(|d| std::fs::create_dir_all(d.join("usr/lib/many")).unwrap()),
+    ];
+    let mut files: Vec<Step> = vec![
+        Box::new(|d| write(d, "sbin/init", b"#!/bin/sh\nexec /bin/sh\n", 0o755)),
+        Box::new(|d| write(d, "etc/os-release", b"ID=liftoff-test\n", 0o644)),
+        Box::new(|d| write(d, "etc/liftoff/secret", b"only root\n", 0o600)),
+        Box::new(|d| std::os::unix::fs::symlink("../sbin/init", d.join("etc/init-link")).unwrap()),
+        Box::new(|d| {
+            std::fs::hard_link(d.join("etc/os-release"), d.join("usr/os-release")).unwrap()
+        }),
+        Box::new(|d| {
+            for i in 0..300 {
+                write(
+                    d,
+                    &format!("usr/lib/many/f{i:03}"),
+                    format!("{i}\n").as_bytes(),
+                    0o644,
+                );
+            }
+        }),
+        Box::new(|d| write(d, "usr/lib/big", &vec![0x5a; 300_000], 0o644)),
+    ];
+    if reverse {
+        // Hard link after its target, folders before their files: reverse within each list.
+        files.swap(0, 1);
+        files[5..].reverse();
+        steps.reverse();
+    }
+    for step in steps.iter().chain(&files) {
+        step(dir);
+    }
+}
+
+fn write(root: &Path, rel: &str, data: &[u8], mode: u32) {
+    let path = root.join(rel);
+    std::fs::write(&path, data).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+/// An emptied folder for one test under the target folder; removed when the test passes.
+struct TestDir(PathBuf);
+
+impl TestDir {
+    fn new(name: &str) -> TestDir {
+        let dir = liftoff_qemu::artifacts::target_dir()
+            .join("image-build-tests")
+            .join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TestDir(dir)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn liftoff_qemu(args: &[&str], tz: &str) -> Output {
+    let bin = host_binary("qemu", "liftoff-qemu");
+    Command::new(bin).args(args).env("TZ", tz).output().unwrap()
+}
+
+/// Runs a verb that must succeed and returns its `--json` object.
+fn built(args: &[&str], tz: &str) -> serde_json::Value {
+    let out = liftoff_qemu(args, tz);
+    assert!(
+        out.status.success(),
+        "liftoff-qemu {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const PAYLOAD_FILES: [&str; 4] = ["boot.img", "root.img", "hash.img", "manifest"];
+
+/// Builds the disk and the payloads (for `slot`) of `root` with `extra` options; returns the
+/// image's and the payload's JSON.
+fn build_both(
+    root: &Path,
+    disk: &Path,
+    payload: &Path,
+    slot: &str,
+    extra: &[&str],
+    tz: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let common = ["--arch", "x86_64", "--root", s(root), "--boot-mib", "32"];
+    let mut args: Vec<&str> = vec!["image", "--out", s(disk), "--json"];
+    args.extend(common);
+    args.extend(extra);
+    let image = built(&args, tz);
+    let mut args: Vec<&str> = vec!["payload", "--out-dir", s(payload), "--slot", slot, "--json"];
+    args.extend(common);
+    args.extend(extra);
+    let payload = built(&args, tz);
+    (image, payload)
+}
+
+/// Same tree (made in another order, at another path), or its tarball, with the same seed:
+/// the same disk and payloads, byte for byte, for both root file systems; another seed gives
+/// other bytes, another root hash and other GUIDs.
+#[test]
+fn same_inputs_same_bytes() {
+    let dir = TestDir::new("reproducible");
+    let one = dir.0.join("one/tree");
+    let two = dir.0.join("second-place/tree");
+    tiny_tree(&one, false);
+    tiny_tree(&two, true);
+    let tarball = dir.0.join("tree.tar.gz");
+    let out = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&one)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for fs in ["erofs", "ext4"] {
+        let runs: Vec<(PathBuf, &str, &str, &str)> = vec![
+            (one.clone(), "a", "liftoff", "UTC"),
+            (two.clone(), "b", "liftoff", "Pacific/Auckland"),
+            (tarball.clone(), "c", "liftoff", "America/St_Johns"),
+            (one.clone(), "d", "another seed", "UTC"),
+        ];
+        let mut results = Vec::new();
+        for (root, name, seed, tz) in &runs {
+            let disk = dir.0.join(format!("{fs}-{name}/disk.img"));
+            let payload = dir.0.join(format!("{fs}-{name}/payload"));
+            std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
+            let (image, _) = build_both(
+                root,
+                &disk,
+                &payload,
+                "B",
+                &["--fs", fs, "--seed", seed],
+                tz,
+            );
+            let mut sums = vec![sha256(&disk)];
+            sums.extend(PAYLOAD_FILES.iter().map(|f| sha256(&payload.join(f))));
+            results.push((sums, image));
+            // The time stamps the tools would take from the clock differ between runs.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        let (a, b, c, d) = (&results[0], &results[1], &results[2], &results[3]);
+        assert_eq!(a.0, b.0, "{fs}: the same tree made in another order");
+        assert_eq!(a.0, c.0, "{fs}: the tarball of the tree");
+        assert_eq!(a.1["root_hash"], c.1["root_hash"]);
+        for (i, what) in ["disk", "boot.img", "root.img", "hash.img", "manifest"]
+            .iter()
+            .enumerate()
+        {
+            assert_ne!(a.0[i], d.0[i], "{fs}: another seed, the same {what}");
+        }
+        assert_ne!(a.1["root_hash"], d.1["root_hash"]);
+        assert_ne!(a.1["salt"], d.1["salt"]);
+        assert_ne!(a.1["disk_guid"], d.1["disk_guid"]);
+        for n in 0..9 {
+            assert_ne!(
+                a.1["partitions"][n]["guid"],
+                d.1["partitions"][n]["guid"],
+                "{fs}: partition {}",
+                n + 1
+            );
+        }
+        for (_, name, _, _) in &runs {
+            std::fs::remove_dir_all(dir.0.join(format!("{fs}-{name}"))).unwrap();
+        }
+    }
+}
+
+/// `mtype` of a file in the FAT at byte `offset` of `disk`.
+fn fat_file(disk: &Path, offset: u64, name: &str) -> Vec<u8> {
+    let out = Command::new("mtype")
+        .arg("-i")
+        .arg(format!("{}@@{offset}", disk.display()))
+        .arg(format!("::/{name}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{name}: {out:?}");
+    out.stdout
+}
+
+fn extent(json: &serde_json::Value, number: u32) -> (u64, u64) {
+    let p = &json["partitions"][number as usize - 1];
+    (
+        p["first_byte"].as_u64().unwrap(),
+        p["bytes"].as_u64().unwrap(),
+    )
+}
+
+fn extract(disk: &Path, (offset, len): (u64, u64), dest: &Path) -> PathBuf {
+    liftoff_qemu::build::extract(disk, offset, len, dest).unwrap();
+    dest.to_path_buf()
+}
+
+/// The disk as the reference tools read it: the table (`sgdisk -v` clean; names, type GUIDs,
+/// unique GUIDs and extents as printed; slot A priority 1 and successful, B all zero), the
+/// ESP (GRUB, grubenv for slot A), BOOT-A (kernel, initramfs, the command line with the
+/// printed root hash), ROOT-A/HASH-A (`veritysetup verify` with the printed root hash and
+/// salt), PRIVATE (ext4). The payloads: root.img and hash.img are ROOT-A's and HASH-A's
+/// content, a slot-A boot.img is BOOT-A's, and `prairiedog install` takes the slot-B payloads
+/// into slot B of the disk (manifest sizes and BLAKE3, verity root hash).
+#[test]
+fn disk_and_payloads_as_the_reference_tools_see_them() {
+    let dir = TestDir::new("layout");
+    let tree = dir.0.join("tree");
+    tiny_tree(&tree, false);
+    let disk = dir.0.join("disk.img");
+    let (image_json, payload_a) = build_both(
+        &tree,
+        &disk,
+        &dir.0.join("payload-a"),
+        "A",
+        &["--append", "liftoff.handoff=containerd"],
+        "UTC",
+    );
+    let root_hash = image_json["root_hash"].as_str().unwrap().to_owned();
+    let salt = image_json["salt"].as_str().unwrap().to_owned();
+
+    let out = Command::new("sgdisk")
+        .arg("-v")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No problems found"), "{text}");
+    for (number, label, type_guid) in image::PARTITIONS {
+        let out = Command::new("sgdisk")
+            .arg("-i")
+            .arg(number.to_string())
+            .arg(&disk)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        let json = &image_json["partitions"][number as usize - 1];
+        assert_eq!(json["label"], label);
+        assert!(
+            text.contains(&format!("partition name: '{}'", label.to_lowercase())),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("partition guid code: {type_guid}")),
+            "{text}"
+        );
+        let guid = json["guid"].as_str().unwrap();
+        assert!(
+            text.contains(&format!("partition unique guid: {guid}")),
+            "{text}"
+        );
+        let (first, bytes) = extent(&image_json, number);
+        assert_eq!(first % (1 << 20), 0, "{label} is 1 MiB aligned");
+        assert!(
+            text.contains(&format!("first sector: {} ", first / 512)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("last sector: {} ", (first + bytes) / 512 - 1)),
+            "{text}"
+        );
+    }
+    assert_eq!(attributes(&disk, image::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&disk, image::BOOT_B), 0);
+
+    let esp = extent(&image_json, image::ESP).0;
+    let grub = fat_file(&disk, esp, "EFI/BOOT/BOOTX64.EFI");
+    assert_eq!(&grub[..2], b"MZ");
+    let env = dir.0.join("grubenv");
+    std::fs::write(&env, fat_file(&disk, esp, "grubenv")).unwrap();
+    let out = Command::new("grub-editenv")
+        .arg(&env)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "liftoff_slot=A\nliftoff_pending=0\n"
+    );
+    let boot_a = extent(&image_json, image::BOOT_A).0;
+    let kernel = liftoff_qemu::kernel::Kernel::debian(liftoff_qemu::Arch::X86_64).unwrap();
+    assert!(fat_file(&disk, boot_a, "vmlinuz") == std::fs::read(&kernel.image).unwrap());
+    let initramfs = fat_file(&disk, boot_a, "initramfs");
+    assert_eq!(&initramfs[..6], b"070701", "a newc cpio archive");
+    let cfg = String::from_utf8(fat_file(&disk, boot_a, "grub.cfg")).unwrap();
+    assert_eq!(
+        cfg,
+        format!(
+            "set liftoff_cmdline='liftoff.slot=A liftoff.roothash={root_hash} \
+             liftoff.salt={salt} console=ttyS0 panic=-1 liftoff.handoff=containerd'\n"
+        )
+    );
+    assert_eq!(
+        cfg,
+        format!(
+            "set liftoff_cmdline='{}'\n",
+            image_json["cmdline"].as_str().unwrap()
+        )
+    );
+
+    let root_part = extract(
+        &disk,
+        extent(&image_json, image::ROOT_A),
+        &dir.0.join("root-a"),
+    );
+    let hash_part = extract(
+        &disk,
+        extent(&image_json, image::HASH_A),
+        &dir.0.join("hash-a"),
+    );
+    let out = Command::new("veritysetup")
+        .arg("verify")
+        .arg(&root_part)
+        .arg(&hash_part)
+        .arg(&root_hash)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "veritysetup verify: {out:?}");
+    let out = Command::new("veritysetup")
+        .arg("dump")
+        .arg(&hash_part)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dump.lines()
+            .any(|l| l.starts_with("Salt:") && l.trim_end().ends_with(&salt)),
+        "{dump}"
+    );
+    let private = extract(
+        &disk,
+        extent(&image_json, image::PRIVATE),
+        &dir.0.join("private"),
+    );
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&private)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Filesystem volume name:   PRIVATE"),
+        "{text}"
+    );
+    for n in [image::ROOT_B, image::HASH_B, image::DATA] {
+        let part = extract(&disk, extent(&image_json, n), &dir.0.join("blank"));
+        let bytes = std::fs::read(&part).unwrap();
+        assert!(bytes.iter().all(|b| *b == 0), "partition {n} is blank");
+    }
+
+    // Payloads for slot A are slot A's partitions, byte for byte.
+    let pa = dir.0.join("payload-a");
+    let same_prefix = |payload: &Path, part: &Path| {
+        let p = std::fs::read(payload).unwrap();
+        let d = std::fs::read(part).unwrap();
+        assert!(
+            d.len() >= p.len() && d[..p.len()] == p[..],
+            "{}",
+            payload.display()
+        );
+        assert!(
+            d[p.len()..].iter().all(|b| *b == 0),
+            "{}: padding",
+            payload.display()
+        );
+    };
+    same_prefix(&pa.join("root.img"), &root_part);
+    same_prefix(&pa.join("hash.img"), &hash_part);
+    let boot_part = extract(
+        &disk,
+        extent(&image_json, image::BOOT_A),
+        &dir.0.join("boot-a"),
+    );
+    same_prefix(&pa.join("boot.img"), &boot_part);
+    assert_eq!(payload_a["root_hash"], image_json["root_hash"]);
+    assert_eq!(
+        payload_a["root"]["bytes"].as_u64(),
+        image_json["root_bytes"].as_u64()
+    );
+    assert_eq!(
+        payload_a["hash"]["bytes"].as_u64(),
+        image_json["hash_bytes"].as_u64()
+    );
+
+    // Slot B's payloads go in with prairiedog's own installer, which checks every size and
+    // BLAKE3 sum of the manifest, reads back what it wrote and checks the verity root hash.
+    let pb = dir.0.join("payload-b");
+    let json = built(
+        &[
+            "payload",
+            "--arch",
+            "x86_64",
+            "--root",
+            s(&tree),
+            "--boot-mib",
+            "32",
+            "--out-dir",
+            s(&pb),
+            "--append",
+            "liftoff.handoff=containerd",
+            "--json",
+        ],
+        "UTC",
+    );
+    assert_eq!(json["slot"], "B");
+    assert!(json["cmdline"]
+        .as_str()
+        .unwrap()
+        .starts_with("liftoff.slot=B "));
+    let manifest = std::fs::read_to_string(pb.join("manifest")).unwrap();
+    assert_eq!(
+        manifest,
+        format!(
+            "boot {} {}\nroot {} {}\nhash {} {}\nverity-root-hash {root_hash}\n",
+            json["boot"]["bytes"],
+            json["boot"]["blake3"].as_str().unwrap(),
+            json["root"]["bytes"],
+            json["root"]["blake3"].as_str().unwrap(),
+            json["hash"]["bytes"],
+            json["hash"]["blake3"].as_str().unwrap(),
+        )
+    );
+    let prairiedog = host_binary("prairiedog", "prairiedog");
+    let out = Command::new(&prairiedog)
+        .args(["--disk", s(&disk), "--active", "A", "install", "--manifest"])
+        .arg(pb.join("manifest"))
+        .arg("--boot")
+        .arg(pb.join("boot.img"))
+        .arg("--root")
+        .arg(pb.join("root.img"))
+        .arg("--hash")
+        .arg(pb.join("hash.img"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "prairiedog install: {out:?}");
+    assert_eq!(attributes(&disk, image::BOOT_B), word(0, 1, false, 0));
+    let cfg = String::from_utf8(fat_file(
+        &disk,
+        extent(&image_json, image::BOOT_B).0,
+        "grub.cfg",
+    ))
+    .unwrap();
+    assert!(cfg.contains("liftoff.slot=B liftoff.roothash="), "{cfg}");
+    // A payload whose bytes differ from its manifest is refused.
+    let mut root = std::fs::read(pb.join("root.img")).unwrap();
+    root[0] ^= 1;
+    std::fs::write(pb.join("root.img"), root).unwrap();
+    let out = Command::new(&prairiedog)
+        .args(["--disk", s(&disk), "--active", "A", "install", "--manifest"])
+        .arg(pb.join("manifest"))
+        .arg("--boot")
+        .arg(pb.join("boot.img"))
+        .arg("--root")
+        .arg(pb.join("root.img"))
+        .arg("--hash")
+        .arg(pb.join("hash.img"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("BLAKE3"),
+        "{out:?}"
+    );
+}
+
+/// Everything in `dir`, names only, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Bad input: a clear message naming the file or option, exit status 2 for bad arguments and
+/// 1 for a failed build, and nothing left behind.
+#[test]
+fn bad_input_fails_cleanly() {
+    let dir = TestDir::new("bad-input");
+    let tree = dir.0.join("tree");
+    tiny_tree(&tree, false);
+    let not_tar = dir.0.join("not-a-tarball.tar.gz");
+    std::fs::write(&not_tar, b"this is not a tarball\n").unwrap();
+    let out_dir = dir.0.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let disk = out_dir.join("disk.img");
+    let payload = out_dir.join("payload");
+    let missing = dir.0.join("no-such-root");
+    for (args, code, message) in [
+        (
+            vec!["image", "--root", s(&missing), "--out", s(&disk)],
+            1,
+            format!("reading the root {}", missing.display()),
+        ),
+        (
+            vec!["image", "--root", s(&not_tar), "--out", s(&disk)],
+            1,
+            format!("unpacking {} with tar", not_tar.display()),
+        ),
+        (
+            vec!["payload", "--root", s(&not_tar), "--out-dir", s(&payload)],
+            1,
+            format!("unpacking {} with tar", not_tar.display()),
+        ),
+        (
+            vec![
+                "image",
+                "--root",
+                s(&tree),
+                "--out",
+                s(&disk),
+                "--fs",
+                "btrfs",
+            ],
+            2,
+            "unknown --fs \"btrfs\" (erofs or ext4)".to_owned(),
+        ),
+        (
+            vec!["image", "--out", s(&disk)],
+            2,
+            "--root is required".to_owned(),
+        ),
+        (
+            vec![
+                "image",
+                "--root",
+                s(&tree),
+                "--out",
+                s(&disk),
+                "--data-mib",
+                "lots",
+            ],
+            2,
+            "--data-mib \"lots\" is not a whole number".to_owned(),
+        ),
+        (
+            vec![
+                "payload",
+                "--root",
+                s(&tree),
+                "--out-dir",
+                s(&payload),
+                "--slot",
+                "C",
+            ],
+            2,
+            "unknown --slot \"C\"".to_owned(),
+        ),
+        (vec!["flash"], 2, "unknown command \"flash\"".to_owned()),
+    ] {
+        let out = liftoff_qemu(&args, "UTC");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(&message), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("liftoff-qemu: "), "{args:?}: {stderr}");
+        assert!(
+            listing(&out_dir).is_empty(),
+            "{args:?} left {:?}",
+            listing(&out_dir)
+        );
+    }
+    // Help is not an error.
+    for verb in ["image", "payload", "boot"] {
+        let out = liftoff_qemu(&[verb, "--help"], "UTC");
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout)
+            .starts_with(&format!("usage: liftoff-qemu {verb}")));
+    }
+}
+
+/// The Debian root tree of `scripts/build-rootfs` (systemd, containerd) as a tarball: a disk
+/// whose ROOT-A `veritysetup` verifies and whose erofs `fsck.erofs` accepts, with the size
+/// and time of the build printed for docs/image.md.
+#[test]
+fn debian_tree_tarball() {
+    let dir = TestDir::new("debian");
+    let tree = liftoff_qemu::system::root_tree(liftoff_qemu::Arch::X86_64)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tarball = dir.0.join("root.tar");
+    let out = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-cf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let disk = dir.0.join("disk.img");
+    let start = std::time::Instant::now();
+    let json = built(
+        &[
+            "image",
+            "--arch",
+            "x86_64",
+            "--root",
+            s(&tarball),
+            "--out",
+            s(&disk),
+            "--json",
+        ],
+        "UTC",
+    );
+    eprintln!(
+        "debian tree: image in {:.1} s, root {} MiB, hash {} KiB",
+        start.elapsed().as_secs_f64(),
+        json["root_bytes"].as_u64().unwrap() >> 20,
+        json["hash_bytes"].as_u64().unwrap() >> 10
+    );
+    std::fs::remove_file(&tarball).unwrap();
+    let root_part = extract(&disk, extent(&json, image::ROOT_A), &dir.0.join("root-a"));
+    let hash_part = extract(&disk, extent(&json, image::HASH_A), &dir.0.join("hash-a"));
+    let out = Command::new("veritysetup")
+        .arg("verify")
+        .arg(&root_part)
+        .arg(&hash_part)
+        .arg(json["root_hash"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "veritysetup verify: {out:?}");
+    let out = Command::new("fsck.erofs").arg(&root_part).output().unwrap();
+    assert!(out.status.success(), "fsck.erofs: {out:?}");
+}
