@@ -8,8 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use liftoff_qemu::build::{self, BootSpec, PayloadSpec};
 use liftoff_qemu::firmware::{self, Install, Slot};
-use liftoff_qemu::image::{self, BuiltDisk, DiskSpec, RootFsType};
+use liftoff_qemu::image::{self, DiskSpec, RootFsType};
 use liftoff_qemu::kernel::Kernel;
 use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
 use liftoff_qemu::vm::{Disk, Vm};
@@ -99,43 +100,34 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// v2's payloads (BOOT image, root, hash tree, manifest) on an ext4 disk image.
+/// v2's payloads (BOOT image, root, hash tree, manifest), made by the image builder from
+/// v2's root image for slot B, on an ext4 disk image.
 fn payload_disk(arch: Arch, kernel: &Kernel, v2: &BuiltSystem, work: &Path) -> std::path::PathBuf {
     let dir = work.join("payload");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let root = dir.join("root.img");
+    let root = work.join("v2-root.img");
     v2.extract_root(&root).unwrap();
-    let hash = dir.join("hash.img");
-    let (root_hash, salt) = image::make_hash(&root, &hash, "vm-update-v2").unwrap();
-    assert_eq!(root_hash, v2.disk.root_hash);
-    let as_b = BuiltDisk {
-        root_hash: root_hash.clone(),
-        salt,
-        ..v2.disk.clone()
+    let boot = BootSpec {
+        kernel: kernel.image.clone(),
+        initramfs: system::initramfs(arch, kernel).unwrap(),
+        append: "liftoff.handoff=containerd".into(),
     };
-    let cmdline = firmware::slot_cmdline(arch, Slot::B, &as_b, "liftoff.handoff=containerd");
-    let initramfs = system::initramfs(arch, kernel).unwrap();
-    let files = firmware::boot_files(&kernel.image, &initramfs, &cmdline).unwrap();
-    let boot = dir.join("boot.img");
-    firmware::make_fat_tree(&boot, 64, "BOOT-B", "vm-update-v2", &files, work).unwrap();
-    let host_prairiedog = artifacts::target_dir().join("debug/prairiedog");
-    assert!(
-        host_prairiedog.is_file(),
-        "{} missing: cargo build -p prairiedog",
-        host_prairiedog.display()
-    );
-    let manifest = run(Command::new(&host_prairiedog)
-        .arg("manifest")
-        .arg("--boot")
-        .arg(&boot)
-        .arg("--root")
-        .arg(&root)
-        .arg("--hash")
-        .arg(&hash)
-        .arg("--verity-root-hash")
-        .arg(&root_hash));
-    std::fs::write(dir.join("manifest"), manifest).unwrap();
+    let payloads = build::write_payloads(
+        &PayloadSpec {
+            arch,
+            seed: "vm-update-v2",
+            boot: &boot,
+            boot_mib: 64,
+            slot: Slot::B,
+        },
+        &root,
+        &dir,
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&root).unwrap();
+    assert_eq!(payloads.root_hash, v2.disk.root_hash);
     let size: u64 = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
