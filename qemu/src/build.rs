@@ -320,10 +320,14 @@ impl RootSource {
 pub fn stage_root(source: &RootSource, stage: &Path) -> Result<(), BuildError> {
     match source {
         RootSource::Dir(tree) => {
+            std::fs::create_dir_all(stage)
+                .map_err(io_err(format!("creating {}", stage.display())))?;
+            // `TREE/.`: the tree's content and its own owner and mode, also when TREE is a
+            // symbolic link to the tree.
             let out = Command::new("cp")
                 .arg("-a")
                 .arg("--reflink=auto")
-                .arg(tree)
+                .arg(tree.join("."))
                 .arg(stage)
                 .output()
                 .map_err(io_err("running cp"))?;
@@ -731,8 +735,14 @@ mod tests {
         std::fs::create_dir_all(tree.join("etc")).unwrap();
         std::fs::write(tree.join("etc/hostname"), "liftoff\n").unwrap();
         std::os::unix::fs::symlink("/run", tree.join("var")).unwrap();
+        std::fs::set_permissions(&tree, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+            .unwrap();
+        // Through a symbolic link to the tree: the tree is copied, not the link.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&tree, &link).unwrap();
         let stage = dir.join("stage");
-        stage_root(&RootSource::Dir(tree.clone()), &stage).unwrap();
+        stage_root(&RootSource::Dir(link), &stage).unwrap();
+        assert!(stage.symlink_metadata().unwrap().is_dir());
         for name in MOUNT_POINTS {
             assert!(stage.join(name).symlink_metadata().is_ok(), "{name}");
         }
@@ -748,6 +758,7 @@ mod tests {
             ) & 0o7777
         };
         assert_eq!(mode("tmp"), 0o1777);
+        assert_eq!(mode(""), 0o750, "the tree's own mode");
         assert_eq!(mode("local"), 0o755);
         for p in ["", "etc", "etc/hostname", "var", "tmp"] {
             let meta = stage.join(p).symlink_metadata().unwrap();
