@@ -821,15 +821,20 @@ fn vm_x86_64_containerd_host_shuts_down_cleanly() {
 }
 
 /// The test image's /usr/bin/containerd: the first time it runs it starts the real
-/// containerd, leaves an orphan behind, kills containerd after a few seconds and exits;
-/// every later start is the real containerd.
+/// containerd, leaves an orphan behind, kills containerd once PID 1 has logged it healthy
+/// (a fixed delay raced a slow machine) and exits; every later start is the real
+/// containerd.
 const CRASHING_CONTAINERD: &str = "#!/bin/sh
 if [ ! -e /run/liftoff-test-crashed ]; then
   : > /run/liftoff-test-crashed
   /usr/bin/containerd.real \"$@\" &
   pid=$!
   (sleep 2 &)
-  sleep 6
+  n=0
+  until dmesg | grep -q 'liftoff: containerd (pid [0-9]*) is healthy' || [ $n -ge 240 ]; do
+    sleep 0.5
+    n=$((n + 1))
+  done
   echo LIFTOFF-TEST-KILLING-CONTAINERD > /dev/console
   kill -9 $pid
   exit 1
