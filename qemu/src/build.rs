@@ -39,9 +39,10 @@
 //!
 //! Same inputs and seed, same bytes: every GUID, file system UUID, ext4 hash seed, FAT volume
 //! ID and the verity salt and UUID derive from the seed ([`image::seeded_guid`]); every time
-//! stamp is 0 (erofs `-T0`; ext4 `E2FSPROGS_FAKE_TIME` plus `debugfs` for the times
-//! `mkfs.ext4 -d` copies from the stage; FAT `--invariant`, files stamped at 0 and
-//! `SOURCE_DATE_EPOCH=0` and `TZ=UTC` for mtools, as FAT keeps local time); the work folder's path never reaches an image.
+//! stamp is fixed (erofs `-T0`; ext4 `E2FSPROGS_FAKE_TIME` plus `debugfs` for the times
+//! `mkfs.ext4 -d` copies from the stage; FAT files at [`image::FAT_EPOCH`], mtools run with
+//! `SOURCE_DATE_EPOCH` and `TZ=UTC`, as FAT keeps local time); the work folder's path never
+//! reaches an image.
 
 use std::fmt;
 use std::fs::File;

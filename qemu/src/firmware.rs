@@ -311,8 +311,8 @@ pub fn esp_files(
 
 /// Makes a FAT image of `mib` MiB holding `files`, whose names may contain folders
 /// (`EFI/BOOT/BOOTX64.EFI`): [`image::make_fat`] plus the folders, made with `mmd`.
-/// Same inputs, same bytes (volume ID from the seed, every time stamp at 0, and in UTC: FAT
-/// stores local time, so mtools runs with `TZ=UTC`). With only
+/// Same inputs, same bytes (volume ID from the seed, every time stamp at
+/// [`image::FAT_EPOCH`], and in UTC: FAT stores local time, so mtools runs with `TZ=UTC`). With only
 /// root-level names it makes what [`image::make_fat`] makes, so
 /// [`image::build_disk`] can call it for the ESP to accept `EFI/BOOT/...` in
 /// `DiskSpec::esp_files`.
@@ -335,7 +335,7 @@ pub fn make_fat_tree(
                         .arg("-i")
                         .arg(out)
                         .arg(format!("::/{folder}"))
-                        .env("SOURCE_DATE_EPOCH", "0")
+                        .env("SOURCE_DATE_EPOCH", image::FAT_EPOCH)
                         .env("TZ", "UTC"),
                 )?;
                 made.push(folder);
@@ -347,14 +347,19 @@ pub fn make_fat_tree(
             source,
         })?;
         // A fixed modification time keeps the image reproducible.
-        image::run(Command::new("touch").args(["-d", "@0"]).arg(&staged))?;
+        image::run(
+            Command::new("touch")
+                .arg("-d")
+                .arg(format!("@{}", image::FAT_EPOCH))
+                .arg(&staged),
+        )?;
         image::run(
             Command::new("mcopy")
                 .args(["-m", "-o", "-i"])
                 .arg(out)
                 .arg(&staged)
                 .arg(format!("::/{name}"))
-                .env("SOURCE_DATE_EPOCH", "0")
+                .env("SOURCE_DATE_EPOCH", image::FAT_EPOCH)
                 .env("TZ", "UTC"),
         )?;
         let _ = std::fs::remove_file(&staged);
@@ -680,6 +685,31 @@ mod tests {
             assert_eq!(&out.stdout, data, "{name}");
         }
         assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&two).unwrap());
+        // The seeded volume ID and the fixed time, as mtools lists them.
+        let out = Command::new("mdir")
+            .arg("-i")
+            .arg(&one)
+            .arg("::/EFI/BOOT")
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let id = image::seeded_guid("s", "EFI-SYSTEM")[..8].to_uppercase();
+        assert!(
+            listing.contains(&format!(
+                "Volume Serial Number is {}-{}",
+                &id[..4],
+                &id[4..]
+            )),
+            "{listing}"
+        );
+        assert!(listing.contains("BOOTX64  EFI"), "{listing}");
+        for line in listing
+            .lines()
+            .filter(|l| l.contains("EFI ") || l.contains("extra"))
+        {
+            assert!(line.contains("1980-01-01   0:00"), "{line}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -275,7 +275,12 @@ pub fn make_hash(root: &Path, hash: &Path, seed: &str) -> Result<(String, String
     ))
 }
 
-/// Makes a FAT file system image of `mib` MiB holding `files` in its root folder.
+/// The time stamp of every file in a FAT image: 1980-01-01 00:00:00 UTC, the earliest time
+/// FAT can store (0, the Unix epoch, comes out as 2098 in a FAT directory entry).
+pub const FAT_EPOCH: &str = "315532800";
+
+/// Makes a FAT file system image of `mib` MiB holding `files` in its root folder. The
+/// volume ID comes from the seed (`-i` after `--invariant`, which would set 1234-ABCD).
 pub fn make_fat(
     out: &Path,
     mib: u64,
@@ -287,7 +292,7 @@ pub fn make_fat(
     let _ = std::fs::remove_file(out);
     let volid = &seeded_guid(seed, label)[..8];
     run(Command::new("mkfs.vfat")
-        .args(["-C", "-n", label, "-i", volid, "--invariant"])
+        .args(["-C", "-n", label, "--invariant", "-i", volid])
         .arg(out)
         .arg((mib * 1024).to_string())
         .env("TZ", "UTC"))?;
@@ -295,7 +300,10 @@ pub fn make_fat(
         let staged = work.join(format!("fat-{name}"));
         std::fs::write(&staged, data).map_err(io_err(format!("writing {}", staged.display())))?;
         // A fixed modification time keeps the image reproducible.
-        run(Command::new("touch").args(["-d", "@0"]).arg(&staged))?;
+        run(Command::new("touch")
+            .arg("-d")
+            .arg(format!("@{FAT_EPOCH}"))
+            .arg(&staged))?;
         run(Command::new("mcopy")
             .arg("-m")
             .arg("-o")
@@ -303,7 +311,7 @@ pub fn make_fat(
             .arg(out)
             .arg(&staged)
             .arg(format!("::/{name}"))
-            .env("SOURCE_DATE_EPOCH", "0")
+            .env("SOURCE_DATE_EPOCH", FAT_EPOCH)
             .env("TZ", "UTC"))?;
         let _ = std::fs::remove_file(&staged);
     }
