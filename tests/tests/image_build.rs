@@ -663,3 +663,76 @@ fn debian_tree_tarball() {
     let out = Command::new("fsck.erofs").arg(&root_part).output().unwrap();
     assert!(out.status.success(), "fsck.erofs: {out:?}");
 }
+
+/// The whole path a user takes, in a VM: the Debian root tree as a tarball, made into a
+/// disk by `liftoff-qemu image`, booted by `liftoff-qemu boot --disk` through OVMF and
+/// GRUB until containerd answers and slot A is marked successful. The console shows GRUB
+/// booting slot A and PID 1 opening the root with the root hash `image` printed.
+#[test]
+fn vm_x86_64_image_from_a_tarball_boots_to_containerd() {
+    let (work, _scratch) = common::work_dir("image-cli-x86_64");
+    let tree = liftoff_qemu::system::root_tree(liftoff_qemu::Arch::X86_64)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tarball = work.join("root.tar.gz");
+    let out = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-czf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let disk = work.join("disk.img");
+    let json = built(
+        &[
+            "image",
+            "--arch",
+            "x86_64",
+            "--root",
+            s(&tarball),
+            "--out",
+            s(&disk),
+            "--append",
+            "liftoff.handoff=containerd",
+            "--json",
+        ],
+        "UTC",
+    );
+    std::fs::remove_file(&tarball).unwrap();
+    let out = liftoff_qemu(
+        &[
+            "boot",
+            "--arch",
+            "x86_64",
+            "--disk",
+            s(&disk),
+            "--timeout",
+            "400",
+        ],
+        "UTC",
+    );
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "liftoff-qemu boot: {}\n{console}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(console.contains("the container host is up"), "{console}");
+    assert!(
+        console.contains("liftoff-grub: booting slot A"),
+        "{console}"
+    );
+    let root_hash = json["root_hash"].as_str().unwrap();
+    assert!(
+        console
+            .lines()
+            .any(|l| l.contains("liftoff: verity:") && l.contains(root_hash)),
+        "{console}"
+    );
+    assert!(!console.contains("Kernel panic"), "{console}");
+    // Slot A stays the successful slot with priority 1; B was never touched.
+    assert_eq!(attributes(&disk, image::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&disk, image::BOOT_B), 0);
+    std::fs::write(work.join("console.log"), console.as_bytes()).unwrap();
+}
