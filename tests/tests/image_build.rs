@@ -736,3 +736,134 @@ fn vm_x86_64_image_from_a_tarball_boots_to_containerd() {
     assert_eq!(attributes(&disk, image::BOOT_B), 0);
     std::fs::write(work.join("console.log"), console.as_bytes()).unwrap();
 }
+
+/// `--kernel` with `--modules` naming the cached Debian kernel and its module tree, and
+/// `--initramfs` with the initramfs the default disk carries, give the default disk byte for
+/// byte; a kernel that is not there is a failure that names it.
+#[test]
+fn explicit_kernel_modules_and_initramfs_equal_the_default() {
+    let dir = TestDir::new("kernel-options");
+    let tree = dir.0.join("tree");
+    tiny_tree(&tree, false);
+    let kernel = liftoff_qemu::kernel::Kernel::debian(liftoff_qemu::Arch::X86_64).unwrap();
+    let base = [
+        "image",
+        "--arch",
+        "x86_64",
+        "--root",
+        s(&tree),
+        "--boot-mib",
+        "32",
+        "--json",
+    ];
+    let default = dir.0.join("default.img");
+    let json = built(&[&base[..], &["--out", s(&default)]].concat(), "UTC");
+    let explicit = dir.0.join("explicit.img");
+    built(
+        &[
+            &base[..],
+            &[
+                "--out",
+                s(&explicit),
+                "--kernel",
+                s(&kernel.image),
+                "--modules",
+                s(&kernel.modules_dir),
+            ],
+        ]
+        .concat(),
+        "UTC",
+    );
+    assert_eq!(sha256(&default), sha256(&explicit), "--kernel --modules");
+    let initramfs = dir.0.join("initramfs");
+    std::fs::write(
+        &initramfs,
+        fat_file(&default, extent(&json, image::BOOT_A).0, "initramfs"),
+    )
+    .unwrap();
+    let given = dir.0.join("given.img");
+    built(
+        &[
+            &base[..],
+            &["--out", s(&given), "--initramfs", s(&initramfs)],
+        ]
+        .concat(),
+        "UTC",
+    );
+    assert_eq!(sha256(&default), sha256(&given), "--initramfs");
+    // Without --modules the initramfs holds PID 1 only: a smaller, different BOOT-A.
+    let bare = dir.0.join("bare.img");
+    let bare_json = built(
+        &[
+            &base[..],
+            &["--out", s(&bare), "--kernel", s(&kernel.image)],
+        ]
+        .concat(),
+        "UTC",
+    );
+    let bare_initramfs = fat_file(&bare, extent(&bare_json, image::BOOT_A).0, "initramfs");
+    assert!(bare_initramfs.len() < std::fs::read(&initramfs).unwrap().len() / 2);
+    let has_dm_verity = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains("dm-verity.ko");
+    assert!(has_dm_verity(&std::fs::read(&initramfs).unwrap()));
+    assert!(!has_dm_verity(&bare_initramfs));
+    let missing = dir.0.join("no-vmlinuz");
+    let out = liftoff_qemu(
+        &[
+            &base[..],
+            &["--out", s(&dir.0.join("x.img")), "--kernel", s(&missing)],
+        ]
+        .concat(),
+        "UTC",
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("the kernel {} is not a file", missing.display())),
+        "{stderr}"
+    );
+    assert!(!dir.0.join("x.img").exists());
+}
+
+/// aarch64: GRUB at `EFI/BOOT/BOOTAA64.EFI` (an arm64 PE image), Debian's arm64 kernel in
+/// BOOT-A with the `ttyAMA0` console, a table `sgdisk -v` accepts, the same bytes in two
+/// time zones.
+#[test]
+fn aarch64_disk() {
+    let dir = TestDir::new("aarch64");
+    let tree = dir.0.join("tree");
+    tiny_tree(&tree, false);
+    let args = |out: &Path| {
+        vec![
+            "image".to_owned(),
+            "--arch".into(),
+            "aarch64".into(),
+            "--root".into(),
+            s(&tree).into(),
+            "--out".into(),
+            s(out).into(),
+            "--json".into(),
+        ]
+    };
+    let one = dir.0.join("one.img");
+    let two = dir.0.join("two.img");
+    let a: Vec<String> = args(&one);
+    let json = built(&a.iter().map(String::as_str).collect::<Vec<_>>(), "UTC");
+    let b: Vec<String> = args(&two);
+    built(
+        &b.iter().map(String::as_str).collect::<Vec<_>>(),
+        "Asia/Tokyo",
+    );
+    assert_eq!(sha256(&one), sha256(&two));
+    let out = Command::new("sgdisk").arg("-v").arg(&one).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No problems found"));
+    let efi = fat_file(&one, extent(&json, image::ESP).0, "EFI/BOOT/BOOTAA64.EFI");
+    let at = u32::from_le_bytes(efi[0x3c..0x40].try_into().unwrap()) as usize;
+    assert_eq!(&efi[at..at + 4], b"PE\0\0");
+    assert_eq!(u16::from_le_bytes([efi[at + 4], efi[at + 5]]), 0xaa64);
+    let kernel = liftoff_qemu::kernel::Kernel::debian(liftoff_qemu::Arch::Aarch64).unwrap();
+    let boot_a = extent(&json, image::BOOT_A).0;
+    assert!(fat_file(&one, boot_a, "vmlinuz") == std::fs::read(&kernel.image).unwrap());
+    let cfg = String::from_utf8(fat_file(&one, boot_a, "grub.cfg")).unwrap();
+    assert!(cfg.contains(" console=ttyAMA0 panic=-1'"), "{cfg}");
+    assert_eq!(attributes(&one, image::BOOT_A), word(1, 0, true, 0));
+}
