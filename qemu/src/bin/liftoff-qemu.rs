@@ -338,6 +338,12 @@ fn image_spec(args: &BuildArgs) -> Result<ImageSpec, String> {
     Ok(spec)
 }
 
+/// Writes the result to stdout. A reader that went away (`| head`) is not an error of the
+/// build, so a failed write is ignored.
+fn emit(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+}
+
 /// Prints one progress line per step on stderr, with the time since the start.
 fn progress(start: Instant) -> impl FnMut(&str) {
     move |step: &str| {
@@ -408,23 +414,25 @@ fn run_image(args: &BuildArgs) -> Result<(), String> {
         "liftoff-qemu: [{:6.1} s] done",
         start.elapsed().as_secs_f64()
     );
+    let mut text = String::new();
     if args.json {
-        println!("{}", image_json(args, &built));
+        text = format!("{}\n", image_json(args, &built));
     } else {
-        println!("disk       {}", built.disk.path.display());
-        println!("root hash  {}", built.disk.root_hash);
-        println!("salt       {}", built.disk.salt);
-        println!("cmdline    {}", built.cmdline);
+        text.push_str(&format!("disk       {}\n", built.disk.path.display()));
+        text.push_str(&format!("root hash  {}\n", built.disk.root_hash));
+        text.push_str(&format!("salt       {}\n", built.disk.salt));
+        text.push_str(&format!("cmdline    {}\n", built.cmdline));
         for (number, label, _) in image::PARTITIONS {
             let (first, bytes) = built.disk.extent(number);
-            println!(
-                "{number} {label:<10} {} {:>6} MiB at {:>6} MiB",
+            text.push_str(&format!(
+                "{number} {label:<10} {} {:>6} MiB at {:>6} MiB\n",
                 built.disk.partuuid(number),
                 bytes >> 20,
                 first >> 20
-            );
+            ));
         }
     }
+    emit(&text);
     Ok(())
 }
 
@@ -437,16 +445,23 @@ fn run_payload(args: &BuildArgs) -> Result<(), String> {
         "liftoff-qemu: [{:6.1} s] done",
         start.elapsed().as_secs_f64()
     );
+    let mut text = String::new();
     if args.json {
-        println!("{}", payload_json(args, &built));
+        text = format!("{}\n", payload_json(args, &built));
     } else {
-        println!("slot       {}", built.slot.name());
-        println!("root hash  {}", built.root_hash);
-        println!("manifest   {}", built.manifest.display());
+        text.push_str(&format!("slot       {}\n", built.slot.name()));
+        text.push_str(&format!("root hash  {}\n", built.root_hash));
+        text.push_str(&format!("manifest   {}\n", built.manifest.display()));
         for f in [&built.boot, &built.root, &built.hash] {
-            println!("{} {} bytes blake3 {}", f.path.display(), f.bytes, f.blake3);
+            text.push_str(&format!(
+                "{} {} bytes blake3 {}\n",
+                f.path.display(),
+                f.bytes,
+                f.blake3
+            ));
         }
     }
+    emit(&text);
     Ok(())
 }
 
@@ -558,7 +573,7 @@ fn main() -> ExitCode {
     let verb = match parse_args(std::env::args().skip(1).collect()) {
         Ok(v) => v,
         Err(u) if u.error.is_empty() => {
-            println!("{}", u.text);
+            emit(&format!("{}\n", u.text));
             return ExitCode::SUCCESS;
         }
         Err(u) => {
