@@ -54,8 +54,9 @@ use prairiedog::install::{InstallError, Manifest, Payload};
 
 use crate::firmware::{self, FirmwareError, Install, Slot};
 use crate::image::{self, BuiltDisk, DiskSpec, ImageError, RootFsType};
+use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
-use crate::{system, Arch};
+use crate::{artifacts, system, Arch};
 
 /// Mount points PID 1 needs in the verified root (docs/init.md, "What the image provides").
 pub const MOUNT_POINTS: [&str; 6] = ["etc", "local", "opt", "run", "tmp", "var"];
@@ -78,6 +79,54 @@ impl BootSpec {
         let initramfs = system::initramfs(arch, &kernel).map_err(BuildError::Boot)?;
         Ok(BootSpec {
             kernel: kernel.image,
+            initramfs,
+            append: append.to_owned(),
+        })
+    }
+
+    /// `kernel` with Liftoff's initramfs: PID 1 and, when `modules` (the kernel's
+    /// `lib/modules/<version>` tree) is given, the modules of [`system::SYSTEM_MODULES`] from
+    /// it; without `modules`, PID 1 alone, for a kernel with everything built in (the
+    /// minimal kernel of `kernel-config/`).
+    pub fn kernel(
+        arch: Arch,
+        kernel: &Path,
+        modules: Option<&Path>,
+        append: &str,
+    ) -> Result<BootSpec, BuildError> {
+        if !kernel.is_file() {
+            return Err(BuildError::Boot(format!(
+                "the kernel {} is not a file",
+                kernel.display()
+            )));
+        }
+        let initramfs = match modules {
+            Some(dir) => {
+                let k = Kernel {
+                    arch,
+                    version: dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    image: kernel.to_path_buf(),
+                    modules_dir: dir.to_path_buf(),
+                };
+                system::initramfs(arch, &k).map_err(BuildError::Boot)?
+            }
+            None => {
+                let init = artifacts::musl_binary(arch, "init").map_err(BuildError::Boot)?;
+                let mut initramfs =
+                    Initramfs::new().map_err(|e| BuildError::Boot(e.to_string()))?;
+                initramfs
+                    .host_file("init", 0o755, &init)
+                    .map_err(|e| BuildError::Boot(e.to_string()))?;
+                initramfs
+                    .finish()
+                    .map_err(|e| BuildError::Boot(e.to_string()))?
+            }
+        };
+        Ok(BootSpec {
+            kernel: kernel.to_path_buf(),
             initramfs,
             append: append.to_owned(),
         })

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use liftoff_qemu::build::{self, BootSpec, BuiltImage, BuiltPayloads, ImageSpec};
 use liftoff_qemu::firmware::{self, Slot};
 use liftoff_qemu::image::{self, RootFsType};
-use liftoff_qemu::initramfs::Initramfs;
 use liftoff_qemu::kernel::Kernel;
 use liftoff_qemu::system;
 use liftoff_qemu::vm::{Disk, Vm};
@@ -284,48 +283,26 @@ fn parse_boot(rest: Vec<String>) -> Result<BootArgs, Usage> {
 
 /// The kernel and initramfs the options name.
 fn boot_spec(args: &BuildArgs) -> Result<BootSpec, String> {
-    let Some(kernel) = &args.kernel else {
-        let mut spec = BootSpec::debian(args.arch, &args.append).map_err(|e| e.to_string())?;
-        if let Some(path) = &args.initramfs {
-            spec.initramfs =
-                std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if let Some(path) = &args.initramfs {
+        let kernel = match &args.kernel {
+            Some(kernel) => kernel.clone(),
+            None => Kernel::debian(args.arch).map_err(|e| e.to_string())?.image,
+        };
+        if !kernel.is_file() {
+            return Err(format!("the kernel {} is not a file", kernel.display()));
         }
-        return Ok(spec);
-    };
-    if !kernel.is_file() {
-        return Err(format!("the kernel {} is not a file", kernel.display()));
+        return Ok(BootSpec {
+            kernel,
+            initramfs: std::fs::read(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?,
+            append: args.append.clone(),
+        });
     }
-    let initramfs = match (&args.initramfs, &args.modules) {
-        (Some(path), _) => {
-            std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?
-        }
-        (None, Some(modules)) => {
-            let version = modules
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let k = Kernel {
-                arch: args.arch,
-                version,
-                image: kernel.clone(),
-                modules_dir: modules.clone(),
-            };
-            system::initramfs(args.arch, &k)?
-        }
-        (None, None) => {
-            let init = artifacts::musl_binary(args.arch, "init")?;
-            let mut initramfs = Initramfs::new().map_err(|e| e.to_string())?;
-            initramfs
-                .host_file("init", 0o755, &init)
-                .map_err(|e| e.to_string())?;
-            initramfs.finish().map_err(|e| e.to_string())?
-        }
-    };
-    Ok(BootSpec {
-        kernel: kernel.clone(),
-        initramfs,
-        append: args.append.clone(),
-    })
+    match &args.kernel {
+        None => BootSpec::debian(args.arch, &args.append),
+        Some(kernel) => BootSpec::kernel(args.arch, kernel, args.modules.as_deref(), &args.append),
+    }
+    .map_err(|e| e.to_string())
 }
 
 fn image_spec(args: &BuildArgs) -> Result<ImageSpec, String> {
