@@ -279,6 +279,15 @@ fn main() {
     let _ = out.write_all(line.as_bytes());
     let _ = out.flush();
     if report.pid == 1 {
+        // Shut down as a host's init does: disk file systems unmounted (the bind mounts
+        // first), so the next boot finds DATA clean and replays no journal, like any boot
+        // after a clean shutdown. Best effort: a busy mount is left to the sync.
+        for m in report.mounts.iter().rev() {
+            if m.target != "/" && matches!(m.fstype.as_str(), "ext4" | "xfs") {
+                let _ =
+                    rustix::mount::unmount(m.target.as_str(), rustix::mount::UnmountFlags::empty());
+            }
+        }
         rustix::fs::sync();
         let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
         // Powering off failed: exiting would panic the kernel, so wait.
