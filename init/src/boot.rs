@@ -37,6 +37,7 @@ pub fn run() -> ! {
         kmsg::warn(&format!("opening /dev/kmsg: {e}; logging to the console"));
     }
     let devkmsg = kmsg::DevkmsgGuard::enable(root);
+    let autoload = modules::AutoloadGuard::disable(root);
     timeline::mark_at("pid1", started);
     timeline::mark("api-mounts");
 
@@ -63,6 +64,7 @@ pub fn run() -> ! {
             kmsg::warn(&format!(
                 "no liftoff.roothash: no verified root; handing off to {target} inside the initramfs"
             ));
+            restore_autoload(autoload);
             timeline::mark("handoff");
             devkmsg.restore();
             exec(target);
@@ -159,6 +161,7 @@ pub fn run() -> ! {
         Handoff::Path(p) => p.clone(),
         Handoff::Systemd => "/sbin/init".to_owned(),
         Handoff::Containerd => {
+            restore_autoload(autoload);
             timeline::mark("handoff");
             // PID 1 stays the host's supervisor and keeps logging (restarts, shutdown), so
             // the kernel's rate limit stays off for its lines: with it back on, the last
@@ -177,9 +180,21 @@ pub fn run() -> ! {
         ));
         dog.hand_over();
     }
+    restore_autoload(autoload);
     timeline::mark("handoff");
     devkmsg.restore();
     exec(&target)
+}
+
+/// Module auto-loading comes back for the next stage; if it cannot, the host still runs,
+/// and the line says why a later module request fails.
+fn restore_autoload(autoload: modules::AutoloadGuard) {
+    let helper = autoload.previous().map(str::to_owned);
+    if let (Err(e), Some(helper)) = (autoload.restore(), helper) {
+        kmsg::warn(&format!(
+            "restoring /proc/sys/kernel/modprobe to {helper}: {e}; module auto-loading stays off"
+        ));
+    }
 }
 
 /// Arms the boot watchdog `liftoff.watchdog` asks for. A machine without a watchdog device

@@ -51,6 +51,9 @@ pub struct Report {
     /// The bounding set (`CapBnd` of /proc/self/status).
     #[serde(default)]
     pub cap_bnd: u64,
+    /// The kernel's module helper (`/proc/sys/kernel/modprobe`) as the next stage finds it.
+    #[serde(default)]
+    pub modprobe: String,
     /// Contents of /local/liftoff-marker (written by `write-marker` on an earlier boot).
     #[serde(default)]
     pub local_marker: Option<String>,
@@ -263,6 +266,7 @@ mod tests {
             under_systemd: false,
             multi_user: None,
             cap_bnd: 0,
+            modprobe: String::new(),
             local_marker: None,
             local_bytes: 0,
             read_root: None,

@@ -122,6 +122,11 @@ fn verified_root_under_systemd(arch: Arch) {
     // no CAP_SYS_RAWIO (17); CAP_SYS_ADMIN (21) is still there.
     assert_eq!(r.cap_bnd & (1 << 16 | 1 << 17), 0, "CapBnd {:x}", r.cap_bnd);
     assert_ne!(r.cap_bnd & (1 << 21), 0, "CapBnd {:x}", r.cap_bnd);
+    // PID 1 switched module auto-loading off while it worked and gave it back.
+    assert_eq!(
+        r.modprobe, "/sbin/modprobe",
+        "kernel.modprobe after the handoff"
+    );
     // No unit failed or timed out, and systemd did not take the root for an initrd. (It
     // does say it cannot load autofs4: the root carries no kernel modules, by design.)
     let complaints: Vec<&String> =

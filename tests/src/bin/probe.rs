@@ -262,6 +262,7 @@ fn main() {
         under_systemd,
         multi_user: multi_user(under_systemd),
         cap_bnd: cap_bnd(),
+        modprobe: read("/proc/sys/kernel/modprobe").trim_end().to_owned(),
         local_marker: std::fs::read_to_string(MARKER_FILE).ok(),
         local_bytes: local_bytes(),
         pid: rustix::process::getpid().as_raw_nonzero().get(),
