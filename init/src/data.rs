@@ -148,25 +148,43 @@ fn crypt_params(key_hex: &str, device: &Path) -> String {
 
 /// Reads the key from PRIVATE, or creates it there on the first boot. Returns the key and
 /// whether it was just created.
+///
+/// PRIVATE is mounted read-only, and read-write only on the boot that makes the key: every
+/// later boot only reads it, and a read-only mount writes nothing back (no superblock
+/// update on mount and unmount, nothing to sync).
 pub fn keyfile_key(private: &Path) -> Result<(Key, bool), DataError> {
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let mount = Mount::new(
         &private.display().to_string(),
         PRIVATE_MOUNT,
         "ext4",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        flags | MountFlags::RDONLY,
         "",
     );
     mounts::run(&mut mounts::System, Path::new("/"), &[mount]).map_err(DataError::Mount)?;
-    let result = read_or_create_key(Path::new(PRIVATE_MOUNT));
-    rustix::fs::sync();
+    let result = read_or_create_key(Path::new(PRIVATE_MOUNT), || {
+        rustix::mount::mount_remount(PRIVATE_MOUNT, flags, "").map_err(|e| DataError::Key {
+            path: private.to_path_buf(),
+            source: io::Error::other(format!(
+                "remounting {PRIVATE_MOUNT} read-write to make the key: {e}"
+            )),
+        })
+    });
+    if matches!(result, Ok((_, true))) {
+        rustix::fs::sync();
+    }
     // The key stays out of reach of everything that runs later.
     let _ = rustix::mount::unmount(PRIVATE_MOUNT, rustix::mount::UnmountFlags::empty());
     result
 }
 
-/// The key file in `dir`: read it if it is there, else make one crash-safely (write a
-/// temporary file, fsync, rename, fsync the folder).
-pub fn read_or_create_key(dir: &Path) -> Result<(Key, bool), DataError> {
+/// The key file in `dir`: read it if it is there, else call `writable` (which makes `dir`
+/// writable) and make one crash-safely (write a temporary file, fsync, rename, fsync the
+/// folder).
+pub fn read_or_create_key(
+    dir: &Path,
+    writable: impl FnOnce() -> Result<(), DataError>,
+) -> Result<(Key, bool), DataError> {
     let path = dir.join(KEY_FILE);
     match File::open(&path) {
         Ok(mut f) => {
@@ -189,6 +207,7 @@ pub fn read_or_create_key(dir: &Path) -> Result<(Key, bool), DataError> {
             Ok((key, false))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            writable()?;
             let key = Key::random()?;
             let tmp = dir.join(format!("{KEY_FILE}.new"));
             let err = |source| DataError::Key {
@@ -470,20 +489,36 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("liftoff-key-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (first, created) = read_or_create_key(&dir).unwrap();
+        // Made writable only to make the key; a refusal leaves nothing behind.
+        let refused = read_or_create_key(&dir, || {
+            Err(DataError::Key {
+                path: dir.clone(),
+                source: io::Error::other("read-only"),
+            })
+        });
+        assert!(refused.unwrap_err().to_string().contains("read-only"));
+        assert!(!dir.join(KEY_FILE).exists());
+        let calls = std::cell::Cell::new(0);
+        let writable = || {
+            calls.set(calls.get() + 1);
+            Ok(())
+        };
+        let (first, created) = read_or_create_key(&dir, writable).unwrap();
         assert!(created);
+        assert_eq!(calls.get(), 1);
         let meta = std::fs::metadata(dir.join(KEY_FILE)).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o400);
         assert_eq!(meta.len(), KEY_BYTES as u64);
-        let (second, created) = read_or_create_key(&dir).unwrap();
+        let (second, created) = read_or_create_key(&dir, writable).unwrap();
         assert!(!created);
+        assert_eq!(calls.get(), 1, "reading the key needs no writable PRIVATE");
         assert_eq!(*first.0, *second.0);
         assert_ne!(*first.0, [0u8; KEY_BYTES]);
         assert!(!dir.join(format!("{KEY_FILE}.new")).exists());
 
         std::fs::remove_file(dir.join(KEY_FILE)).unwrap();
         std::fs::write(dir.join(KEY_FILE), b"short").unwrap();
-        let err = read_or_create_key(&dir).unwrap_err().to_string();
+        let err = read_or_create_key(&dir, || Ok(())).unwrap_err().to_string();
         assert!(err.contains("holds 5 bytes, not 64"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
