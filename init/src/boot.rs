@@ -50,7 +50,9 @@ pub fn run() -> ! {
     for problem in &cmdline.problems {
         kmsg::error(&problem.to_string());
     }
-    kmsg::debug(&format!("configuration: {:?}", cmdline.config));
+    if kmsg::debug_enabled() {
+        kmsg::debug(&format!("configuration: {:?}", cmdline.config));
+    }
     timeline::mark("cmdline");
 
     load_modules(root);

@@ -77,9 +77,16 @@ pub fn set_debug(enabled: bool) {
     }
 }
 
+/// Whether [`Level::Debug`] records are written: callers skip building costly ones.
+pub fn debug_enabled() -> bool {
+    match SINK.lock() {
+        Ok(sink) => sink.debug,
+        Err(poisoned) => poisoned.into_inner().debug,
+    }
+}
+
 /// Writes one record. Never fails and never panics.
 pub fn log(level: Level, message: &str) {
-    let record = format_record(level, message);
     let mut sink = match SINK.lock() {
         Ok(sink) => sink,
         // A panic while logging poisoned the lock; the data is a file handle, still usable.
@@ -88,6 +95,7 @@ pub fn log(level: Level, message: &str) {
     if level == Level::Debug && !sink.debug {
         return;
     }
+    let record = format_record(level, message);
     let written = match sink.kmsg.as_mut() {
         Some(kmsg) => kmsg.write(record.as_bytes()).is_ok(),
         None => false,
