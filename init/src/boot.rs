@@ -164,6 +164,7 @@ pub fn run() -> ! {
         Handoff::Systemd => "/sbin/init".to_owned(),
         Handoff::Containerd => {
             restore_autoload(autoload);
+            timeline::log_peak_memory();
             timeline::mark("handoff");
             // PID 1 stays the host's supervisor and keeps logging (restarts, shutdown), so
             // the kernel's rate limit stays off for its lines: with it back on, the last
@@ -183,6 +184,7 @@ pub fn run() -> ! {
         dog.hand_over();
     }
     restore_autoload(autoload);
+    timeline::log_peak_memory();
     timeline::mark("handoff");
     devkmsg.restore();
     exec(&target)

@@ -41,9 +41,34 @@ pub fn mark_at(stage: &str, boottime_us: u64) {
     kmsg::info(&format_mark(stage, boottime_us));
 }
 
+/// The `VmHWM` (peak resident set) of `/proc/self/status` text, in KiB.
+pub fn peak_kib(status: &str) -> Option<u64> {
+    let rest = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    rest.trim().strip_suffix("kB")?.trim().parse().ok()
+}
+
+/// Logs PID 1's peak memory so far (DESIGN.md section 9 asks for a cheap boot; the
+/// benchmark reads this line).
+pub fn log_peak_memory() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    match peak_kib(&status) {
+        Some(kib) => kmsg::info(&format!("memory: peak resident set {kib} KiB (VmHWM)")),
+        None => kmsg::debug("memory: no VmHWM in /proc/self/status"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_memory_from_proc_status() {
+        let status = "Name:\tinit\nVmPeak:\t    5000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(peak_kib(status), Some(1234));
+        assert_eq!(peak_kib("VmRSS:\t 1000 kB\n"), None);
+        assert_eq!(peak_kib("VmHWM:\t lots kB\n"), None);
+        assert_eq!(peak_kib("VmHWM:\t 12 MB\n"), None);
+    }
 
     #[test]
     fn durations() {

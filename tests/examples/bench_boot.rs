@@ -53,6 +53,16 @@ fn liftoff_sample(lines: &[String]) -> Sample {
     }
 }
 
+/// PID 1's peak resident set in KiB, from its `memory:` line at the handoff.
+fn liftoff_peak_kib(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .find_map(|l| l.split("liftoff: memory: peak resident set ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("PID 1's peak memory line")
+}
+
 fn busybox_sample(lines: &[String]) -> Sample {
     let at =
         |s: &str| printk_of(lines, &format!("bench: {s}")).unwrap_or_else(|| panic!("no {s} mark"));
@@ -181,6 +191,7 @@ fn main() {
 
     let mut liftoff = Vec::new();
     let mut busybox = Vec::new();
+    let mut peaks = Vec::new();
     // One warm-up boot each (Liftoff's first boot makes the DATA key and file system),
     // then interleaved boots so both see the same machine load.
     for i in 0..=boots {
@@ -207,6 +218,7 @@ fn main() {
         );
         if i > 0 {
             liftoff.push(liftoff_sample(&l));
+            peaks.push(liftoff_peak_kib(&l));
             busybox.push(busybox_sample(&b));
         }
     }
@@ -263,6 +275,10 @@ fn main() {
     println!(
         "a PID 1 taking no time would give kernel-to-handoff {:.2}x (the kernel's own part)",
         li as f64 / bk as f64
+    );
+    println!(
+        "PID 1's peak resident set at the handoff: {} KiB (goal: at most 4096)",
+        common::median(peaks)
     );
     println!("logs: {}", work.display());
 }

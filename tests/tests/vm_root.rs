@@ -122,6 +122,15 @@ fn verified_root_under_systemd(arch: Arch) {
     // no CAP_SYS_RAWIO (17); CAP_SYS_ADMIN (21) is still there.
     assert_eq!(r.cap_bnd & (1 << 16 | 1 << 17), 0, "CapBnd {:x}", r.cap_bnd);
     assert_ne!(r.cap_bnd & (1 << 21), 0, "CapBnd {:x}", r.cap_bnd);
+    // PID 1's peak memory up to the handoff (issue 6: at most 4 MiB).
+    let peak: u64 = r
+        .liftoff_log
+        .iter()
+        .find_map(|l| l.strip_prefix("memory: peak resident set "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("PID 1 logs its peak memory");
+    assert!(peak <= 4096, "PID 1 peak resident set {peak} KiB > 4 MiB");
     // PID 1 switched module auto-loading off while it worked and gave it back.
     assert_eq!(
         r.modprobe, "/sbin/modprobe",
