@@ -138,9 +138,9 @@ fn build_both(
     (image, payload)
 }
 
-/// Same tree (made in another order, at another path), or its tarball, with the same seed:
-/// the same disk and payloads, byte for byte, for both root file systems; another seed gives
-/// other bytes, another root hash and other GUIDs.
+/// Same tree (made in another order, at another path), or its tarball, with the same seed
+/// and boot files: the same disk and payloads, byte for byte, for both root file systems;
+/// another seed gives other bytes, another root hash and other GUIDs.
 #[test]
 fn same_inputs_same_bytes() {
     let dir = TestDir::new("reproducible");
@@ -148,6 +148,15 @@ fn same_inputs_same_bytes() {
     let two = dir.0.join("second-place/tree");
     tiny_tree(&one, false);
     tiny_tree(&two, true);
+    // Liftoff's initramfs, made once: PID 1 is rebuilt by other work while this test runs,
+    // and a new PID 1 is a different input, not a reproducibility failure.
+    let kernel = liftoff_qemu::kernel::Kernel::debian(liftoff_qemu::Arch::X86_64).unwrap();
+    let initramfs = dir.0.join("initramfs");
+    std::fs::write(
+        &initramfs,
+        liftoff_qemu::system::initramfs(liftoff_qemu::Arch::X86_64, &kernel).unwrap(),
+    )
+    .unwrap();
     let tarball = dir.0.join("tree.tar.gz");
     let out = Command::new("tar")
         .arg("-czf")
@@ -175,7 +184,7 @@ fn same_inputs_same_bytes() {
                 &disk,
                 &payload,
                 "B",
-                &["--fs", fs, "--seed", seed],
+                &["--fs", fs, "--seed", seed, "--initramfs", s(&initramfs)],
                 tz,
             );
             let mut sums = vec![sha256(&disk)];
