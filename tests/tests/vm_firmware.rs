@@ -754,10 +754,9 @@ fn vm_x86_64_firmware_rolls_back_when_pid1_fails() {
 
 /// Scenario 3: the update's root is corrupted after install; dm-verity restarts the
 /// machine on the first bad read.
-#[test]
-fn vm_x86_64_firmware_rolls_back_when_the_root_is_corrupted() {
+fn root_corrupted(arch: Arch) {
     rollback(
-        Arch::X86_64,
+        arch,
         "corrupt_root_a",
         Some(format!("liftoff.handoff={PROBE} -- read-root")),
         true,
@@ -766,18 +765,37 @@ fn vm_x86_64_firmware_rolls_back_when_the_root_is_corrupted() {
     );
 }
 
+#[test]
+fn vm_x86_64_firmware_rolls_back_when_the_root_is_corrupted() {
+    root_corrupted(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_rolls_back_when_the_root_is_corrupted() {
+    root_corrupted(Arch::Aarch64);
+}
+
 /// Scenario 5: a slot that was successful crash-loops; at the limit PID 1 demotes it and
 /// reboots into the other slot.
-#[test]
-fn vm_x86_64_firmware_demotes_a_crash_looping_slot() {
+fn crash_loop(arch: Arch) {
     rollback(
-        Arch::X86_64,
+        arch,
         "crash_loop_a",
         None,
         false,
         word(2, 0, true, 3),
         "crash loop on slot A (3 unhealthy boots), demoted",
     );
+}
+
+#[test]
+fn vm_x86_64_firmware_demotes_a_crash_looping_slot() {
+    crash_loop(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_demotes_a_crash_looping_slot() {
+    crash_loop(Arch::Aarch64);
 }
 
 #[test]
@@ -797,10 +815,9 @@ fn vm_aarch64_firmware_rolls_back_when_pid1_fails() {
 
 /// Scenario 4: the update hangs after the handoff and never reaches health; the boot
 /// watchdog resets the machine and GRUB boots the other slot.
-#[test]
-fn vm_x86_64_firmware_rolls_back_when_the_update_hangs() {
+fn update_hangs(arch: Arch) {
     rollback(
-        Arch::X86_64,
+        arch,
         "hang_a",
         Some("liftoff.handoff=/usr/bin/sleep liftoff.watchdog=10 -- 3600".into()),
         false,
@@ -809,17 +826,26 @@ fn vm_x86_64_firmware_rolls_back_when_the_update_hangs() {
     );
 }
 
+#[test]
+fn vm_x86_64_firmware_rolls_back_when_the_update_hangs() {
+    update_hangs(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_rolls_back_when_the_update_hangs() {
+    update_hangs(Arch::Aarch64);
+}
+
 /// Scenario 6: both slots broken. The machine keeps trying, every boot ends in one clear
 /// failure line and a reboot, never a hang: the update once (its try), then the old slot,
 /// which stays the best choice (nothing else is eligible) while its crash-loop count rises.
-#[test]
-fn vm_x86_64_firmware_keeps_trying_when_both_slots_are_broken() {
+fn both_broken(arch: Arch) {
     let wrong = format!(
         "liftoff.handoff={PROBE} liftoff.roothash={}",
         "ab".repeat(32)
     );
     let mut b = boot(
-        Arch::X86_64,
+        arch,
         "both_broken",
         Setup {
             grubenv: Env::Keys(Slot::A, false),
@@ -849,4 +875,14 @@ fn vm_x86_64_firmware_keeps_trying_when_both_slots_are_broken() {
     }
     // B was booted twice and failed twice: still successful, two unhealthy boots.
     assert_eq!(attributes(&b.disk.path, image::BOOT_B), word(1, 0, true, 2));
+}
+
+#[test]
+fn vm_x86_64_firmware_keeps_trying_when_both_slots_are_broken() {
+    both_broken(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_keeps_trying_when_both_slots_are_broken() {
+    both_broken(Arch::Aarch64);
 }
