@@ -471,17 +471,20 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
         )
     );
     let prairiedog = host_binary("prairiedog", "prairiedog");
-    let out = Command::new(&prairiedog)
-        .args(["--disk", s(&disk), "--active", "A", "install", "--manifest"])
-        .arg(pb.join("manifest"))
-        .arg("--boot")
-        .arg(pb.join("boot.img"))
-        .arg("--root")
-        .arg(pb.join("root.img"))
-        .arg("--hash")
-        .arg(pb.join("hash.img"))
-        .output()
-        .unwrap();
+    let install = || {
+        Command::new(&prairiedog)
+            .args(["--disk", s(&disk), "--active", "A", "install", "--manifest"])
+            .arg(pb.join("manifest"))
+            .arg("--boot")
+            .arg(pb.join("boot.img"))
+            .arg("--root")
+            .arg(pb.join("root.img"))
+            .arg("--hash")
+            .arg(pb.join("hash.img"))
+            .output()
+            .unwrap()
+    };
+    let out = install();
     assert!(out.status.success(), "prairiedog install: {out:?}");
     assert_eq!(attributes(&disk, image::BOOT_B), word(0, 1, false, 0));
     let cfg = String::from_utf8(fat_file(
@@ -495,17 +498,7 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     let mut root = std::fs::read(pb.join("root.img")).unwrap();
     root[0] ^= 1;
     std::fs::write(pb.join("root.img"), root).unwrap();
-    let out = Command::new(&prairiedog)
-        .args(["--disk", s(&disk), "--active", "A", "install", "--manifest"])
-        .arg(pb.join("manifest"))
-        .arg("--boot")
-        .arg(pb.join("boot.img"))
-        .arg("--root")
-        .arg(pb.join("root.img"))
-        .arg("--hash")
-        .arg(pb.join("hash.img"))
-        .output()
-        .unwrap();
+    let out = install();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("BLAKE3"),
