@@ -76,6 +76,12 @@ pub fn scan(sys: &Path) -> Vec<Disk> {
                 .filter_map(Result::ok)
                 .filter_map(|p| {
                     let pname = p.file_name().to_str()?.to_owned();
+                    // Partitions are named after their disk (vda1, nvme0n1p1); the other
+                    // entries are attributes, and asking each for a `partition` file cost
+                    // a failed sysfs lookup apiece.
+                    if !pname.starts_with(name.as_str()) {
+                        return None;
+                    }
                     let number = read_trimmed(&dir.join(&pname).join("partition"))?
                         .parse()
                         .ok()?;
