@@ -20,7 +20,6 @@ use std::fmt;
 use std::fs::File;
 use std::path::PathBuf;
 
-use gpt::SectorSize;
 use prairiedog::boot::{GrubEnvAt, GrubEnvOutcome};
 use prairiedog::decide::{Action, Counted};
 use prairiedog::disk::SlotDisk;
@@ -105,8 +104,9 @@ pub fn run(
             device: boot.node.clone(),
             source,
         })?;
-    let mut disk = SlotDisk::open(file, &boot.node, SectorSize::new(boot.disk.sector_size))
-        .map_err(SlotError::Disk)?;
+    // The table the disk stage has just read: nothing else writes it during the boot.
+    let mut disk =
+        SlotDisk::with_gpt(file, &boot.node, boot.gpt.clone()).map_err(SlotError::Disk)?;
     let booted = booted_slot(cmdline_slot, boot_partuuid, &disk.layout(), disk.gpt())
         .ok_or(SlotError::NoSlot)?;
     let damaged = !disk.health().is_clean();

@@ -204,6 +204,12 @@ impl<D: BlockIo> SlotDisk<D> {
         sector_size: Option<SectorSize>,
     ) -> Result<Self, DiskError> {
         let gpt = Gpt::read(&disk, device, sector_size).map_err(DiskError::ReadGpt)?;
+        Self::with_gpt(disk, device, gpt)
+    }
+
+    /// Like [`SlotDisk::open`] with the table `gpt` the caller has just read from `disk`
+    /// (PID 1 reads it once to find the boot disk and does not read it again).
+    pub fn with_gpt(disk: D, device: &Path, gpt: Gpt) -> Result<Self, DiskError> {
         let layout = Layout::find(&gpt, device)?;
         Ok(Self {
             disk,
