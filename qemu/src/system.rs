@@ -4,7 +4,8 @@
 //!
 //! Images are cached under a key that covers every input, and built under a file lock, so
 //! parallel test processes build each one once and share it; each guest boots its own
-//! sparse copy.
+//! sparse copy. The cache keeps only the disk of each image, and an image no build has asked
+//! for within a day is removed when a new one is made.
 
 use std::fs::File;
 use std::io;
@@ -159,6 +160,11 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     let disk_path = dir.join("disk.img");
     let meta_path = dir.join("disk.meta");
     if let Some(system) = read_meta(&meta_path, &disk_path) {
+        // Marks the image as used, for [`prune`].
+        let _ = File::options()
+            .append(true)
+            .open(&meta_path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
         return Ok(system);
     }
     let stage = dir.join("stage");
@@ -205,7 +211,34 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     let _ = std::fs::remove_dir_all(&work);
     let system = BuiltSystem { disk, root_bytes };
     write_meta(&meta_path, &system)?;
+    prune(&dir);
     Ok(system)
+}
+
+/// How long an image nobody asked for stays in the cache.
+const UNUSED_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes the images beside `keep` that no build has asked for within [`UNUSED_FOR`]:
+/// every change to PID 1 or the probe makes new keys, and each image is a few hundred
+/// megabytes. An image in use by a running test was asked for minutes ago.
+fn prune(keep: &Path) {
+    let Some(cache) = keep.parent() else { return };
+    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        if dir == keep || !dir.is_dir() {
+            continue;
+        }
+        // A folder without disk.meta is a build that failed; its own time counts.
+        let unused = std::fs::metadata(dir.join("disk.meta"))
+            .or_else(|_| std::fs::metadata(&dir))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > UNUSED_FOR);
+        if unused {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
 
 fn write_meta(path: &Path, system: &BuiltSystem) -> Result<(), ImageError> {
@@ -284,4 +317,45 @@ pub fn initramfs(arch: Arch, kernel: &Kernel) -> Result<Vec<u8>, String> {
         .modules(kernel, &modules)
         .map_err(|e| e.to_string())?;
     initramfs.finish().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_removes_only_images_unused_for_a_day() {
+        let cache = std::env::temp_dir().join(format!("liftoff-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 24 * 3600);
+        let image = |name: &str, meta: bool, at: Option<std::time::SystemTime>| {
+            let dir = cache.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("disk.img"), b"disk").unwrap();
+            if meta {
+                std::fs::write(dir.join("disk.meta"), b"root_bytes=1\n").unwrap();
+            }
+            if let Some(t) = at {
+                let f = if meta {
+                    dir.join("disk.meta")
+                } else {
+                    dir.clone()
+                };
+                File::open(&f).unwrap().set_modified(t).unwrap();
+            }
+            dir
+        };
+        let keep = image("x86_64-keep", true, Some(old));
+        let stale = image("x86_64-stale", true, Some(old));
+        let recent = image("aarch64-recent", true, None);
+        let failed_old = image("x86_64-failed", false, Some(old));
+        let failed_new = image("x86_64-building", false, None);
+        prune(&keep);
+        assert!(keep.exists(), "the image just built stays");
+        assert!(!stale.exists(), "unused for three days");
+        assert!(recent.exists(), "used today");
+        assert!(!failed_old.exists(), "a failed build from three days ago");
+        assert!(failed_new.exists(), "a build in progress");
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
 }

@@ -472,6 +472,15 @@ fn default_disk(arch: Arch, append: &str, work: &Path) -> Result<PathBuf, String
         let start = Instant::now();
         build::build_image(&spec, &cached, &mut progress(start))
             .map_err(|e| format!("building {}: {e}", cached.display()))?;
+        // Every rebuild of PID 1 makes a new key: keep only the newest image per arch.
+        let prefix = format!("boot-{arch}-");
+        for entry in std::fs::read_dir(&cache).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && name.ends_with(".img") && path != cached {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
     let disk = work.join("disk.img");
     let _ = std::fs::remove_file(&disk);
