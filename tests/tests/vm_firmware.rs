@@ -83,6 +83,24 @@ struct Setup {
     b_extra: Option<String>,
 }
 
+/// As `install` leaves a disk: grubenv on slot A, not pending; only slot A has a kernel;
+/// nothing broken.
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            grubenv: Env::Keys(Slot::A, false),
+            slots: vec![Slot::A],
+            root_b: false,
+            words: None,
+            kill_a: false,
+            other_disk_first: false,
+            a_extra: None,
+            corrupt_root_a: false,
+            b_extra: None,
+        }
+    }
+}
+
 struct Boot {
     vm: Vm,
     config: VmConfig,
@@ -288,13 +306,7 @@ fn boots_slot_a(arch: Arch) {
         Setup {
             grubenv: Env::Keys(Slot::A, false),
             slots: vec![Slot::A],
-            root_b: false,
-            words: None,
-            kill_a: false,
-            other_disk_first: false,
-            a_extra: None,
-            corrupt_root_a: false,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     let r = report(&mut b);
@@ -336,11 +348,7 @@ fn falls_back_to_slot_b(arch: Arch) {
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
-            kill_a: false,
-            other_disk_first: false,
-            a_extra: None,
-            corrupt_root_a: false,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     let r = report(&mut b);
@@ -383,13 +391,7 @@ fn vm_x86_64_firmware_skips_a_slot_without_kernel() {
         Setup {
             grubenv: Env::Keys(Slot::A, true),
             slots: vec![Slot::A],
-            root_b: false,
-            words: None,
-            kill_a: false,
-            other_disk_first: false,
-            a_extra: None,
-            corrupt_root_a: false,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     let r = report(&mut b);
@@ -420,13 +422,8 @@ fn vm_x86_64_firmware_uses_only_its_own_disk() {
         Setup {
             grubenv: Env::Keys(Slot::A, false),
             slots: vec![Slot::A],
-            root_b: false,
-            words: None,
-            kill_a: false,
             other_disk_first: true,
-            a_extra: None,
-            corrupt_root_a: false,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     let r = report(&mut b);
@@ -467,11 +464,7 @@ fn boots_slot_b(arch: Arch) {
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((word(1, 0, true, 0), word(2, 1, false, 0))),
-            kill_a: false,
-            other_disk_first: false,
-            a_extra: None,
-            corrupt_root_a: false,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     let r = report(&mut b);
@@ -511,12 +504,7 @@ fn vm_x86_64_firmware_with_a_broken_grubenv_boots_slot_a() {
             grubenv: Env::Raw(garbage.clone()),
             slots: vec![Slot::A, Slot::B],
             root_b: true,
-            words: None,
-            kill_a: false,
-            other_disk_first: false,
-            a_extra: None,
-            corrupt_root_a: false,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     let r = report(&mut b);
@@ -553,13 +541,7 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
         Setup {
             grubenv: Env::Missing,
             slots: vec![Slot::A],
-            root_b: false,
-            words: None,
-            kill_a: false,
-            other_disk_first: false,
-            a_extra: None,
-            corrupt_root_a: false,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     let r = report(&mut b);
@@ -579,13 +561,7 @@ fn reboots_when_nothing_boots(arch: Arch) {
         Setup {
             grubenv: Env::Keys(Slot::B, false),
             slots: Vec::new(),
-            root_b: false,
-            words: None,
-            kill_a: false,
-            other_disk_first: false,
-            a_extra: None,
-            corrupt_root_a: false,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
@@ -633,10 +609,7 @@ fn rollback_after_kernel_panic(arch: Arch) {
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
             kill_a: true,
-            other_disk_first: false,
-            a_extra: None,
-            corrupt_root_a: false,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
@@ -852,11 +825,9 @@ fn both_broken(arch: Arch) {
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
-            kill_a: false,
-            other_disk_first: false,
             a_extra: Some(wrong.clone()),
-            corrupt_root_a: false,
             b_extra: Some(wrong),
+            ..Setup::default()
         },
     );
     for (i, slot) in ["A", "B", "B"].iter().enumerate() {
