@@ -455,6 +455,14 @@ pub fn parse_fragment(file: &str, text: &str) -> Result<Vec<Requirement>, Fragme
         // Comments before the first group are the file's preamble.
         let Some(g) = group.as_mut() else { continue };
         if let Some(b) = comment.strip_prefix("breaks:") {
+            if b.trim().is_empty() {
+                return Err(FragmentError::BadMarker {
+                    file: file.to_owned(),
+                    line,
+                    reason: "an empty `# breaks:` line (say what fails without the option)"
+                        .to_owned(),
+                });
+            }
             if g.breaks.is_none() {
                 g.breaks = Some(b.trim().to_owned());
             } else {
@@ -964,6 +972,12 @@ mod tests {
                 "not set to y",
             ),
             ("## G\n# breaks: b\nCONFIG_A=y\n", "why comment"),
+            // Found by the fuzz smoke run: a group's and an option's empty `# breaks:`.
+            ("## G\n# why\n# breaks:\nCONFIG_A=y\n", "empty `# breaks:`"),
+            (
+                "## G\n# why\n# breaks: b\nCONFIG_A=y\n# breaks:  \nCONFIG_B=y\n",
+                "empty `# breaks:`",
+            ),
             ("## G\n# why\nCONFIG_A=y\n", "breaks"),
             (
                 "## G\n# why\n# breaks: b\n## H\n# why\n# breaks: b\nCONFIG_A=y\n",
