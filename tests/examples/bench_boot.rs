@@ -170,10 +170,7 @@ exec switch_root /sysroot /usr/local/bin/liftoff-probe
 }
 
 fn main() {
-    let boots: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse().expect("BOOTS must be a number"))
-        .unwrap_or(5);
+    let boots = common::boots_arg();
     let arch = Arch::X86_64;
     let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
     let sys = common::system(arch);

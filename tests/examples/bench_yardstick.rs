@@ -24,10 +24,7 @@ use liftoff_qemu::system;
 use liftoff_qemu::{artifacts, Arch};
 
 fn main() {
-    let boots: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse().expect("BOOTS must be a number"))
-        .unwrap_or(5);
+    let boots = common::boots_arg();
     let arch = Arch::X86_64;
     let out = Command::new(workspace_root().join("scripts/build-kernel"))
         .arg(arch.name())

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use liftoff_qemu::image;
 
 mod common;
-use common::{attributes, host_binary, word};
+use common::{assert_sgdisk_clean, attributes, host_binary, word};
 
 /// One step of making a tree.
 type Step = Box<dyn Fn(&Path)>;
@@ -269,13 +269,7 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     let root_hash = image_json["root_hash"].as_str().unwrap().to_owned();
     let salt = image_json["salt"].as_str().unwrap().to_owned();
 
-    let out = Command::new("sgdisk")
-        .arg("-v")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("No problems found"), "{text}");
+    assert_sgdisk_clean(&disk);
     for (number, label, type_guid) in image::PARTITIONS {
         let out = Command::new("sgdisk")
             .arg("-i")
@@ -856,8 +850,7 @@ fn aarch64_disk() {
         "Asia/Tokyo",
     );
     assert_eq!(sha256(&one), sha256(&two));
-    let out = Command::new("sgdisk").arg("-v").arg(&one).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("No problems found"));
+    assert_sgdisk_clean(&one);
     let efi = fat_file(&one, extent(&json, image::ESP).0, "EFI/BOOT/BOOTAA64.EFI");
     let at = u32::from_le_bytes(efi[0x3c..0x40].try_into().unwrap()) as usize;
     assert_eq!(&efi[at..at + 4], b"PE\0\0");

@@ -16,7 +16,9 @@ use liftoff_qemu::Arch;
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 mod common;
-use common::{attributes, no_kernel_panic, set_attributes, system, word, PROBE};
+use common::{
+    assert_sgdisk_clean, attributes, no_kernel_panic, set_attributes, system, word, PROBE,
+};
 struct Boot {
     vm: Vm,
     disk: BuiltDisk,
@@ -373,13 +375,7 @@ fn corrupt_primary_gpt(arch: Arch) {
         "{:?}",
         r.liftoff_log
     );
-    let out = Command::new("sgdisk")
-        .arg("-v")
-        .arg(&b.disk.path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("No problems found"), "{text}");
+    assert_sgdisk_clean(&b.disk.path);
 }
 
 #[test]
@@ -567,13 +563,7 @@ fn data_persists_and_grows(arch: Arch) {
         !line.contains("key created") && !line.contains("new ext4"),
         "{line}"
     );
-    let out = Command::new("sgdisk")
-        .arg("-v")
-        .arg(&second.disk.path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("No problems found"), "{text}");
+    assert_sgdisk_clean(&second.disk.path);
 }
 
 #[test]
@@ -757,13 +747,7 @@ fn grows_live(arch: Arch) {
         r.local_marker, g.marker_before,
         "the file on DATA is unchanged"
     );
-    let out = Command::new("sgdisk")
-        .arg("-v")
-        .arg(&b.disk.path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("No problems found"), "{text}");
+    assert_sgdisk_clean(&b.disk.path);
 }
 
 #[test]

@@ -166,6 +166,29 @@ pub fn no_kernel_panic(vm: &Vm) {
     }
 }
 
+/// Fails unless `sgdisk -v` finds the disk's GPT clean.
+pub fn assert_sgdisk_clean(disk: &Path) {
+    let out = Command::new("sgdisk")
+        .arg("-v")
+        .arg(disk)
+        .output()
+        .expect("sgdisk (scripts/setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("No problems found"),
+        "{}: {text}",
+        disk.display()
+    );
+}
+
+/// The benchmarks' one argument: how many measured boots (default 5).
+pub fn boots_arg() -> usize {
+    std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("BOOTS must be a number"))
+        .unwrap_or(5)
+}
+
 /// `sgdisk -i N` attribute word of a partition.
 pub fn attributes(disk: &Path, number: u32) -> u64 {
     let out = Command::new("sgdisk")
