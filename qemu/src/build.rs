@@ -45,7 +45,6 @@
 //! reaches an image.
 
 use std::fmt;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -726,23 +725,6 @@ fn file_len(path: &Path) -> Result<u64, BuildError> {
     std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(io_err(format!("reading the size of {}", path.display())))
-}
-
-/// Copies `len` bytes at `offset` of `disk` into `dest` (a partition's content, for checks).
-pub fn extract(disk: &Path, offset: u64, len: u64, dest: &Path) -> Result<(), BuildError> {
-    let mut src = File::open(disk).map_err(io_err(format!("opening {}", disk.display())))?;
-    io::Seek::seek(&mut src, io::SeekFrom::Start(offset))
-        .map_err(io_err(format!("seeking in {}", disk.display())))?;
-    let mut out = File::create(dest).map_err(io_err(format!("creating {}", dest.display())))?;
-    let copied = io::copy(&mut io::Read::take(src, len), &mut out)
-        .map_err(io_err(format!("writing {}", dest.display())))?;
-    if copied != len {
-        return Err(BuildError::Io {
-            what: format!("reading {len} bytes at {offset} of {}", disk.display()),
-            source: io::ErrorKind::UnexpectedEof.into(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

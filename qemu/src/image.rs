@@ -318,6 +318,23 @@ pub fn make_fat(
     Ok(())
 }
 
+/// Copies `len` bytes at `offset` of `disk` into `dest` (a partition's content).
+pub fn extract(disk: &Path, offset: u64, len: u64, dest: &Path) -> Result<(), ImageError> {
+    let mut src = File::open(disk).map_err(io_err(format!("opening {}", disk.display())))?;
+    src.seek(SeekFrom::Start(offset))
+        .map_err(io_err(format!("seeking in {}", disk.display())))?;
+    let mut out = File::create(dest).map_err(io_err(format!("creating {}", dest.display())))?;
+    let copied = io::copy(&mut src.take(len), &mut out)
+        .map_err(io_err(format!("writing {}", dest.display())))?;
+    if copied != len {
+        return Err(ImageError::Io {
+            what: format!("reading {len} bytes at {offset} of {}", disk.display()),
+            source: io::ErrorKind::UnexpectedEof.into(),
+        });
+    }
+    Ok(())
+}
+
 /// Copies `src` into `disk` at byte `offset`, skipping zero blocks (the disk is sparse).
 pub fn write_at(disk: &mut File, offset: u64, src: &Path) -> Result<u64, ImageError> {
     let mut input = File::open(src).map_err(io_err(format!("opening {}", src.display())))?;

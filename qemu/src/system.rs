@@ -104,20 +104,7 @@ impl BuiltSystem {
     /// the disk, so each image costs its disk's blocks and no more.
     pub fn extract_root(&self, dest: &Path) -> Result<(), ImageError> {
         let (offset, _) = self.disk.extent(image::ROOT_A);
-        let mut src = File::open(&self.disk.path)
-            .map_err(io_err(format!("opening {}", self.disk.path.display())))?;
-        io::Seek::seek(&mut src, io::SeekFrom::Start(offset))
-            .map_err(io_err(format!("seeking in {}", self.disk.path.display())))?;
-        let mut out = File::create(dest).map_err(io_err(format!("creating {}", dest.display())))?;
-        let copied = io::copy(&mut io::Read::take(src, self.root_bytes), &mut out)
-            .map_err(io_err(format!("writing {}", dest.display())))?;
-        if copied != self.root_bytes {
-            return Err(ImageError::Io {
-                what: format!("reading the root of {}", self.disk.path.display()),
-                source: io::ErrorKind::UnexpectedEof.into(),
-            });
-        }
-        Ok(())
+        image::extract(&self.disk.path, offset, self.root_bytes, dest)
     }
 }
 

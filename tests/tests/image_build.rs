@@ -241,7 +241,7 @@ fn extent(json: &serde_json::Value, number: u32) -> (u64, u64) {
 }
 
 fn extract(disk: &Path, (offset, len): (u64, u64), dest: &Path) -> PathBuf {
-    liftoff_qemu::build::extract(disk, offset, len, dest).unwrap();
+    liftoff_qemu::image::extract(disk, offset, len, dest).unwrap();
     dest.to_path_buf()
 }
 
