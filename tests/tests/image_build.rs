@@ -158,15 +158,7 @@ fn same_inputs_same_bytes() {
     )
     .unwrap();
     let tarball = dir.0.join("tree.tar.gz");
-    let out = Command::new("tar")
-        .arg("-czf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&one)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    tarball_of(&one, &tarball);
     for fs in ["erofs", "ext4"] {
         let runs: Vec<(PathBuf, &str, &str, &str)> = vec![
             (one.clone(), "a", "liftoff", "UTC"),
@@ -606,6 +598,20 @@ fn bad_input_fails_cleanly() {
     }
 }
 
+/// Packs `tree` into `tarball` as root would (owners by number, extended attributes),
+/// compressed as its name says.
+fn tarball_of(tree: &Path, tarball: &Path) {
+    let out = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-caf"])
+        .arg(tarball)
+        .arg("-C")
+        .arg(tree)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// The Debian root tree of `scripts/build-rootfs` (systemd, containerd) as a tarball: a disk
 /// whose ROOT-A `veritysetup` verifies and whose erofs `fsck.erofs` accepts, with the size
 /// and time of the build printed for docs/image.md.
@@ -615,15 +621,7 @@ fn debian_tree_tarball() {
     let tree = liftoff_qemu::system::root_tree(liftoff_qemu::Arch::X86_64)
         .unwrap_or_else(|e| panic!("{e}"));
     let tarball = dir.0.join("root.tar");
-    let out = Command::new("tar")
-        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-cf"])
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&tree)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    tarball_of(&tree, &tarball);
     let disk = dir.0.join("disk.img");
     let start = std::time::Instant::now();
     let json = built(
@@ -670,15 +668,7 @@ fn vm_x86_64_image_from_a_tarball_boots_to_containerd() {
     let tree = liftoff_qemu::system::root_tree(liftoff_qemu::Arch::X86_64)
         .unwrap_or_else(|e| panic!("{e}"));
     let tarball = work.join("root.tar.gz");
-    let out = Command::new("tar")
-        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-czf"])
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&tree)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    tarball_of(&tree, &tarball);
     let disk = work.join("disk.img");
     let json = built(
         &[
