@@ -67,18 +67,61 @@ pub enum EnvError {
     },
 }
 
+/// grubenv as found: a valid block, or a file whose bytes are not one (a torn write).
+#[derive(Debug)]
+pub enum Found {
+    /// A valid block and where it came from.
+    Valid(GrubEnv, Located),
+    /// A file of `size` bytes at `at` that holds no valid block. GRUB's `save_env` owns its
+    /// sectors: a fresh block of the same size can be written into them.
+    Torn {
+        /// Where the file is.
+        at: Located,
+        /// Its size in bytes.
+        size: u64,
+        /// Why its bytes are not a block.
+        error: EnvError,
+    },
+}
+
 impl GrubEnvAt<'_> {
-    /// Reads grubenv (`Ok(None)` for [`GrubEnvAt::None`]).
+    /// Reads grubenv (`Ok(None)` for [`GrubEnvAt::None`]); a torn block is an error.
     pub fn load<D: BlockIo>(
         &self,
         disk: &SlotDisk<D>,
     ) -> Result<Option<(GrubEnv, Located)>, EnvError> {
+        match self.find(disk)? {
+            None => Ok(None),
+            Some(Found::Valid(env, at)) => Ok(Some((env, at))),
+            Some(Found::Torn { error, .. }) => Err(error),
+        }
+    }
+
+    /// Finds grubenv and reads it, telling a torn block (a file that exists but holds no
+    /// valid block) from one that cannot be found or read at all.
+    pub fn find<D: BlockIo>(&self, disk: &SlotDisk<D>) -> Result<Option<Found>, EnvError> {
         match *self {
             GrubEnvAt::None => Ok(None),
-            GrubEnvAt::File(path) => Ok(Some((
-                grubenv::read_file(path)?,
-                Located::File(path.to_owned()),
-            ))),
+            GrubEnvAt::File(path) => {
+                let at = Located::File(path.to_owned());
+                match grubenv::read_file(path) {
+                    Ok(env) => Ok(Some(Found::Valid(env, at))),
+                    Err(error @ GrubEnvFileError::Parse { .. }) => {
+                        let size = std::fs::metadata(path)
+                            .map_err(|source| GrubEnvFileError::Read {
+                                path: path.to_owned(),
+                                source,
+                            })?
+                            .len();
+                        Ok(Some(Found::Torn {
+                            at,
+                            size,
+                            error: error.into(),
+                        }))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
             GrubEnvAt::Esp(path) => {
                 let device = disk.device().to_owned();
                 let esp = disk
@@ -93,12 +136,18 @@ impl GrubEnvAt<'_> {
                 };
                 let file = fat::locate(disk.io_ref(), region, path).map_err(fat_err)?;
                 let bytes = fat::read_file(disk.io_ref(), &file).map_err(fat_err)?;
-                let env = GrubEnv::parse(&bytes).map_err(|source| EnvError::Parse {
-                    path: path.to_owned(),
-                    device: device.clone(),
-                    source,
-                })?;
-                Ok(Some((env, Located::Esp(file))))
+                Ok(Some(match GrubEnv::parse(&bytes) {
+                    Ok(env) => Found::Valid(env, Located::Esp(file)),
+                    Err(source) => Found::Torn {
+                        size: file.size,
+                        at: Located::Esp(file),
+                        error: EnvError::Parse {
+                            path: path.to_owned(),
+                            device,
+                            source,
+                        },
+                    },
+                }))
             }
         }
     }
@@ -133,11 +182,30 @@ pub enum GrubEnvOutcome {
     Written,
     /// Already held the new slot with pending cleared.
     Unchanged,
-    /// Could not be read (missing, torn): no fallback could be detected, and it was not
-    /// rewritten (GRUB's `save_env` needs the file to exist; the image builder creates it).
+    /// Held no valid block (a torn write, the error says why): no fallback could be
+    /// detected, and a fresh block with the new slot and pending cleared was written into
+    /// the file's sectors.
+    Repaired(EnvError),
+    /// Could not be found or read: no fallback could be detected, and it was not rewritten
+    /// (GRUB's `save_env` needs the file to exist; the image builder creates it).
     Unreadable(EnvError),
     /// Read but could not be written.
     WriteFailed(EnvError),
+}
+
+impl GrubEnvOutcome {
+    /// Whether GRUB's next boot follows [`Decision::next`]: grubenv names it (or no grubenv
+    /// is in play). When it does not, GRUB boots what it booted last time (slot A without a
+    /// grubenv), whatever the GPT says.
+    pub fn steers_grub(&self) -> bool {
+        matches!(
+            self,
+            GrubEnvOutcome::NotConfigured
+                | GrubEnvOutcome::Written
+                | GrubEnvOutcome::Unchanged
+                | GrubEnvOutcome::Repaired(_)
+        )
+    }
 }
 
 /// The outcome of [`run`].
@@ -160,9 +228,9 @@ pub fn run<D: BlockIo>(
     booted: Slot,
     unhealthy_limit: u8,
 ) -> Result<BootOutcome, DiskError> {
-    let loaded = grubenv_at.load(disk);
-    let (slot, pending) = match &loaded {
-        Ok(Some((env, _))) => (env.slot(), env.pending()),
+    let found = grubenv_at.find(disk);
+    let (slot, pending) = match &found {
+        Ok(Some(Found::Valid(env, _))) => (env.slot(), env.pending()),
         _ => (None, None),
     };
     let decision = decide(
@@ -171,21 +239,32 @@ pub fn run<D: BlockIo>(
         bootloader_fell_back(booted, slot, pending),
         unhealthy_limit,
     );
-    let grubenv = match loaded {
+    let grubenv = match found {
         Ok(None) => GrubEnvOutcome::NotConfigured,
         Err(e) => GrubEnvOutcome::Unreadable(e),
-        Ok(Some((mut env, at))) => match env.set_liftoff(decision.next, false) {
+        Ok(Some(Found::Valid(mut env, at))) => match env.set_liftoff(decision.next, false) {
             Ok(false) => GrubEnvOutcome::Unchanged,
-            Ok(true) => match save_grubenv(disk, &at, &env) {
-                Ok(()) => GrubEnvOutcome::Written,
-                Err(e) => GrubEnvOutcome::WriteFailed(e),
-            },
+            Ok(true) => save_outcome(disk, &at, &env, GrubEnvOutcome::Written),
             Err(source) => GrubEnvOutcome::WriteFailed(EnvError::Parse {
                 path: format!("{at:?}"),
                 device: disk.device().to_owned(),
                 source,
             }),
         },
+        // A torn block would make GRUB ignore grubenv for good: its sectors get a fresh
+        // block of the same size, as `grub-editenv create` lays it out.
+        Ok(Some(Found::Torn { at, size, error })) => {
+            let fresh = usize::try_from(size).ok().and_then(GrubEnv::blank);
+            match fresh.map(|mut env| env.set_liftoff(decision.next, false).map(|_| env)) {
+                Some(Ok(env)) => save_outcome(disk, &at, &env, GrubEnvOutcome::Repaired(error)),
+                Some(Err(source)) => GrubEnvOutcome::WriteFailed(EnvError::Parse {
+                    path: format!("{at:?}"),
+                    device: disk.device().to_owned(),
+                    source,
+                }),
+                None => GrubEnvOutcome::Unreadable(error),
+            }
+        }
     };
     let gpt_written = disk.store(decision.new)?;
     Ok(BootOutcome {
@@ -193,4 +272,17 @@ pub fn run<D: BlockIo>(
         gpt_written,
         grubenv,
     })
+}
+
+/// Saves `env` at `at`: `done` when it was written, [`GrubEnvOutcome::WriteFailed`] if not.
+fn save_outcome<D: BlockIo>(
+    disk: &mut SlotDisk<D>,
+    at: &Located,
+    env: &GrubEnv,
+    done: GrubEnvOutcome,
+) -> GrubEnvOutcome {
+    match save_grubenv(disk, at, env) {
+        Ok(()) => done,
+        Err(e) => GrubEnvOutcome::WriteFailed(e),
+    }
 }

@@ -24,7 +24,8 @@
 //! file system. [`write_in_place`] does the same: it opens the existing file without truncating
 //! it, checks it has the block's size, writes the block at offset 0 and fsyncs. A crash midway
 //! can tear the 1024 bytes; the reader then reports [`GrubEnvError`] and PID 1 treats grubenv
-//! as missing (no fallback recorded) and writes a fresh block.
+//! as missing (no fallback recorded) and writes a fresh block ([`GrubEnv::blank`]) of the
+//! file's size into the same sectors (`prairiedog::boot::run`).
 
 use crate::Slot;
 use std::fs::OpenOptions;
@@ -204,6 +205,19 @@ impl GrubEnv {
         bytes.extend_from_slice(WARNING);
         bytes.resize(DEFAULT_SIZE, b'#');
         Self { bytes }
+    }
+
+    /// A fresh block of `size` bytes (a torn file's size), laid out as [`GrubEnv::new`].
+    /// `None` when `size` cannot hold even the signature and comment.
+    pub fn blank(size: usize) -> Option<Self> {
+        let mut bytes = Self::new().bytes;
+        let header = SIGNATURE.len() + WARNING.len();
+        if size < header {
+            return None;
+        }
+        bytes.truncate(header);
+        bytes.resize(size, b'#');
+        Some(Self { bytes })
     }
 
     /// Parses a block of any size (the file's size is the block's size).
@@ -399,6 +413,20 @@ mod tests {
         assert!(!env.set_liftoff(Slot::B, true).unwrap());
         env.set(KEY_SLOT, "C").unwrap();
         assert_eq!(env.slot(), None);
+    }
+
+    #[test]
+    fn blank_blocks() {
+        assert_eq!(GrubEnv::blank(1024), Some(GrubEnv::new()));
+        let small = GrubEnv::blank(200).unwrap();
+        assert_eq!(small.as_bytes().len(), 200);
+        assert!(GrubEnv::parse(small.as_bytes()).is_ok());
+        assert_eq!(GrubEnv::blank(SIGNATURE.len()), None);
+        let mut tight = GrubEnv::blank(SIGNATURE.len() + WARNING.len()).unwrap();
+        assert!(matches!(
+            tight.set_liftoff(Slot::A, false),
+            Err(GrubEnvError::NoSpace { .. })
+        ));
     }
 
     #[test]

@@ -135,3 +135,112 @@ fn grubenv_on_the_disks_own_esp() {
         );
     }
 }
+
+/// Overwrites the first bytes of the grubenv block found in `img` (a torn `save_env`).
+fn tear_grubenv(img: &Path) {
+    let bytes = std::fs::read(img).unwrap();
+    let at = bytes
+        .windows(prairiedog::grubenv::SIGNATURE.len())
+        .position(|w| w == prairiedog::grubenv::SIGNATURE)
+        .expect("a grubenv block in the image");
+    smash(img, at as u64, 16, 0);
+}
+
+#[test]
+fn torn_grubenv_is_rewritten_and_steers_grub() {
+    let dir = tempfile::tempdir().unwrap();
+    // As a file: a torn block of grub-editenv's size.
+    let img = make_image(dir.path(), "d.img", 512, w(1, 0, 1, 0), w(2, 1, 0, 0));
+    let env = dir.path().join("grubenv");
+    editenv(&env, &["create"]);
+    editenv(&env, &["set", "liftoff_slot=B", "liftoff_pending=1"]);
+    tear_grubenv(&env);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let mut disk = SlotDisk::open(f, &img, None).unwrap();
+    // GRUB booted A (it could not read grubenv); the GPT says B (one try) boots first.
+    let out = boot(
+        &mut disk,
+        GrubEnvAt::File(&env),
+        Slot::A,
+        DEFAULT_UNHEALTHY_LIMIT,
+    )
+    .unwrap();
+    assert_eq!(
+        (out.decision.action, out.decision.boot),
+        (Action::Reboot, Slot::B)
+    );
+    assert!(
+        matches!(out.grubenv, GrubEnvOutcome::Repaired(_)),
+        "{:?}",
+        out.grubenv
+    );
+    assert!(out.grubenv.steers_grub());
+    assert_eq!(std::fs::metadata(&env).unwrap().len(), 1024);
+    assert_eq!(
+        editenv(&env, &["list"]),
+        "liftoff_slot=B\nliftoff_pending=0\n"
+    );
+
+    // On the ESP, both sector sizes: the block in the FAT's sectors is rewritten.
+    for sector in [512u32, 4096] {
+        let img = make_image(dir.path(), "e.img", sector, w(1, 0, 1, 0), w(2, 1, 0, 0));
+        put_esp(dir.path(), &img, sector, &["liftoff_slot=B"]);
+        tear_grubenv(&img);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&img)
+            .unwrap();
+        let mut disk = SlotDisk::open(f, &img, None).unwrap();
+        let out = boot(
+            &mut disk,
+            GrubEnvAt::Esp("/grubenv"),
+            Slot::A,
+            DEFAULT_UNHEALTHY_LIMIT,
+        )
+        .unwrap();
+        assert!(
+            matches!(out.grubenv, GrubEnvOutcome::Repaired(_)),
+            "{sector}: {:?}",
+            out.grubenv
+        );
+        assert_eq!(
+            esp_grubenv_list(dir.path(), &img),
+            "liftoff_slot=B\nliftoff_pending=0\n",
+            "{sector}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_grubenv_cannot_steer_grub() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_image(dir.path(), "d.img", 512, w(1, 0, 1, 0), w(2, 1, 0, 0));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let mut disk = SlotDisk::open(f, &img, None).unwrap();
+    let out = boot(
+        &mut disk,
+        GrubEnvAt::File(&dir.path().join("missing")),
+        Slot::A,
+        DEFAULT_UNHEALTHY_LIMIT,
+    )
+    .unwrap();
+    assert_eq!(out.decision.action, Action::Reboot);
+    assert!(matches!(out.grubenv, GrubEnvOutcome::Unreadable(_)));
+    assert!(!out.grubenv.steers_grub());
+    // No grubenv in play at all (no GRUB): nothing to steer.
+    assert!(
+        boot(&mut disk, GrubEnvAt::None, Slot::A, DEFAULT_UNHEALTHY_LIMIT)
+            .unwrap()
+            .grubenv
+            .steers_grub()
+    );
+}
