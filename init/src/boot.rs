@@ -205,13 +205,28 @@ fn restore_autoload(autoload: modules::AutoloadGuard) {
 /// still boots: the error is logged.
 fn arm_watchdog(config: &Config) -> Option<Watchdog> {
     let seconds = config.watchdog_secs?;
-    match Watchdog::arm(Path::new("/dev"), seconds) {
-        Ok(dog) => {
-            kmsg::info(&format!(
-                "watchdog {} armed: {seconds} s to reach health",
-                dog.path().display()
+    match Watchdog::arm(Path::new("/dev"), Path::new("/sys"), seconds) {
+        Ok(dog) if dog.timeout() < seconds => {
+            kmsg::warn(&format!(
+                "watchdog {} armed: {} s to reach health, the most it grants of the {seconds} s asked",
+                dog.path().display(),
+                dog.timeout()
             ));
             Some(dog)
+        }
+        Ok(dog) => {
+            kmsg::info(&format!(
+                "watchdog {} armed: {} s to reach health",
+                dog.path().display(),
+                dog.timeout()
+            ));
+            Some(dog)
+        }
+        Err(e) if e.left_running() => {
+            kmsg::error(&format!(
+                "liftoff.watchdog={seconds}: {e}; nobody can pet it: the machine resets when it expires"
+            ));
+            None
         }
         Err(e) => {
             kmsg::error(&format!(

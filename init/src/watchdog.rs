@@ -53,10 +53,14 @@ pub enum WatchdogError {
         path: PathBuf,
         source: io::Error,
     },
+    /// The driver refused the timeout (and the clamped retry, if any). The device was then
+    /// closed with the magic close so that no timer runs that nobody pets; `disarm` is
+    /// that close's result.
     SetTimeout {
         path: PathBuf,
         seconds: u32,
         source: io::Error,
+        disarm: Result<(), io::Error>,
     },
     Keepalive {
         path: PathBuf,
@@ -86,11 +90,21 @@ impl fmt::Display for WatchdogError {
                 path,
                 seconds,
                 source,
-            } => write!(
-                f,
-                "setting the timeout of watchdog {} to {seconds} s: {source}",
-                path.display()
-            ),
+                disarm,
+            } => {
+                write!(
+                    f,
+                    "setting the timeout of watchdog {} to {seconds} s: {source}; ",
+                    path.display()
+                )?;
+                match disarm {
+                    Ok(()) => write!(f, "stopped it with the magic close"),
+                    Err(e) => write!(
+                        f,
+                        "the magic close failed too ({e}): it runs with the driver's own timeout"
+                    ),
+                }
+            }
             WatchdogError::Keepalive { path, source } => {
                 write!(f, "petting watchdog {}: {source}", path.display())
             }
@@ -103,6 +117,19 @@ impl fmt::Display for WatchdogError {
 
 impl std::error::Error for WatchdogError {}
 
+impl WatchdogError {
+    /// Whether a watchdog timer may still be running after this error (nobody pets it: the
+    /// machine resets after the driver's default timeout).
+    pub fn left_running(&self) -> bool {
+        matches!(
+            self,
+            WatchdogError::SetTimeout { disarm: Err(_), .. }
+                | WatchdogError::Keepalive { .. }
+                | WatchdogError::Disarm { .. }
+        )
+    }
+}
+
 /// An armed watchdog. Dropping it closes the device without disarming it.
 #[derive(Debug)]
 pub struct Watchdog {
@@ -111,47 +138,78 @@ pub struct Watchdog {
     timeout: u32,
 }
 
+/// The timeout to retry with when the driver refused `requested`: its `max_timeout`, when
+/// that is known and shorter (softdog refuses more than 65535 s, hardware watchdogs often
+/// much less). A shorter deadline than asked is better than a timer nobody configured.
+pub fn clamped_timeout(requested: u32, max_timeout: Option<u32>) -> Option<u32> {
+    max_timeout.filter(|&max| max > 0 && max < requested)
+}
+
+/// The driver's `max_timeout` from sysfs (`CONFIG_WATCHDOG_SYSFS`). `/dev/watchdog` is the
+/// legacy node of the first watchdog, `watchdog0`, which is the one both names open.
+fn max_timeout(sys: &Path) -> Option<u32> {
+    std::fs::read_to_string(sys.join("class/watchdog/watchdog0/max_timeout"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// `WDIOC_SETTIMEOUT`: asks for `seconds`; the driver's granted timeout on success.
+fn set_timeout(file: &File, seconds: u32) -> io::Result<u32> {
+    let mut timeout = libc::c_int::try_from(seconds).unwrap_or(libc::c_int::MAX);
+    // SAFETY: WDIOC_SETTIMEOUT reads and writes one int, which `timeout` is, and `file` is
+    // an open descriptor for the call.
+    unsafe {
+        ioctl(
+            file,
+            Updater::<WDIOC_SETTIMEOUT, libc::c_int>::new(&mut timeout),
+        )
+    }?;
+    // The driver writes back the timeout it set (it may round to its granularity).
+    Ok(u32::try_from(timeout).unwrap_or(seconds))
+}
+
 impl Watchdog {
     /// Opens the first watchdog device under `dev` and sets its timeout to `seconds`. The
-    /// timer runs from the open on.
-    pub fn arm(dev: &Path, seconds: u32) -> Result<Self, WatchdogError> {
+    /// timer runs from the open on. A driver that refuses `seconds` gets its `max_timeout`
+    /// (read under `sys`) instead, when that is shorter; a driver that refuses both is
+    /// stopped with the magic close before the error returns, so that no timer runs that
+    /// nobody pets.
+    pub fn arm(dev: &Path, sys: &Path, seconds: u32) -> Result<Self, WatchdogError> {
         let paths: Vec<PathBuf> = DEVICES.iter().map(|d| dev.join(d)).collect();
         let Some(path) = paths.iter().find(|p| p.exists()).cloned() else {
             return Err(WatchdogError::NoDevice { tried: paths });
         };
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .write(true)
             .open(&path)
             .map_err(|source| WatchdogError::Open {
                 path: path.clone(),
                 source,
             })?;
-        let mut timeout = libc::c_int::try_from(seconds).unwrap_or(libc::c_int::MAX);
-        // SAFETY: WDIOC_SETTIMEOUT reads and writes one int, which `timeout` is, and
-        // `file` is an open descriptor for the call.
-        let set = unsafe {
-            ioctl(
-                &file,
-                Updater::<WDIOC_SETTIMEOUT, libc::c_int>::new(&mut timeout),
-            )
-        };
-        let mut dog = Watchdog {
-            file,
-            path,
-            timeout: seconds,
-        };
-        if let Err(e) = set {
-            // Leave it running: a watchdog that cannot be configured still guards the boot
-            // with its default timeout, and disarming could fail just the same.
-            return Err(WatchdogError::SetTimeout {
-                path: dog.path.clone(),
-                seconds,
-                source: e.into(),
-            });
+        let set = set_timeout(&file, seconds).or_else(|refused| {
+            match clamped_timeout(seconds, max_timeout(sys)) {
+                Some(max) => set_timeout(&file, max).map_err(|_| refused),
+                None => Err(refused),
+            }
+        });
+        match set {
+            Ok(timeout) => Ok(Watchdog {
+                file,
+                path,
+                timeout,
+            }),
+            Err(source) => {
+                let disarm = file.write_all(b"V");
+                Err(WatchdogError::SetTimeout {
+                    path,
+                    seconds,
+                    source,
+                    disarm,
+                })
+            }
         }
-        // The driver writes back the timeout it set (it may round to its granularity).
-        dog.timeout = u32::try_from(timeout).unwrap_or(seconds);
-        Ok(dog)
     }
 
     pub fn path(&self) -> &Path {
@@ -252,7 +310,7 @@ mod tests {
     #[test]
     fn no_device_names_what_was_tried() {
         let dir = tempdir("none");
-        let e = Watchdog::arm(&dir, 30).unwrap_err();
+        let e = Watchdog::arm(&dir, &dir, 30).unwrap_err();
         assert!(matches!(e, WatchdogError::NoDevice { .. }));
         assert_eq!(
             e.to_string(),
@@ -268,19 +326,32 @@ mod tests {
     fn a_node_that_is_no_watchdog_fails_setting_the_timeout() {
         let dir = tempdir("file");
         std::fs::write(dir.join("watchdog0"), b"").unwrap();
-        let e = Watchdog::arm(&dir, 30).unwrap_err();
+        // A sysfs max_timeout shorter than asked: retried with it, refused again.
+        let class = dir.join("class/watchdog/watchdog0");
+        std::fs::create_dir_all(&class).unwrap();
+        std::fs::write(class.join("max_timeout"), "20\n").unwrap();
+        let e = Watchdog::arm(&dir, &dir, 30).unwrap_err();
         match &e {
             WatchdogError::SetTimeout {
                 path,
                 seconds,
                 source,
+                disarm,
             } => {
                 assert_eq!(path, &dir.join("watchdog0"));
                 assert_eq!(*seconds, 30);
                 assert_eq!(source.raw_os_error(), Some(libc::ENOTTY));
+                assert!(disarm.is_ok());
             }
             other => panic!("{other:?}"),
         }
+        // The refused device is not left counting down: it got the magic close.
+        assert_eq!(std::fs::read(dir.join("watchdog0")).unwrap(), b"V");
+        assert!(!e.left_running());
+        assert!(
+            e.to_string().ends_with("stopped it with the magic close"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -303,6 +374,22 @@ mod tests {
             assert_eq!(std::fs::read_to_string(&path).unwrap(), want);
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_refused_timeout_is_retried_with_the_drivers_maximum_only_when_shorter() {
+        // (asked, sysfs max_timeout, retry)
+        let cases = [
+            (100_000, Some(65_535), Some(65_535)),
+            (300, Some(60), Some(60)),
+            (30, Some(60), None),
+            (30, Some(30), None),
+            (30, Some(0), None),
+            (30, None, None),
+        ];
+        for (asked, max, want) in cases {
+            assert_eq!(clamped_timeout(asked, max), want, "{asked} {max:?}");
+        }
     }
 
     #[test]

@@ -443,12 +443,14 @@ fn vm_x86_64_unknown_key_is_logged_and_boot_goes_on() {
 }
 
 /// `liftoff.handoff=containerd`: PID 1 stays PID 1, supervises containerd from the
-/// verified root and marks the slot successful once containerd's socket answers.
+/// verified root and marks the slot successful once containerd's socket answers. The
+/// watchdog deadline asked for is more than softdog takes (65535 s): PID 1 arms it with
+/// softdog's maximum instead of leaving a default-timeout timer nobody pets (issue 17).
 fn containerd_handoff(arch: Arch) {
     let mut b = boot(
         arch,
         "containerd",
-        "liftoff.handoff=containerd liftoff.watchdog=120",
+        "liftoff.handoff=containerd liftoff.watchdog=100000",
         |disk, _| {
             set_attributes(&disk.path, image::BOOT_A, word(1, 3, false, 0));
             vec![]
@@ -460,11 +462,16 @@ fn containerd_handoff(arch: Arch) {
     assert!(line.contains("liftoff: containerd "), "{line}");
     b.vm.wait_for_text("liftoff: timeline stage=healthy", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(b
-        .vm
-        .lines()
-        .iter()
-        .any(|l| l.contains("liftoff: watchdog /dev/watchdog")));
+    let armed =
+        b.vm.lines()
+            .iter()
+            .find(|l| l.contains("liftoff: watchdog /dev/watchdog"))
+            .cloned()
+            .unwrap_or_default();
+    assert!(
+        armed.contains("armed: 65535 s to reach health, the most it grants of the 100000 s asked"),
+        "{armed}"
+    );
     no_kernel_panic(&b.vm);
     let marks = liftoff_qemu::console::timeline(b.vm.lines());
     println!("{}", liftoff_qemu::console::format_timeline(&marks));
