@@ -370,7 +370,17 @@ fn choose_slot(config: &Config, boot_disk: &BootDisk) -> (prairiedog::Slot, bool
             slots::log(&outcome);
             let d = &outcome.boot.decision;
             if d.action == Action::Reboot {
-                failure::reboot();
+                if outcome.boot.grubenv.steers_grub() {
+                    failure::reboot();
+                }
+                // GRUB would boot this slot again: rebooting would loop for ever. The
+                // kernel that runs reached PID 1 and its root is verified; boot it.
+                kmsg::error(&format!(
+                    "slots: slot {} should boot, but grubenv cannot point GRUB at it: \
+                     staying on slot {} instead of rebooting into it again",
+                    d.boot.as_str(),
+                    booted.as_str()
+                ));
             }
             failure::set_note(&format!(
                 "this boot is already counted against slot {}; next boot: slot {}",

@@ -169,6 +169,9 @@ pub fn describe(outcome: &Outcome) -> String {
     match &outcome.boot.grubenv {
         GrubEnvOutcome::Written => line.push_str("; grubenv updated"),
         GrubEnvOutcome::Unchanged => line.push_str("; grubenv unchanged"),
+        GrubEnvOutcome::Repaired(e) => {
+            line.push_str(&format!("; grubenv was torn ({e}): rewritten"))
+        }
         _ => {}
     }
     line
