@@ -213,7 +213,7 @@ impl GrubEnvOutcome {
 pub struct BootOutcome {
     /// The decision (log `selection.why`, `fallback`, `counted`, `crash_loop`).
     pub decision: Decision,
-    /// Whether the GPT was written.
+    /// Whether the GPT was written (new words, or a damaged copy repaired).
     pub gpt_written: bool,
     /// What happened to grubenv.
     pub grubenv: GrubEnvOutcome,
@@ -266,7 +266,9 @@ pub fn run<D: BlockIo>(
             }
         }
     };
-    let gpt_written = disk.store(decision.new)?;
+    // A damaged copy is repaired on every boot that sees it, changed words or not: the
+    // kernel ignores a damaged primary, and PID 1 announces the partitions after a repair.
+    let gpt_written = disk.store(decision.new)? || disk.repair()?;
     Ok(BootOutcome {
         decision,
         gpt_written,

@@ -301,6 +301,21 @@ impl<D: BlockIo> SlotDisk<D> {
         Ok(true)
     }
 
+    /// Rewrites both GPT copies as they are when one of them is damaged (the good copy's
+    /// contents into the damaged one first); returns whether it wrote. [`SlotDisk::store`]
+    /// repairs only when the attribute words change, which in a saturated state (no try
+    /// left to spend, the crash-loop count at its maximum) is never: the boot step calls
+    /// this so that a damaged copy does not outlive the boot that saw it.
+    pub fn repair(&mut self) -> Result<bool, DiskError> {
+        if self.gpt.health().is_clean() {
+            return Ok(false);
+        }
+        self.gpt
+            .write(&mut self.disk, &self.device)
+            .map_err(DiskError::WriteGpt)?;
+        Ok(true)
+    }
+
     /// Gives the I/O back.
     pub fn into_inner(self) -> D {
         self.disk

@@ -244,3 +244,48 @@ fn a_missing_grubenv_cannot_steer_grub() {
             .steers_grub()
     );
 }
+
+/// Saturated words (A successful with the crash-loop count at its maximum, B never to
+/// boot) do not change when A boots again: the boot step still repairs a damaged copy, so
+/// the kernel sees the partitions on the next boot (issue 17).
+#[test]
+fn a_damaged_copy_is_repaired_even_when_the_words_do_not_change() {
+    let dir = tempfile::tempdir().unwrap();
+    for sector in [512u32, 4096] {
+        for corrupt_primary in [true, false] {
+            let img = make_image(dir.path(), "s.img", sector, w(1, 0, 1, 7), w(0, 0, 0, 0));
+            let len = std::fs::metadata(&img).unwrap().len();
+            let header = if corrupt_primary {
+                u64::from(sector)
+            } else {
+                len - u64::from(sector)
+            };
+            // Inside the header's disk GUID: a CRC mismatch.
+            smash(&img, header + 60, 4, 0xa5);
+            assert!(!sgdisk_clean(&img, sector));
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&img)
+                .unwrap();
+            let mut disk = SlotDisk::open(f, &img, None).unwrap();
+            let out = boot(&mut disk, GrubEnvAt::None, Slot::A, DEFAULT_UNHEALTHY_LIMIT).unwrap();
+            assert_eq!(out.decision.old, out.decision.new, "{sector}: saturated");
+            assert!(out.gpt_written, "{sector} {corrupt_primary}");
+            assert!(
+                sgdisk_clean(&img, sector),
+                "{sector} {corrupt_primary}: repaired"
+            );
+            assert_eq!(sgdisk_attrs(&img, sector, 2), w(1, 0, 1, 7));
+            // A clean disk in the same state: nothing written.
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&img)
+                .unwrap();
+            let mut disk = SlotDisk::open(f, &img, None).unwrap();
+            let out = boot(&mut disk, GrubEnvAt::None, Slot::A, DEFAULT_UNHEALTHY_LIMIT).unwrap();
+            assert!(!out.gpt_written, "{sector}: clean and unchanged");
+        }
+    }
+}
