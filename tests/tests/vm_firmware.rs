@@ -492,26 +492,33 @@ fn vm_aarch64_firmware_boots_slot_b() {
     boots_slot_b(Arch::Aarch64);
 }
 
-/// A grubenv that is not an environment block (torn, overwritten): GRUB says it cannot read
-/// or write it and boots slot A; the boot goes on and nobody rewrites the file.
+/// A grubenv that is not an environment block (torn, overwritten) after an update to slot
+/// B: GRUB says it cannot read or write it and boots slot A. PID 1 sees that B must boot,
+/// writes a fresh block naming B into the file's sectors and reboots; GRUB then boots B,
+/// which spends its try (issue 17: nobody used to rewrite the file, and GRUB kept booting
+/// A).
 #[test]
-fn vm_x86_64_firmware_with_a_broken_grubenv_boots_slot_a() {
+fn vm_x86_64_firmware_rewrites_a_broken_grubenv() {
     let garbage = vec![b'x'; 1024];
     let mut b = boot(
         Arch::X86_64,
         "broken_grubenv",
         Setup {
-            grubenv: Env::Raw(garbage.clone()),
+            grubenv: Env::Raw(garbage),
             slots: vec![Slot::A, Slot::B],
             root_b: true,
+            words: Some((word(1, 0, true, 0), word(2, 1, false, 0))),
             ..Setup::default()
         },
     );
-    let r = report(&mut b);
+    b.vm.wait_for_text("slot B must boot instead: rebooting", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     for line in [
         "liftoff-grub: cannot read (hd0,gpt1)/grubenv, booting slot A",
         "liftoff-grub: booting slot A from (hd0,gpt2)",
         "liftoff-grub: cannot write (hd0,gpt1)/grubenv",
+        "grubenv was torn",
     ] {
         assert!(
             console_has(&b, line),
@@ -519,20 +526,26 @@ fn vm_x86_64_firmware_with_a_broken_grubenv_boots_slot_a() {
             b.vm.log_path().display()
         );
     }
-    assert_runs_slot(&b, &r, Slot::A);
-    let (offset, _) = b.disk.extent(image::ESP);
-    let out = Command::new("mtype")
-        .arg("-i")
-        .arg(format!("{}@@{offset}", b.disk.path.display()))
-        .arg("::/grubenv")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(out.stdout, garbage);
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+
+    b.restart("console-2");
+    let r = report(&mut b);
+    assert!(console_has(
+        &b,
+        "liftoff-grub: booting slot B from (hd0,gpt5)"
+    ));
+    assert_runs_slot(&b, &r, Slot::B);
+    // B spent its only try: should it die before health, GRUB boots A.
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+    assert_eq!(
+        attributes(&b.disk.path, image::BOOT_B),
+        word(2, 0, false, 0)
+    );
 }
 
-/// No grubenv on the ESP: GRUB boots slot A and PID 1 boots on (grubenv is a mirror; the
-/// GPT stays the source of truth).
+/// No grubenv on the ESP after an update to slot B: GRUB boots slot A, and PID 1 cannot
+/// point GRUB at B. Rebooting would bring A back for ever (issue 17), so PID 1 says so and
+/// boots A, counting nothing (grubenv is a mirror; the GPT stays the source of truth).
 #[test]
 fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
     let mut b = boot(
@@ -540,7 +553,9 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
         "no_grubenv",
         Setup {
             grubenv: Env::Missing,
-            slots: vec![Slot::A],
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(1, 0, true, 0), word(2, 1, false, 0))),
             ..Setup::default()
         },
     );
@@ -549,7 +564,20 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
         &b,
         "liftoff-grub: no grubenv on hd0, booting slot A"
     ));
+    assert!(
+        console_has(
+            &b,
+            "slot B should boot, but grubenv cannot point GRUB at it: staying on slot A"
+        ),
+        "log {}",
+        b.vm.log_path().display()
+    );
     assert_runs_slot(&b, &r, Slot::A);
+    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(
+        attributes(&b.disk.path, image::BOOT_B),
+        word(2, 1, false, 0)
+    );
 }
 
 /// Neither slot has a kernel: GRUB says so and reboots (QEMU's -no-reboot ends it) instead
