@@ -5,7 +5,7 @@
 //!
 //! | # | label | content |
 //! |---|---|---|
-//! | 1 | `EFI-SYSTEM` | FAT: stock GRUB at the removable-media path ([`firmware::grub_efi`]), `grubenv` with `liftoff_slot=A`, `liftoff_pending=0` |
+//! | 1 | `EFI-SYSTEM` | FAT: stock GRUB at the removable-media path ([`crate::esp::grub_efi`]), `grubenv` with `liftoff_slot=A`, `liftoff_pending=0` |
 //! | 2 | `BOOT-A` | FAT: `vmlinuz`, `initramfs`, `grub.cfg` (slot A's command line with the root hash) |
 //! | 3, 4 | `ROOT-A`, `HASH-A` | the root file system (erofs or ext4) and its dm-verity superblock and tree |
 //! | 5-7 | `BOOT-B`, `ROOT-B`, `HASH-B` | blank, as large as slot A's |
@@ -27,20 +27,20 @@
 //!    numeric owners, any compression tar recognises) into a work folder beside the output.
 //!    Missing mount points PID 1 needs (`/local`, `/opt`, `/run`, `/tmp`, `/etc`, `/var`) are
 //!    added, and every access and modification time is set to 0.
-//! 2. Root file system: [`image::make_root_fs`] (`mkfs.erofs -T0`, or `mkfs.ext4 -d` with
+//! 2. Root file system: [`root::make_root_fs`] (`mkfs.erofs -T0`, or `mkfs.ext4 -d` with
 //!    inode times fixed afterwards).
-//! 3. Disk: [`image::build_disk`] (GPT by `sgdisk`, hash tree by the `verity` crate, PRIVATE),
-//!    then [`firmware::install`] writes the ESP and BOOT-A. Payloads: [`image::make_hash`],
-//!    [`firmware::make_fat_tree`], the manifest.
+//! 3. Disk: [`disk::build_disk`] (GPT by `sgdisk`, hash tree by the `verity` crate, PRIVATE),
+//!    then [`boot::install`] writes the ESP and BOOT-A. Payloads: [`root::make_hash`],
+//!    [`crate::fat::make_fat_tree`], the manifest.
 //! 4. The output is written under a temporary name and renamed when complete; the work folder
 //!    is removed whether the build succeeds or fails, so a failed build leaves nothing behind.
 //!
 //! # Reproducibility
 //!
 //! Same inputs and seed, same bytes: every GUID, file system UUID, ext4 hash seed, FAT volume
-//! ID and the verity salt and UUID derive from the seed ([`image::seeded_guid`]); every time
+//! ID and the verity salt and UUID derive from the seed ([`crate::seed::seeded_guid`]); every time
 //! stamp is fixed (erofs `-T0`; ext4 `E2FSPROGS_FAKE_TIME` plus `debugfs` for the times
-//! `mkfs.ext4 -d` copies from the stage; FAT files at [`image::FAT_EPOCH`], mtools run with
+//! `mkfs.ext4 -d` copies from the stage; FAT files at [`crate::fat::FAT_EPOCH`], mtools run with
 //! `SOURCE_DATE_EPOCH` and `TZ=UTC`, as FAT keeps local time); the work folder's path never
 //! reaches an image.
 
@@ -51,10 +51,12 @@ use std::process::Command;
 
 use prairiedog::install::{InstallError, Manifest, Payload};
 
-use crate::firmware::{self, FirmwareError, Install, Slot};
-use crate::image::{self, BuiltDisk, DiskSpec, ImageError, RootFsType};
+use crate::boot::{self, BootError, Install};
+use crate::disk::{self, BuiltDisk, DiskSpec, Slot};
 use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
+use crate::root::{self, RootFsType};
+use crate::tool::{self, ImageError};
 use crate::{artifacts, system, Arch};
 
 /// Mount points PID 1 needs in the verified root (docs/init.md, "What the image provides").
@@ -65,7 +67,7 @@ pub const MOUNT_POINTS: [&str; 6] = ["etc", "local", "opt", "run", "tmp", "var"]
 pub struct BootSpec {
     pub kernel: PathBuf,
     pub initramfs: Vec<u8>,
-    /// Added after Liftoff's keys on the slot's command line ([`firmware::slot_cmdline`]).
+    /// Added after Liftoff's keys on the slot's command line ([`boot::slot_cmdline`]).
     pub append: String,
 }
 
@@ -201,7 +203,8 @@ pub enum BuildError {
         path: PathBuf,
     },
     Image(ImageError),
-    Firmware(FirmwareError),
+    /// Writing the ESP and the BOOT partitions.
+    BootFiles(BootError),
     /// Digesting the payload files for the manifest.
     Manifest(InstallError),
 }
@@ -235,7 +238,7 @@ impl fmt::Display for BuildError {
                 path.display()
             ),
             BuildError::Image(e) => e.fmt(f),
-            BuildError::Firmware(e) => e.fmt(f),
+            BuildError::BootFiles(e) => e.fmt(f),
             BuildError::Manifest(e) => write!(f, "making the manifest: {e}"),
         }
     }
@@ -249,9 +252,9 @@ impl From<ImageError> for BuildError {
     }
 }
 
-impl From<FirmwareError> for BuildError {
-    fn from(e: FirmwareError) -> Self {
-        BuildError::Firmware(e)
+impl From<BootError> for BuildError {
+    fn from(e: BootError) -> Self {
+        BuildError::BootFiles(e)
     }
 }
 
@@ -334,7 +337,7 @@ fn remove_tree(dir: &Path) -> Result<(), BuildError> {
     if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
         return Ok(());
     }
-    image::run(Command::new("chmod").arg("-R").arg("u+w").arg(dir))?;
+    tool::run(Command::new("chmod").arg("-R").arg("u+w").arg(dir))?;
     std::fs::remove_dir_all(dir).map_err(io_err(format!("removing {}", dir.display())))
 }
 
@@ -541,7 +544,7 @@ pub fn make_root_image(
             RootFsType::Ext4 => "ext4",
         }
     ));
-    image::make_root_fs(&stage, out, spec.fs, &spec.seed)?;
+    root::make_root_fs(&stage, out, spec.fs, &spec.seed)?;
     if spec.fs == RootFsType::Ext4 {
         fix_ext4_times(&stage, out, work)?;
     }
@@ -560,7 +563,7 @@ pub fn build_image(
     make_root_image(spec, &root, &work.0, progress)?;
     let partial = work.0.join("disk.img");
     progress("building the verity tree and the partition table");
-    let disk = image::build_disk(
+    let disk = disk::build_disk(
         &root,
         &partial,
         &DiskSpec {
@@ -577,13 +580,13 @@ pub fn build_image(
     progress("installing GRUB, grubenv and the kernel into the ESP and BOOT-A");
     let install = Install {
         arch: spec.arch,
-        grubenv: Some(firmware::grubenv(Some(Slot::A), Some(false), &work.0)?),
+        grubenv: Some(crate::esp::grubenv(Some(Slot::A), Some(false), &work.0)?),
         kernel: spec.boot.kernel.clone(),
         initramfs: spec.boot.initramfs.clone(),
         slots: vec![Slot::A],
         extra_cmdline: spec.boot.append.clone(),
     };
-    firmware::install(&disk, &install, &work.0.join("fat"))?;
+    boot::install(&disk, &install, &work.0.join("fat"))?;
     let root_bytes = file_len(&root)?;
     let hash_bytes = file_len(&work.0.join("disk/hash.img"))?;
     std::fs::rename(&partial, out).map_err(io_err(format!(
@@ -591,13 +594,13 @@ pub fn build_image(
         partial.display(),
         out.display()
     )))?;
-    let cmdline = firmware::slot_cmdline(spec.arch, Slot::A, &disk, &spec.boot.append);
+    let cmdline = boot::slot_cmdline(spec.arch, Slot::A, &disk, &spec.boot.append);
     Ok(BuiltImage {
         disk: BuiltDisk {
             path: out.to_path_buf(),
             ..disk
         },
-        disk_guid: image::seeded_guid(&spec.seed, "disk"),
+        disk_guid: crate::seed::seeded_guid(&spec.seed, "disk"),
         root_bytes,
         hash_bytes,
         cmdline,
@@ -654,14 +657,14 @@ pub fn write_payloads(
     let work = WorkDir::beside(out_dir, "payload")?;
     let staged = |name: &str| work.0.join(name);
     let root_copy = staged("root.img");
-    image::run(
+    tool::run(
         Command::new("cp")
             .arg("--sparse=always")
             .arg(root)
             .arg(&root_copy),
     )?;
     progress("building the verity tree");
-    let (root_hash, salt) = image::make_hash(&root_copy, &staged("hash.img"), spec.seed)?;
+    let (root_hash, salt) = root::make_hash(&root_copy, &staged("hash.img"), spec.seed)?;
     let slot_disk = BuiltDisk {
         path: PathBuf::new(),
         root_hash: root_hash.clone(),
@@ -669,19 +672,19 @@ pub fn write_payloads(
         partuuids: Vec::new(),
         extents: Vec::new(),
     };
-    let cmdline = firmware::slot_cmdline(spec.arch, spec.slot, &slot_disk, &spec.boot.append);
+    let cmdline = boot::slot_cmdline(spec.arch, spec.slot, &slot_disk, &spec.boot.append);
     progress(&format!(
         "making the BOOT image for slot {}",
         spec.slot.name()
     ));
-    let files = firmware::boot_files(&spec.boot.kernel, &spec.boot.initramfs, &cmdline)?;
-    // Label and seed as firmware::install gives a BOOT partition: a payload for slot A holds
+    let files = boot::boot_files(&spec.boot.kernel, &spec.boot.initramfs, &cmdline)?;
+    // Label and seed as boot::install gives a BOOT partition: a payload for slot A holds
     // exactly what a disk's BOOT-A holds.
     let label = format!("BOOT-{}", spec.slot.name());
     let fat_work = staged("fat");
     std::fs::create_dir_all(&fat_work)
         .map_err(io_err(format!("creating {}", fat_work.display())))?;
-    firmware::make_fat_tree(
+    crate::fat::make_fat_tree(
         &staged("boot.img"),
         spec.boot_mib,
         &label,
