@@ -4,8 +4,8 @@
 //! BOOT partition, and Liftoff's PID 1 mounts that slot's verified root and hands off to the
 //! probe, which reports and powers off.
 //!
-//! The disk is the verified Debian root image of `qemu::system`, with GRUB, grubenv and the
-//! BOOT partitions written into each guest's copy by `qemu::boot::install`.
+//! The disk is the verified Debian root image of `liftoff_image::system`, with GRUB, grubenv
+//! and the BOOT partitions written into each guest's copy by `liftoff_image::boot::install`.
 
 use std::path::PathBuf;
 use std::process::Command;
