@@ -7,7 +7,9 @@ use std::process::Command;
 
 use prairiedog::install::{Manifest, Payload};
 
-use super::{io_err, make_root_image, BootSpec, BuildError, ImageSpec, WorkDir};
+use super::error::{io_err, BuildError, WorkDir};
+use super::spec::{BootSpec, ImageSpec};
+use super::stage::make_root_image;
 use crate::boot;
 use crate::disk::{BuiltDisk, Slot};
 use crate::root;

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{io_err, remove_tree, BuildError, ImageSpec};
+use super::error::{io_err, remove_tree, BuildError};
+use super::spec::ImageSpec;
 use crate::root::{self, RootFsType};
 use crate::tool::ImageError;
 
