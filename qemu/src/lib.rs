@@ -1,24 +1,18 @@
-//! Liftoff's QEMU harness: initramfs and disk images for Liftoff, and guests booted under
-//! software emulation whose serial console a test reads line by line.
+//! Liftoff's QEMU runner: guests booted under software emulation, directly from a kernel or
+//! through UEFI firmware and GRUB, whose serial console a test reads line by line.
+//! What it boots (disks, initramfs images, kernels) is built by the `image` crate
+//! (`liftoff_image`); this crate only runs it.
 //!
 //! The pieces:
-//! - [`build`]: the image builder, a root tree into a whole disk or update payloads;
-//! - [`cpio`]: the `newc` archive format of an initramfs;
-//! - [`kernel`]: Debian's cloud kernels cached by `scripts/setup`, and module closures;
-//! - [`initramfs`]: PID 1, device nodes, modules and test payloads in one archive;
-//! - [`vm`]: start QEMU, wait for console lines with deadlines, always kill it.
+//! - [`vm`]: start QEMU, wait for console lines with deadlines, always kill it;
+//! - [`firmware`]: OVMF/AAVMF, a fresh variable store per guest, and the VM configuration
+//!   of a firmware boot;
+//! - [`console`]: Liftoff's boot timeline read back from a console log;
+//! - the `liftoff-qemu` binary: `image` and `payload` (the image builder's CLI) and `boot`.
 
-pub mod arch;
-pub mod artifacts;
-pub mod build;
 pub mod console;
-pub mod cpio;
 pub mod firmware;
-pub mod image;
-pub mod initramfs;
-pub mod kernel;
-pub mod oci;
-pub mod system;
 pub mod vm;
 
-pub use arch::Arch;
+/// The architecture of a guest, shared with the image builder that made its disk.
+pub use liftoff_image::Arch;

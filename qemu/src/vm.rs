@@ -14,7 +14,31 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use liftoff_image::artifacts;
+
 use crate::Arch;
+
+/// The QEMU binary for a guest of `arch`.
+pub fn qemu_binary(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "qemu-system-x86_64",
+        Arch::Aarch64 => "qemu-system-aarch64",
+    }
+}
+
+/// Machine and CPU under TCG. KVM is never used: a KVM guest hangs on these hosts.
+/// `pauth-impdef` makes pointer authentication cheap to emulate on aarch64.
+pub fn machine_args(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => &["-M", "q35", "-accel", "tcg", "-cpu", "max"],
+        Arch::Aarch64 => &["-M", "virt", "-accel", "tcg", "-cpu", "max,pauth-impdef=on"],
+    }
+}
+
+/// Where console logs of VM tests are kept: `vm-logs` in the cargo target folder.
+pub fn log_dir() -> PathBuf {
+    artifacts::target_dir().join("vm-logs")
+}
 
 /// A raw disk image attached as a virtio block device.
 #[derive(Debug, Clone)]
@@ -62,9 +86,7 @@ impl VmConfig {
 
     /// The full QEMU argument list.
     pub fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = self
-            .arch
-            .machine_args()
+        let mut args: Vec<String> = machine_args(self.arch)
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -206,7 +228,7 @@ impl Vm {
             path: config.log.clone(),
             source,
         })?;
-        let binary = config.arch.qemu_binary();
+        let binary = qemu_binary(config.arch);
         // The command line goes first in the log so a failed run can be reproduced.
         let _ = writeln!(log, "# {binary} {}", config.args().join(" "));
         let mut child = Command::new(binary)

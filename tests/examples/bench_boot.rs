@@ -25,10 +25,10 @@ use common::printk_of;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use liftoff_qemu::cpio::Archive;
-use liftoff_qemu::kernel::Kernel;
-use liftoff_qemu::system;
-use liftoff_qemu::{artifacts, Arch};
+use liftoff_image::cpio::Archive;
+use liftoff_image::kernel::Kernel;
+use liftoff_image::{system, Arch};
+use liftoff_qemu::vm;
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -174,7 +174,7 @@ fn main() {
     let arch = Arch::X86_64;
     let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
     let sys = common::system(arch);
-    let work = artifacts::log_dir().join("bench_boot");
+    let work = vm::log_dir().join("bench_boot");
     std::fs::create_dir_all(&work).unwrap();
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let liftoff_initrd = work.join("liftoff.cpio");

@@ -16,11 +16,12 @@ mod common;
 use std::time::Duration;
 
 use common::printk_of;
-use liftoff_qemu::image::{DiskSpec, RootFsType};
-use liftoff_qemu::kernel::Kernel;
-use liftoff_qemu::system::{self, RootFile, RootLink, SystemSpec};
-use liftoff_qemu::vm::{Disk, Vm, VmConfig};
-use liftoff_qemu::{artifacts, Arch};
+use liftoff_image::disk::DiskSpec;
+use liftoff_image::kernel::Kernel;
+use liftoff_image::root::RootFsType;
+use liftoff_image::system::{self, RootFile, RootLink, SystemSpec};
+use liftoff_image::Arch;
+use liftoff_qemu::vm::{self, Disk, Vm, VmConfig};
 
 const TIMEOUT: Duration = Duration::from_secs(400);
 const READY: &str = "bench: containerd-ready";
@@ -64,7 +65,7 @@ fn main() {
         },
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let work = artifacts::log_dir().join("bench_handoff");
+    let work = vm::log_dir().join("bench_handoff");
     std::fs::create_dir_all(&work).unwrap();
     let initrd = work.join("initramfs.cpio");
     std::fs::write(&initrd, system::initramfs(arch, &kernel).unwrap()).unwrap();

@@ -18,10 +18,10 @@ use common::printk_of;
 use std::path::PathBuf;
 use std::process::Command;
 
-use liftoff_qemu::initramfs::Initramfs;
-use liftoff_qemu::kernel::workspace_root;
-use liftoff_qemu::system;
-use liftoff_qemu::{artifacts, Arch};
+use liftoff_image::initramfs::Initramfs;
+use liftoff_image::kernel::workspace_root;
+use liftoff_image::{artifacts, system, Arch};
+use liftoff_qemu::vm;
 
 fn main() {
     let boots = common::boots_arg();
@@ -37,7 +37,7 @@ fn main() {
     );
     let kernel = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let sys = common::system(arch);
-    let work = artifacts::log_dir().join("bench_yardstick");
+    let work = vm::log_dir().join("bench_yardstick");
     std::fs::create_dir_all(&work).unwrap();
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
 
@@ -122,8 +122,8 @@ fn main() {
 
 /// The `dm-mod.create` value for slot A's verified root, from the HASH superblock (read
 /// from the disk image at HASH-A's offset).
-fn kernel_table(disk: &liftoff_qemu::image::BuiltDisk) -> String {
-    let (hash_off, _) = disk.extent(liftoff_qemu::image::HASH_A);
+fn kernel_table(disk: &liftoff_image::disk::BuiltDisk) -> String {
+    let (hash_off, _) = disk.extent(liftoff_image::disk::HASH_A);
     let sb = verity::read_superblock(&disk.path, hash_off).unwrap_or_else(|e| panic!("{e}"));
     let geometry = verity::Geometry::new(&sb.params, &verity::Layout::default()).unwrap();
     let root = verity::RootHash::from_hex(sb.params.algorithm, &disk.root_hash).unwrap();

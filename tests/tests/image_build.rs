@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use liftoff_qemu::image;
+use liftoff_image::disk;
 
 mod common;
 use common::{assert_sgdisk_clean, attributes, host_binary, word};
@@ -66,7 +66,7 @@ struct TestDir(PathBuf);
 
 impl TestDir {
     fn new(name: &str) -> TestDir {
-        let dir = liftoff_qemu::artifacts::target_dir()
+        let dir = liftoff_image::artifacts::target_dir()
             .join("image-build-tests")
             .join(name);
         let _ = std::fs::remove_dir_all(&dir);
@@ -150,11 +150,11 @@ fn same_inputs_same_bytes() {
     tiny_tree(&two, true);
     // Liftoff's initramfs, made once: PID 1 is rebuilt by other work while this test runs,
     // and a new PID 1 is a different input, not a reproducibility failure.
-    let kernel = liftoff_qemu::kernel::Kernel::debian(liftoff_qemu::Arch::X86_64).unwrap();
+    let kernel = liftoff_image::kernel::Kernel::debian(liftoff_image::Arch::X86_64).unwrap();
     let initramfs = dir.0.join("initramfs");
     std::fs::write(
         &initramfs,
-        liftoff_qemu::system::initramfs(liftoff_qemu::Arch::X86_64, &kernel).unwrap(),
+        liftoff_image::system::initramfs(liftoff_image::Arch::X86_64, &kernel).unwrap(),
     )
     .unwrap();
     let tarball = dir.0.join("tree.tar.gz");
@@ -233,7 +233,7 @@ fn extent(json: &serde_json::Value, number: u32) -> (u64, u64) {
 }
 
 fn extract(disk: &Path, (offset, len): (u64, u64), dest: &Path) -> PathBuf {
-    liftoff_qemu::image::extract(disk, offset, len, dest).unwrap();
+    liftoff_image::disk::extract(disk, offset, len, dest).unwrap();
     dest.to_path_buf()
 }
 
@@ -262,7 +262,7 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     let salt = image_json["salt"].as_str().unwrap().to_owned();
 
     assert_sgdisk_clean(&disk);
-    for (number, label, type_guid) in image::PARTITIONS {
+    for (number, label, type_guid) in disk::PARTITIONS {
         let out = Command::new("sgdisk")
             .arg("-i")
             .arg(number.to_string())
@@ -296,10 +296,10 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
             "{text}"
         );
     }
-    assert_eq!(attributes(&disk, image::BOOT_A), word(1, 0, true, 0));
-    assert_eq!(attributes(&disk, image::BOOT_B), 0);
+    assert_eq!(attributes(&disk, disk::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&disk, disk::BOOT_B), 0);
 
-    let esp = extent(&image_json, image::ESP).0;
+    let esp = extent(&image_json, disk::ESP).0;
     let grub = fat_file(&disk, esp, "EFI/BOOT/BOOTX64.EFI");
     assert_eq!(&grub[..2], b"MZ");
     let env = dir.0.join("grubenv");
@@ -313,8 +313,8 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
         String::from_utf8_lossy(&out.stdout),
         "liftoff_slot=A\nliftoff_pending=0\n"
     );
-    let boot_a = extent(&image_json, image::BOOT_A).0;
-    let kernel = liftoff_qemu::kernel::Kernel::debian(liftoff_qemu::Arch::X86_64).unwrap();
+    let boot_a = extent(&image_json, disk::BOOT_A).0;
+    let kernel = liftoff_image::kernel::Kernel::debian(liftoff_image::Arch::X86_64).unwrap();
     assert!(fat_file(&disk, boot_a, "vmlinuz") == std::fs::read(&kernel.image).unwrap());
     let initramfs = fat_file(&disk, boot_a, "initramfs");
     assert_eq!(&initramfs[..6], b"070701", "a newc cpio archive");
@@ -336,12 +336,12 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
 
     let root_part = extract(
         &disk,
-        extent(&image_json, image::ROOT_A),
+        extent(&image_json, disk::ROOT_A),
         &dir.0.join("root-a"),
     );
     let hash_part = extract(
         &disk,
-        extent(&image_json, image::HASH_A),
+        extent(&image_json, disk::HASH_A),
         &dir.0.join("hash-a"),
     );
     let out = Command::new("veritysetup")
@@ -365,7 +365,7 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     );
     let private = extract(
         &disk,
-        extent(&image_json, image::PRIVATE),
+        extent(&image_json, disk::PRIVATE),
         &dir.0.join("private"),
     );
     let out = Command::new("dumpe2fs")
@@ -378,7 +378,7 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
         out.status.success() && text.contains("Filesystem volume name:   PRIVATE"),
         "{text}"
     );
-    for n in [image::ROOT_B, image::HASH_B, image::DATA] {
+    for n in [disk::ROOT_B, disk::HASH_B, disk::DATA] {
         let part = extract(&disk, extent(&image_json, n), &dir.0.join("blank"));
         let bytes = std::fs::read(&part).unwrap();
         assert!(bytes.iter().all(|b| *b == 0), "partition {n} is blank");
@@ -404,7 +404,7 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     same_prefix(&pa.join("hash.img"), &hash_part);
     let boot_part = extract(
         &disk,
-        extent(&image_json, image::BOOT_A),
+        extent(&image_json, disk::BOOT_A),
         &dir.0.join("boot-a"),
     );
     same_prefix(&pa.join("boot.img"), &boot_part);
@@ -472,10 +472,10 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     };
     let out = install();
     assert!(out.status.success(), "prairiedog install: {out:?}");
-    assert_eq!(attributes(&disk, image::BOOT_B), word(0, 1, false, 0));
+    assert_eq!(attributes(&disk, disk::BOOT_B), word(0, 1, false, 0));
     let cfg = String::from_utf8(fat_file(
         &disk,
-        extent(&image_json, image::BOOT_B).0,
+        extent(&image_json, disk::BOOT_B).0,
         "grub.cfg",
     ))
     .unwrap();
@@ -618,7 +618,7 @@ fn tarball_of(tree: &Path, tarball: &Path) {
 #[test]
 fn debian_tree_tarball() {
     let dir = TestDir::new("debian");
-    let tree = liftoff_qemu::system::root_tree(liftoff_qemu::Arch::X86_64)
+    let tree = liftoff_image::system::root_tree(liftoff_image::Arch::X86_64)
         .unwrap_or_else(|e| panic!("{e}"));
     let tarball = dir.0.join("root.tar");
     tarball_of(&tree, &tarball);
@@ -644,8 +644,8 @@ fn debian_tree_tarball() {
         json["hash_bytes"].as_u64().unwrap() >> 10
     );
     std::fs::remove_file(&tarball).unwrap();
-    let root_part = extract(&disk, extent(&json, image::ROOT_A), &dir.0.join("root-a"));
-    let hash_part = extract(&disk, extent(&json, image::HASH_A), &dir.0.join("hash-a"));
+    let root_part = extract(&disk, extent(&json, disk::ROOT_A), &dir.0.join("root-a"));
+    let hash_part = extract(&disk, extent(&json, disk::HASH_A), &dir.0.join("hash-a"));
     let out = Command::new("veritysetup")
         .arg("verify")
         .arg(&root_part)
@@ -665,7 +665,7 @@ fn debian_tree_tarball() {
 #[test]
 fn vm_x86_64_image_from_a_tarball_boots_to_containerd() {
     let (work, _scratch) = common::work_dir("image-cli-x86_64");
-    let tree = liftoff_qemu::system::root_tree(liftoff_qemu::Arch::X86_64)
+    let tree = liftoff_image::system::root_tree(liftoff_image::Arch::X86_64)
         .unwrap_or_else(|e| panic!("{e}"));
     let tarball = work.join("root.tar.gz");
     tarball_of(&tree, &tarball);
@@ -718,8 +718,8 @@ fn vm_x86_64_image_from_a_tarball_boots_to_containerd() {
     );
     assert!(!console.contains("Kernel panic"), "{console}");
     // Slot A stays the successful slot with priority 1; B was never touched.
-    assert_eq!(attributes(&disk, image::BOOT_A), word(1, 0, true, 0));
-    assert_eq!(attributes(&disk, image::BOOT_B), 0);
+    assert_eq!(attributes(&disk, disk::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&disk, disk::BOOT_B), 0);
     std::fs::write(work.join("console.log"), console.as_bytes()).unwrap();
 }
 
@@ -731,7 +731,7 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
     let dir = TestDir::new("kernel-options");
     let tree = dir.0.join("tree");
     tiny_tree(&tree, false);
-    let kernel = liftoff_qemu::kernel::Kernel::debian(liftoff_qemu::Arch::X86_64).unwrap();
+    let kernel = liftoff_image::kernel::Kernel::debian(liftoff_image::Arch::X86_64).unwrap();
     let base = [
         "image",
         "--arch",
@@ -764,7 +764,7 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
     let initramfs = dir.0.join("initramfs");
     std::fs::write(
         &initramfs,
-        fat_file(&default, extent(&json, image::BOOT_A).0, "initramfs"),
+        fat_file(&default, extent(&json, disk::BOOT_A).0, "initramfs"),
     )
     .unwrap();
     let given = dir.0.join("given.img");
@@ -787,7 +787,7 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
         .concat(),
         "UTC",
     );
-    let bare_initramfs = fat_file(&bare, extent(&bare_json, image::BOOT_A).0, "initramfs");
+    let bare_initramfs = fat_file(&bare, extent(&bare_json, disk::BOOT_A).0, "initramfs");
     assert!(bare_initramfs.len() < std::fs::read(&initramfs).unwrap().len() / 2);
     let has_dm_verity = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains("dm-verity.ko");
     assert!(has_dm_verity(&std::fs::read(&initramfs).unwrap()));
@@ -841,14 +841,14 @@ fn aarch64_disk() {
     );
     assert_eq!(sha256(&one), sha256(&two));
     assert_sgdisk_clean(&one);
-    let efi = fat_file(&one, extent(&json, image::ESP).0, "EFI/BOOT/BOOTAA64.EFI");
+    let efi = fat_file(&one, extent(&json, disk::ESP).0, "EFI/BOOT/BOOTAA64.EFI");
     let at = u32::from_le_bytes(efi[0x3c..0x40].try_into().unwrap()) as usize;
     assert_eq!(&efi[at..at + 4], b"PE\0\0");
     assert_eq!(u16::from_le_bytes([efi[at + 4], efi[at + 5]]), 0xaa64);
-    let kernel = liftoff_qemu::kernel::Kernel::debian(liftoff_qemu::Arch::Aarch64).unwrap();
-    let boot_a = extent(&json, image::BOOT_A).0;
+    let kernel = liftoff_image::kernel::Kernel::debian(liftoff_image::Arch::Aarch64).unwrap();
+    let boot_a = extent(&json, disk::BOOT_A).0;
     assert!(fat_file(&one, boot_a, "vmlinuz") == std::fs::read(&kernel.image).unwrap());
     let cfg = String::from_utf8(fat_file(&one, boot_a, "grub.cfg")).unwrap();
     assert!(cfg.contains(" console=ttyAMA0 panic=-1'"), "{cfg}");
-    assert_eq!(attributes(&one, image::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&one, disk::BOOT_A), word(1, 0, true, 0));
 }

@@ -1,17 +1,18 @@
 //! VM test of issue 7's container host: the verified Debian root with containerd and runc,
 //! booted through PID 1 into systemd, imports a small OCI image made locally from busybox
-//! (`liftoff_qemu::oci`) with `ctr` and runs a container that prints a marker.
+//! (`liftoff_image::oci`) with `ctr` and runs a container that prints a marker.
 //!
 //! The image is on the read-only erofs root; containerd keeps its content and snapshots
 //! in /var/lib/containerd, on the encrypted DATA file system PID 1 binds /var from.
 
 use std::time::Duration;
 
-use liftoff_qemu::image::{DiskSpec, RootFsType};
-use liftoff_qemu::kernel::Kernel;
-use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
+use liftoff_image::disk::DiskSpec;
+use liftoff_image::kernel::Kernel;
+use liftoff_image::root::RootFsType;
+use liftoff_image::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
+use liftoff_image::{oci, Arch};
 use liftoff_qemu::vm::{Disk, Vm, VmConfig};
-use liftoff_qemu::{oci, Arch};
 
 mod common;
 

@@ -4,20 +4,22 @@
 //! BOOT partition, and Liftoff's PID 1 mounts that slot's verified root and hands off to the
 //! probe, which reports and powers off.
 //!
-//! The disk is the verified Debian root image of `qemu::system`, with GRUB, grubenv and the
-//! BOOT partitions written into each guest's copy by `qemu::firmware::install`.
+//! The disk is the verified Debian root image of `liftoff_image::system`, with GRUB, grubenv
+//! and the BOOT partitions written into each guest's copy by `liftoff_image::boot::install`.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use liftoff_image::boot::{self, Install};
+use liftoff_image::disk::{self, BuiltDisk, DiskSpec, Slot};
+use liftoff_image::kernel::Kernel;
+use liftoff_image::root::RootFsType;
+use liftoff_image::system::{self, BuiltSystem, RootFile, SystemSpec};
+use liftoff_image::{artifacts, esp, Arch};
 use liftoff_probe::Report;
-use liftoff_qemu::firmware::{self, Install, Slot};
-use liftoff_qemu::image::{self, BuiltDisk, DiskSpec, RootFsType};
-use liftoff_qemu::kernel::Kernel;
-use liftoff_qemu::system::{self, BuiltSystem, RootFile, SystemSpec};
+use liftoff_qemu::firmware;
 use liftoff_qemu::vm::{Disk, Vm, VmConfig};
-use liftoff_qemu::{artifacts, Arch};
 
 /// A firmware boot to the probe takes 20-30 s under TCG; the deadline leaves room for a
 /// loaded machine.
@@ -126,9 +128,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let grubenv = match setup.grubenv {
         Env::Missing => None,
-        Env::Keys(slot, pending) => {
-            Some(firmware::grubenv(Some(slot), Some(pending), &work).unwrap())
-        }
+        Env::Keys(slot, pending) => Some(esp::grubenv(Some(slot), Some(pending), &work).unwrap()),
         Env::Raw(bytes) => Some(bytes),
     };
     let install = Install {
@@ -139,31 +139,31 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         slots: setup.slots,
         extra_cmdline: format!("liftoff.handoff={PROBE}"),
     };
-    firmware::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
+    boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
     if setup.kill_a {
-        let cmdline = firmware::slot_cmdline(arch, Slot::A, &disk, &install.extra_cmdline);
-        let files: Vec<_> = firmware::boot_files(&kernel.image, &[], &cmdline)
+        let cmdline = boot::slot_cmdline(arch, Slot::A, &disk, &install.extra_cmdline);
+        let files: Vec<_> = boot::boot_files(&kernel.image, &[], &cmdline)
             .unwrap()
             .into_iter()
             .filter(|(name, _)| name != "initramfs")
             .collect();
-        firmware::write_fat_partition(&disk, image::BOOT_A, "BOOT-A", &files, &work)
+        boot::write_fat_partition(&disk, disk::BOOT_A, "BOOT-A", &files, &work)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     if setup.root_b {
-        firmware::copy_slot_a_to_b(&disk).unwrap_or_else(|e| panic!("{e}"));
+        boot::copy_slot_a_to_b(&disk).unwrap_or_else(|e| panic!("{e}"));
     }
     for (slot, extra) in [(Slot::A, &setup.a_extra), (Slot::B, &setup.b_extra)] {
         let Some(extra) = extra else { continue };
-        let cmdline = firmware::slot_cmdline(arch, slot, &disk, extra);
-        let files = firmware::boot_files(&kernel.image, &install.initramfs, &cmdline).unwrap();
+        let cmdline = boot::slot_cmdline(arch, slot, &disk, extra);
+        let files = boot::boot_files(&kernel.image, &install.initramfs, &cmdline).unwrap();
         let label = format!("BOOT-{}", slot.name());
-        firmware::write_fat_partition(&disk, slot.boot_partition(), &label, &files, &work)
+        boot::write_fat_partition(&disk, slot.boot_partition(), &label, &files, &work)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     if setup.corrupt_root_a {
         let root_bytes = sys.root_bytes;
-        let (offset, _) = disk.extent(image::ROOT_A);
+        let (offset, _) = disk.extent(disk::ROOT_A);
         let at = offset + root_bytes - 4096 + 100;
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -176,8 +176,8 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         std::os::unix::fs::FileExt::write_all_at(&f, &byte, at).unwrap();
     }
     if let Some((a, b)) = setup.words {
-        set_attributes(&disk.path, image::BOOT_A, a);
-        set_attributes(&disk.path, image::BOOT_B, b);
+        set_attributes(&disk.path, disk::BOOT_A, a);
+        set_attributes(&disk.path, disk::BOOT_B, b);
     }
     let vars = work.join("vars.fd");
     firmware::fresh_vars(arch, &vars).unwrap_or_else(|e| panic!("{e}"));
@@ -201,10 +201,10 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let env = firmware::grubenv(Some(Slot::B), Some(true), &work).unwrap();
-        firmware::write_fat_partition(
+        let env = esp::grubenv(Some(Slot::B), Some(true), &work).unwrap();
+        boot::write_fat_partition(
             &other,
-            image::ESP,
+            disk::ESP,
             "EFI-SYSTEM",
             &[("grubenv".into(), env)],
             &work,
@@ -291,7 +291,7 @@ fn assert_runs_slot(b: &Boot, r: &Report, slot: Slot) {
 }
 
 fn grubenv(b: &Boot) -> String {
-    firmware::read_grubenv(&b.disk, &b.work).unwrap_or_else(|e| panic!("{e}"))
+    esp::read_grubenv(&b.disk, &b.work).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn console_has(b: &Boot, text: &str) -> bool {
@@ -323,7 +323,7 @@ fn boots_slot_a(arch: Arch) {
     );
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
     // Slot A stays successful and this boot is counted until it reaches health.
-    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 1));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 1));
 }
 
 #[test]
@@ -364,11 +364,8 @@ fn falls_back_to_slot_b(arch: Arch) {
     assert_runs_slot(&b, &r, Slot::B);
     assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
     // A's failed boot took its last try; B's boot is counted until it reaches health.
-    assert_eq!(
-        attributes(&b.disk.path, image::BOOT_A),
-        word(2, 0, false, 0)
-    );
-    assert_eq!(attributes(&b.disk.path, image::BOOT_B), word(1, 0, true, 1));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 0));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 1));
 }
 
 #[test]
@@ -435,7 +432,7 @@ fn vm_x86_64_firmware_uses_only_its_own_disk() {
     assert_eq!(cmdline_value(&r, "liftoff.slot"), Some("A"));
     assert_eq!(
         cmdline_value(&r, "liftoff.boot_partuuid"),
-        Some(b.disk.partuuid(image::BOOT_A))
+        Some(b.disk.partuuid(disk::BOOT_A))
     );
     let dev = r.block_by_dev(&r.root_dev).expect("root device");
     assert_eq!(
@@ -446,10 +443,10 @@ fn vm_x86_64_firmware_uses_only_its_own_disk() {
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
     let other = b.other.clone().unwrap();
     assert_eq!(
-        firmware::read_grubenv(&other, &b.work).unwrap(),
+        esp::read_grubenv(&other, &b.work).unwrap(),
         "liftoff_slot=B\nliftoff_pending=1\n"
     );
-    assert_eq!(attributes(&other.path, image::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&other.path, disk::BOOT_A), word(1, 0, true, 0));
 }
 
 /// grubenv says B (an update: B has priority 2 and one try), nothing pending: GRUB boots B,
@@ -474,11 +471,8 @@ fn boots_slot_b(arch: Arch) {
     ));
     assert!(!console_has(&b, "falling back"));
     assert_runs_slot(&b, &r, Slot::B);
-    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 0));
-    assert_eq!(
-        attributes(&b.disk.path, image::BOOT_B),
-        word(2, 0, false, 0)
-    );
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(2, 0, false, 0));
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
 }
 
@@ -538,7 +532,7 @@ fn vm_x86_64_firmware_rewrites_a_broken_grubenv() {
     // B spent its only try: should it die before health, GRUB boots A.
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
     assert_eq!(
-        attributes(&b.disk.path, image::BOOT_B),
+        attributes(&b.disk.path, disk::BOOT_B),
         word(2, 0, false, 0)
     );
 }
@@ -573,9 +567,9 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
         b.vm.log_path().display()
     );
     assert_runs_slot(&b, &r, Slot::A);
-    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
     assert_eq!(
-        attributes(&b.disk.path, image::BOOT_B),
+        attributes(&b.disk.path, disk::BOOT_B),
         word(2, 1, false, 0)
     );
 }
@@ -652,10 +646,7 @@ fn rollback_after_kernel_panic(arch: Arch) {
     assert!(!console_has(&b, liftoff_probe::MARKER));
     // GRUB armed the flag with save_env; nobody cleared it.
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=1\n");
-    assert_eq!(
-        attributes(&b.disk.path, image::BOOT_A),
-        word(2, 1, false, 0)
-    );
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 1, false, 0));
 
     b.restart("console-2");
     let r = report(&mut b);
@@ -669,11 +660,8 @@ fn rollback_after_kernel_panic(arch: Arch) {
     ));
     assert_runs_slot(&b, &r, Slot::B);
     assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
-    assert_eq!(
-        attributes(&b.disk.path, image::BOOT_A),
-        word(2, 0, false, 0)
-    );
-    assert_eq!(attributes(&b.disk.path, image::BOOT_B), word(1, 0, true, 1));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 0));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 1));
 }
 
 #[test]
@@ -723,7 +711,7 @@ fn rollback(
     // PID 1 counted the boot against A before using its root and pointed GRUB at B: A is
     // no longer eligible (no try left, not successful).
     assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
-    let a = attributes(&b.disk.path, image::BOOT_A);
+    let a = attributes(&b.disk.path, disk::BOOT_A);
     assert_eq!(a & (0xf << 52 | 1 << 56), 0, "BOOT-A attributes {a:016x}");
 
     b.restart("console-2");
@@ -734,7 +722,7 @@ fn rollback(
     ));
     assert_runs_slot(&b, &r, Slot::B);
     assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
-    assert_eq!(attributes(&b.disk.path, image::BOOT_B), word(1, 0, true, 1));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 1));
 }
 
 /// Scenario 2: the update's PID 1 fails (a wrong root hash on its command line).
@@ -873,7 +861,7 @@ fn both_broken(arch: Arch) {
         assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
     }
     // B was booted twice and failed twice: still successful, two unhealthy boots.
-    assert_eq!(attributes(&b.disk.path, image::BOOT_B), word(1, 0, true, 2));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 2));
 }
 
 #[test]

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use liftoff_image::initramfs::{Initramfs, DEBIAN_QEMU_MODULES};
+use liftoff_image::kernel::Kernel;
+use liftoff_image::{artifacts, Arch};
 use liftoff_probe::Report;
-use liftoff_qemu::initramfs::{Initramfs, DEBIAN_QEMU_MODULES};
-use liftoff_qemu::kernel::Kernel;
-use liftoff_qemu::vm::{Vm, VmConfig};
-use liftoff_qemu::{artifacts, Arch};
+use liftoff_qemu::vm::{self, Vm, VmConfig};
 
 /// Generous: two TCG guests may share the two cores with a build.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -25,7 +25,7 @@ fn boot(arch: Arch, test: &str, append: &str) -> Guest {
     initramfs.host_file("init", 0o755, &init).unwrap();
     initramfs.host_file("probe", 0o755, &probe).unwrap();
     initramfs.modules(&kernel, DEBIAN_QEMU_MODULES).unwrap();
-    let work: PathBuf = artifacts::log_dir().join(format!("{test}-{arch}"));
+    let work: PathBuf = vm::log_dir().join(format!("{test}-{arch}"));
     std::fs::create_dir_all(&work).unwrap();
     let initrd = work.join("initramfs.cpio");
     std::fs::write(&initrd, initramfs.finish().unwrap()).unwrap();

@@ -8,12 +8,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use liftoff_image::initramfs::Initramfs;
+use liftoff_image::kernel::workspace_root;
+use liftoff_image::{artifacts, system, Arch};
 use liftoff_probe::Report;
-use liftoff_qemu::initramfs::Initramfs;
-use liftoff_qemu::kernel::workspace_root;
-use liftoff_qemu::system;
 use liftoff_qemu::vm::{Disk, Vm, VmConfig};
-use liftoff_qemu::{artifacts, Arch};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use liftoff_image::disk::{self, BuiltDisk};
+use liftoff_image::kernel::Kernel;
+use liftoff_image::{system, Arch};
 use liftoff_probe::Report;
-use liftoff_qemu::image::{self, BuiltDisk};
-use liftoff_qemu::kernel::Kernel;
-use liftoff_qemu::system;
 use liftoff_qemu::vm::{Disk, Vm, VmConfig};
-use liftoff_qemu::Arch;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -89,7 +88,7 @@ fn report(b: &mut Boot) -> Report {
 
 /// grubenv on the disk's ESP as `grub-editenv list` prints it.
 fn grubenv(disk: &BuiltDisk, work: &Path) -> String {
-    let (offset, _) = disk.extent(image::ESP);
+    let (offset, _) = disk.extent(disk::ESP);
     let out_file = work.join("grubenv.out");
     let _ = std::fs::remove_file(&out_file);
     let status = Command::new("mcopy")
@@ -112,7 +111,7 @@ fn grubenv(disk: &BuiltDisk, work: &Path) -> String {
 fn verified_root_under_systemd(arch: Arch) {
     let mut b = boot(arch, "systemd", "", |disk, _| {
         // An untried slot: priority 1, three tries, never successful.
-        set_attributes(&disk.path, image::BOOT_A, word(1, 3, false, 0));
+        set_attributes(&disk.path, disk::BOOT_A, word(1, 3, false, 0));
         vec![]
     });
     let r = report(&mut b);
@@ -167,7 +166,7 @@ fn verified_root_under_systemd(arch: Arch) {
     assert!(!log.contains(&hex) && !log.contains(&hex.to_uppercase()));
     // Nowhere on the disk either, but in the key file: one copy, inside PRIVATE.
     let image = std::fs::read(&b.disk.path).unwrap();
-    let (private_at, private_len) = b.disk.extent(image::PRIVATE);
+    let (private_at, private_len) = b.disk.extent(disk::PRIVATE);
     let copies: Vec<usize> = memchr::memmem::find_iter(&image, &key).collect();
     assert_eq!(copies.len(), 1, "raw key copies at {copies:?}");
     assert!((private_at..private_at + private_len).contains(&(copies[0] as u64)));
@@ -237,10 +236,7 @@ fn verified_root_under_systemd(arch: Arch) {
     );
 
     // The decision landed in the GPT: one try spent on the untried slot.
-    assert_eq!(
-        attributes(&b.disk.path, image::BOOT_A),
-        word(1, 2, false, 0)
-    );
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 2, false, 0));
     // GRUB's pending flag was cleared and slot A stays next.
     let env = grubenv(&b.disk, &b.work);
     assert!(env.contains("liftoff_pending=0"), "{env}");
@@ -296,7 +292,7 @@ fn wrong_root_hash(arch: Arch) {
         |_, _| vec![],
     );
     // The boot was counted before the root was used.
-    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 1));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 1));
 }
 
 #[test]
@@ -329,7 +325,7 @@ fn vm_x86_64_missing_hash_partition_reboots() {
         "HASH",
         |disk, _| {
             let out = Command::new("sgdisk")
-                .arg(format!("--delete={}", image::HASH_A))
+                .arg(format!("--delete={}", disk::HASH_A))
                 .arg(&disk.path)
                 .output()
                 .unwrap();
@@ -416,7 +412,7 @@ fn vm_x86_64_cloned_second_disk_is_never_used() {
     );
     let clone = b.work.join("clone.img");
     assert_eq!(
-        attributes(&clone, image::BOOT_A),
+        attributes(&clone, disk::BOOT_A),
         word(1, 0, true, 0),
         "the clone's GPT is untouched"
     );
@@ -452,7 +448,7 @@ fn containerd_handoff(arch: Arch) {
         "containerd",
         "liftoff.handoff=containerd liftoff.watchdog=100000",
         |disk, _| {
-            set_attributes(&disk.path, image::BOOT_A, word(1, 3, false, 0));
+            set_attributes(&disk.path, disk::BOOT_A, word(1, 3, false, 0));
             vec![]
         },
     );
@@ -477,7 +473,7 @@ fn containerd_handoff(arch: Arch) {
     println!("{}", liftoff_qemu::console::format_timeline(&marks));
     drop(b.vm);
     // The try spent at boot, then health: successful, no tries, no unhealthy boots.
-    assert_eq!(attributes(&b.disk.path, image::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
 }
 
 #[test]
@@ -634,7 +630,7 @@ fn verity_reads_and_corruption(arch: Arch) {
 
     // Flip one byte in the last data block of ROOT-A.
     let corrupt = |disk: &BuiltDisk, _: &Path| {
-        let (offset, _) = disk.extent(image::ROOT_A);
+        let (offset, _) = disk.extent(disk::ROOT_A);
         let at = offset + root_bytes - 4096 + 100;
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -701,7 +697,7 @@ fn vm_aarch64_verity_reads_back_and_catches_corruption() {
 
 /// The DATA key PID 1 keeps on PRIVATE, read from the disk image with debugfs.
 fn private_key(disk: &BuiltDisk, work: &Path) -> Vec<u8> {
-    let (offset, len) = disk.extent(image::PRIVATE);
+    let (offset, len) = disk.extent(disk::PRIVATE);
     let f = std::fs::File::open(&disk.path).unwrap();
     let mut part = vec![0u8; len as usize];
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut part, offset).unwrap();
@@ -855,7 +851,7 @@ fn vm_x86_64_supervisor_restarts_containerd_and_reaps_orphans() {
     let tree = system::root_tree(arch).unwrap_or_else(|e| panic!("{e}"));
     let sys = system::build(&system::SystemSpec {
         arch,
-        fs: liftoff_qemu::image::RootFsType::Erofs,
+        fs: liftoff_image::root::RootFsType::Erofs,
         files: vec![
             system::RootFile {
                 path: "/usr/bin/containerd.real".into(),
@@ -869,11 +865,11 @@ fn vm_x86_64_supervisor_restarts_containerd_and_reaps_orphans() {
             },
         ],
         links: vec![],
-        disk: liftoff_qemu::image::DiskSpec {
+        disk: liftoff_image::disk::DiskSpec {
             seed: "vm-supervisor".into(),
             boot_mib: 8,
             data_mib: 32,
-            ..liftoff_qemu::image::DiskSpec::default()
+            ..liftoff_image::disk::DiskSpec::default()
         },
     })
     .unwrap_or_else(|e| panic!("{e}"));

@@ -8,13 +8,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use liftoff_qemu::build::{self, BootSpec, PayloadSpec};
-use liftoff_qemu::firmware::{self, Install, Slot};
-use liftoff_qemu::image::{self, DiskSpec, RootFsType};
-use liftoff_qemu::kernel::Kernel;
-use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
+use liftoff_image::boot::{self, Install};
+use liftoff_image::build::{self, BootSpec, PayloadSpec};
+use liftoff_image::disk::{self, DiskSpec, Slot};
+use liftoff_image::kernel::Kernel;
+use liftoff_image::root::RootFsType;
+use liftoff_image::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
+use liftoff_image::{artifacts, esp, Arch};
+use liftoff_qemu::firmware;
 use liftoff_qemu::vm::{Disk, Vm};
-use liftoff_qemu::{artifacts, Arch};
 
 mod common;
 use common::{attributes, word};
@@ -153,13 +155,13 @@ fn update(arch: Arch) {
     let disk = system::guest_disk(&v1, &work.join("disk.img")).unwrap();
     let install = Install {
         arch,
-        grubenv: Some(firmware::grubenv(Some(Slot::A), Some(false), &work).unwrap()),
+        grubenv: Some(esp::grubenv(Some(Slot::A), Some(false), &work).unwrap()),
         kernel: kernel.image.clone(),
         initramfs: system::initramfs(arch, &kernel).unwrap(),
         slots: vec![Slot::A],
         extra_cmdline: String::new(),
     };
-    firmware::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
+    boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
     let payload = payload_disk(arch, &kernel, &v2, &work);
 
     let vars = work.join("vars.fd");
@@ -181,10 +183,10 @@ fn update(arch: Arch) {
     vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     // B is next with one try; A is the fallback.
     assert_eq!(
-        attributes(&disk.path, image::BOOT_B) & (0xff << 48 | 1 << 56),
+        attributes(&disk.path, disk::BOOT_B) & (0xff << 48 | 1 << 56),
         word(2, 1, false, 0)
     );
-    let env = firmware::read_grubenv(&disk, &work).unwrap();
+    let env = esp::read_grubenv(&disk, &work).unwrap();
     assert!(env.contains("liftoff_slot=B"), "{env}");
 
     config.log = work.join("console-v2.log");
@@ -202,13 +204,13 @@ fn update(arch: Arch) {
     assert!(verity.contains(&v2.disk.root_hash), "{verity}");
     assert!(verity.contains("ROOT-B"), "{verity}");
     drop(vm);
-    let b = attributes(&disk.path, image::BOOT_B);
+    let b = attributes(&disk.path, disk::BOOT_B);
     assert_eq!(
         b & (0xff << 48 | 0x7f << 56),
         word(2, 0, true, 0),
         "B: {b:016x}"
     );
-    let a = attributes(&disk.path, image::BOOT_A);
+    let a = attributes(&disk.path, disk::BOOT_A);
     assert!(
         a >> 48 & 0xf > 0 && a >> 56 & 1 == 1,
         "A stays the fallback: {a:016x}"

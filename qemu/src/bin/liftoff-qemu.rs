@@ -1,18 +1,19 @@
 //! `liftoff-qemu`: build a Liftoff container-host disk image or update payloads from a root
 //! tree, and boot a disk under QEMU through the firmware and GRUB, with the console on the
-//! terminal. Arguments are parsed here; the work is in `liftoff_qemu::build`.
+//! terminal. Arguments are parsed here; the building is `liftoff_image::build`'s, the
+//! booting `liftoff_qemu`'s.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use liftoff_qemu::build::{self, BootSpec, BuiltImage, BuiltPayloads, ImageSpec};
-use liftoff_qemu::firmware::{self, Slot};
-use liftoff_qemu::image::{self, RootFsType};
-use liftoff_qemu::kernel::Kernel;
-use liftoff_qemu::system;
-use liftoff_qemu::vm::{Disk, Vm};
-use liftoff_qemu::{artifacts, console, Arch};
+use liftoff_image::build::{self, BootSpec, BuiltImage, BuiltPayloads, ImageSpec};
+use liftoff_image::disk::{self, Slot};
+use liftoff_image::kernel::Kernel;
+use liftoff_image::root::RootFsType;
+use liftoff_image::{artifacts, system, tool};
+use liftoff_qemu::vm::{self, Disk, Vm};
+use liftoff_qemu::{console, firmware, Arch};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -333,7 +334,7 @@ fn progress(start: Instant) -> impl FnMut(&str) {
 
 fn image_json(args: &BuildArgs, built: &BuiltImage) -> serde_json::Value {
     let disk = &built.disk;
-    let partitions: Vec<serde_json::Value> = image::PARTITIONS
+    let partitions: Vec<serde_json::Value> = disk::PARTITIONS
         .iter()
         .map(|(number, label, type_guid)| {
             let (first, bytes) = disk.extent(*number);
@@ -399,7 +400,7 @@ fn run_image(args: &BuildArgs) -> Result<(), String> {
         text.push_str(&format!("root hash  {}\n", built.disk.root_hash));
         text.push_str(&format!("salt       {}\n", built.disk.salt));
         text.push_str(&format!("cmdline    {}\n", built.cmdline));
-        for (number, label, _) in image::PARTITIONS {
+        for (number, label, _) in disk::PARTITIONS {
             let (first, bytes) = built.disk.extent(number);
             text.push_str(&format!(
                 "{number} {label:<10} {} {:>6} MiB at {:>6} MiB\n",
@@ -484,7 +485,7 @@ fn default_disk(arch: Arch, append: &str, work: &Path) -> Result<PathBuf, String
     }
     let disk = work.join("disk.img");
     let _ = std::fs::remove_file(&disk);
-    image::run(
+    tool::run(
         std::process::Command::new("cp")
             .arg("--sparse=always")
             .arg(&cached)
@@ -496,7 +497,7 @@ fn default_disk(arch: Arch, append: &str, work: &Path) -> Result<PathBuf, String
 
 fn run_boot(args: &BootArgs) -> Result<bool, String> {
     let arch = args.arch;
-    let work = artifacts::log_dir().join(format!("boot-{arch}"));
+    let work = vm::log_dir().join(format!("boot-{arch}"));
     std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
     let disk = match &args.disk {
         Some(disk) => {

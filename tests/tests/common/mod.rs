@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use liftoff_qemu::image::BuiltDisk;
-use liftoff_qemu::image::{DiskSpec, RootFsType};
-use liftoff_qemu::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
-use liftoff_qemu::vm::{Disk, Vm, VmConfig};
-use liftoff_qemu::{artifacts, Arch};
+use liftoff_image::disk::{BuiltDisk, DiskSpec};
+use liftoff_image::root::RootFsType;
+use liftoff_image::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
+use liftoff_image::{artifacts, Arch};
+use liftoff_qemu::vm::{self, Disk, Vm, VmConfig};
 
 pub const PROBE: &str = "/usr/local/bin/liftoff-probe";
 
@@ -94,7 +94,7 @@ impl Drop for Scratch {
 /// passing test would take tens of gigabytes in one run. A failing test keeps them for a
 /// post-mortem, and `LIFTOFF_KEEP_DISKS=1` keeps them always.
 pub fn work_dir(name: &str) -> (PathBuf, Scratch) {
-    let dir = artifacts::log_dir().join(name);
+    let dir = vm::log_dir().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     (dir.clone(), Scratch { dir })
@@ -278,7 +278,7 @@ pub fn host_binary(package: &str, name: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .args(["build", "--quiet", "-p", package, "--bin", name])
-        .current_dir(liftoff_qemu::kernel::workspace_root())
+        .current_dir(liftoff_image::kernel::workspace_root())
         .output()
         .unwrap_or_else(|e| panic!("running cargo build -p {package}: {e}"));
     assert!(

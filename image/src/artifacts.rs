@@ -31,8 +31,3 @@ pub fn musl_binary(arch: Arch, name: &str) -> Result<PathBuf, String> {
         ))
     }
 }
-
-/// Where console logs of VM tests are kept.
-pub fn log_dir() -> PathBuf {
-    target_dir().join("vm-logs")
-}

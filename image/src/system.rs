@@ -14,9 +14,11 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::image::{self, BuiltDisk, DiskSpec, ImageError, RootFsType};
+use crate::disk::{self, BuiltDisk, DiskSpec};
 use crate::initramfs::Initramfs;
 use crate::kernel::{workspace_root, Kernel};
+use crate::root::{self, RootFsType};
+use crate::tool::{self, ImageError};
 use crate::{artifacts, Arch};
 
 /// A file added to the root tree.
@@ -103,8 +105,8 @@ impl BuiltSystem {
     /// Copies the root file system image out of ROOT-A into `dest`: the cache keeps only
     /// the disk, so each image costs its disk's blocks and no more.
     pub fn extract_root(&self, dest: &Path) -> Result<(), ImageError> {
-        let (offset, _) = self.disk.extent(image::ROOT_A);
-        image::extract(&self.disk.path, offset, self.root_bytes, dest)
+        let (offset, _) = self.disk.extent(disk::ROOT_A);
+        disk::extract(&self.disk.path, offset, self.root_bytes, dest)
     }
 }
 
@@ -158,7 +160,7 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     if stage.exists() {
         std::fs::remove_dir_all(&stage).map_err(io_err(format!("removing {}", stage.display())))?;
     }
-    image::run(Command::new("cp").arg("-a").arg(&tree).arg(&stage))?;
+    tool::run(Command::new("cp").arg("-a").arg(&tree).arg(&stage))?;
     // Mount points PID 1 needs in the read-only root: /local for DATA (DESIGN.md
     // section 8); the API file systems, /tmp and /opt are in every Debian tree.
     for dir in ["local", "opt"] {
@@ -188,9 +190,9 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     let work = dir.join("work");
     let root_image = work.join("root.img");
     std::fs::create_dir_all(&work).map_err(io_err(format!("creating {}", work.display())))?;
-    image::make_root_fs(&stage, &root_image, spec.fs, &spec.disk.seed)?;
+    root::make_root_fs(&stage, &root_image, spec.fs, &spec.disk.seed)?;
     let _ = std::fs::remove_dir_all(&stage);
-    let disk = image::build_disk(&root_image, &disk_path, &spec.disk, &work)?;
+    let disk = disk::build_disk(&root_image, &disk_path, &spec.disk, &work)?;
     let root_bytes = std::fs::metadata(&root_image)
         .map_err(io_err(format!("reading {}", root_image.display())))?
         .len();
@@ -276,7 +278,7 @@ fn read_meta(path: &Path, disk_path: &Path) -> Option<BuiltSystem> {
 /// Copies the cached disk for one guest (sparse, so it costs little).
 pub fn guest_disk(system: &BuiltSystem, dest: &Path) -> Result<BuiltDisk, ImageError> {
     let _ = std::fs::remove_file(dest);
-    image::run(
+    tool::run(
         Command::new("cp")
             .arg("--sparse=always")
             .arg(&system.disk.path)

@@ -1,4 +1,5 @@
-//! The two architectures Liftoff boots on, and what QEMU needs for each.
+//! The two architectures Liftoff boots on, and their names in Rust, Debian and the guest.
+//! What QEMU needs for each is the `qemu` crate's (`vm.rs`).
 
 use std::fmt;
 
@@ -40,22 +41,6 @@ impl Arch {
         match self {
             Arch::X86_64 => "x86_64-unknown-linux-musl",
             Arch::Aarch64 => "aarch64-unknown-linux-musl",
-        }
-    }
-
-    pub fn qemu_binary(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "qemu-system-x86_64",
-            Arch::Aarch64 => "qemu-system-aarch64",
-        }
-    }
-
-    /// Machine and CPU under TCG. KVM is never used: a KVM guest hangs on these hosts.
-    /// `pauth-impdef` makes pointer authentication cheap to emulate on aarch64.
-    pub fn machine_args(self) -> &'static [&'static str] {
-        match self {
-            Arch::X86_64 => &["-M", "q35", "-accel", "tcg", "-cpu", "max"],
-            Arch::Aarch64 => &["-M", "virt", "-accel", "tcg", "-cpu", "max,pauth-impdef=on"],
         }
     }
 

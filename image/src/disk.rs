@@ -1,27 +1,22 @@
-//! Liftoff disk images (DESIGN.md section 3): a GPT disk with the ESP, the A and B slot
-//! sets (BOOT, ROOT, HASH), PRIVATE and DATA, all 1 MiB aligned.
+//! The Liftoff disk (DESIGN.md section 3): a GPT disk with the ESP, the A and B slot sets
+//! (BOOT, ROOT, HASH), PRIVATE and DATA, all 1 MiB aligned; the partition numbers, labels and
+//! type GUIDs, and [`build_disk`], which assembles the partitions into one disk image.
 //!
-//! The partition table is made by `sgdisk` (the reference tool), the root file system by
-//! `mkfs.erofs` (or `mkfs.ext4 -b 4096`), the hash tree by Liftoff's own `verity` library,
-//! the ESP by `mkfs.vfat` and `mcopy`. GUIDs, the verity salt and UUID, and every file
-//! system's UUID and timestamps derive from a seed, so the same inputs give the same bytes.
+//! The partition table is made by `sgdisk` (the reference tool), the root and its hash tree
+//! by [`crate::root`], the ESP and BOOT-A by [`crate::fat`], PRIVATE by `mkfs.ext4`. GUIDs
+//! and every file system's UUID derive from a seed ([`crate::seed`]), so the same inputs give
+//! the same bytes.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
-
-const MIB: u64 = 1024 * 1024;
-
-/// The root file system type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RootFsType {
-    Erofs,
-    Ext4,
-}
+use crate::fat::make_fat_tree;
+use crate::root::make_hash;
+use crate::seed::seeded_guid;
+use crate::tool::{io_err, run, ImageError};
+use crate::{round_up_mib, MIB};
 
 /// What goes on the disk.
 #[derive(Debug, Clone)]
@@ -76,6 +71,30 @@ pub const PARTITIONS: [(u32, &str, &str); 9] = [
     (DATA, "DATA", "626f7474-6c65-6474-6861-726d61726b73"),
 ];
 
+/// A slot, as GRUB and the command line name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    A,
+    B,
+}
+
+impl Slot {
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::A => "A",
+            Slot::B => "B",
+        }
+    }
+
+    /// The slot's BOOT partition number (DESIGN.md section 3).
+    pub fn boot_partition(self) -> u32 {
+        match self {
+            Slot::A => BOOT_A,
+            Slot::B => BOOT_B,
+        }
+    }
+}
+
 /// A built disk and what its command line needs.
 #[derive(Debug, Clone)]
 pub struct BuiltDisk {
@@ -112,210 +131,6 @@ impl BuiltDisk {
             self.salt
         )
     }
-}
-
-#[derive(Debug)]
-pub enum ImageError {
-    Io { what: String, source: io::Error },
-    Tool { command: String, output: String },
-    Verity(verity::Error),
-}
-
-impl fmt::Display for ImageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ImageError::Io { what, source } => write!(f, "{what}: {source}"),
-            ImageError::Tool { command, output } => write!(f, "{command} failed: {output}"),
-            ImageError::Verity(e) => write!(f, "building the verity tree: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ImageError {}
-
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ImageError {
-    let what = what.into();
-    move |source| ImageError::Io { what, source }
-}
-
-/// Runs a host tool; its output becomes the error if it fails.
-pub fn run(cmd: &mut Command) -> Result<(), ImageError> {
-    let command = format!("{cmd:?}");
-    let out = cmd.output().map_err(|source| ImageError::Io {
-        what: format!("running {command} (run scripts/setup)"),
-        source,
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(ImageError::Tool {
-            command,
-            output: format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        })
-    }
-}
-
-/// A GUID derived from the seed and a label (version 4 layout bits set).
-pub fn seeded_guid(seed: &str, label: &str) -> String {
-    let d = Sha256::digest(format!("{seed}/{label}").as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-        b[14], b[15]
-    )
-}
-
-/// Seeded bytes for salts.
-pub fn seeded_bytes(seed: &str, label: &str, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut counter = 0u32;
-    while out.len() < len {
-        let d = Sha256::digest(format!("{seed}/{label}/{counter}").as_bytes());
-        out.extend_from_slice(&d);
-        counter += 1;
-    }
-    out.truncate(len);
-    out
-}
-
-fn round_up_mib(bytes: u64) -> u64 {
-    bytes.div_ceil(MIB).max(1) * MIB
-}
-
-/// Makes the root file system image from a staged tree.
-pub fn make_root_fs(tree: &Path, out: &Path, fs: RootFsType, seed: &str) -> Result<(), ImageError> {
-    let uuid = seeded_guid(seed, "root-fs");
-    let _ = std::fs::remove_file(out);
-    match fs {
-        RootFsType::Erofs => run(Command::new("mkfs.erofs")
-            .arg("--quiet")
-            .arg("-zlz4hc")
-            .arg("-T0")
-            .arg(format!("-U{uuid}"))
-            .arg(out)
-            .arg(tree)),
-        RootFsType::Ext4 => {
-            // Size: the tree plus a quarter, at least 64 MiB; 4096-byte blocks (DESIGN.md
-            // section 10: dm-verity refuses 1024-byte ext4 blocks).
-            let used = dir_size(tree);
-            let size = round_up_mib((used + used / 4).max(64 * MIB));
-            File::create(out)
-                .and_then(|f| f.set_len(size))
-                .map_err(io_err(format!("creating {}", out.display())))?;
-            run(Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-b", "4096", "-O", "^has_journal", "-U", &uuid])
-                .arg("-E")
-                .arg(format!("hash_seed={uuid}"))
-                .arg("-d")
-                .arg(tree)
-                .arg(out)
-                .env("E2FSPROGS_FAKE_TIME", "1"))
-        }
-    }
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(meta) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                total += meta.len() + 4096;
-            }
-        }
-    }
-    total
-}
-
-/// Builds the verity hash image for `root` and returns (root hash hex, salt hex).
-pub fn make_hash(root: &Path, hash: &Path, seed: &str) -> Result<(String, String), ImageError> {
-    let salt_bytes = seeded_bytes(seed, "verity-salt", 32);
-    let uuid_bytes = seeded_bytes(seed, "verity-uuid", 16);
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&uuid_bytes);
-    let opts = verity::FormatOptions {
-        salt: verity::Salt::new(salt_bytes.clone()).map_err(|e| ImageError::Tool {
-            command: "salt".into(),
-            output: e.to_string(),
-        })?,
-        uuid: verity::Uuid(uuid),
-        ..verity::FormatOptions::default()
-    };
-    let _ = std::fs::remove_file(hash);
-    File::create(hash).map_err(io_err(format!("creating {}", hash.display())))?;
-    let formatted = verity::format(
-        root,
-        hash,
-        &opts,
-        &verity::RunOptions {
-            threads: None,
-            progress: None,
-        },
-    )
-    .map_err(ImageError::Verity)?;
-    Ok((
-        verity::params::hex_encode(formatted.root_hash.as_bytes()),
-        verity::params::hex_encode(&salt_bytes),
-    ))
-}
-
-/// The time stamp of every file in a FAT image: 1980-01-01 00:00:00 UTC, the earliest time
-/// FAT can store (0, the Unix epoch, comes out as 2098 in a FAT directory entry).
-pub const FAT_EPOCH: &str = "315532800";
-
-/// Makes a FAT file system image of `mib` MiB holding `files` in its root folder. The
-/// volume ID comes from the seed (`-i` after `--invariant`, which would set 1234-ABCD).
-pub fn make_fat(
-    out: &Path,
-    mib: u64,
-    label: &str,
-    seed: &str,
-    files: &[(String, Vec<u8>)],
-    work: &Path,
-) -> Result<(), ImageError> {
-    let _ = std::fs::remove_file(out);
-    let volid = &seeded_guid(seed, label)[..8];
-    run(Command::new("mkfs.vfat")
-        .args(["-C", "-n", label, "--invariant", "-i", volid])
-        .arg(out)
-        .arg((mib * 1024).to_string())
-        .env("TZ", "UTC"))?;
-    for (name, data) in files {
-        let staged = work.join(format!("fat-{name}"));
-        std::fs::write(&staged, data).map_err(io_err(format!("writing {}", staged.display())))?;
-        // A fixed modification time keeps the image reproducible.
-        run(Command::new("touch")
-            .arg("-d")
-            .arg(format!("@{FAT_EPOCH}"))
-            .arg(&staged))?;
-        run(Command::new("mcopy")
-            .arg("-m")
-            .arg("-o")
-            .arg("-i")
-            .arg(out)
-            .arg(&staged)
-            .arg(format!("::/{name}"))
-            .env("SOURCE_DATE_EPOCH", FAT_EPOCH)
-            .env("TZ", "UTC"))?;
-        let _ = std::fs::remove_file(&staged);
-    }
-    Ok(())
 }
 
 /// Copies `len` bytes at `offset` of `disk` into `dest` (a partition's content).
@@ -414,7 +229,7 @@ pub fn build_disk(
     run(&mut sgdisk)?;
 
     let esp = work.join("esp.img");
-    crate::firmware::make_fat_tree(
+    make_fat_tree(
         &esp,
         spec.esp_mib,
         "EFI-SYSTEM",
@@ -425,7 +240,7 @@ pub fn build_disk(
     write_at(&mut disk, extents[0].0, &esp)?;
     if !spec.boot_a_files.is_empty() {
         let boot = work.join("boot-a.img");
-        crate::firmware::make_fat_tree(
+        make_fat_tree(
             &boot,
             spec.boot_mib,
             "BOOT-A",
@@ -480,21 +295,7 @@ fn file_len(path: &Path) -> Result<u64, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seeded_values_are_stable_and_distinct() {
-        let a = seeded_guid("s", "ROOT-A");
-        assert_eq!(a, seeded_guid("s", "ROOT-A"));
-        assert_ne!(a, seeded_guid("s", "ROOT-B"));
-        assert_ne!(a, seeded_guid("t", "ROOT-A"));
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
-        assert_eq!(seeded_bytes("s", "x", 40).len(), 40);
-        assert_eq!(
-            seeded_bytes("s", "x", 40)[..32],
-            seeded_bytes("s", "x", 32)[..]
-        );
-    }
+    use crate::root::{make_root_fs, RootFsType};
 
     /// A small tree through the whole builder; the table is checked with sgdisk and the
     /// tree with veritysetup.

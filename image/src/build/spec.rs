@@ -1,0 +1,118 @@
+//! What a build takes: the root, the file system, the seed, the partition sizes
+//! ([`ImageSpec`]) and what the slot boots ([`BootSpec`]: kernel, initramfs, command line).
+
+use std::path::{Path, PathBuf};
+
+use super::error::BuildError;
+use crate::disk::DiskSpec;
+use crate::initramfs::Initramfs;
+use crate::kernel::Kernel;
+use crate::root::RootFsType;
+use crate::{artifacts, system, Arch};
+
+/// What a slot boots: the kernel image, the initramfs and what is added to the command line.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    pub kernel: PathBuf,
+    pub initramfs: Vec<u8>,
+    /// Added after Liftoff's keys on the slot's command line ([`crate::boot::slot_cmdline`]).
+    pub append: String,
+}
+
+impl BootSpec {
+    /// The cached Debian cloud kernel of `arch` ([`Kernel::debian`]) and Liftoff's initramfs
+    /// for it ([`system::initramfs`]: PID 1 from `scripts/build-guest` and the modules it
+    /// loads).
+    pub fn debian(arch: Arch, append: &str) -> Result<BootSpec, BuildError> {
+        let kernel = Kernel::debian(arch).map_err(|e| BuildError::Boot(e.to_string()))?;
+        let initramfs = system::initramfs(arch, &kernel).map_err(BuildError::Boot)?;
+        Ok(BootSpec {
+            kernel: kernel.image,
+            initramfs,
+            append: append.to_owned(),
+        })
+    }
+
+    /// `kernel` with Liftoff's initramfs: PID 1 and, when `modules` (the kernel's
+    /// `lib/modules/<version>` tree) is given, the modules of [`system::SYSTEM_MODULES`] from
+    /// it; without `modules`, PID 1 alone, for a kernel with everything built in (the
+    /// minimal kernel of `kernel-config/`).
+    pub fn kernel(
+        arch: Arch,
+        kernel: &Path,
+        modules: Option<&Path>,
+        append: &str,
+    ) -> Result<BootSpec, BuildError> {
+        if !kernel.is_file() {
+            return Err(BuildError::Boot(format!(
+                "the kernel {} is not a file",
+                kernel.display()
+            )));
+        }
+        let initramfs = match modules {
+            Some(dir) => {
+                let k = Kernel {
+                    arch,
+                    version: dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    image: kernel.to_path_buf(),
+                    modules_dir: dir.to_path_buf(),
+                };
+                system::initramfs(arch, &k).map_err(BuildError::Boot)?
+            }
+            None => {
+                let init = artifacts::musl_binary(arch, "init").map_err(BuildError::Boot)?;
+                let mut initramfs =
+                    Initramfs::new().map_err(|e| BuildError::Boot(e.to_string()))?;
+                initramfs
+                    .host_file("init", 0o755, &init)
+                    .map_err(|e| BuildError::Boot(e.to_string()))?;
+                initramfs
+                    .finish()
+                    .map_err(|e| BuildError::Boot(e.to_string()))?
+            }
+        };
+        Ok(BootSpec {
+            kernel: kernel.to_path_buf(),
+            initramfs,
+            append: append.to_owned(),
+        })
+    }
+}
+
+/// Everything [`super::build_image`] and [`super::build_payloads`] take.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    pub arch: Arch,
+    /// The root: a directory, or a tarball (`.tar`, `.tar.gz`, ...).
+    pub root: PathBuf,
+    pub fs: RootFsType,
+    /// Seed of every GUID, UUID and salt.
+    pub seed: String,
+    pub boot: BootSpec,
+    pub esp_mib: u64,
+    pub boot_mib: u64,
+    pub private_mib: u64,
+    pub data_mib: u64,
+}
+
+impl ImageSpec {
+    /// The defaults of DESIGN.md section 3 (ESP and PRIVATE 16 MiB, BOOT 64 MiB), erofs, a
+    /// 64 MiB DATA (PID 1 grows it to fill the disk), seed `liftoff`.
+    pub fn new(arch: Arch, root: &Path, boot: BootSpec) -> ImageSpec {
+        let disk = DiskSpec::default();
+        ImageSpec {
+            arch,
+            root: root.to_path_buf(),
+            fs: RootFsType::Erofs,
+            seed: disk.seed,
+            boot,
+            esp_mib: disk.esp_mib,
+            boot_mib: disk.boot_mib,
+            private_mib: disk.private_mib,
+            data_mib: disk.data_mib,
+        }
+    }
+}

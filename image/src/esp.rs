@@ -1,0 +1,262 @@
+//! The ESP (partition 1, `EFI-SYSTEM`, DESIGN.md sections 3 and 5): what UEFI firmware loads
+//! and what GRUB reads before it picks a slot.
+//!
+//! | file | made by |
+//! |---|---|
+//! | `EFI/BOOT/BOOTX64.EFI` or `BOOTAA64.EFI` | [`grub_efi`]: `grub/build-efi`, stock Debian GRUB 2.06 with `grub/grub.cfg` embedded, at the removable-media path ([`efi_boot_path`]) so no boot entries are needed |
+//! | `grubenv` | [`grubenv`]: `grub-editenv`, keys `liftoff_slot` and `liftoff_pending` |
+//!
+//! [`esp_files`] gathers both for a FAT image ([`crate::fat`]); [`crate::boot::install`]
+//! writes it into a built disk, and [`read_grubenv`] reads grubenv back from one.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::disk::{self, BuiltDisk, Slot};
+use crate::kernel::workspace_root;
+use crate::tool::{io_err, run, ImageError};
+use crate::{artifacts, Arch};
+
+/// The removable-media path UEFI firmware boots from on `arch` (no boot entries needed).
+pub fn efi_boot_path(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "EFI/BOOT/BOOTX64.EFI",
+        Arch::Aarch64 => "EFI/BOOT/BOOTAA64.EFI",
+    }
+}
+
+/// GRUB's module folder for `arch` (Debian's `grub-efi-amd64-bin` and
+/// `grub-efi-arm64-bin:arm64`).
+fn grub_module_dir(arch: Arch) -> PathBuf {
+    match arch {
+        Arch::X86_64 => PathBuf::from("/usr/lib/grub/x86_64-efi"),
+        Arch::Aarch64 => PathBuf::from("/usr/lib/grub/arm64-efi"),
+    }
+}
+
+/// The GRUB EFI binary for `arch`, built by `grub/build-efi` and cached under
+/// `<target>/grub/<arch>-<key>/`, where the key covers the script, `grub/grub.cfg` and the
+/// installed GRUB modules (their `moddep.lst` and the GRUB version).
+pub fn grub_efi(arch: Arch) -> Result<PathBuf, ImageError> {
+    let grub = workspace_root().join("grub");
+    let script = grub.join("build-efi");
+    let modules = grub_module_dir(arch);
+    let mut key = Sha256::new();
+    key.update(format!("v1 {arch}\n"));
+    for path in [
+        script.clone(),
+        grub.join("grub.cfg"),
+        modules.join("moddep.lst"),
+    ] {
+        let bytes = std::fs::read(&path).map_err(io_err(format!(
+            "reading {} (scripts/setup installs GRUB)",
+            path.display()
+        )))?;
+        key.update(&bytes);
+    }
+    let version = Command::new("grub-mkimage")
+        .arg("--version")
+        .output()
+        .map_err(io_err("running grub-mkimage (scripts/setup)"))?;
+    key.update(&version.stdout);
+    let key: String = key.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = artifacts::target_dir()
+        .join("grub")
+        .join(format!("{arch}-{key}"));
+    let name = efi_boot_path(arch).rsplit('/').next().unwrap_or("BOOT.EFI");
+    let out = dir.join(name);
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    // One build per key: parallel tests (threads or processes) wait on the lock, then
+    // find the finished file.
+    let lock_path = dir.join(".lock");
+    let lock =
+        File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io_err(format!("locking {}", lock_path.display()))(e.into()))?;
+    if out.is_file() {
+        return Ok(out);
+    }
+    // Built under another name and renamed: a build cut short leaves no file under `out`.
+    let partial = dir.join(format!("{name}.partial"));
+    let mut cmd = Command::new(&script);
+    cmd.arg(arch.name()).arg(&partial);
+    let command = format!("{cmd:?}");
+    let result = cmd
+        .output()
+        .map_err(io_err(format!("running {}", script.display())))?;
+    if !result.status.success() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(ImageError::Tool {
+            command,
+            output: String::from_utf8_lossy(&result.stderr).into_owned(),
+        });
+    }
+    std::fs::rename(&partial, &out).map_err(io_err(format!("renaming to {}", out.display())))?;
+    Ok(out)
+}
+
+/// A 1024-byte grubenv made by `grub-editenv`, holding `liftoff_slot` and
+/// `liftoff_pending` when given.
+pub fn grubenv(
+    slot: Option<Slot>,
+    pending: Option<bool>,
+    work: &Path,
+) -> Result<Vec<u8>, ImageError> {
+    std::fs::create_dir_all(work).map_err(io_err(format!("creating {}", work.display())))?;
+    let path = work.join("grubenv.new");
+    let _ = std::fs::remove_file(&path);
+    run(Command::new("grub-editenv").arg(&path).arg("create"))?;
+    let mut sets = Vec::new();
+    if let Some(slot) = slot {
+        sets.push(format!("liftoff_slot={}", slot.name()));
+    }
+    if let Some(pending) = pending {
+        sets.push(format!("liftoff_pending={}", u8::from(pending)));
+    }
+    if !sets.is_empty() {
+        run(Command::new("grub-editenv")
+            .arg(&path)
+            .arg("set")
+            .args(&sets))?;
+    }
+    let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+    let _ = std::fs::remove_file(&path);
+    Ok(bytes)
+}
+
+/// The ESP's files: GRUB at the removable-media path, and grubenv when given (a missing
+/// grubenv makes GRUB boot slot A without arming the pending flag).
+pub fn esp_files(
+    arch: Arch,
+    grubenv: Option<Vec<u8>>,
+) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
+    let efi = grub_efi(arch)?;
+    let bytes = std::fs::read(&efi).map_err(io_err(format!("reading {}", efi.display())))?;
+    let mut files = vec![(efi_boot_path(arch).to_owned(), bytes)];
+    if let Some(env) = grubenv {
+        files.push(("grubenv".into(), env));
+    }
+    Ok(files)
+}
+
+/// grubenv on the disk's ESP as `grub-editenv list` prints it (`key=value` lines).
+pub fn read_grubenv(disk: &BuiltDisk, work: &Path) -> Result<String, ImageError> {
+    let (offset, _) = disk.extent(disk::ESP);
+    let out = work.join("grubenv.read");
+    let _ = std::fs::remove_file(&out);
+    run(Command::new("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(format!("{}@@{offset}", disk.path.display()))
+        .arg("::/grubenv")
+        .arg(&out))?;
+    let list = Command::new("grub-editenv")
+        .arg(&out)
+        .arg("list")
+        .output()
+        .map_err(io_err("running grub-editenv (scripts/setup)"))?;
+    if !list.status.success() {
+        return Err(ImageError::Tool {
+            command: format!("grub-editenv {} list", out.display()),
+            output: String::from_utf8_lossy(&list.stderr).into_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&list.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn work(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("liftoff-fw-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The grubenv blocks `grub-editenv` makes, read back by `grub-editenv list`.
+    #[test]
+    fn grubenv_blocks() {
+        let dir = work("env");
+        for (slot, pending, want) in [
+            (None, None, ""),
+            (
+                Some(Slot::A),
+                Some(false),
+                "liftoff_slot=A\nliftoff_pending=0\n",
+            ),
+            (
+                Some(Slot::B),
+                Some(true),
+                "liftoff_slot=B\nliftoff_pending=1\n",
+            ),
+            (None, Some(true), "liftoff_pending=1\n"),
+        ] {
+            let block = grubenv(slot, pending, &dir).unwrap();
+            assert_eq!(block.len(), 1024);
+            assert!(block.starts_with(b"# GRUB Environment Block\n"));
+            let path = dir.join("check");
+            std::fs::write(&path, &block).unwrap();
+            let out = Command::new("grub-editenv")
+                .arg(&path)
+                .arg("list")
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `grub/build-efi` makes a PE image (an EFI application) for each architecture, for
+    /// the machine type UEFI expects (x86_64 0x8664, arm64 0xaa64), and refuses a bad
+    /// architecture with exit status 2.
+    #[test]
+    fn build_efi_makes_pe_images() {
+        let dir = work("efi");
+        let script = workspace_root().join("grub/build-efi");
+        for (arch, machine) in [(Arch::X86_64, 0x8664u16), (Arch::Aarch64, 0xaa64)] {
+            let out = dir.join(format!("{arch}.efi"));
+            let status = Command::new(&script)
+                .arg(arch.name())
+                .arg(&out)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let pe = std::fs::read(&out).unwrap();
+            // Reproducible: a second build gives the same bytes.
+            let again = dir.join(format!("{arch}-again.efi"));
+            let status = Command::new(&script)
+                .arg(arch.name())
+                .arg(&again)
+                .env("TZ", "Pacific/Auckland")
+                .status()
+                .unwrap();
+            assert!(status.success());
+            assert!(
+                pe == std::fs::read(&again).unwrap(),
+                "{arch}: builds differ"
+            );
+            assert_eq!(&pe[..2], b"MZ");
+            let at = u32::from_le_bytes(pe[0x3c..0x40].try_into().unwrap()) as usize;
+            assert_eq!(&pe[at..at + 4], b"PE\0\0");
+            assert_eq!(u16::from_le_bytes([pe[at + 4], pe[at + 5]]), machine);
+            // Only the modules grub.cfg needs: far below the ~10 MB of a full image.
+            assert!(pe.len() < 2 * 1024 * 1024, "{arch}: {} bytes", pe.len());
+        }
+        let out = Command::new(&script)
+            .arg("sparc")
+            .arg(dir.join("x"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("usage: "));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

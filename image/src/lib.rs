@@ -1,0 +1,59 @@
+//! Liftoff's image builder: everything that turns a root tree into the bytes a Liftoff
+//! machine boots, and nothing that runs them (booting is the `qemu` crate's job).
+//!
+//! # The disk, partition by partition (DESIGN.md section 3)
+//!
+//! - [`disk`]: the GPT layout (numbers, labels, type GUIDs, the A/B [`disk::Slot`]s) and
+//!   [`disk::build_disk`], which assembles the partitions into one image with `sgdisk`;
+//! - [`esp`]: partition 1, the ESP: the stock GRUB EFI binary and grubenv;
+//! - [`boot`]: the BOOT partitions (kernel, initramfs, the slot's `grub.cfg` and command
+//!   line) and [`boot::install`], which writes them and the ESP into a built disk;
+//! - [`root`]: ROOT and HASH, the root file system and its dm-verity tree;
+//! - [`fat`]: the FAT images the ESP and the BOOT partitions are made of;
+//! - [`seed`] and [`tool`]: the seeded GUIDs that make builds reproducible, and the host
+//!   tools every step runs, with [`tool::ImageError`].
+//!
+//! # What goes into it
+//!
+//! - [`initramfs`] on [`cpio`]: PID 1, device nodes and the kernel modules it loads;
+//! - [`kernel`]: Debian's cloud kernels cached by `scripts/setup`, and module closures;
+//! - [`artifacts`]: the static guest binaries of `scripts/build-guest`;
+//! - [`arch`]: the two architectures.
+//!
+//! # Whole builds
+//!
+//! - [`build`]: a root tree (directory or tarball) into a whole disk or update payloads:
+//!   `liftoff-qemu image` and `liftoff-qemu payload`;
+//! - [`system`]: the Debian test root plus a test's files into a cached, verified disk for
+//!   the VM tests;
+//! - [`oci`]: a busybox OCI image archive for `ctr image import` in a guest.
+//!
+//! Dependencies inside the crate point one way: `build` and `system` use the partition
+//! modules; `boot` uses `esp`, `disk` and `fat`; `esp` uses `disk`; `disk` uses `root` and
+//! `fat`; those use only `seed` and `tool`.
+
+pub mod arch;
+pub mod artifacts;
+pub mod boot;
+pub mod build;
+pub mod cpio;
+pub mod disk;
+pub mod esp;
+pub mod fat;
+pub mod initramfs;
+pub mod kernel;
+pub mod oci;
+pub mod root;
+pub mod seed;
+pub mod system;
+pub mod tool;
+
+pub use arch::Arch;
+
+/// One MiB: every partition and root image is a whole number of them.
+pub(crate) const MIB: u64 = 1024 * 1024;
+
+/// `bytes` rounded up to whole MiB, at least one.
+pub(crate) fn round_up_mib(bytes: u64) -> u64 {
+    bytes.div_ceil(MIB).max(1) * MIB
+}

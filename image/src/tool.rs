@@ -1,0 +1,52 @@
+//! The host tools the builder drives (`sgdisk`, `mkfs.*`, mtools, `grub-editenv`, ...) and
+//! [`ImageError`], the error of every step below the whole-build level: a tool that failed
+//! with its output, or a file with the path it was read from or written to.
+
+use std::fmt;
+use std::io;
+use std::process::Command;
+
+#[derive(Debug)]
+pub enum ImageError {
+    Io { what: String, source: io::Error },
+    Tool { command: String, output: String },
+    Verity(verity::Error),
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageError::Io { what, source } => write!(f, "{what}: {source}"),
+            ImageError::Tool { command, output } => write!(f, "{command} failed: {output}"),
+            ImageError::Verity(e) => write!(f, "building the verity tree: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ImageError {
+    let what = what.into();
+    move |source| ImageError::Io { what, source }
+}
+
+/// Runs a host tool; its output becomes the error if it fails.
+pub fn run(cmd: &mut Command) -> Result<(), ImageError> {
+    let command = format!("{cmd:?}");
+    let out = cmd.output().map_err(|source| ImageError::Io {
+        what: format!("running {command} (run scripts/setup)"),
+        source,
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ImageError::Tool {
+            command,
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        })
+    }
+}
