@@ -709,12 +709,10 @@ impl Decoder {
 mod tests {
     use super::*;
 
+    /// Bytes from hex written in groups, as RFC 7541 prints them.
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        verity::hex::decode(&s).unwrap()
     }
 
     fn fields(list: &[(&str, &str)]) -> Vec<Field> {

@@ -94,7 +94,10 @@ pub fn expected(
     Ok(verity::Expected {
         salt,
         algorithm: None,
-        root_hash: root_hash.to_owned(),
+        // Already checked as hex by the command-line parser.
+        root_hash: root_hash
+            .parse()
+            .map_err(|e: verity::ParamError| RootError::Superblock(e.into()))?,
     })
 }
 
