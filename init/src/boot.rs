@@ -9,10 +9,10 @@ use std::time::Duration;
 use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
 
 use crate::blockdev::{self, BootDisk};
-use crate::cmdline::{self, Config, DataMode, Handoff};
 use crate::failure::{self, fail, Stage};
 use crate::watchdog::Watchdog;
 use crate::{caps, data, kmsg, modules, mounts, root, slots, supervise, switch_root, timeline};
+use prairiedog::cmdline::{self, Config, DataMode, Handoff};
 
 /// How long PID 1 waits for the boot disk without `liftoff.device_timeout`.
 pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,7 +90,7 @@ pub fn run() -> ! {
     let (verified, table) =
         match slot_partitions(&boot_disk, &layout, slot).and_then(|(root_node, hash_node)| {
             let expected =
-                root::expected(&hash_node, config.roothash.as_deref(), config.salt.as_ref())
+                root::expected(&hash_node, config.roothash.as_ref(), config.salt.as_ref())
                     .map_err(|e| e.to_string())?;
             root::open_verity(
                 &root_node,
@@ -299,16 +299,6 @@ fn load_modules(root: &Path) {
 }
 
 fn find_disk(config: &Config) -> BootDisk {
-    let want = match config.boot_partuuid.as_deref().map(str::parse::<gpt::Guid>) {
-        Some(Ok(g)) => Some(g),
-        Some(Err(e)) => {
-            kmsg::error(&format!(
-                "liftoff.boot_partuuid: {e}; looking for any Liftoff disk"
-            ));
-            None
-        }
-        None => None,
-    };
     let timeout = config
         .device_timeout_secs
         .map_or(DEFAULT_DEVICE_TIMEOUT, |s| {
@@ -317,7 +307,7 @@ fn find_disk(config: &Config) -> BootDisk {
     match blockdev::find_boot_disk(
         Path::new("/sys"),
         Path::new("/dev"),
-        want,
+        config.boot_partuuid,
         timeout,
         DEVICE_POLL,
         &mut blockdev::DeviceReader,
@@ -346,11 +336,12 @@ fn find_disk(config: &Config) -> BootDisk {
 /// Runs the A/B stage; returns the running slot and whether a damaged GPT copy was
 /// repaired.
 fn choose_slot(config: &Config, boot_disk: &BootDisk) -> (prairiedog::Slot, bool) {
-    let want = config
-        .boot_partuuid
-        .as_deref()
-        .and_then(|g| g.parse::<gpt::Guid>().ok());
-    match slots::run(boot_disk, config.slot, want, DEFAULT_UNHEALTHY_LIMIT) {
+    match slots::run(
+        boot_disk,
+        config.slot,
+        config.boot_partuuid,
+        DEFAULT_UNHEALTHY_LIMIT,
+    ) {
         Ok((outcome, booted)) => {
             slots::log(&outcome);
             let d = &outcome.boot.decision;

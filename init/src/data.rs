@@ -29,9 +29,9 @@ use std::process::Command;
 use growpart::fs::FsKind;
 use zeroize::Zeroizing;
 
-use crate::cmdline::DataMode;
 use crate::kmsg;
 use crate::mounts::{self, Mount, MountFlags};
+use prairiedog::cmdline::DataMode;
 
 /// Device-mapper name of the decrypted DATA partition.
 pub const DM_NAME: &str = "data";

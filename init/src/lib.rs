@@ -20,7 +20,6 @@
 pub mod blockdev;
 pub mod boot;
 pub mod caps;
-pub mod cmdline;
 pub mod data;
 pub mod failure;
 pub mod grpc;

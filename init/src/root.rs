@@ -11,8 +11,8 @@ use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::cmdline::{Salt, VerityMode};
 use crate::mounts::{Mount, MountFlags};
+use prairiedog::cmdline::{RootHashBytes, Salt, VerityMode};
 
 /// The device-mapper name of the verified root.
 pub const DM_NAME: &str = "root";
@@ -21,7 +21,6 @@ pub const DM_NAME: &str = "root";
 pub enum RootError {
     NoRootHash,
     Superblock(verity::Error),
-    BadSalt { salt: String, reason: String },
     Control(dm::Error),
     Setup(verity::device::DeviceError),
     UnknownFs { device: PathBuf },
@@ -36,7 +35,6 @@ impl fmt::Display for RootError {
                 "no liftoff.roothash on the command line: refusing to use an unverified root"
             ),
             RootError::Superblock(e) => write!(f, "reading the verity superblock: {e}"),
-            RootError::BadSalt { salt, reason } => write!(f, "liftoff.salt={salt}: {reason}"),
             RootError::Control(e) => write!(f, "opening device-mapper: {e}"),
             RootError::Setup(e) => write!(f, "{e}"),
             RootError::UnknownFs { device } => {
@@ -71,7 +69,7 @@ pub fn table_options(mode: VerityMode) -> verity::TableOptions {
 /// is taken: the root hash already commits to it, since every digest in the tree is salted.
 pub fn expected(
     hash: &Path,
-    root_hash: Option<&str>,
+    root_hash: Option<&RootHashBytes>,
     salt: Option<&Salt>,
 ) -> Result<verity::Expected, RootError> {
     let root_hash = root_hash.ok_or(RootError::NoRootHash)?;
@@ -82,22 +80,12 @@ pub fn expected(
                 .params
                 .salt
         }
-        Some(Salt::None) => verity::Salt::none(),
-        Some(Salt::Hex(hex)) => {
-            hex.parse()
-                .map_err(|e: verity::ParamError| RootError::BadSalt {
-                    salt: hex.clone(),
-                    reason: e.to_string(),
-                })?
-        }
+        Some(salt) => salt.clone(),
     };
     Ok(verity::Expected {
         salt,
         algorithm: None,
-        // Already checked as hex by the command-line parser.
-        root_hash: root_hash
-            .parse()
-            .map_err(|e: verity::ParamError| RootError::Superblock(e.into()))?,
+        root_hash: root_hash.clone(),
     })
 }
 
@@ -285,15 +273,12 @@ mod tests {
     fn no_root_hash_is_refused() {
         let err = expected(Path::new("/nonexistent"), None, None).unwrap_err();
         assert!(matches!(err, RootError::NoRootHash));
+        let ab: RootHashBytes = "ab".parse().unwrap();
         assert_eq!(
-            expected(Path::new("/x"), Some("ab"), Some(&Salt::None))
+            expected(Path::new("/x"), Some(&ab), Some(&Salt::none()))
                 .unwrap()
                 .salt,
             verity::Salt::none()
         );
-        assert!(matches!(
-            expected(Path::new("/x"), Some("ab"), Some(&Salt::Hex("zz".into()))),
-            Err(RootError::BadSalt { .. })
-        ));
     }
 }
