@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
 
-use crate::blockdev::{self, BootDisk};
-use crate::failure::{self, fail, Stage};
-use crate::watchdog::Watchdog;
-use crate::{caps, data, kmsg, modules, mounts, root, slots, supervise, switch_root, timeline};
+use crate::infra::failure::{self, fail, Stage};
+use crate::infra::watchdog::Watchdog;
+use crate::infra::{kmsg, timeline};
+use crate::stage::disk::{self, BootDisk};
+use crate::stage::{caps, data, modules, mounts, root, slots, switch_root};
+use crate::supervise;
 use prairiedog::cmdline::{self, Config, DataMode, Handoff};
 
 /// How long PID 1 waits for the boot disk without `liftoff.device_timeout`.
@@ -304,13 +306,13 @@ fn find_disk(config: &Config) -> BootDisk {
         .map_or(DEFAULT_DEVICE_TIMEOUT, |s| {
             Duration::from_secs(u64::from(s))
         });
-    match blockdev::find_boot_disk(
+    match disk::find_boot_disk(
         Path::new("/sys"),
         Path::new("/dev"),
         config.boot_partuuid,
         timeout,
         DEVICE_POLL,
-        &mut blockdev::DeviceReader,
+        &mut disk::DeviceReader,
     ) {
         Ok(disk) => {
             kmsg::info(&format!(
@@ -406,7 +408,7 @@ fn announce_partitions(boot_disk: &mut BootDisk) {
             boot_disk.node.display(),
             added.join(", ")
         ));
-        if let Some(disk) = blockdev::scan(Path::new("/sys"))
+        if let Some(disk) = disk::scan(Path::new("/sys"))
             .into_iter()
             .find(|d| d.name == boot_disk.disk.name)
         {

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Mutex;
 
-use crate::kmsg;
+use crate::infra::kmsg;
 
 /// The stages of the boot, in order (DESIGN.md section 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,8 +25,8 @@ use prairiedog::decide::{Action, Counted};
 use prairiedog::disk::SlotDisk;
 use prairiedog::Slot;
 
-use crate::blockdev::BootDisk;
-use crate::kmsg;
+use crate::infra::kmsg;
+use crate::stage::disk::BootDisk;
 
 /// grubenv's path on the ESP (the GRUB contract of DESIGN.md section 5).
 pub const GRUBENV: &str = "/grubenv";

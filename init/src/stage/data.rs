@@ -29,8 +29,8 @@ use std::process::Command;
 use growpart::fs::FsKind;
 use zeroize::Zeroizing;
 
-use crate::kmsg;
-use crate::mounts::{self, Mount, MountFlags};
+use crate::infra::kmsg;
+use crate::stage::mounts::{self, Mount, MountFlags};
 use prairiedog::cmdline::DataMode;
 
 /// Device-mapper name of the decrypted DATA partition.

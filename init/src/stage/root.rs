@@ -11,7 +11,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::mounts::{Mount, MountFlags};
+use crate::stage::mounts::{Mount, MountFlags};
 use prairiedog::cmdline::{RootHashBytes, Salt, VerityMode};
 
 /// The device-mapper name of the verified root.

@@ -15,7 +15,7 @@
 //!    the caller hands to the failure policy (log, reboot, and the crash-loop counter decides
 //!    which slot boots next). A program that cannot be started counts as such a death;
 //! 4. shuts the machine down on SIGTERM or SIGPWR (power off) and SIGINT (reboot: the
-//!    kernel sends it for ctrl-alt-del once [`crate::signals::disable_ctrl_alt_del`] ran):
+//!    kernel sends it for ctrl-alt-del once [`signals::disable_ctrl_alt_del`] ran):
 //!    SIGTERM to the program, up to [`Policy::stop_timeout`] for it to exit; SIGTERM to every
 //!    process, up to [`Policy::term_timeout`] for them to go; SIGKILL to every process, up
 //!    to [`Policy::kill_timeout`] to reap them; sync; unmount the caller's mount points
@@ -30,6 +30,8 @@
 //! ([`RealSystem`]) polls a signalfd with the machine's deadline as timeout, reaps with
 //! `waitpid(-1, WNOHANG)` until nothing is left, and performs the actions.
 
+pub mod signals;
+
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
@@ -40,9 +42,9 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal as RustixSignal, WaitOptions};
 
 use crate::health;
-use crate::kmsg::{self, Level};
-use crate::signals::SignalFd;
-use crate::watchdog::Watchdog;
+use crate::infra::kmsg::{self, Level};
+use crate::infra::watchdog::Watchdog;
+use signals::SignalFd;
 
 /// The program PID 1 supervises: path, arguments and the complete environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -727,7 +729,7 @@ fn log(level: Level, message: String) -> Action {
 
 /// `250 ms`, `1.5 s`, `30 s`.
 fn secs(d: Duration) -> String {
-    crate::timeline::duration(d)
+    crate::infra::timeline::duration(d)
 }
 
 /// What one `waitpid(-1, WNOHANG)` found.
@@ -799,7 +801,7 @@ impl std::error::Error for SuperviseError {}
 
 /// Supervises `config.program` until a shutdown signal (returns the [`Power`] action taken,
 /// which only a test double survives) or until the program keeps dying (the error goes to
-/// [`crate::failure::fail`]). `on_health` runs with the version string each time the
+/// [`crate::infra::failure::fail`]). `on_health` runs with the version string each time the
 /// program first answers after a (re)start.
 pub fn run<S: System>(
     sys: &mut S,
@@ -950,13 +952,13 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// pets `watchdog` (armed before the handoff) every [`Watchdog::pet_interval`] once
 /// containerd answered on [`health::CONTAINERD_SOCKET`], and [`run`]s the supervisor on
 /// the real system. Returns only when the kernel refused to power off or reboot, or with
-/// an error for [`crate::failure::fail`].
+/// an error for [`crate::infra::failure::fail`].
 pub fn supervise_as_pid1(
     mut config: Config,
     watchdog: Option<Watchdog>,
     on_health: &mut dyn FnMut(&str),
 ) -> Result<Power, SuperviseError> {
-    if let Err(e) = crate::signals::disable_ctrl_alt_del() {
+    if let Err(e) = signals::disable_ctrl_alt_del() {
         kmsg::warn(&format!(
             "turning ctrl-alt-del into SIGINT: {e}; it resets the machine at once"
         ));
