@@ -80,7 +80,7 @@ pub fn run(
     open_verity(&root_node, &hash_node, &expected, mode, dev)
 }
 
-/// The device nodes of ROOT-<slot> and HASH-<slot> on the boot disk.
+/// The device nodes of `ROOT-<slot>` and `HASH-<slot>` on the boot disk.
 pub fn slot_partitions(
     boot_disk: &BootDisk,
     layout: &Layout,

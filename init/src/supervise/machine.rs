@@ -80,7 +80,7 @@ impl Default for Policy {
     }
 }
 
-/// Everything [`run`] needs besides the system.
+/// Everything [`run`](super::run::run) needs besides the system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub program: Program,

@@ -24,9 +24,9 @@
 //! The logic is a pure state machine, [`Machine`]: events in (a child exited with a status
 //! at a time, a signal, a clock tick, a probe result), [`Action`]s out (spawn, probe, kill,
 //! sync, unmount, power, log), and [`Machine::next_wake`] says when it next needs a tick.
-//! Time is a [`Duration`] since an arbitrary origin that the caller supplies, so back-off,
+//! Time is a [`Duration`](std::time::Duration) since an arbitrary origin that the caller supplies, so back-off,
 //! give-up, reaping and the shutdown order are tested without root and without waiting.
-//! [`run`] is the small loop that feeds the machine from a [`System`]: the real one
+//! [`run`](fn@run) is the small loop that feeds the machine from a [`System`]: the real one
 //! ([`RealSystem`]) polls a signalfd with the machine's deadline as timeout, reaps with
 //! `waitpid(-1, WNOHANG)` until nothing is left, and performs the actions.
 //!
@@ -36,7 +36,7 @@
 //!   restart, back-off, give-up and the shutdown order. No system calls, no clock.
 //! - [`system`]: the [`System`] trait (spawn, reap, wait, kill, probe, power) and
 //!   [`RealSystem`], which makes the system calls; [`signals`] is its signalfd.
-//! - [`run`]: the loop that feeds the machine from a system and performs its actions, and
+//! - [`run`](mod@run): the loop that feeds the machine from a system and performs its actions, and
 //!   [`supervise_as_pid1`], PID 1's containerd handoff in one call.
 
 pub mod machine;

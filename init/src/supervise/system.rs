@@ -29,7 +29,7 @@ pub enum Reaped {
     NoChildren,
 }
 
-/// The effects [`run`] needs. [`RealSystem`] makes the system calls.
+/// The effects [`run`](super::run::run) needs. [`RealSystem`] makes the system calls.
 pub trait System {
     /// Time since an arbitrary origin that never goes back.
     fn now(&mut self) -> Duration;
