@@ -97,7 +97,7 @@ pub fn make_hash(root: &Path, hash: &Path, seed: &str) -> Result<(String, String
     )
     .map_err(ImageError::Verity)?;
     Ok((
-        verity::params::hex_encode(formatted.root_hash.as_bytes()),
-        verity::params::hex_encode(&salt_bytes),
+        verity::hex::encode(formatted.root_hash.as_bytes()),
+        verity::hex::encode(&salt_bytes),
     ))
 }

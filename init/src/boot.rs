@@ -1,18 +1,21 @@
-//! The boot sequence (DESIGN.md section 1): each stage returns a typed error that goes to
-//! the failure policy, and each completed stage is marked on the timeline.
+//! The boot sequence (DESIGN.md section 1), top to bottom: each stage ([`crate::stage`])
+//! returns its own error, which `or_fail()` hands to the failure policy
+//! ([`crate::infra::failure`]) as a [`BootError`]; each completed stage is marked on the
+//! timeline.
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use prairiedog::cmdline::{Config, DataMode, Handoff};
 use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
 
-use crate::blockdev::{self, BootDisk};
-use crate::cmdline::{self, Config, DataMode, Handoff};
-use crate::failure::{self, fail, Stage};
-use crate::watchdog::Watchdog;
-use crate::{caps, data, kmsg, modules, mounts, root, slots, supervise, switch_root, timeline};
+use crate::infra::failure::{self, fail, OrFail};
+use crate::infra::watchdog::Watchdog;
+use crate::infra::{kmsg, timeline};
+use crate::stage::disk::{self, BootDisk};
+use crate::stage::{
+    caps, cmdline, data, handoff, modules, mounts, root, slots, switch_root, verity, BootError,
+};
 
 /// How long PID 1 waits for the boot disk without `liftoff.device_timeout`.
 pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,7 +33,7 @@ pub fn run() -> ! {
     let root = Path::new("/");
 
     if let Err(e) = mounts::run(&mut mounts::System, root, &mounts::api_filesystems()) {
-        fail(Stage::ApiMounts, &e);
+        fail(BootError::ApiMounts(e));
     }
     if let Err(e) = kmsg::open(root) {
         // Records keep going to the console.
@@ -41,11 +44,7 @@ pub fn run() -> ! {
     timeline::mark_at("pid1", started);
     timeline::mark("api-mounts");
 
-    let text = match std::fs::read_to_string(root.join("proc/cmdline")) {
-        Ok(t) => t,
-        Err(e) => fail(Stage::Cmdline, &format!("reading /proc/cmdline: {e}")),
-    };
-    let cmdline = cmdline::parse(&text);
+    let cmdline = cmdline::read(root).or_fail();
     kmsg::set_debug(cmdline.config.debug);
     for problem in &cmdline.problems {
         kmsg::error(&problem.to_string());
@@ -69,7 +68,7 @@ pub fn run() -> ! {
             restore_autoload(autoload);
             timeline::mark("handoff");
             devkmsg.restore();
-            exec(target);
+            fail(handoff::exec(target).into());
         }
     }
 
@@ -78,32 +77,24 @@ pub fn run() -> ! {
 
     let (slot, repaired) = choose_slot(config, &boot_disk);
     if repaired {
-        announce_partitions(&mut boot_disk);
+        slots::announce_partitions(&mut boot_disk, Path::new("/sys")).or_fail();
     }
     timeline::mark("slots");
 
     // Where the slot sets, PRIVATE and DATA are: read once from the (possibly repaired) table.
-    let layout = match prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node) {
-        Ok(l) => l,
-        Err(e) => fail(Stage::Verity, &e),
-    };
-    let (verified, table) =
-        match slot_partitions(&boot_disk, &layout, slot).and_then(|(root_node, hash_node)| {
-            let expected =
-                root::expected(&hash_node, config.roothash.as_deref(), config.salt.as_ref())
-                    .map_err(|e| e.to_string())?;
-            root::open_verity(
-                &root_node,
-                &hash_node,
-                &expected,
-                config.verity,
-                Path::new("/dev"),
-            )
-            .map_err(|e| e.to_string())
-        }) {
-            Ok(v) => v,
-            Err(e) => fail(Stage::Verity, &e),
-        };
+    let layout = prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node)
+        .map_err(verity::VerityError::Layout)
+        .or_fail();
+    let (verified, table) = verity::run(
+        &boot_disk,
+        &layout,
+        slot,
+        config.roothash.as_ref(),
+        config.salt.as_ref(),
+        config.verity,
+        Path::new("/dev"),
+    )
+    .or_fail();
     kmsg::info(&format!(
         "verity: {} serves ROOT-{} checked against HASH-{} ({})",
         verified.display(),
@@ -125,38 +116,36 @@ pub fn run() -> ! {
             boot_disk.node.display()
         ));
     }
-    mount_sysroot(&verified, data_node.is_none());
+    let fs = root::mount(&verified, data_node.is_none()).or_fail();
+    kmsg::info(&format!(
+        "root: {} ({}) mounted read-only at {}",
+        verified.display(),
+        fs.name(),
+        root::SYSROOT
+    ));
     timeline::mark("root");
 
-    if let Err(e) = switch_root::switch_root(Path::new(root::SYSROOT)) {
-        fail(Stage::SwitchRoot, &e);
-    }
+    switch_root::switch_root(Path::new(root::SYSROOT)).or_fail();
     timeline::mark("switch-root");
 
     let mut unmount = Vec::new();
     if let Some(data_node) = &data_node {
         let mode = config.data.unwrap_or(DataMode::Keyfile);
-        match data::setup(&boot_disk.node, data_node, private_node.as_deref(), mode) {
-            Ok(outcome) => {
-                data::log(&outcome, mode);
-                // The supervisor unmounts in reverse of this (mount) order.
-                unmount = outcome.mounts.iter().rev().map(PathBuf::from).collect();
-            }
-            Err(e) => fail(Stage::Data, &e),
-        }
+        let outcome =
+            data::setup(&boot_disk.node, data_node, private_node.as_deref(), mode).or_fail();
+        data::log(&outcome, mode);
+        // The supervisor unmounts in reverse of this (mount) order.
+        unmount = outcome.mounts.iter().rev().map(PathBuf::from).collect();
         timeline::mark("data");
     }
 
-    match caps::drop_listed(Path::new("/")) {
-        Ok(dropped) if !dropped.is_empty() => {
-            kmsg::info(&format!(
-                "bounding set: dropped {} for everything after PID 1",
-                dropped.join(", ")
-            ));
-            timeline::mark("caps");
-        }
-        Ok(_) => {}
-        Err(e) => fail(Stage::Caps, &e),
+    let dropped = caps::drop_listed(Path::new("/")).or_fail();
+    if !dropped.is_empty() {
+        kmsg::info(&format!(
+            "bounding set: dropped {} for everything after PID 1",
+            dropped.join(", ")
+        ));
+        timeline::mark("caps");
     }
 
     let target = match &config.handoff {
@@ -170,7 +159,11 @@ pub fn run() -> ! {
             // the kernel's rate limit stays off for its lines: with it back on, the last
             // lines of a shutdown were dropped.
             drop(devkmsg);
-            supervise_containerd(&boot_disk, slot, watchdog, unmount)
+            match handoff::containerd(&boot_disk, slot, watchdog, unmount) {
+                // Only after the kernel refused to power off or reboot.
+                Ok(_) => failure::halt(),
+                Err(e) => fail(e.into()),
+            }
         }
     };
     if let Some(dog) = watchdog {
@@ -187,7 +180,7 @@ pub fn run() -> ! {
     timeline::log_peak_memory();
     timeline::mark("handoff");
     devkmsg.restore();
-    exec(&target)
+    fail(handoff::exec(&target).into())
 }
 
 /// Module auto-loading comes back for the next stage; if it cannot, the host still runs,
@@ -237,65 +230,6 @@ fn arm_watchdog(config: &Config) -> Option<Watchdog> {
     }
 }
 
-/// Stays PID 1 and supervises containerd from the verified root; marks the slot
-/// successful when containerd first answers. Never returns.
-fn supervise_containerd(
-    boot_disk: &BootDisk,
-    slot: prairiedog::Slot,
-    watchdog: Option<Watchdog>,
-    unmount: Vec<PathBuf>,
-) -> ! {
-    let config = supervise::Config {
-        program: supervise::Program::containerd(),
-        policy: supervise::Policy::default(),
-        unmount,
-    };
-    let node = boot_disk.node.clone();
-    let sector_size = boot_disk.disk.sector_size;
-    let mut marked = false;
-    let mut on_health = |version: &str| {
-        if marked {
-            return;
-        }
-        match mark_successful(&node, sector_size, slot) {
-            Ok(wrote) => {
-                marked = true;
-                timeline::mark("healthy");
-                kmsg::info(&format!(
-                    "containerd {version} answers: slot {} {}",
-                    slot.as_str(),
-                    if wrote {
-                        "marked successful"
-                    } else {
-                        "was already marked successful"
-                    }
-                ));
-            }
-            Err(e) => kmsg::error(&format!(
-                "containerd {version} answers, but marking slot {} successful failed: {e}",
-                slot.as_str()
-            )),
-        }
-    };
-    match supervise::supervise_as_pid1(config, watchdog, &mut on_health) {
-        Ok(_) => failure::halt(),
-        Err(e) => fail(Stage::Handoff, &e),
-    }
-}
-
-/// Records that `slot` reached health (successful, tries and crash-loop count cleared).
-fn mark_successful(node: &Path, sector_size: u32, slot: prairiedog::Slot) -> Result<bool, String> {
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .open(node)
-        .map_err(|e| format!("opening {}: {e}", node.display()))?;
-    let mut disk = prairiedog::disk::SlotDisk::open(file, node, gpt::SectorSize::new(sector_size))
-        .map_err(|e| e.to_string())?;
-    let new = prairiedog::transition::mark_successful_boot(disk.words(), slot);
-    disk.store(new).map_err(|e| e.to_string())
-}
-
 fn load_modules(root: &Path) {
     match modules::load_listed(&mut modules::Kernel, root) {
         Ok(done) => {
@@ -309,33 +243,23 @@ fn load_modules(root: &Path) {
             }
             kmsg::info(&format!("loaded {} modules", done.len()));
         }
-        Err(e) => fail(Stage::Modules, &e),
+        Err(e) => fail(e.into()),
     }
 }
 
 fn find_disk(config: &Config) -> BootDisk {
-    let want = match config.boot_partuuid.as_deref().map(str::parse::<gpt::Guid>) {
-        Some(Ok(g)) => Some(g),
-        Some(Err(e)) => {
-            kmsg::error(&format!(
-                "liftoff.boot_partuuid: {e}; looking for any Liftoff disk"
-            ));
-            None
-        }
-        None => None,
-    };
     let timeout = config
         .device_timeout_secs
         .map_or(DEFAULT_DEVICE_TIMEOUT, |s| {
             Duration::from_secs(u64::from(s))
         });
-    match blockdev::find_boot_disk(
+    match disk::find_boot_disk(
         Path::new("/sys"),
         Path::new("/dev"),
-        want,
+        config.boot_partuuid,
         timeout,
         DEVICE_POLL,
-        &mut blockdev::DeviceReader,
+        &mut disk::DeviceReader,
     ) {
         Ok(disk) => {
             kmsg::info(&format!(
@@ -354,18 +278,19 @@ fn find_disk(config: &Config) -> BootDisk {
             }
             disk
         }
-        Err(e) => fail(Stage::Disk, &e),
+        Err(e) => fail(e.into()),
     }
 }
 
 /// Runs the A/B stage; returns the running slot and whether a damaged GPT copy was
 /// repaired.
 fn choose_slot(config: &Config, boot_disk: &BootDisk) -> (prairiedog::Slot, bool) {
-    let want = config
-        .boot_partuuid
-        .as_deref()
-        .and_then(|g| g.parse::<gpt::Guid>().ok());
-    match slots::run(boot_disk, config.slot, want, DEFAULT_UNHEALTHY_LIMIT) {
+    match slots::run(
+        boot_disk,
+        config.slot,
+        config.boot_partuuid,
+        DEFAULT_UNHEALTHY_LIMIT,
+    ) {
         Ok((outcome, booted)) => {
             slots::log(&outcome);
             let d = &outcome.boot.decision;
@@ -381,129 +306,19 @@ fn choose_slot(config: &Config, boot_disk: &BootDisk) -> (prairiedog::Slot, bool
                     d.boot.as_str(),
                     booted.as_str()
                 ));
+                failure::set_note(&format!(
+                    "this boot is not counted; GRUB boots slot {} again",
+                    booted.as_str()
+                ));
+            } else {
+                failure::set_note(&format!(
+                    "this boot is already counted against slot {}; next boot: slot {}",
+                    booted.as_str(),
+                    d.next.as_str()
+                ));
             }
-            failure::set_note(&format!(
-                "this boot is already counted against slot {}; next boot: slot {}",
-                booted.as_str(),
-                d.next.as_str()
-            ));
             (booted, outcome.repaired)
         }
-        Err(e) => fail(Stage::Slots, &e),
+        Err(e) => fail(e.into()),
     }
-}
-
-/// After a repair of the primary GPT: the kernel rejects a damaged primary (without the
-/// `gpt` parameter it never looks at the backup), so it may know none of the partitions.
-/// They are added one by one with BLKPG, as it would have found them.
-fn announce_partitions(boot_disk: &mut BootDisk) {
-    let table = match File::open(&boot_disk.node)
-        .map_err(|e| gpt::Error::Io {
-            device: boot_disk.node.clone(),
-            what: "opening",
-            source: e,
-        })
-        .and_then(|f| {
-            let table = gpt::Gpt::read(
-                &f,
-                &boot_disk.node,
-                gpt::SectorSize::new(boot_disk.disk.sector_size),
-            )?;
-            Ok((f, table))
-        }) {
-        Ok(t) => t,
-        Err(e) => fail(Stage::Slots, &format!("re-reading the repaired GPT: {e}")),
-    };
-    let (file, table) = table;
-    let ss = table.sector_size().bytes();
-    let mut added = Vec::new();
-    for (number, entry) in table.used() {
-        if boot_disk.disk.partitions.contains_key(&number) {
-            continue;
-        }
-        let start = entry.first_lba.saturating_mul(ss);
-        let length = entry.sectors().saturating_mul(ss);
-        match growpart::blkpg::add_partition(&file, number, start, length) {
-            Ok(()) => added.push(number.to_string()),
-            Err(e) => fail(
-                Stage::Slots,
-                &format!(
-                    "telling the kernel about partition {number} of {}: {e}",
-                    boot_disk.node.display()
-                ),
-            ),
-        }
-    }
-    if !added.is_empty() {
-        kmsg::info(&format!(
-            "the kernel had rejected the damaged GPT of {}: partitions {} added with BLKPG",
-            boot_disk.node.display(),
-            added.join(", ")
-        ));
-        if let Some(disk) = blockdev::scan(Path::new("/sys"))
-            .into_iter()
-            .find(|d| d.name == boot_disk.disk.name)
-        {
-            boot_disk.disk = disk;
-        }
-    }
-    boot_disk.gpt = table;
-}
-
-/// The device nodes of ROOT-<slot> and HASH-<slot> on the boot disk.
-fn slot_partitions(
-    boot_disk: &BootDisk,
-    layout: &prairiedog::disk::Layout,
-    slot: prairiedog::Slot,
-) -> Result<(PathBuf, PathBuf), String> {
-    let set = layout.set(slot);
-    let node = |number: u32, what: &str| {
-        boot_disk
-            .disk
-            .partition_node(Path::new("/dev"), number)
-            .ok_or_else(|| {
-                format!(
-                    "{what}-{} (partition {number} of {}) has no device node",
-                    slot.as_str(),
-                    boot_disk.node.display()
-                )
-            })
-    };
-    Ok((node(set.root, "ROOT")?, node(set.hash, "HASH")?))
-}
-
-fn mount_sysroot(verified: &Path, var_overlay: bool) {
-    let fs = match root::read_fs_type(verified) {
-        Ok(fs) => fs,
-        Err(e) => fail(Stage::Root, &e),
-    };
-    for (upper, work) in root::OVERLAID.map(root::overlay_dirs) {
-        for dir in [upper, work] {
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                fail(Stage::Root, &format!("creating {dir}: {e}"));
-            }
-        }
-    }
-    if let Err(e) = mounts::run(
-        &mut mounts::System,
-        Path::new("/"),
-        &root::sysroot_plan(verified, fs, var_overlay),
-    ) {
-        fail(Stage::Root, &e);
-    }
-    kmsg::info(&format!(
-        "root: {} ({}) mounted read-only at {}",
-        verified.display(),
-        fs.name(),
-        root::SYSROOT
-    ));
-}
-
-/// Replaces PID 1 with the next stage. The kernel passed the parameters meant for init as
-/// our arguments and environment; the next stage gets them unchanged.
-fn exec(target: &str) -> ! {
-    let error = std::process::Command::new(target)
-        .args(std::env::args_os().skip(1))
-        .exec();
-    fail(Stage::Handoff, &format!("executing {target}: {error}"))
 }

@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use liftoff_init::kmsg::Level;
+use liftoff_init::infra::kmsg::Level;
 use liftoff_init::supervise::{
     self, Config, Kill, KillScope, Policy, Power, Program, RealSystem, Reaped, Signal,
     SuperviseError, System,

@@ -129,13 +129,10 @@ pub fn running_root_partition() -> Result<RootPartition, HostError> {
     )
 }
 
-/// `liftoff.slot=` from a kernel command line.
+/// `liftoff.slot=` from a kernel command line, read as PID 1 reads it ([`crate::cmdline`]:
+/// quoting, `--`, the last well-formed value).
 pub fn cmdline_slot(cmdline: &str) -> Option<Slot> {
-    cmdline
-        .split_ascii_whitespace()
-        .filter_map(|arg| arg.strip_prefix("liftoff.slot="))
-        .next_back()
-        .and_then(Slot::parse)
+    crate::cmdline::parse(cmdline).config.slot
 }
 
 /// Opens a disk or image for reading and, with `write`, writing, and reads its slot state.
@@ -225,6 +222,14 @@ mod tests {
             ("liftoff.slot=C", None),
             ("xliftoff.slot=A", None),
             ("", None),
+            // The kernel's rules, as PID 1 reads them: quotes, `--`, a malformed last value.
+            ("\"liftoff.slot=B\"", Some(Slot::B)),
+            ("liftoff.slot=A -- liftoff.slot=B", Some(Slot::A)),
+            ("liftoff.slot=B liftoff.slot=C", Some(Slot::B)),
+            (
+                "init=\"/bin/x liftoff.slot=B\" liftoff.slot=A",
+                Some(Slot::A),
+            ),
         ];
         for (cmdline, want) in table {
             assert_eq!(cmdline_slot(cmdline), want, "{cmdline}");

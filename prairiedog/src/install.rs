@@ -91,22 +91,6 @@ pub enum ManifestError {
     Missing(&'static str),
 }
 
-fn parse_hex32(s: &str) -> Option<Digest> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Manifest {
     /// Parses the text form.
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
@@ -120,8 +104,7 @@ impl Manifest {
                 [] => {}
                 [first, ..] if first.starts_with('#') => {}
                 ["verity-root-hash", h] => {
-                    if h.is_empty() || h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit())
-                    {
+                    if verity::hex::decode(h).is_err() {
                         return Err(bad("verity root hash is not hex"));
                     }
                     if root_hash.replace(h.to_ascii_lowercase()).is_some() {
@@ -137,7 +120,8 @@ impl Manifest {
                         .position(|p| p.as_str() == *name)
                         .ok_or(bad("unknown item (boot, root, hash, verity-root-hash)"))?;
                     let size = size.parse().map_err(|_| bad("size is not a number"))?;
-                    let blake3 = parse_hex32(digest).ok_or(bad("digest is not 64 hex digits"))?;
+                    let blake3 = verity::hex::decode_array(digest)
+                        .map_err(|_| bad("digest is not 64 hex digits"))?;
                     let slot = images.get_mut(index).ok_or(bad("unknown item"))?;
                     if slot.replace(ImageDigest { size, blake3 }).is_some() {
                         return Err(ManifestError::Duplicate {
@@ -171,7 +155,7 @@ impl Manifest {
                 "{} {} {}\n",
                 part.as_str(),
                 d.size,
-                hex(&d.blake3)
+                verity::hex::encode(&d.blake3)
             ));
         }
         out.push_str(&format!("verity-root-hash {}\n", self.verity_root_hash));
@@ -501,8 +485,8 @@ pub fn install<D: BlockIo + DropCache + Sync>(
         if digest != want.blake3 {
             return Err(InstallError::Digest {
                 path: path.to_owned(),
-                actual: hex(&digest),
-                expected: hex(&want.blake3),
+                actual: verity::hex::encode(&digest),
+                expected: verity::hex::encode(&want.blake3),
             });
         }
         let region = disk.region(slot, part)?;
@@ -558,8 +542,8 @@ pub fn install<D: BlockIo + DropCache + Sync>(
         if *hasher.finalize().as_bytes() != want.blake3 {
             return Err(InstallError::Digest {
                 path: path.to_owned(),
-                actual: hex(hasher.finalize().as_bytes()),
-                expected: hex(&want.blake3),
+                actual: verity::hex::encode(hasher.finalize().as_bytes()),
+                expected: verity::hex::encode(&want.blake3),
             });
         }
         bytes += done;
@@ -604,8 +588,8 @@ pub fn install<D: BlockIo + DropCache + Sync>(
                 part,
                 number,
                 device: device.clone(),
-                actual: hex(hasher.finalize().as_bytes()),
-                expected: hex(&want.blake3),
+                actual: verity::hex::encode(hasher.finalize().as_bytes()),
+                expected: verity::hex::encode(&want.blake3),
             });
         }
     }
@@ -657,12 +641,12 @@ mod tests {
         std::fs::write(&dir, b"").unwrap();
         // The BLAKE3 test vector for the empty input.
         assert_eq!(
-            hex(&digest_file(&dir).unwrap().1),
+            verity::hex::encode(&digest_file(&dir).unwrap().1),
             "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
         );
         std::fs::write(&dir, b"abc").unwrap();
         assert_eq!(
-            hex(&digest_file(&dir).unwrap().1),
+            verity::hex::encode(&digest_file(&dir).unwrap().1),
             "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
         );
         std::fs::remove_file(&dir).unwrap();

@@ -15,6 +15,8 @@
 //!   through the shared `gpt` crate, only on change, crash-safely.
 //! - [`grubenv`]: GRUB's environment block, the bootloader's mirror of the decision.
 //! - [`bootconfig`]: the kernel's bootconfig format.
+//! - [`cmdline`]: the kernel command line split with the kernel's quoting rules, and the
+//!   `liftoff.` keys typed (PID 1's configuration).
 //! - [`install`]: writing an update payload into the inactive slot, verified.
 //! - [`boot`]: PID 1's boot step in one call (grubenv, decision, GPT).
 //! - [`host`]: the boot disk and the running slot from sysfs and the command line.
@@ -67,6 +69,7 @@
 pub mod attrs;
 pub mod boot;
 pub mod bootconfig;
+pub mod cmdline;
 pub mod decide;
 pub mod disk;
 pub mod fat;

@@ -531,10 +531,7 @@ fn vm_x86_64_firmware_rewrites_a_broken_grubenv() {
     assert_runs_slot(&b, &r, Slot::B);
     // B spent its only try: should it die before health, GRUB boots A.
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
-    assert_eq!(
-        attributes(&b.disk.path, disk::BOOT_B),
-        word(2, 0, false, 0)
-    );
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(2, 0, false, 0));
 }
 
 /// No grubenv on the ESP after an update to slot B: GRUB boots slot A, and PID 1 cannot
@@ -568,10 +565,7 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
     );
     assert_runs_slot(&b, &r, Slot::A);
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
-    assert_eq!(
-        attributes(&b.disk.path, disk::BOOT_B),
-        word(2, 1, false, 0)
-    );
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(2, 1, false, 0));
 }
 
 /// Neither slot has a kernel: GRUB says so and reboots (QEMU's -no-reboot ends it) instead

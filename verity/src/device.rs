@@ -251,7 +251,7 @@ mod tests {
         let expected = Expected {
             salt: "abcd".parse().unwrap(),
             algorithm: None,
-            root_hash: f.root_hash.to_string(),
+            root_hash: (&f.root_hash).into(),
         };
         let req = Setup {
             name: "root",

@@ -7,7 +7,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::geometry::{Geometry, Layout, LayoutError};
-use crate::params::{HashAlgorithm, HashType, ParamError, Params, RootHash, Salt, Uuid};
+use crate::params::{
+    HashAlgorithm, HashType, ParamError, Params, RootHash, RootHashBytes, Salt, Uuid,
+};
 use crate::superblock::{Superblock, SuperblockError, SUPERBLOCK_SIZE};
 use crate::tree::{self, CheckReport, ReadAt, RunOptions, TreeError};
 
@@ -391,7 +393,7 @@ pub fn check_top_block(
         return Err(Error::RootMismatch {
             path: path.to_owned(),
             expected: root.to_string(),
-            found: crate::params::hex_encode(&found),
+            found: crate::hex::encode(&found),
         });
     }
     Ok(())
@@ -433,8 +435,8 @@ pub struct Expected {
     pub salt: Salt,
     /// The trusted algorithm, if known (otherwise the root hash length must fit).
     pub algorithm: Option<HashAlgorithm>,
-    /// The trusted root hash, hex.
-    pub root_hash: String,
+    /// The trusted root hash; its length is checked against the superblock's algorithm.
+    pub root_hash: RootHashBytes,
 }
 
 /// Checks a superblock read from `path` against trusted values and returns the parsed
@@ -467,7 +469,7 @@ pub fn check_expected(
             p.salt.to_string(),
         ));
     }
-    Ok(RootHash::from_hex(p.algorithm, &expected.root_hash)?)
+    Ok(expected.root_hash.for_algorithm(p.algorithm)?)
 }
 
 /// Where to find the tree for `verify` and what it should look like.
@@ -574,7 +576,7 @@ mod tests {
         let good = Expected {
             salt: "c0ffee".parse().unwrap(),
             algorithm: Some(HashAlgorithm::Sha256),
-            root_hash: f.root_hash.to_string(),
+            root_hash: (&f.root_hash).into(),
         };
         assert_eq!(check_expected(&sb, &good, &hash).unwrap(), f.root_hash);
         let cases = [
@@ -594,7 +596,7 @@ mod tests {
             ),
             (
                 Expected {
-                    root_hash: "00".repeat(64),
+                    root_hash: "00".repeat(64).parse().unwrap(),
                     ..good.clone()
                 },
                 "root hash has 64 bytes",

@@ -41,6 +41,7 @@
 
 pub mod device;
 pub mod geometry;
+pub mod hex;
 pub mod image;
 pub mod mmap;
 pub mod params;
@@ -53,7 +54,9 @@ pub use image::{
     check_data_size, check_expected, check_top_block, format, read_superblock, verify, Error,
     Expected, FormatOptions, Formatted, Verified, VerifyOptions,
 };
-pub use params::{HashAlgorithm, HashType, ParamError, Params, RootHash, Salt, Uuid};
+pub use params::{
+    HashAlgorithm, HashType, ParamError, Params, RootHash, RootHashBytes, Salt, Uuid,
+};
 pub use superblock::{Superblock, SuperblockError, SUPERBLOCK_SIZE};
 pub use table::{ErrorMode, TableOptions, VerityTable};
 pub use tree::{CheckReport, Mismatch, RunOptions};

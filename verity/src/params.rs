@@ -48,6 +48,9 @@ pub enum ParamError {
     /// A UUID that is not in the 8-4-4-4-12 form.
     #[error("UUID {0:?} is not of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")]
     Uuid(String),
+    /// A root hash that is empty or longer than any supported digest.
+    #[error("root hash has {0} bytes; digests have 1 to 64")]
+    RootHashSize(usize),
     /// A root hash whose length does not match the algorithm's digest.
     #[error("root hash has {got} bytes; {algorithm} digests have {expected}")]
     RootHashLength {
@@ -141,46 +144,12 @@ impl HashType {
     }
 }
 
-/// Decodes a hex string (either case) into bytes.
-pub fn hex_decode(what: &'static str, s: &str) -> Result<Vec<u8>, ParamError> {
-    let bad = || ParamError::Hex {
+/// Decodes hex for a parameter, naming it in the error.
+fn hex_param(what: &'static str, s: &str) -> Result<Vec<u8>, ParamError> {
+    crate::hex::decode(s).map_err(|_| ParamError::Hex {
         what,
         value: s.to_owned(),
-    };
-    if !s.len().is_multiple_of(2) {
-        return Err(bad());
-    }
-    s.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| match pair {
-            [hi, lo] => Ok((nibble(*hi).ok_or_else(bad)? << 4) | nibble(*lo).ok_or_else(bad)?),
-            _ => Err(bad()),
-        })
-        .collect()
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Encodes bytes as lower-case hex.
-pub fn hex_encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        for n in [b >> 4, b & 0xf] {
-            // `n` is a nibble, so the lookup cannot miss.
-            s.push(char::from(
-                DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'),
-            ));
-        }
-    }
-    s
+    })
 }
 
 /// A salt of at most 256 bytes; empty means no salt (`-` on veritysetup's command line).
@@ -211,7 +180,7 @@ impl Salt {
         if self.0.is_empty() {
             "-".to_owned()
         } else {
-            hex_encode(&self.0)
+            crate::hex::encode(&self.0)
         }
     }
 }
@@ -224,7 +193,7 @@ impl FromStr for Salt {
         if s == "-" || s.is_empty() {
             return Ok(Self::none());
         }
-        Self::new(hex_decode("salt", s)?)
+        Self::new(hex_param("salt", s)?)
     }
 }
 
@@ -246,7 +215,7 @@ pub struct Uuid(pub [u8; 16]);
 
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = hex_encode(&self.0);
+        let h = crate::hex::encode(&self.0);
         let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or("");
         write!(
             f,
@@ -276,7 +245,7 @@ impl FromStr for Uuid {
             return Err(ParamError::Uuid(s.to_owned()));
         }
         let bytes =
-            hex_decode("UUID", &groups.concat()).map_err(|_| ParamError::Uuid(s.to_owned()))?;
+            hex_param("UUID", &groups.concat()).map_err(|_| ParamError::Uuid(s.to_owned()))?;
         let arr: [u8; 16] = bytes
             .try_into()
             .map_err(|_| ParamError::Uuid(s.to_owned()))?;
@@ -303,7 +272,7 @@ impl RootHash {
 
     /// Parses a hex root hash for `algorithm`.
     pub fn from_hex(algorithm: HashAlgorithm, s: &str) -> Result<Self, ParamError> {
-        Self::new(algorithm, hex_decode("root hash", s)?)
+        Self::new(algorithm, hex_param("root hash", s)?)
     }
 
     /// The digest bytes.
@@ -314,13 +283,67 @@ impl RootHash {
 
 impl fmt::Display for RootHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex_encode(&self.0))
+        f.write_str(&crate::hex::encode(&self.0))
     }
 }
 
 impl fmt::Debug for RootHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RootHash({self})")
+    }
+}
+
+/// A root hash as a trusted source gives it (the kernel command line, an update manifest),
+/// before the superblock names the algorithm: 1 to [`MAX_DIGEST_SIZE`] bytes, parsed from
+/// hex once. [`RootHashBytes::for_algorithm`] checks the length against the algorithm's
+/// digest and gives the [`RootHash`] the tree is checked with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RootHashBytes(Vec<u8>);
+
+impl RootHashBytes {
+    /// Root hash bytes; between 1 and [`MAX_DIGEST_SIZE`] of them.
+    pub fn new(bytes: Vec<u8>) -> Result<Self, ParamError> {
+        if bytes.is_empty() || bytes.len() > MAX_DIGEST_SIZE {
+            return Err(ParamError::RootHashSize(bytes.len()));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The root hash for `algorithm`: its length must be the algorithm's digest size.
+    pub fn for_algorithm(&self, algorithm: HashAlgorithm) -> Result<RootHash, ParamError> {
+        RootHash::new(algorithm, self.0.clone())
+    }
+}
+
+impl FromStr for RootHashBytes {
+    type Err = ParamError;
+
+    /// Parses hex digits (either case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(hex_param("root hash", s)?)
+    }
+}
+
+impl From<&RootHash> for RootHashBytes {
+    fn from(root: &RootHash) -> Self {
+        Self(root.0.clone())
+    }
+}
+
+impl fmt::Display for RootHashBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::hex::encode(&self.0))
+    }
+}
+
+impl fmt::Debug for RootHashBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RootHashBytes({self})")
     }
 }
 
@@ -386,12 +409,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_round_trips_and_rejects_garbage() {
-        assert_eq!(hex_decode("x", "00fFa1").unwrap(), vec![0, 0xff, 0xa1]);
-        assert_eq!(hex_encode(&[0, 0xff, 0xa1]), "00ffa1");
-        for bad in ["0", "0g", "zz", "abc"] {
-            assert!(hex_decode("x", bad).is_err(), "{bad}");
-        }
+    fn root_hash_bytes_are_checked_against_the_algorithm() {
+        let given: RootHashBytes = "AB".repeat(32).parse().unwrap();
+        assert_eq!(given.to_string(), "ab".repeat(32));
+        assert_eq!(
+            given
+                .for_algorithm(HashAlgorithm::Sha256)
+                .unwrap()
+                .as_bytes(),
+            given.as_bytes()
+        );
+        assert_eq!(
+            given.for_algorithm(HashAlgorithm::Sha512),
+            Err(ParamError::RootHashLength {
+                algorithm: HashAlgorithm::Sha512,
+                expected: 64,
+                got: 32
+            })
+        );
+        assert_eq!(
+            "".parse::<RootHashBytes>(),
+            Err(ParamError::RootHashSize(0))
+        );
+        assert_eq!(
+            "00".repeat(65).parse::<RootHashBytes>(),
+            Err(ParamError::RootHashSize(65))
+        );
+        assert!(matches!(
+            "abc".parse::<RootHashBytes>(),
+            Err(ParamError::Hex { .. })
+        ));
     }
 
     #[test]

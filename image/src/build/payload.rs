@@ -142,7 +142,7 @@ pub fn write_payloads(
     let file = |name: &str, digest: prairiedog::install::ImageDigest| PayloadFile {
         path: out_dir.join(name),
         bytes: digest.size,
-        blake3: prairiedog::install::hex(&digest.blake3),
+        blake3: verity::hex::encode(&digest.blake3),
     };
     Ok(BuiltPayloads {
         slot: spec.slot,

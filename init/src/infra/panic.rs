@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::{failure, kmsg};
+use crate::infra::{failure, kmsg};
 
 static ENTERED: AtomicBool = AtomicBool::new(false);
 

@@ -18,19 +18,20 @@
 
 use std::fmt;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use prairiedog::boot::{GrubEnvAt, GrubEnvOutcome};
 use prairiedog::decide::{Action, Counted};
 use prairiedog::disk::SlotDisk;
 use prairiedog::Slot;
 
-use crate::blockdev::BootDisk;
-use crate::kmsg;
+use crate::infra::kmsg;
+use crate::stage::disk::{self, BootDisk};
 
 /// grubenv's path on the ESP (the GRUB contract of DESIGN.md section 5).
 pub const GRUBENV: &str = "/grubenv";
 
+/// The slots stage's failures.
 #[derive(Debug)]
 pub enum SlotError {
     NoSlot,
@@ -39,6 +40,14 @@ pub enum SlotError {
         source: std::io::Error,
     },
     Disk(prairiedog::disk::DiskError),
+    /// Reading the GPT back after the stage repaired it.
+    Reread(gpt::Error),
+    /// BLKPG_ADD_PARTITION for a partition the kernel rejected with the damaged table.
+    AddPartition {
+        number: u32,
+        device: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for SlotError {
@@ -57,6 +66,16 @@ impl fmt::Display for SlotError {
                 )
             }
             SlotError::Disk(e) => write!(f, "{e}"),
+            SlotError::Reread(e) => write!(f, "re-reading the repaired GPT: {e}"),
+            SlotError::AddPartition {
+                number,
+                device,
+                source,
+            } => write!(
+                f,
+                "telling the kernel about partition {number} of {}: {source}",
+                device.display()
+            ),
         }
     }
 }
@@ -120,6 +139,77 @@ pub fn run(
         },
         booted,
     ))
+}
+
+/// After a repair of the primary GPT: the kernel rejects a damaged primary (without the
+/// `gpt` parameter it never looks at the backup), so it may know none of the partitions.
+/// They are added one by one with BLKPG, as it would have found them, and the boot disk's
+/// table and partition list are read again.
+pub fn announce_partitions(boot_disk: &mut BootDisk, sys: &Path) -> Result<(), SlotError> {
+    let (file, table) = File::open(&boot_disk.node)
+        .map_err(|e| gpt::Error::Io {
+            device: boot_disk.node.clone(),
+            what: "opening",
+            source: e,
+        })
+        .and_then(|f| {
+            let table = gpt::Gpt::read(
+                &f,
+                &boot_disk.node,
+                gpt::SectorSize::new(boot_disk.disk.sector_size),
+            )?;
+            Ok((f, table))
+        })
+        .map_err(SlotError::Reread)?;
+    let ss = table.sector_size().bytes();
+    let mut added = Vec::new();
+    for (number, entry) in table.used() {
+        if boot_disk.disk.partitions.contains_key(&number) {
+            continue;
+        }
+        let start = entry.first_lba.saturating_mul(ss);
+        let length = entry.sectors().saturating_mul(ss);
+        growpart::blkpg::add_partition(&file, number, start, length).map_err(|source| {
+            SlotError::AddPartition {
+                number,
+                device: boot_disk.node.clone(),
+                source,
+            }
+        })?;
+        added.push(number.to_string());
+    }
+    if !added.is_empty() {
+        kmsg::info(&format!(
+            "the kernel had rejected the damaged GPT of {}: partitions {} added with BLKPG",
+            boot_disk.node.display(),
+            added.join(", ")
+        ));
+        if let Some(disk) = disk::scan(sys)
+            .into_iter()
+            .find(|d| d.name == boot_disk.disk.name)
+        {
+            boot_disk.disk = disk;
+        }
+    }
+    boot_disk.gpt = table;
+    Ok(())
+}
+
+/// Records that `slot` reached health (successful, tries and crash-loop count cleared).
+/// Returns whether the GPT was written (false: it was already marked).
+pub fn mark_successful(node: &Path, sector_size: u32, slot: Slot) -> Result<bool, SlotError> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .open(node)
+        .map_err(|source| SlotError::Open {
+            device: node.to_owned(),
+            source,
+        })?;
+    let mut disk =
+        SlotDisk::open(file, node, gpt::SectorSize::new(sector_size)).map_err(SlotError::Disk)?;
+    let new = prairiedog::transition::mark_successful_boot(disk.words(), slot);
+    disk.store(new).map_err(SlotError::Disk)
 }
 
 /// One log line for the decision.

@@ -1,44 +1,33 @@
-//! The verified root: dm-verity over the slot's ROOT and HASH partitions, mounted
-//! read-only, and the writable but non-persistent parts around it.
-//!
-//! Trust flows from the kernel command line only: `liftoff.roothash` and `liftoff.salt`
-//! must match the HASH partition's superblock (its salt, and a root hash of the length
-//! its algorithm gives) before any table is loaded; the kernel then checks every block
-//! read against the tree. The device is named `root`, read-only, and the error mode
-//! comes from `liftoff.verity`.
+//! The root stage: the verified root (the device the verity stage opened) mounted
+//! read-only at /sysroot, and the writable but non-persistent parts around it.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::cmdline::{Salt, VerityMode};
-use crate::mounts::{Mount, MountFlags};
+use crate::stage::mounts::{self, Mount, MountFlags};
 
-/// The device-mapper name of the verified root.
-pub const DM_NAME: &str = "root";
-
+/// The root stage's failures.
 #[derive(Debug)]
 pub enum RootError {
-    NoRootHash,
-    Superblock(verity::Error),
-    BadSalt { salt: String, reason: String },
-    Control(dm::Error),
-    Setup(verity::device::DeviceError),
-    UnknownFs { device: PathBuf },
-    ReadFs { device: PathBuf, source: io::Error },
+    UnknownFs {
+        device: PathBuf,
+    },
+    ReadFs {
+        device: PathBuf,
+        source: io::Error,
+    },
+    /// An overlay's upper or work folder on /run.
+    CreateDir {
+        dir: String,
+        source: io::Error,
+    },
+    Mount(mounts::MountError),
 }
 
 impl fmt::Display for RootError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RootError::NoRootHash => write!(
-                f,
-                "no liftoff.roothash on the command line: refusing to use an unverified root"
-            ),
-            RootError::Superblock(e) => write!(f, "reading the verity superblock: {e}"),
-            RootError::BadSalt { salt, reason } => write!(f, "liftoff.salt={salt}: {reason}"),
-            RootError::Control(e) => write!(f, "opening device-mapper: {e}"),
-            RootError::Setup(e) => write!(f, "{e}"),
             RootError::UnknownFs { device } => {
                 write!(f, "{} holds neither erofs nor ext4", device.display())
             }
@@ -49,79 +38,34 @@ impl fmt::Display for RootError {
                     device.display()
                 )
             }
+            RootError::CreateDir { dir, source } => write!(f, "creating {dir}: {source}"),
+            RootError::Mount(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for RootError {}
 
-/// The verity table options for a `liftoff.verity` mode.
-pub fn table_options(mode: VerityMode) -> verity::TableOptions {
-    verity::TableOptions {
-        error_mode: match mode {
-            VerityMode::Restart => verity::ErrorMode::Restart,
-            VerityMode::Panic => verity::ErrorMode::Panic,
-            VerityMode::Eio => verity::ErrorMode::Eio,
-        },
-        ..verity::TableOptions::default()
+/// The root stage: mounts the verified device at /sysroot read-only with /tmp and the
+/// overlays of [`sysroot_plan`] (the /var overlay only when `var_overlay`). Returns the
+/// root's file system.
+pub fn mount(verified: &Path, var_overlay: bool) -> Result<RootFs, RootError> {
+    let fs = read_fs_type(verified)?;
+    for (upper, work) in OVERLAID.map(overlay_dirs) {
+        for dir in [upper, work] {
+            std::fs::create_dir_all(&dir).map_err(|source| RootError::CreateDir {
+                dir: dir.clone(),
+                source,
+            })?;
+        }
     }
-}
-
-/// The trusted values from the command line. Without `liftoff.salt` the superblock's salt
-/// is taken: the root hash already commits to it, since every digest in the tree is salted.
-pub fn expected(
-    hash: &Path,
-    root_hash: Option<&str>,
-    salt: Option<&Salt>,
-) -> Result<verity::Expected, RootError> {
-    let root_hash = root_hash.ok_or(RootError::NoRootHash)?;
-    let salt = match salt {
-        None => {
-            verity::read_superblock(hash, 0)
-                .map_err(RootError::Superblock)?
-                .params
-                .salt
-        }
-        Some(Salt::None) => verity::Salt::none(),
-        Some(Salt::Hex(hex)) => {
-            hex.parse()
-                .map_err(|e: verity::ParamError| RootError::BadSalt {
-                    salt: hex.clone(),
-                    reason: e.to_string(),
-                })?
-        }
-    };
-    Ok(verity::Expected {
-        salt,
-        algorithm: None,
-        root_hash: root_hash.to_owned(),
-    })
-}
-
-/// Checks the HASH partition against the trusted values (superblock, data size, the top
-/// block of the tree) and creates the read-only dm-verity device `root`. Returns its node
-/// under `dev` and the table loaded.
-pub fn open_verity(
-    data: &Path,
-    hash: &Path,
-    expected: &verity::Expected,
-    mode: VerityMode,
-    dev: &Path,
-) -> Result<(PathBuf, verity::VerityTable), RootError> {
-    let control = dm::Control::open().map_err(RootError::Control)?;
-    let (info, table) = verity::device::setup(
-        &control,
-        &verity::device::Setup {
-            name: DM_NAME,
-            dm_uuid: "",
-            data_device: data,
-            hash_device: hash,
-            expected,
-            options: table_options(mode),
-        },
+    mounts::run(
+        &mut mounts::System,
+        Path::new("/"),
+        &sysroot_plan(verified, fs, var_overlay),
     )
-    .map_err(RootError::Setup)?;
-    Ok((info.devnode(dev), table))
+    .map_err(RootError::Mount)?;
+    Ok(fs)
 }
 
 /// File systems a verified root may use.
@@ -263,34 +207,5 @@ mod tests {
         let plan = sysroot_plan(Path::new("/dev/dm-0"), RootFs::Ext4, false);
         assert_eq!(plan[0].data, "noload");
         assert_eq!(plan.len(), 3, "no /var overlay when DATA is mounted there");
-    }
-
-    #[test]
-    fn verity_modes_map_to_table_options() {
-        assert_eq!(
-            table_options(VerityMode::Restart).words(),
-            ["restart_on_corruption"]
-        );
-        assert_eq!(
-            table_options(VerityMode::Panic).words(),
-            ["panic_on_corruption"]
-        );
-        assert!(table_options(VerityMode::Eio).words().is_empty());
-    }
-
-    #[test]
-    fn no_root_hash_is_refused() {
-        let err = expected(Path::new("/nonexistent"), None, None).unwrap_err();
-        assert!(matches!(err, RootError::NoRootHash));
-        assert_eq!(
-            expected(Path::new("/x"), Some("ab"), Some(&Salt::None))
-                .unwrap()
-                .salt,
-            verity::Salt::none()
-        );
-        assert!(matches!(
-            expected(Path::new("/x"), Some("ab"), Some(&Salt::Hex("zz".into()))),
-            Err(RootError::BadSalt { .. })
-        ));
     }
 }

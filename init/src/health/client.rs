@@ -3,7 +3,7 @@
 //! [`version`] connects to containerd's unix socket (`/run/containerd/containerd.sock`,
 //! [`CONTAINERD_SOCKET`]), makes the unary gRPC call
 //! `/containerd.services.version.v1.Version/Version` with an empty request over HTTP/2
-//! ([`crate::grpc`] has the framing) and returns the version and revision containerd
+//! ([`super::h2`] has the framing) and returns the version and revision containerd
 //! reports. Only a complete answer counts: HTTP status 200, `grpc-status: 0`, exactly one
 //! response message that parses. The whole exchange has one deadline: every read and write
 //! gets the time that is left, so a containerd that accepts the connection and then hangs
@@ -26,7 +26,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::grpc::{self, flag, kind, FrameHeader, ProtoValue, ProtocolError};
+use super::h2::{self, flag, kind, FrameHeader, ProtocolError};
+use super::hpack;
+use super::proto::{self, ProtoValue};
 
 /// containerd's default gRPC socket.
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
@@ -163,19 +165,14 @@ pub fn request(method: &str, message: &[u8]) -> Vec<u8> {
         ("content-type", "application/grpc"),
         ("te", "trailers"),
     ] {
-        grpc::encode_literal(&mut block, name, value);
+        hpack::encode_literal(&mut block, name, value);
     }
-    let settings = grpc::encode_settings(&[(grpc::SETTINGS_ENABLE_PUSH, 0)]);
+    let settings = h2::encode_settings(&[(h2::SETTINGS_ENABLE_PUSH, 0)]);
     [
-        grpc::PREFACE.to_vec(),
-        grpc::encode_frame(kind::SETTINGS, 0, 0, &settings),
-        grpc::encode_frame(kind::HEADERS, flag::END_HEADERS, 1, &block),
-        grpc::encode_frame(
-            kind::DATA,
-            flag::END_STREAM,
-            1,
-            &grpc::grpc_message(message),
-        ),
+        h2::PREFACE.to_vec(),
+        h2::encode_frame(kind::SETTINGS, 0, 0, &settings),
+        h2::encode_frame(kind::HEADERS, flag::END_HEADERS, 1, &block),
+        h2::encode_frame(kind::DATA, flag::END_STREAM, 1, &h2::grpc_message(message)),
     ]
     .concat()
 }
@@ -186,7 +183,7 @@ pub fn parse_version(message: &[u8]) -> Result<Version, Failure> {
         version: String::new(),
         revision: String::new(),
     };
-    for (field, value) in grpc::proto_fields(message).map_err(Failure::Protocol)? {
+    for (field, value) in proto::proto_fields(message).map_err(Failure::Protocol)? {
         let target = match field {
             1 => &mut v.version,
             2 => &mut v.revision,
@@ -217,7 +214,7 @@ pub struct Response {
 pub fn on_frame(
     header: &FrameHeader,
     payload: &[u8],
-    decoder: &mut grpc::Decoder,
+    decoder: &mut hpack::Decoder,
     response: &mut Response,
 ) -> Result<Vec<u8>, Failure> {
     let protocol = Failure::Protocol;
@@ -229,7 +226,7 @@ pub fn on_frame(
                     length: payload.len(),
                 }));
             }
-            return Ok(grpc::encode_frame(kind::SETTINGS, flag::ACK, 0, &[]));
+            return Ok(h2::encode_frame(kind::SETTINGS, flag::ACK, 0, &[]));
         }
         kind::PING if header.flags & flag::ACK == 0 => {
             if payload.len() != 8 {
@@ -238,7 +235,7 @@ pub fn on_frame(
                     length: payload.len(),
                 }));
             }
-            return Ok(grpc::encode_frame(kind::PING, flag::ACK, 0, payload));
+            return Ok(h2::encode_frame(kind::PING, flag::ACK, 0, payload));
         }
         kind::GOAWAY => {
             let code = payload
@@ -254,13 +251,13 @@ pub fn on_frame(
         kind::DATA if header.stream == 1 => {
             response
                 .body
-                .extend(grpc::frame_content(header, payload).map_err(protocol)?);
+                .extend(h2::frame_content(header, payload).map_err(protocol)?);
             if header.flags & flag::END_STREAM != 0 {
                 response.ended = true;
             }
         }
         kind::HEADERS if header.stream == 1 => {
-            let block = grpc::frame_content(header, payload).map_err(protocol)?;
+            let block = h2::frame_content(header, payload).map_err(protocol)?;
             let end_stream = header.flags & flag::END_STREAM != 0;
             if header.flags & flag::END_HEADERS == 0 {
                 response.pending_block = Some((block, end_stream));
@@ -289,7 +286,7 @@ pub fn on_frame(
 fn header_block(
     block: &[u8],
     end_stream: bool,
-    decoder: &mut grpc::Decoder,
+    decoder: &mut hpack::Decoder,
     response: &mut Response,
 ) -> Result<(), Failure> {
     let fields = decoder
@@ -325,7 +322,7 @@ pub fn finish(response: &Response) -> Result<Vec<u8>, Failure> {
         }
         None => return Err(Failure::NoGrpcStatus),
     }
-    let mut messages = grpc::grpc_messages(&response.body).map_err(Failure::Protocol)?;
+    let mut messages = h2::grpc_messages(&response.body).map_err(Failure::Protocol)?;
     match (messages.pop(), messages.len()) {
         (Some(message), 0) => Ok(message),
         (None, _) => Err(Failure::Messages(0)),
@@ -387,13 +384,13 @@ impl<S: Read + Write + Timeouts> Conn<'_, S> {
     /// Makes a unary call and returns the response message.
     fn call(&mut self, method: &str, message: &[u8]) -> Result<Vec<u8>, Failure> {
         self.send(&request(method, message))?;
-        let mut decoder = grpc::Decoder::default();
+        let mut decoder = hpack::Decoder::default();
         let mut response = Response::default();
         while !response.ended {
-            let mut head = [0u8; grpc::FRAME_HEADER_LEN];
+            let mut head = [0u8; h2::FRAME_HEADER_LEN];
             self.read_exact(&mut head)?;
             let header = FrameHeader::parse(&head);
-            if header.length > grpc::MAX_FRAME_SIZE {
+            if header.length > h2::MAX_FRAME_SIZE {
                 return Err(Failure::FrameTooLarge(header.length));
             }
             let mut payload = vec![0u8; header.length];
@@ -456,7 +453,7 @@ mod tests {
     fn literal_block(fields: &[(&str, &str)]) -> Vec<u8> {
         let mut b = Vec::new();
         for (n, v) in fields {
-            grpc::encode_literal(&mut b, n, v);
+            hpack::encode_literal(&mut b, n, v);
         }
         b
     }
@@ -474,7 +471,7 @@ mod tests {
     fn request_bytes() {
         let r = request(VERSION_METHOD, b"");
         assert!(r.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
-        let rest = &r[grpc::PREFACE.len()..];
+        let rest = &r[h2::PREFACE.len()..];
         // SETTINGS with ENABLE_PUSH=0.
         assert_eq!(&rest[..15], b"\0\0\x06\x04\0\0\0\0\0\0\x02\0\0\0\0");
         let rest = &rest[15..];
@@ -485,7 +482,7 @@ mod tests {
         );
         let block = &rest[9..9 + h.length];
         assert_eq!(
-            grpc::Decoder::default().decode(block).unwrap(),
+            hpack::Decoder::default().decode(block).unwrap(),
             [
                 (":method", "POST"),
                 (":scheme", "http"),
@@ -501,10 +498,10 @@ mod tests {
 
     #[test]
     fn scripted_exchanges() {
-        let settings = grpc::encode_frame(kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0x40, 0]);
-        let ping = grpc::encode_frame(kind::PING, 0, 0, b"12345678");
+        let settings = h2::encode_frame(kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0x40, 0]);
+        let ping = h2::encode_frame(kind::PING, 0, 0, b"12345678");
         let headers = |fields: &[(&str, &str)], flags| {
-            grpc::encode_frame(
+            h2::encode_frame(
                 kind::HEADERS,
                 flags | flag::END_HEADERS,
                 1,
@@ -515,11 +512,11 @@ mod tests {
             &[(":status", "200"), ("content-type", "application/grpc")],
             0,
         );
-        let data = grpc::encode_frame(
+        let data = h2::encode_frame(
             kind::DATA,
             0,
             1,
-            &grpc::grpc_message(&version_message("1.6.20", "rev")),
+            &h2::grpc_message(&version_message("1.6.20", "rev")),
         );
         let trailers = headers(
             &[("grpc-status", "0"), ("grpc-message", "")],
@@ -544,7 +541,7 @@ mod tests {
                 vec![
                     settings.clone(),
                     ping.clone(),
-                    grpc::encode_frame(kind::WINDOW_UPDATE, 0, 0, &[0, 0, 0, 10]),
+                    h2::encode_frame(kind::WINDOW_UPDATE, 0, 0, &[0, 0, 0, 10]),
                     ok_headers.clone(),
                     data.clone(),
                     trailers.clone(),
@@ -556,8 +553,8 @@ mod tests {
                 {
                     let block = literal_block(&[(":status", "200")]);
                     vec![
-                        grpc::encode_frame(kind::HEADERS, 0, 1, &block[..4]),
-                        grpc::encode_frame(kind::CONTINUATION, flag::END_HEADERS, 1, &block[4..]),
+                        h2::encode_frame(kind::HEADERS, 0, 1, &block[..4]),
+                        h2::encode_frame(kind::CONTINUATION, flag::END_HEADERS, 1, &block[4..]),
                         data.clone(),
                         trailers.clone(),
                     ]
@@ -588,7 +585,7 @@ mod tests {
                 "no grpc-status",
                 vec![
                     ok_headers.clone(),
-                    grpc::encode_frame(kind::DATA, flag::END_STREAM, 1, &grpc::grpc_message(&good)),
+                    h2::encode_frame(kind::DATA, flag::END_STREAM, 1, &h2::grpc_message(&good)),
                 ],
                 Err("the call ended without grpc-status"),
             ),
@@ -604,7 +601,7 @@ mod tests {
             ),
             (
                 "goaway",
-                vec![grpc::encode_frame(
+                vec![h2::encode_frame(
                     kind::GOAWAY,
                     0,
                     0,
@@ -614,7 +611,7 @@ mod tests {
             ),
             (
                 "reset",
-                vec![grpc::encode_frame(kind::RST_STREAM, 0, 1, &[0, 0, 0, 8])],
+                vec![h2::encode_frame(kind::RST_STREAM, 0, 1, &[0, 0, 0, 8])],
                 Err("the server reset the stream (error code 8)"),
             ),
             (
@@ -624,7 +621,7 @@ mod tests {
             ),
             (
                 "bad settings length",
-                vec![grpc::encode_frame(kind::SETTINGS, 0, 0, &[0, 4, 0])],
+                vec![h2::encode_frame(kind::SETTINGS, 0, 0, &[0, 4, 0])],
                 Err("protocol error: frame of type 4 has a bad length 3"),
             ),
         ];
@@ -652,7 +649,7 @@ mod tests {
                 "{what}: SETTINGS acknowledged"
             );
             if server.contains(&ping) {
-                let pong = grpc::encode_frame(kind::PING, flag::ACK, 0, b"12345678");
+                let pong = h2::encode_frame(kind::PING, flag::ACK, 0, b"12345678");
                 assert!(
                     written.windows(pong.len()).any(|w| w == pong),
                     "{what}: PING answered"

@@ -185,12 +185,12 @@ impl fmt::Display for NotFound {
             Some(g) => write!(
                 f,
                 "no disk with a BOOT partition {g} after {}",
-                crate::timeline::duration(self.waited)
+                crate::infra::timeline::duration(self.waited)
             )?,
             None => write!(
                 f,
                 "no disk with Liftoff BOOT partitions after {}",
-                crate::timeline::duration(self.waited)
+                crate::infra::timeline::duration(self.waited)
             )?,
         }
         if self.seen.is_empty() {

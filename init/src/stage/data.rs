@@ -29,9 +29,9 @@ use std::process::Command;
 use growpart::fs::FsKind;
 use zeroize::Zeroizing;
 
-use crate::cmdline::DataMode;
-use crate::kmsg;
-use crate::mounts::{self, Mount, MountFlags};
+use crate::infra::kmsg;
+use crate::stage::mounts::{self, Mount, MountFlags};
+use prairiedog::cmdline::DataMode;
 
 /// Device-mapper name of the decrypted DATA partition.
 pub const DM_NAME: &str = "data";
@@ -125,12 +125,10 @@ impl Key {
 
     /// The key as the hex string a crypt table holds.
     fn hex(&self) -> Zeroizing<String> {
+        // Reserved in full first: the string is never reallocated, so no copy of the key
+        // is left behind unzeroized.
         let mut s = Zeroizing::new(String::with_capacity(KEY_BYTES * 2));
-        for b in self.0.iter() {
-            for nibble in [b >> 4, b & 0xf] {
-                s.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
-            }
-        }
+        verity::hex::encode_into(&mut s, self.0.as_ref());
         s
     }
 }

@@ -1,5 +1,7 @@
 //! The kernel command line: splitting it the way the kernel does, and reading the
-//! `liftoff.` keys of DESIGN.md section 6 into typed values.
+//! `liftoff.` keys of DESIGN.md section 6 into typed values. The one parser of the
+//! workspace: PID 1 reads its configuration with [`parse`], and `prairiedog` the running
+//! slot ([`crate::host::cmdline_slot`]).
 //!
 //! Splitting follows the kernel's `next_arg()` (lib/cmdline.c): arguments are separated by
 //! white space; a double quote toggles quoting anywhere, so `key="a b"` and `"key=a b"` are one
@@ -12,13 +14,20 @@
 //! key or a malformed value is reported as a [`Problem`] (PID 1 logs it) and ignored: the
 //! boot goes on with the earlier value or the default. Every other parameter is left alone;
 //! the kernel already passes the ones meant for init on to it, and PID 1 forwards them.
+//!
+//! Values are parsed here, once, into the types of the crates that use them: the boot
+//! partition's [`gpt::Guid`], the root hash as [`verity::RootHashBytes`] (hex, 1 to 64
+//! bytes; the superblock's algorithm fixes its length at the verity stage), the salt as
+//! [`verity::Salt`] (`-` is no salt) and the error mode as [`verity::ErrorMode`].
 
 use std::fmt;
 
 /// One `key[=value]` argument of the command line, quotes removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
+    /// Everything before the first `=`.
     pub key: String,
+    /// Everything after it; none without `=`.
     pub value: Option<String>,
 }
 
@@ -103,68 +112,77 @@ fn strip_trailing_quote(s: &str, quoted: bool) -> &str {
     }
 }
 
-pub use prairiedog::Slot;
-
-/// What dm-verity does when a block does not match its hash (`liftoff.verity`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum VerityMode {
-    /// Reboot: fail closed, then the crash-loop counter decides.
-    #[default]
-    Restart,
-    Panic,
-    Eio,
-}
+pub use crate::Slot;
+pub use gpt::Guid;
+/// What dm-verity does when a block does not match its hash (`liftoff.verity`): the
+/// table's error mode, restart by default (fail closed, then the crash-loop counter
+/// decides).
+pub use verity::ErrorMode as VerityMode;
+pub use verity::{RootHashBytes, Salt};
 
 /// Where the DATA partition's key comes from (`liftoff.data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataMode {
+    /// A fresh random key each boot; nothing on DATA survives a reboot.
     Ephemeral,
+    /// A key kept on PRIVATE, made on the first boot.
     Keyfile,
+    /// No encryption.
     None,
 }
 
 /// What runs after switch_root (`liftoff.handoff`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Handoff {
+    /// Exec `/sbin/init`.
     #[default]
     Systemd,
+    /// Stay PID 1 and supervise containerd.
     Containerd,
+    /// Exec this absolute path.
     Path(String),
-}
-
-/// The verity salt: hex bytes, or none (`-`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Salt {
-    None,
-    Hex(String),
 }
 
 /// Everything PID 1 reads from the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
+    /// `liftoff.slot`: the slot the bootloader booted.
     pub slot: Option<Slot>,
-    /// Lower-case canonical GUID text.
-    pub boot_partuuid: Option<String>,
-    /// Lower-case hex.
-    pub roothash: Option<String>,
+    /// `liftoff.boot_partuuid`: the unique GUID of the BOOT partition the kernel came from.
+    pub boot_partuuid: Option<Guid>,
+    /// `liftoff.roothash`: the trusted verity root hash.
+    pub roothash: Option<RootHashBytes>,
+    /// `liftoff.salt`: the trusted salt (none: the superblock's).
     pub salt: Option<Salt>,
+    /// `liftoff.verity`: the error mode of the verity table.
     pub verity: VerityMode,
+    /// `liftoff.data`: where DATA's key comes from.
     pub data: Option<DataMode>,
+    /// `liftoff.handoff`: what runs after switch_root.
     pub handoff: Handoff,
+    /// `liftoff.watchdog`: seconds to reach health.
     pub watchdog_secs: Option<u32>,
+    /// `liftoff.device_timeout`: seconds to wait for the boot disk.
     pub device_timeout_secs: Option<u32>,
+    /// `liftoff.debug`: debug lines.
     pub debug: bool,
 }
 
 /// Something wrong with a `liftoff.` key; the key is ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
+    /// A `liftoff.` key this parser does not know.
     UnknownKey {
+        /// The key as written.
         key: String,
     },
+    /// A known key with a value it cannot take.
     Malformed {
+        /// The key as written.
         key: String,
+        /// The value, if any.
         value: Option<String>,
+        /// What the key takes.
         expected: &'static str,
     },
 }
@@ -198,7 +216,9 @@ impl fmt::Display for Problem {
 /// The parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cmdline {
+    /// The `liftoff.` keys, typed.
     pub config: Config,
+    /// Unknown keys and malformed values, each ignored.
     pub problems: Vec<Problem>,
     /// Parameters that are not ours, in order, for the kernel and the next stage.
     pub others: Vec<Param>,
@@ -245,31 +265,33 @@ fn apply(config: &mut Config, name: &str, param: &Param) -> Result<(), Problem> 
             )
         }
         "boot_partuuid" => {
-            let v = value
-                .filter(|v| is_guid(v))
-                .ok_or_else(|| malformed("a GUID like 01234567-89ab-cdef-0123-456789abcdef"))?;
-            config.boot_partuuid = Some(v.to_ascii_lowercase());
+            config.boot_partuuid = Some(
+                value
+                    .and_then(|v| v.parse::<Guid>().ok())
+                    .ok_or_else(|| malformed("a GUID like 01234567-89ab-cdef-0123-456789abcdef"))?,
+            )
         }
         "roothash" => {
-            let v = value
-                .filter(|v| is_hex(v, 128))
-                .ok_or_else(|| malformed("an even number of hex digits, at most 128"))?;
-            config.roothash = Some(v.to_ascii_lowercase());
+            config.roothash = Some(
+                value
+                    .and_then(|v| v.parse::<RootHashBytes>().ok())
+                    .ok_or_else(|| malformed("an even number of hex digits, at most 128"))?,
+            )
         }
         "salt" => {
             config.salt = Some(match value {
-                Some("-") => Salt::None,
-                Some(v) if is_hex(v, 512) => Salt::Hex(v.to_ascii_lowercase()),
+                Some("-") => Salt::none(),
+                // An empty value is not `-`: it is refused rather than read as no salt.
+                Some(v) if !v.is_empty() => v
+                    .parse::<Salt>()
+                    .map_err(|_| malformed("- or an even number of hex digits, at most 512"))?,
                 _ => return Err(malformed("- or an even number of hex digits, at most 512")),
             })
         }
         "verity" => {
-            config.verity = match value {
-                Some("restart") => VerityMode::Restart,
-                Some("panic") => VerityMode::Panic,
-                Some("eio") => VerityMode::Eio,
-                _ => return Err(malformed("restart, panic or eio")),
-            }
+            config.verity = value
+                .and_then(|v| v.parse::<VerityMode>().ok())
+                .ok_or_else(|| malformed("restart, panic or eio"))?
         }
         "data" => {
             config.data = Some(match value {
@@ -312,21 +334,6 @@ fn apply(config: &mut Config, name: &str, param: &Param) -> Result<(), Problem> 
 
 fn seconds(value: Option<&str>) -> Option<u32> {
     value?.parse::<u32>().ok().filter(|s| *s > 0)
-}
-
-fn is_hex(v: &str, max_len: usize) -> bool {
-    !v.is_empty()
-        && v.len().is_multiple_of(2)
-        && v.len() <= max_len
-        && v.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn is_guid(v: &str) -> bool {
-    v.len() == 36
-        && v.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
 }
 
 #[cfg(test)]
@@ -388,9 +395,9 @@ mod tests {
             c.config,
             Config {
                 slot: Some(Slot::B),
-                boot_partuuid: Some("0123abcd-89ab-cdef-0123-456789abcdef".into()),
-                roothash: Some("abcdef01".into()),
-                salt: Some(Salt::None),
+                boot_partuuid: Some("0123abcd-89ab-cdef-0123-456789abcdef".parse().unwrap()),
+                roothash: Some("abcdef01".parse().unwrap()),
+                salt: Some(Salt::none()),
                 verity: VerityMode::Eio,
                 data: Some(DataMode::Keyfile),
                 handoff: Handoff::Path("/probe".into()),
@@ -476,7 +483,7 @@ mod tests {
         let ok = "ab".repeat(256);
         assert_eq!(
             parse(&format!("liftoff.salt={ok}")).config.salt,
-            Some(Salt::Hex(ok.clone()))
+            Some(ok.parse().unwrap())
         );
         let too_long = "ab".repeat(257);
         assert_eq!(parse(&format!("liftoff.salt={too_long}")).problems.len(), 1);

@@ -2,7 +2,7 @@
 //! `timeline stage=<name> boottime_us=<CLOCK_BOOTTIME in microseconds>`, so a boot can be
 //! broken down from the kernel's start to the handoff with nothing but the kernel log.
 
-use crate::kmsg;
+use crate::infra::kmsg;
 
 /// Reads CLOCK_BOOTTIME (time since the kernel started, including suspend) in microseconds.
 pub fn boottime_us() -> u64 {

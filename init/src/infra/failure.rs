@@ -1,0 +1,194 @@
+//! The failure policy (DESIGN.md section 7): what PID 1 does when a stage fails.
+//!
+//! PID 1 must never panic, return or exit: the kernel would panic with "Attempted to kill
+//! init". A failed stage hands its [`BootError`] to [`fail`], which asks [`decide`] for the
+//! [`Outcome`], logs one line that names the stage, what failed (device or path) and the
+//! action, and carries the action out. The decision is made here only, by the kind of
+//! error, never by its text.
+//!
+//! # Decisions
+//!
+//! Every failure reboots today. Whether it is charged to the running slot depends on when
+//! it happens, not on the policy: before the slots stage, GRUB's `liftoff_pending` flag is
+//! still set, so GRUB counts the boot as failed and falls back to the other slot; from the
+//! slots stage on, the boot is already counted (a try spent, or one more unhealthy boot)
+//! and grubenv names the slot the A/B rules pick next, which the line says.
+//!
+//! | stage error | depends on the slot (section 7) | outcome |
+//! |---|---|---|
+//! | `ApiMounts` (`MountError`) | yes: the slot's kernel | reboot |
+//! | `Cmdline` (`CmdlineError`) | yes: the slot's kernel | reboot |
+//! | `Modules` (`ModuleError`) | yes: the slot's initramfs | reboot |
+//! | `Disk` (`NotFound`) | yes: the initramfs's drivers, or no disk at all | reboot |
+//! | `Slots` (`SlotError`) | yes: the A/B state cannot be kept | reboot |
+//! | `Verity` (`VerityError`) | yes: ROOT, HASH, the trusted root hash | reboot |
+//! | `Root` (`RootError`) | yes: the slot's root | reboot |
+//! | `SwitchRoot` (`SwitchRootError`) | yes: the slot's root | reboot |
+//! | `Data` (`DataError`) | no: DATA, PRIVATE, growth | reboot (section 7 asks for a degraded boot: not yet) |
+//! | `Caps` (`CapsError`) | yes: the root's bounding-set list | reboot |
+//! | `Handoff` (`HandoffError`) | yes: the root's systemd or containerd | reboot |
+
+use std::fmt;
+use std::sync::Mutex;
+
+use crate::infra::kmsg;
+use crate::stage::{BootError, Stage};
+
+/// What a failure means for the A/B state, once the slot stage has counted this boot.
+static NOTE: Mutex<String> = Mutex::new(String::new());
+
+/// Records what a failure from now on means for the A/B state (said in the failure line).
+pub fn set_note(note: &str) {
+    if let Ok(mut n) = NOTE.lock() {
+        note.clone_into(&mut n);
+    }
+}
+
+/// What the policy does about a failed stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Log, sync and restart the machine; the A/B rules decide what boots next.
+    Reboot,
+}
+
+/// The failure policy: the outcome for a failed stage, by the kind of its error (the table
+/// in the module docs). A new stage error does not compile until it has a row here.
+pub fn decide(error: &BootError) -> Outcome {
+    match error {
+        BootError::ApiMounts(_) => Outcome::Reboot,
+        BootError::Cmdline(_) => Outcome::Reboot,
+        BootError::Modules(_) => Outcome::Reboot,
+        BootError::Disk(_) => Outcome::Reboot,
+        BootError::Slots(_) => Outcome::Reboot,
+        BootError::Verity(_) => Outcome::Reboot,
+        BootError::Root(_) => Outcome::Reboot,
+        BootError::SwitchRoot(_) => Outcome::Reboot,
+        // Slot-independent: the degraded boot of DESIGN.md section 7 goes here.
+        BootError::Data(_) => Outcome::Reboot,
+        BootError::Caps(_) => Outcome::Reboot,
+        BootError::Handoff(_) => Outcome::Reboot,
+    }
+}
+
+/// The one line a failure that reboots logs.
+pub fn failure_line(stage: Stage, error: &dyn fmt::Display, note: &str) -> String {
+    if note.is_empty() {
+        format!("stage {stage} failed: {error}; action: reboot")
+    } else {
+        format!("stage {stage} failed: {error}; action: reboot ({note})")
+    }
+}
+
+/// Applies the failure policy to a failed stage: logs the failure line and carries out
+/// [`decide`]'s outcome. Never returns.
+pub fn fail(error: BootError) -> ! {
+    match decide(&error) {
+        Outcome::Reboot => {
+            let note = NOTE.lock().map(|n| n.clone()).unwrap_or_default();
+            kmsg::error(&failure_line(error.stage(), &error, &note));
+            reboot()
+        }
+    }
+}
+
+/// `stage_result.or_fail()`: the value, or the failure policy for the stage's error.
+pub trait OrFail<T> {
+    fn or_fail(self) -> T;
+}
+
+impl<T, E: Into<BootError>> OrFail<T> for Result<T, E> {
+    fn or_fail(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => fail(e.into()),
+        }
+    }
+}
+
+/// Flushes file systems and restarts the machine. If the kernel refuses (not PID 1, no
+/// CAP_SYS_BOOT), says so and waits forever rather than exit.
+pub fn reboot() -> ! {
+    rustix::fs::sync();
+    if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::Restart) {
+        kmsg::error(&format!("reboot failed: {e}; halting here"));
+    }
+    halt()
+}
+
+/// Waits forever without using the CPU.
+pub fn halt() -> ! {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_names_stage_error_and_action() {
+        assert_eq!(
+            failure_line(
+                Stage::Modules,
+                &"loading module dm_mod (/lib/x.ko): bad",
+                ""
+            ),
+            "stage modules failed: loading module dm_mod (/lib/x.ko): bad; action: reboot"
+        );
+        assert_eq!(
+            failure_line(Stage::Verity, &"bad hash", "counted against slot B; next boot: slot A"),
+            "stage verity failed: bad hash; action: reboot (counted against slot B; next boot: slot A)"
+        );
+        let names: Vec<_> = [
+            Stage::ApiMounts,
+            Stage::Cmdline,
+            Stage::Modules,
+            Stage::Disk,
+            Stage::Slots,
+            Stage::Verity,
+            Stage::Root,
+            Stage::SwitchRoot,
+            Stage::Data,
+            Stage::Caps,
+            Stage::Handoff,
+        ]
+        .iter()
+        .map(|s| s.name())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "api-mounts",
+                "cmdline",
+                "modules",
+                "disk",
+                "slots",
+                "verity",
+                "root",
+                "switch-root",
+                "data",
+                "caps",
+                "handoff"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_stage_error_reboots_today() {
+        let errors = [
+            BootError::from(crate::stage::verity::VerityError::NoRootHash),
+            BootError::from(crate::stage::slots::SlotError::NoSlot),
+            BootError::from(crate::stage::data::DataError::NoDataPartition {
+                disk: "/dev/vda".into(),
+            }),
+            BootError::from(crate::stage::handoff::HandoffError::Exec {
+                target: "/sbin/init".into(),
+                source: std::io::Error::from_raw_os_error(2),
+            }),
+        ];
+        for e in &errors {
+            assert_eq!(decide(e), Outcome::Reboot, "{}", e.stage());
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! What the supervisor does to the system, behind one trait: [`System`] (spawn, reap,
+//! wait for signals or a deadline, probe, kill, sync, unmount, power, log), and
+//! [`RealSystem`], the system calls PID 1 makes (a signalfd, `waitpid(-1, WNOHANG)`,
+//! `kill`, the health client, the watchdog). Tests drive the loop with a double.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal as RustixSignal, WaitOptions};
+
+use super::machine::{Exit, Kill, Power, Program, Signal};
+use super::signals::SignalFd;
+use crate::health;
+use crate::infra::kmsg::{self, Level};
+use crate::infra::watchdog::Watchdog;
+
+/// What one `waitpid(-1, WNOHANG)` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    Child {
+        pid: i32,
+        exit: Exit,
+    },
+    /// Children are left, none has ended.
+    NoneReady,
+    /// No child is left (`ECHILD`).
+    NoChildren,
+}
+
+/// The effects [`run`](super::run::run) needs. [`RealSystem`] makes the system calls.
+pub trait System {
+    /// Time since an arbitrary origin that never goes back.
+    fn now(&mut self) -> Duration;
+    fn spawn(&mut self, program: &Program) -> io::Result<i32>;
+    fn reap(&mut self) -> io::Result<Reaped>;
+    /// Sleeps until a watched signal arrives or `until` has come (`None`: no time limit),
+    /// and returns the shutdown signals that arrived.
+    fn wait(&mut self, until: Option<Duration>) -> io::Result<Vec<Signal>>;
+    /// Asks the program's socket for its version.
+    fn probe(&mut self) -> Result<String, String>;
+    fn kill(&mut self, pid: i32, signal: Kill) -> io::Result<()>;
+    fn kill_all(&mut self, signal: Kill) -> io::Result<()>;
+    fn pet_watchdog(&mut self) -> io::Result<()>;
+    fn sync(&mut self);
+    fn unmount(&mut self, path: &Path) -> io::Result<()>;
+    /// Powers off or reboots; returns only if that failed (or in a test double).
+    fn power(&mut self, power: Power) -> io::Result<()>;
+    fn log(&mut self, level: Level, message: &str);
+}
+
+/// Which processes [`System::kill_all`] signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillScope {
+    /// `kill(-1)`: every process but PID 1. Only right when this process is PID 1 (of the
+    /// machine or of a PID namespace).
+    Everything,
+    /// This process's descendants, found in `/proc`: for a supervisor that is not PID 1 but a
+    /// child subreaper (tests).
+    Descendants,
+}
+
+/// The real system: signalfd, waitpid, kill, the health client and the watchdog.
+#[derive(Debug)]
+pub struct RealSystem {
+    signals: SignalFd,
+    socket: PathBuf,
+    probe_timeout: Duration,
+    watchdog: Option<Watchdog>,
+    scope: KillScope,
+}
+
+impl RealSystem {
+    /// Blocks and watches the shutdown signals and SIGCHLD. `socket` is the program's gRPC
+    /// socket (the probe gives each step `probe_timeout`). As PID 1, every process is
+    /// signalled at shutdown; otherwise only this process's descendants, and the process
+    /// must be a child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`) to reap orphans.
+    pub fn new(
+        socket: PathBuf,
+        probe_timeout: Duration,
+        watchdog: Option<Watchdog>,
+    ) -> io::Result<Self> {
+        let signals = SignalFd::new()?;
+        let scope = if rustix::process::getpid().is_init() {
+            KillScope::Everything
+        } else {
+            KillScope::Descendants
+        };
+        Ok(RealSystem {
+            signals,
+            socket,
+            probe_timeout,
+            watchdog,
+            scope,
+        })
+    }
+
+    pub fn kill_scope(&self) -> KillScope {
+        self.scope
+    }
+}
+
+fn to_signal(signal: Kill) -> RustixSignal {
+    match signal {
+        Kill::Term => RustixSignal::TERM,
+        Kill::Kill => RustixSignal::KILL,
+    }
+}
+
+fn pid(raw: i32) -> io::Result<Pid> {
+    Pid::from_raw(raw).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))
+}
+
+impl System for RealSystem {
+    fn now(&mut self) -> Duration {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        Duration::new(
+            u64::try_from(ts.tv_sec).unwrap_or(0),
+            u32::try_from(ts.tv_nsec).unwrap_or(0),
+        )
+    }
+
+    fn spawn(&mut self, program: &Program) -> io::Result<i32> {
+        // std resets the signal mask and dispositions in the child, so the program does not
+        // inherit PID 1's blocked signals.
+        let child = std::process::Command::new(&program.path)
+            .args(&program.args)
+            .env_clear()
+            .envs(program.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            // Its own process group: a terminal's signals for PID 1 are not its.
+            .process_group(0)
+            .spawn()?;
+        // The child is reaped by waitpid(-1); its handle is not needed.
+        i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))
+    }
+
+    fn reap(&mut self) -> io::Result<Reaped> {
+        match rustix::process::wait(WaitOptions::NOHANG) {
+            Ok(Some((pid, status))) => {
+                let exit = match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => Exit::Code(code),
+                    (None, Some(signal)) => Exit::Signal(signal),
+                    (None, None) => Exit::Code(-1),
+                };
+                Ok(Reaped::Child {
+                    pid: pid.as_raw_nonzero().get(),
+                    exit,
+                })
+            }
+            Ok(None) => Ok(Reaped::NoneReady),
+            Err(rustix::io::Errno::CHILD) => Ok(Reaped::NoChildren),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn wait(&mut self, until: Option<Duration>) -> io::Result<Vec<Signal>> {
+        let timeout = until.map(|u| {
+            let left = u.saturating_sub(self.now());
+            rustix::time::Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            }
+        });
+        let mut fds = [rustix::event::PollFd::new(
+            &self.signals,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self
+            .signals
+            .read_pending()?
+            .into_iter()
+            .filter_map(Signal::from_raw)
+            .collect())
+    }
+
+    fn probe(&mut self) -> Result<String, String> {
+        health::version(&self.socket, self.probe_timeout)
+            .map(|v| v.version)
+            .map_err(|e| e.to_string())
+    }
+
+    fn kill(&mut self, raw: i32, signal: Kill) -> io::Result<()> {
+        rustix::process::kill_process(pid(raw)?, to_signal(signal)).map_err(Into::into)
+    }
+
+    fn kill_all(&mut self, signal: Kill) -> io::Result<()> {
+        match self.scope {
+            // kill(-pid) signals a process group; for pid 1 that is kill(-1): every
+            // process but the caller.
+            KillScope::Everything => {
+                rustix::process::kill_process_group(Pid::INIT, to_signal(signal))
+                    .map_err(Into::into)
+            }
+            KillScope::Descendants => {
+                let me = rustix::process::getpid().as_raw_nonzero().get();
+                let found = descendants(Path::new("/proc"), me)?;
+                if found.is_empty() {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                for p in found {
+                    // It may have ended since /proc was read.
+                    let _ = rustix::process::kill_process(pid(p)?, to_signal(signal));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn pet_watchdog(&mut self) -> io::Result<()> {
+        match &self.watchdog {
+            Some(w) => w.keepalive().map_err(|e| io::Error::other(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    fn sync(&mut self) {
+        rustix::fs::sync();
+    }
+
+    fn unmount(&mut self, path: &Path) -> io::Result<()> {
+        rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()).map_err(Into::into)
+    }
+
+    fn power(&mut self, power: Power) -> io::Result<()> {
+        let command = match power {
+            Power::Off => rustix::system::RebootCommand::PowerOff,
+            Power::Reboot => rustix::system::RebootCommand::Restart,
+        };
+        rustix::system::reboot(command).map_err(Into::into)
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        kmsg::log(level, message);
+    }
+}
+
+/// The pids of `root`'s descendants, read from `<proc>/<pid>/stat`.
+pub fn descendants(proc: &Path, root: i32) -> io::Result<Vec<i32>> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir(proc)? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // A process may end while we look; skip it.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some(ppid) = parent_from_stat(&stat) {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while let Some(&p) = found.get(i) {
+        for &(child, parent) in &parents {
+            if parent == p && !found.contains(&child) {
+                found.push(child);
+            }
+        }
+        i += 1;
+    }
+    found.retain(|&p| p != root);
+    Ok(found)
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line: the 4th field, after the `(comm)` that may
+/// hold spaces and parentheses (hence the last `)`).
+pub fn parent_from_stat(stat: &str) -> Option<i32> {
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_pid_from_proc_stat() {
+        let cases = [
+            ("1234 (sh) S 1 1234 1234 0 -1", Some(1)),
+            ("77 (a) b (c) R 42 77 77", Some(42)),
+            ("5 (no parent field", None),
+            ("", None),
+        ];
+        for (stat, want) in cases {
+            assert_eq!(parent_from_stat(stat), want, "{stat}");
+        }
+        // Our own descendants, read from the real /proc: a child we start is one.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let me = std::process::id() as i32;
+        let found = descendants(Path::new("/proc"), me).unwrap();
+        assert!(found.contains(&(child.id() as i32)), "{found:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -1,0 +1,675 @@
+//! The supervisor driven through its loop by a fake system (processes with scripted
+//! lifetimes, signals at set times, a clock that jumps to the next deadline), and the
+//! machine alone where a test needs one event at a time.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::machine::*;
+use super::run::*;
+use super::system::*;
+use crate::infra::kmsg::Level;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn config(unmount: &[&str]) -> Config {
+    Config {
+        program: Program::containerd(),
+        policy: Policy::default(),
+        unmount: unmount.iter().map(PathBuf::from).collect(),
+    }
+}
+
+/// The actions without log lines.
+fn effects(actions: Vec<Action>) -> Vec<Action> {
+    actions
+        .into_iter()
+        .filter(|a| !matches!(a, Action::Log { .. }))
+        .collect()
+}
+
+/// A process of the fake system.
+#[derive(Debug, Clone)]
+struct Proc {
+    pid: i32,
+    /// When it ends by itself, and how.
+    ends: Option<(Duration, Exit)>,
+    /// How long it takes to exit after SIGTERM (None: ignores it).
+    term_after: Option<Duration>,
+    reaped: bool,
+}
+
+/// A system with a virtual clock: processes end on schedule, signals arrive on
+/// schedule, and every effect is recorded as a line.
+struct Fake {
+    now: Duration,
+    procs: Vec<Proc>,
+    next_pid: i32,
+    /// How long each started program lives (`None`: until signalled), by start number.
+    lifetimes: Vec<Option<Duration>>,
+    /// The program answers once it has run this long.
+    healthy_after: Duration,
+    program_term_after: Option<Duration>,
+    signals: Vec<(Duration, Signal)>,
+    ops: Vec<String>,
+    logs: Vec<(Level, String)>,
+    spawn_fails: bool,
+}
+
+impl Fake {
+    fn new(lifetimes: Vec<Option<Duration>>) -> Self {
+        Fake {
+            now: Duration::ZERO,
+            procs: Vec::new(),
+            next_pid: 100,
+            lifetimes,
+            healthy_after: ms(300),
+            program_term_after: Some(ms(50)),
+            signals: Vec::new(),
+            ops: Vec::new(),
+            logs: Vec::new(),
+            spawn_fails: false,
+        }
+    }
+
+    /// A process not started by the supervisor (an orphan re-parented to it).
+    fn orphan(&mut self, pid: i32, ends: Option<Duration>, term_after: Option<Duration>) {
+        self.procs.push(Proc {
+            pid,
+            ends: ends.map(|t| (t, Exit::Code(0))),
+            term_after,
+            reaped: false,
+        });
+    }
+
+    fn op(&mut self, s: String) {
+        let line = format!("{:>6} {s}", self.now.as_millis());
+        self.ops.push(line);
+    }
+
+    fn alive(&self) -> impl Iterator<Item = &Proc> {
+        self.procs
+            .iter()
+            .filter(move |p| p.ends.is_none_or(|(t, _)| t > self.now))
+    }
+}
+
+impl System for Fake {
+    fn now(&mut self) -> Duration {
+        self.now
+    }
+
+    fn spawn(&mut self, _program: &Program) -> io::Result<i32> {
+        if self.spawn_fails {
+            self.op("spawn failed".into());
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        let n = self.procs.iter().filter(|p| p.pid >= 100).count();
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        let life = self.lifetimes.get(n).copied().flatten();
+        self.procs.push(Proc {
+            pid,
+            ends: life.map(|l| (self.now + l, Exit::Code(1))),
+            term_after: self.program_term_after,
+            reaped: false,
+        });
+        self.op(format!("spawn {pid}"));
+        Ok(pid)
+    }
+
+    fn reap(&mut self) -> io::Result<Reaped> {
+        let now = self.now;
+        if let Some(p) = self
+            .procs
+            .iter_mut()
+            .filter(|p| !p.reaped && p.ends.is_some_and(|(t, _)| t <= now))
+            .min_by_key(|p| p.ends.map(|(t, _)| t))
+        {
+            p.reaped = true;
+            let exit = p.ends.map_or(Exit::Code(0), |(_, e)| e);
+            return Ok(Reaped::Child { pid: p.pid, exit });
+        }
+        if self.procs.iter().any(|p| !p.reaped) {
+            Ok(Reaped::NoneReady)
+        } else {
+            Ok(Reaped::NoChildren)
+        }
+    }
+
+    fn wait(&mut self, until: Option<Duration>) -> io::Result<Vec<Signal>> {
+        let next_end = self
+            .procs
+            .iter()
+            .filter(|p| !p.reaped)
+            .filter_map(|p| p.ends.map(|(t, _)| t))
+            .min();
+        let next_signal = self.signals.iter().map(|(t, _)| *t).min();
+        let wake = [until, next_end, next_signal]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("the supervisor would sleep forever");
+        assert!(wake >= self.now, "time went back");
+        assert!(wake < Duration::from_secs(3600), "runaway simulation");
+        self.now = wake;
+        let (due, later): (Vec<_>, Vec<_>) = self.signals.iter().partition(|(t, _)| *t <= wake);
+        self.signals = later;
+        Ok(due.into_iter().map(|(_, s)| s).collect())
+    }
+
+    fn probe(&mut self) -> Result<String, String> {
+        let now = self.now;
+        let healthy = self.procs.iter().any(|p| {
+            p.pid >= 100
+                && !p.reaped
+                && p.ends.is_none_or(|(t, _)| t > now)
+                && self
+                    .ops
+                    .iter()
+                    .rev()
+                    .find(|o| o.ends_with(&format!("spawn {}", p.pid)))
+                    .and_then(|o| o.split_whitespace().next()?.parse::<u64>().ok())
+                    .is_some_and(|t| now >= ms(t) + self.healthy_after)
+        });
+        if healthy {
+            Ok("1.6.20".into())
+        } else {
+            Err("connecting: No such file or directory".into())
+        }
+    }
+
+    fn kill(&mut self, pid: i32, signal: Kill) -> io::Result<()> {
+        self.op(format!("kill {pid} {}", signal.name()));
+        let now = self.now;
+        if let Some(p) = self.procs.iter_mut().find(|p| p.pid == pid && !p.reaped) {
+            let after = match signal {
+                Kill::Kill => Some(Duration::ZERO),
+                Kill::Term => p.term_after,
+            };
+            if let Some(a) = after {
+                if p.ends.is_none_or(|(t, _)| t > now + a) {
+                    p.ends = Some((
+                        now + a,
+                        Exit::Signal(if signal == Kill::Kill { 9 } else { 15 }),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn kill_all(&mut self, signal: Kill) -> io::Result<()> {
+        self.op(format!("kill-all {}", signal.name()));
+        let pids: Vec<i32> = self.alive().map(|p| p.pid).collect();
+        if pids.is_empty() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        for pid in pids {
+            let n = self.ops.len();
+            self.kill(pid, signal)?;
+            // Only the kill-all line is recorded.
+            self.ops.truncate(n);
+        }
+        Ok(())
+    }
+
+    fn pet_watchdog(&mut self) -> io::Result<()> {
+        self.op("pet".into());
+        Ok(())
+    }
+
+    fn sync(&mut self) {
+        self.op("sync".into());
+    }
+
+    fn unmount(&mut self, path: &Path) -> io::Result<()> {
+        self.op(format!("unmount {}", path.display()));
+        Ok(())
+    }
+
+    fn power(&mut self, power: Power) -> io::Result<()> {
+        self.op(format!("{power}"));
+        Ok(())
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        self.logs.push((level, message.to_owned()));
+    }
+}
+
+fn simulate(fake: &mut Fake, config: &Config) -> (Result<Power, SuperviseError>, Vec<String>) {
+    let mut healthy = Vec::new();
+    let result = run(fake, config, &mut |v| healthy.push(v.to_owned()));
+    let mut ops = fake.ops.clone();
+    ops.extend(healthy.iter().map(|v| format!("healthy {v}")));
+    (result, ops)
+}
+
+/// Times (ms) of the spawns in the recorded lines.
+fn spawn_times(ops: &[String]) -> Vec<u64> {
+    ops.iter()
+        .filter(|o| o.contains(" spawn "))
+        .map(|o| o.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn fast_deaths_back_off_and_give_up() {
+    // Each run lasts 200 ms: restarts after 0.5, 1, 2 and 4 s, then the 5th death ends it.
+    let mut fake = Fake::new(vec![Some(ms(200)); 10]);
+    let (result, ops) = simulate(&mut fake, &config(&[]));
+    assert_eq!(spawn_times(&ops), [0, 700, 1900, 4100, 8300]);
+    let Err(SuperviseError::GaveUp(g)) = result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(g.deaths, 5);
+    assert_eq!(
+        g.to_string(),
+        "/usr/bin/containerd died 5 times in a row, each within 10 s of its start (last: exit status 1); giving up"
+    );
+    assert_eq!(fake.now, ms(8500));
+    // It never answered: no health, no watchdog.
+    assert!(!ops
+        .iter()
+        .any(|o| o.contains("healthy") || o.contains("pet")));
+}
+
+#[test]
+fn back_off_caps_at_the_maximum() {
+    let mut c = config(&[]);
+    c.policy.give_up_after = 10;
+    let mut fake = Fake::new(vec![Some(Duration::ZERO); 20]);
+    let (result, ops) = simulate(&mut fake, &c);
+    assert!(matches!(result, Err(SuperviseError::GaveUp(_))));
+    let t = spawn_times(&ops);
+    let gaps: Vec<u64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+    );
+}
+
+#[test]
+fn slow_deaths_restart_forever_with_the_back_off_reset() {
+    // Runs of 11 s (longer than stable_after) interleaved with fast ones: a long run
+    // resets both the fast-death count and the back-off, so it never gives up.
+    let mut lifetimes = Vec::new();
+    for _ in 0..6 {
+        lifetimes.extend([
+            Some(ms(100)),
+            Some(ms(100)),
+            Some(ms(100)),
+            Some(ms(11_000)),
+        ]);
+    }
+    lifetimes.push(None);
+    let mut fake = Fake::new(lifetimes);
+    fake.signals.push((Duration::from_secs(200), Signal::Term));
+    let (result, ops) = simulate(&mut fake, &config(&[]));
+    assert_eq!(result.unwrap(), Power::Off);
+    let t = spawn_times(&ops);
+    assert_eq!(t.len(), 25);
+    let gaps: Vec<u64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    // Three fast runs (0.5, 1 and 2 s back-off), then a slow one: the restart after it
+    // waits 0.5 s again and the doubling starts over from there.
+    assert_eq!(&gaps[..4], [600, 1100, 2100, 11_500]);
+    for cycle in gaps[4..].chunks(4).take(5) {
+        assert_eq!(cycle, [1100, 2100, 4100, 11_500]);
+    }
+    // Health is reported after every start that lived long enough to answer.
+    let healthy = ops.iter().filter(|o| o.starts_with("healthy")).count();
+    assert_eq!(healthy, 7);
+}
+
+#[test]
+fn spawn_failures_count_as_fast_deaths() {
+    let mut fake = Fake::new(vec![]);
+    fake.spawn_fails = true;
+    let (result, ops) = simulate(&mut fake, &config(&[]));
+    let Err(SuperviseError::GaveUp(g)) = result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(
+        g.last,
+        format!(
+            "starting it failed: {}",
+            io::Error::from_raw_os_error(libc::ENOENT)
+        )
+    );
+    assert_eq!(
+        ops.iter().filter(|o| o.ends_with("spawn failed")).count(),
+        5
+    );
+    assert_eq!(fake.now, ms(500 + 1000 + 2000 + 4000));
+}
+
+#[test]
+fn health_is_reached_once_per_start_and_then_the_watchdog_is_petted() {
+    let mut c = config(&[]);
+    c.policy.watchdog_pet = Some(Duration::from_secs(10));
+    let mut fake = Fake::new(vec![None]);
+    fake.signals.push((Duration::from_secs(25), Signal::Term));
+    let (result, ops) = simulate(&mut fake, &c);
+    assert_eq!(result.unwrap(), Power::Off);
+    let pets: Vec<&String> = ops.iter().filter(|o| o.ends_with(" pet")).collect();
+    // First answer at 300 ms (probes every 100 ms), then every 10 s.
+    assert_eq!(
+        pets.iter()
+            .map(|o| o.split_whitespace().next().unwrap())
+            .collect::<Vec<_>>(),
+        ["300", "10300", "20300"]
+    );
+    assert_eq!(ops.iter().filter(|o| o.starts_with("healthy")).count(), 1);
+    assert!(fake.logs.iter().any(|(l, m)| *l == Level::Info
+        && m == "containerd (pid 100) is healthy 300 ms after its start: version 1.6.20"));
+    // Probe errors are logged once each, at debug level.
+    let probe_logs = fake
+        .logs
+        .iter()
+        .filter(|(_, m)| m.contains("not answering yet"))
+        .count();
+    assert_eq!(probe_logs, 1);
+}
+
+#[test]
+fn zombies_of_unknown_pids_are_reaped_and_ignored() {
+    let c = config(&[]);
+    let mut m = Machine::new(&c);
+    assert_eq!(
+        effects(m.handle(Event::Tick { at: ms(0) })),
+        [Action::Spawn]
+    );
+    assert_eq!(
+        effects(m.handle(Event::Spawned {
+            pid: 100,
+            at: ms(1)
+        })),
+        [Action::Probe]
+    );
+    let before = m.clone();
+    let actions = m.handle(Event::Exited {
+        pid: 4242,
+        exit: Exit::Signal(9),
+        at: ms(5),
+    });
+    assert_eq!(
+        actions,
+        [Action::Log {
+            level: Level::Debug,
+            message: "reaped pid 4242: killed by signal 9".into()
+        }]
+    );
+    assert_eq!(m.running_pid(), before.running_pid());
+    assert_eq!(m.next_wake(), before.next_wake());
+    assert!(effects(m.handle(Event::NoChildren { at: ms(6) })).is_empty());
+
+    // And in a run: orphans ending at any time are reaped, the program is untouched.
+    let mut fake = Fake::new(vec![None]);
+    for (i, t) in [50u64, 400, 401, 5000].iter().enumerate() {
+        fake.orphan(10 + i as i32, Some(ms(*t)), None);
+    }
+    fake.signals.push((Duration::from_secs(6), Signal::Term));
+    let (result, ops) = simulate(&mut fake, &c);
+    assert_eq!(result.unwrap(), Power::Off);
+    assert_eq!(spawn_times(&ops), [0]);
+    assert!(fake.procs.iter().all(|p| p.reaped));
+    let reaped: Vec<&str> = fake
+        .logs
+        .iter()
+        .filter_map(|(_, m)| m.strip_prefix("reaped pid "))
+        .collect();
+    assert_eq!(
+        reaped,
+        [
+            "10: exit status 0",
+            "11: exit status 0",
+            "12: exit status 0",
+            "13: exit status 0"
+        ]
+    );
+}
+
+#[test]
+fn shutdown_steps_in_order() {
+    struct Case {
+        what: &'static str,
+        signal: Signal,
+        /// How long the program takes to exit after SIGTERM.
+        program_term_after: Option<Duration>,
+        /// An orphan's reaction to SIGTERM.
+        orphan_term_after: Option<Option<Duration>>,
+        want: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            what: "SIGTERM: program exits at once, nothing else runs",
+            signal: Signal::Term,
+            program_term_after: Some(ms(50)),
+            orphan_term_after: None,
+            want: &[
+                "     0 spawn 100",
+                "  1000 kill 100 SIGTERM",
+                "  1050 kill-all SIGTERM",
+                "  1050 sync",
+                "  1050 unmount /local/opt",
+                "  1050 unmount /local/var",
+                "  1050 unmount /local",
+                "  1050 power off",
+            ],
+        },
+        Case {
+            what: "SIGINT reboots; a shim that takes 1 s after SIGTERM is waited for",
+            signal: Signal::Int,
+            program_term_after: Some(ms(50)),
+            orphan_term_after: Some(Some(ms(1000))),
+            want: &[
+                "     0 spawn 100",
+                "  1000 kill 100 SIGTERM",
+                "  1050 kill-all SIGTERM",
+                "  2050 sync",
+                "  2050 unmount /local/opt",
+                "  2050 unmount /local/var",
+                "  2050 unmount /local",
+                "  2050 reboot",
+            ],
+        },
+        Case {
+            what: "SIGPWR: program and a shim ignore SIGTERM: SIGKILL after the timeouts",
+            signal: Signal::Pwr,
+            program_term_after: None,
+            orphan_term_after: Some(None),
+            want: &[
+                "     0 spawn 100",
+                "  1000 kill 100 SIGTERM",
+                " 11000 kill-all SIGTERM",
+                " 16000 kill-all SIGKILL",
+                " 16000 sync",
+                " 16000 unmount /local/opt",
+                " 16000 unmount /local/var",
+                " 16000 unmount /local",
+                " 16000 power off",
+            ],
+        },
+    ];
+    for case in cases {
+        let mut fake = Fake::new(vec![None]);
+        fake.program_term_after = case.program_term_after;
+        if let Some(term) = case.orphan_term_after {
+            fake.orphan(7, None, term);
+        }
+        fake.signals.push((Duration::from_secs(1), case.signal));
+        let (result, ops) = simulate(&mut fake, &config(&["/local", "/local/var", "/local/opt"]));
+        assert_eq!(result.unwrap(), case.signal.power(), "{}", case.what);
+        let ops: Vec<&str> = ops
+            .iter()
+            .map(String::as_str)
+            .filter(|o| !o.starts_with("healthy"))
+            .collect();
+        assert_eq!(ops, case.want, "{}", case.what);
+    }
+}
+
+#[test]
+fn a_stuck_process_after_sigkill_does_not_stop_the_shutdown() {
+    let c = config(&["/local"]);
+    let mut m = Machine::new(&c);
+    m.handle(Event::Tick { at: ms(0) });
+    m.handle(Event::Spawned {
+        pid: 100,
+        at: ms(0),
+    });
+    m.handle(Event::Signal {
+        signal: Signal::Term,
+        at: ms(10),
+    });
+    m.handle(Event::Exited {
+        pid: 100,
+        exit: Exit::Code(0),
+        at: ms(20),
+    });
+    assert_eq!(m.next_wake(), Some(ms(20) + c.policy.term_timeout));
+    let a = effects(m.handle(Event::Tick { at: ms(5020) }));
+    assert_eq!(a, [Action::KillAll { signal: Kill::Kill }]);
+    assert_eq!(m.next_wake(), Some(ms(5020) + c.policy.kill_timeout));
+    // A process in uninterruptible sleep never goes; the shutdown goes on regardless.
+    let a = effects(m.handle(Event::Tick { at: ms(7020) }));
+    assert_eq!(
+        a,
+        [
+            Action::Sync,
+            Action::Unmount {
+                path: "/local".into()
+            },
+            Action::Power { power: Power::Off }
+        ]
+    );
+    assert!(m.is_done());
+    assert!(m.handle(Event::Tick { at: ms(9000) }).is_empty());
+}
+
+#[test]
+fn sigterm_during_back_off_never_restarts() {
+    let c = config(&["/local"]);
+    let mut m = Machine::new(&c);
+    m.handle(Event::Tick { at: ms(0) });
+    m.handle(Event::Spawned {
+        pid: 100,
+        at: ms(0),
+    });
+    m.handle(Event::Exited {
+        pid: 100,
+        exit: Exit::Code(2),
+        at: ms(100),
+    });
+    assert_eq!(m.next_wake(), Some(ms(600)));
+    let a = effects(m.handle(Event::Signal {
+        signal: Signal::Term,
+        at: ms(200),
+    }));
+    assert_eq!(a, [Action::KillAll { signal: Kill::Term }]);
+    // The back-off deadline passes: no spawn.
+    assert!(effects(m.handle(Event::Tick { at: ms(700) })).is_empty());
+    let a = effects(m.handle(Event::NoChildren { at: ms(700) }));
+    assert_eq!(
+        a,
+        [
+            Action::Sync,
+            Action::Unmount {
+                path: "/local".into()
+            },
+            Action::Power { power: Power::Off }
+        ]
+    );
+
+    // Through the loop: the program dies at 100 ms, SIGTERM at 300 ms.
+    let mut fake = Fake::new(vec![Some(ms(100)), None]);
+    fake.signals.push((ms(300), Signal::Term));
+    let (result, ops) = simulate(&mut fake, &c);
+    assert_eq!(result.unwrap(), Power::Off);
+    assert_eq!(
+        ops,
+        [
+            "     0 spawn 100",
+            "   300 kill-all SIGTERM",
+            "   300 sync",
+            "   300 unmount /local",
+            "   300 power off"
+        ]
+    );
+}
+
+#[test]
+fn a_second_signal_does_not_change_the_shutdown() {
+    let c = config(&[]);
+    let mut m = Machine::new(&c);
+    m.handle(Event::Tick { at: ms(0) });
+    m.handle(Event::Spawned {
+        pid: 100,
+        at: ms(0),
+    });
+    assert_eq!(
+        effects(m.handle(Event::Signal {
+            signal: Signal::Int,
+            at: ms(10)
+        })),
+        [Action::Kill {
+            pid: 100,
+            signal: Kill::Term
+        }]
+    );
+    let a = m.handle(Event::Signal {
+        signal: Signal::Term,
+        at: ms(20),
+    });
+    assert_eq!(
+        a,
+        [Action::Log {
+            level: Level::Info,
+            message: "SIGTERM ignored: already shutting down to reboot".into()
+        }]
+    );
+    m.handle(Event::Exited {
+        pid: 100,
+        exit: Exit::Code(0),
+        at: ms(30),
+    });
+    let a = effects(m.handle(Event::NoChildren { at: ms(30) }));
+    assert_eq!(
+        a.last(),
+        Some(&Action::Power {
+            power: Power::Reboot
+        })
+    );
+}
+
+#[test]
+fn signal_numbers_and_powers() {
+    let cases = [
+        (libc::SIGTERM, Some(Power::Off)),
+        (libc::SIGPWR, Some(Power::Off)),
+        (libc::SIGINT, Some(Power::Reboot)),
+        (libc::SIGCHLD, None),
+        (libc::SIGHUP, None),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(Signal::from_raw(raw).map(Signal::power), want, "{raw}");
+    }
+}
+
+#[test]
+fn durations_in_log_lines() {
+    let cases = [
+        (ms(500), "500 ms"),
+        (ms(999), "999 ms"),
+        (ms(30_000), "30 s"),
+        (ms(1250), "1.2 s"),
+        (ms(0), "0 ms"),
+    ];
+    for (d, want) in cases {
+        assert_eq!(secs(d), want);
+    }
+}
