@@ -129,6 +129,18 @@ pub fn running_root_partition() -> Result<RootPartition, HostError> {
     )
 }
 
+/// Where PID 1 writes why the running boot is degraded (DESIGN.md section 7), under the
+/// root: one line on the tmpfs `/run`, so it lasts exactly as long as the boot.
+pub const DEGRADED_FILE: &str = "run/liftoff/degraded";
+
+/// Why the running boot is degraded, read under `root` (`/` on a host); `None` when it is
+/// not (no file, or an empty one).
+pub fn degraded(root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(root.join(DEGRADED_FILE)).ok()?;
+    let reason = text.trim();
+    (!reason.is_empty()).then(|| reason.to_owned())
+}
+
 /// `liftoff.slot=` from a kernel command line, read as PID 1 reads it ([`crate::cmdline`]:
 /// quoting, `--`, the last well-formed value).
 pub fn cmdline_slot(cmdline: &str) -> Option<Slot> {
@@ -211,6 +223,21 @@ mod tests {
             root_partition(dir.path(), 9, 9),
             Err(HostError::Sysfs { .. })
         ));
+    }
+
+    #[test]
+    fn degraded_reason_from_the_run_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(degraded(dir.path()), None);
+        let file = dir.path().join(DEGRADED_FILE);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(degraded(dir.path()), None);
+        std::fs::write(&file, "data: /dev/vda9 holds data\n").unwrap();
+        assert_eq!(
+            degraded(dir.path()).as_deref(),
+            Some("data: /dev/vda9 holds data")
+        );
     }
 
     #[test]

@@ -246,7 +246,16 @@ fn status_json(disk: &SlotDisk<File>, status: &Status, cli: &Cli) -> serde_json:
             "backup": health.backup.as_ref().map(ToString::to_string),
         },
         "grubenv": env,
+        "degraded": running_degraded(cli),
     })
+}
+
+/// Why the running boot is degraded, when the status is about the running host's disk.
+fn running_degraded(cli: &Cli) -> Option<String> {
+    cli.disk
+        .is_none()
+        .then(|| host::degraded(Path::new("/")))
+        .flatten()
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
@@ -311,6 +320,9 @@ fn run(cli: &Cli) -> Result<(), String> {
                     ),
                     Ok(None) => {}
                     Err(e) => println!("Grubenv: {e}"),
+                }
+                if let Some(reason) = running_degraded(cli) {
+                    println!("Degraded: {reason}");
                 }
                 let h = disk.health();
                 for (copy, problem) in [("primary", &h.primary), ("backup", &h.backup)] {
