@@ -131,11 +131,22 @@ pub fn run() -> ! {
     let mut unmount = Vec::new();
     if let Some(data_node) = &data_node {
         let mode = config.data.unwrap_or(DataMode::Keyfile);
-        let outcome =
-            data::setup(&boot_disk.node, data_node, private_node.as_deref(), mode).or_fail();
-        data::log(&outcome, mode);
+        let mounts = match data::setup(&boot_disk.node, data_node, private_node.as_deref(), mode) {
+            Ok(outcome) => {
+                data::log(&outcome, mode);
+                outcome.mounts
+            }
+            Err(e) => {
+                failure::degrade_or_fail(
+                    e.into(),
+                    root,
+                    "DATA left untouched and unmounted, /local in memory",
+                );
+                data::in_memory().or_fail()
+            }
+        };
         // The supervisor unmounts in reverse of this (mount) order.
-        unmount = outcome.mounts.iter().rev().map(PathBuf::from).collect();
+        unmount = mounts.iter().rev().map(PathBuf::from).collect();
         timeline::mark("data");
     }
 

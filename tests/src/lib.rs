@@ -54,6 +54,9 @@ pub struct Report {
     /// The kernel's module helper (`/proc/sys/kernel/modprobe`) as the next stage finds it.
     #[serde(default)]
     pub modprobe: String,
+    /// Why PID 1 booted degraded (`/run/liftoff/degraded`), if it did.
+    #[serde(default)]
+    pub degraded: Option<String>,
     /// Contents of /local/liftoff-marker (written by `write-marker` on an earlier boot).
     #[serde(default)]
     pub local_marker: Option<String>,
@@ -267,6 +270,7 @@ mod tests {
             multi_user: None,
             cap_bnd: 0,
             modprobe: String::new(),
+            degraded: None,
             local_marker: None,
             local_bytes: 0,
             read_root: None,

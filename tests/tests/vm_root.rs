@@ -579,6 +579,88 @@ fn vm_aarch64_data_persists_and_grows_with_the_disk() {
     data_persists_and_grows(Arch::Aarch64);
 }
 
+/// The bytes of partition `number` of `disk`, copied to `work/<name>`.
+fn partition_copy(disk: &BuiltDisk, number: u32, work: &Path, name: &str) -> PathBuf {
+    let (offset, len) = disk.extent(number);
+    let out = work.join(name);
+    disk::extract(&disk.path, offset, len, &out).unwrap();
+    out
+}
+
+/// `debugfs -R REQUEST` on an ext4 image: what it prints.
+fn debugfs(image: &Path, request: &str) -> String {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(request)
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "debugfs {request}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// DATA written with `liftoff.data=none` (a plain ext4 holding a file), then a boot in the
+/// default keyfile mode, whose PRIVATE has no key: PID 1 used to make a key and format
+/// DATA (issue 14); failing instead would reboot every boot of both slots (issue 17). It
+/// boots degraded: DATA untouched and unmounted, /local in memory, no key made, the reason
+/// in /run/liftoff/degraded, and the file still on DATA.
+#[test]
+fn vm_x86_64_foreign_data_is_never_formatted_the_boot_goes_on_degraded() {
+    let arch = Arch::X86_64;
+    let mut first = boot(
+        arch,
+        "data_degraded",
+        &format!("liftoff.data=none liftoff.handoff={PROBE} -- write-marker"),
+        |_, _| vec![],
+    );
+    let r1 = report(&mut first);
+    let marker = r1
+        .local_marker
+        .clone()
+        .expect("marker written on plain DATA");
+
+    let mut second = boot_disk(
+        arch,
+        &first.work,
+        "console-2.log",
+        &format!("liftoff.handoff={PROBE}"),
+        first.disk.clone(),
+        vec![],
+    );
+    let r2 = report(&mut second);
+    let local = r2.mount("/local").expect("/local mounted");
+    assert_eq!(local.fstype, "tmpfs");
+    assert_eq!(r2.local_marker, None);
+    let failed = r2
+        .liftoff_log
+        .iter()
+        .find(|l| l.starts_with("stage data failed"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        failed.ends_with(
+            "refusing to make a new key and format it; action: boot degraded \
+             (DATA left untouched and unmounted, /local in memory)"
+        ),
+        "{failed}"
+    );
+    let degraded = r2.degraded.clone().unwrap_or_default();
+    assert!(
+        degraded.starts_with("data: /dev/vda9 holds data, but PRIVATE has no key"),
+        "{degraded}"
+    );
+    assert!(!r2.dm.iter().any(|t| t.device == "data"), "{:?}", r2.dm);
+
+    // On the host: the file is still on DATA's plain ext4, and PRIVATE got no key.
+    let data = partition_copy(&second.disk, disk::DATA, &second.work, "data.part");
+    assert_eq!(debugfs(&data, "cat /liftoff-marker"), marker);
+    let private = partition_copy(&second.disk, disk::PRIVATE, &second.work, "private.part");
+    assert!(
+        !debugfs(&private, "ls /").contains("data.key"),
+        "a key was made"
+    );
+}
+
 /// ephemeral mode: a fresh key every boot, so nothing written survives a reboot.
 #[test]
 fn vm_x86_64_ephemeral_data_is_gone_after_a_reboot() {

@@ -8,7 +8,11 @@
 //!
 //! # Decisions
 //!
-//! Every failure reboots today. Whether it is charged to the running slot depends on when
+//! A failure that depends on the slot reboots. One that does not (the disk's own state)
+//! would fail the same way on every boot of either slot, so the boot goes on without what
+//! failed ([`degrade_or_fail`]): the line says "action: boot degraded", the reason lands in
+//! `/run/liftoff/degraded` for `prairiedog status`, the health line repeats it, and the
+//! slot is not charged. Whether a reboot is charged to the running slot depends on when
 //! it happens, not on the policy: before the slots stage, GRUB's `liftoff_pending` flag is
 //! still set, so GRUB counts the boot as failed and falls back to the other slot; from the
 //! slots stage on, the boot is already counted (a try spent, or one more unhealthy boot)
@@ -24,11 +28,13 @@
 //! | `Verity` (`VerityError`) | yes: ROOT, HASH, the trusted root hash | reboot |
 //! | `Root` (`RootError`) | yes: the slot's root | reboot |
 //! | `SwitchRoot` (`SwitchRootError`) | yes: the slot's root | reboot |
-//! | `Data` (`DataError`) | no: DATA, PRIVATE, growth | reboot (section 7 asks for a degraded boot: not yet) |
+//! | `Data` (`DataError`), kernel or root parts: random bytes, dm-crypt, the /var and /opt binds | yes: the slot's kernel or root | reboot |
+//! | `Data` (`DataError`), the disk's own state: PRIVATE or its key, growth, a DATA that is not provably fresh, its file system | no: rebooting cannot help | degraded: DATA left untouched and unmounted, /local in memory |
 //! | `Caps` (`CapsError`) | yes: the root's bounding-set list | reboot |
 //! | `Handoff` (`HandoffError`) | yes: the root's systemd or containerd | reboot |
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Mutex;
 
 use crate::infra::kmsg;
@@ -44,11 +50,16 @@ pub fn set_note(note: &str) {
     }
 }
 
+/// Why this boot runs degraded (the first reason), for the health line.
+static DEGRADED: Mutex<Option<String>> = Mutex::new(None);
+
 /// What the policy does about a failed stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Log, sync and restart the machine; the A/B rules decide what boots next.
     Reboot,
+    /// Go on without what failed: rebooting either slot would fail the same way.
+    Degraded,
 }
 
 /// The failure policy: the outcome for a failed stage, by the kind of its error (the table
@@ -63,8 +74,8 @@ pub fn decide(error: &BootError) -> Outcome {
         BootError::Verity(_) => Outcome::Reboot,
         BootError::Root(_) => Outcome::Reboot,
         BootError::SwitchRoot(_) => Outcome::Reboot,
-        // Slot-independent: the degraded boot of DESIGN.md section 7 goes here.
-        BootError::Data(_) => Outcome::Reboot,
+        BootError::Data(e) if e.depends_on_slot() => Outcome::Reboot,
+        BootError::Data(_) => Outcome::Degraded,
         BootError::Caps(_) => Outcome::Reboot,
         BootError::Handoff(_) => Outcome::Reboot,
     }
@@ -79,16 +90,51 @@ pub fn failure_line(stage: Stage, error: &dyn fmt::Display, note: &str) -> Strin
     }
 }
 
+/// The one line a failure that degrades the boot logs; `without` says what the boot goes
+/// on without.
+pub fn degraded_line(stage: Stage, error: &dyn fmt::Display, without: &str) -> String {
+    format!("stage {stage} failed: {error}; action: boot degraded ({without})")
+}
+
 /// Applies the failure policy to a failed stage: logs the failure line and carries out
-/// [`decide`]'s outcome. Never returns.
+/// [`decide`]'s outcome. Never returns: a stage whose failure can degrade the boot goes
+/// through [`degrade_or_fail`] instead, because only its caller can go on without it.
 pub fn fail(error: BootError) -> ! {
-    match decide(&error) {
-        Outcome::Reboot => {
-            let note = NOTE.lock().map(|n| n.clone()).unwrap_or_default();
-            kmsg::error(&failure_line(error.stage(), &error, &note));
-            reboot()
-        }
+    let note = NOTE.lock().map(|n| n.clone()).unwrap_or_default();
+    kmsg::error(&failure_line(error.stage(), &error, &note));
+    reboot()
+}
+
+/// Applies the failure policy to a failed stage that the boot can go on without. When the
+/// policy says [`Outcome::Degraded`], logs the failure line naming `without` (what the
+/// boot goes on without), records the reason under `root` for `prairiedog status`
+/// ([`prairiedog::host::DEGRADED_FILE`]) and for the health line, and returns; otherwise
+/// fails as [`fail`] does.
+pub fn degrade_or_fail(error: BootError, root: &Path, without: &str) {
+    if decide(&error) != Outcome::Degraded {
+        fail(error)
     }
+    kmsg::error(&degraded_line(error.stage(), &error, without));
+    let reason = format!("{}: {error}", error.stage());
+    let file = root.join(prairiedog::host::DEGRADED_FILE);
+    let written = file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&file, format!("{reason}\n")));
+    if let Err(e) = written {
+        kmsg::warn(&format!(
+            "writing {}: {e}; prairiedog status will not show the degraded boot",
+            file.display()
+        ));
+    }
+    if let Ok(mut d) = DEGRADED.lock() {
+        d.get_or_insert(reason);
+    }
+}
+
+/// Why this boot runs degraded, if it does: the first reason [`degrade_or_fail`] recorded.
+pub fn degraded() -> Option<String> {
+    DEGRADED.lock().ok().and_then(|d| d.clone())
 }
 
 /// `stage_result.or_fail()`: the value, or the failure policy for the stage's error.
@@ -175,20 +221,58 @@ mod tests {
     }
 
     #[test]
-    fn every_stage_error_reboots_today() {
-        let errors = [
+    fn slot_failures_reboot_and_the_disks_own_state_degrades() {
+        use crate::stage::data::DataError;
+        let io = || std::io::Error::from_raw_os_error(5);
+        let reboot = [
             BootError::from(crate::stage::verity::VerityError::NoRootHash),
             BootError::from(crate::stage::slots::SlotError::NoSlot),
-            BootError::from(crate::stage::data::DataError::NoDataPartition {
-                disk: "/dev/vda".into(),
+            BootError::from(DataError::Random(io())),
+            BootError::from(DataError::Bind {
+                dir: "var".into(),
+                source: io(),
             }),
             BootError::from(crate::stage::handoff::HandoffError::Exec {
                 target: "/sbin/init".into(),
                 source: std::io::Error::from_raw_os_error(2),
             }),
         ];
-        for e in &errors {
-            assert_eq!(decide(e), Outcome::Reboot, "{}", e.stage());
+        for e in &reboot {
+            assert_eq!(decide(e), Outcome::Reboot, "{e}");
         }
+        let degraded = [
+            BootError::from(DataError::NoDataPartition {
+                disk: "/dev/vda".into(),
+            }),
+            BootError::from(DataError::NoPrivatePartition {
+                disk: "/dev/vda".into(),
+            }),
+            BootError::from(DataError::NotEmpty {
+                device: "/dev/vda9".into(),
+            }),
+            BootError::from(DataError::NoKey {
+                device: "/dev/vda9".into(),
+            }),
+            BootError::from(DataError::Key {
+                path: "/dev/vda8".into(),
+                source: io(),
+            }),
+            BootError::from(DataError::KeyLength {
+                path: "/run/liftoff/private/data.key".into(),
+                len: 3,
+            }),
+            BootError::from(DataError::Size {
+                device: "/dev/vda9".into(),
+                source: io(),
+            }),
+        ];
+        for e in &degraded {
+            assert_eq!(decide(e), Outcome::Degraded, "{e}");
+        }
+        assert_eq!(
+            degraded_line(Stage::Data, &degraded[2], "DATA left untouched"),
+            "stage data failed: /dev/vda9 holds data but no ext4 or xfs file system: \
+             refusing to format it; action: boot degraded (DATA left untouched)"
+        );
     }
 }

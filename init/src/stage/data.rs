@@ -48,19 +48,45 @@ pub const KEY_BYTES: usize = 64;
 
 #[derive(Debug)]
 pub enum DataError {
-    NoDataPartition { disk: PathBuf },
-    NoPrivatePartition { disk: PathBuf },
+    NoDataPartition {
+        disk: PathBuf,
+    },
+    NoPrivatePartition {
+        disk: PathBuf,
+    },
     Grow(growpart::Error),
     Random(io::Error),
-    Key { path: PathBuf, source: io::Error },
-    KeyLength { path: PathBuf, len: usize },
+    Key {
+        path: PathBuf,
+        source: io::Error,
+    },
+    KeyLength {
+        path: PathBuf,
+        len: usize,
+    },
     Mount(mounts::MountError),
-    Size { device: PathBuf, source: io::Error },
+    Size {
+        device: PathBuf,
+        source: io::Error,
+    },
     Crypt(dm::Error),
-    NotEmpty { device: PathBuf },
-    Mkfs { device: PathBuf, output: String },
+    NotEmpty {
+        device: PathBuf,
+    },
+    /// PRIVATE has no key, and DATA is not as the image left it: making a key would
+    /// format somebody's data.
+    NoKey {
+        device: PathBuf,
+    },
+    Mkfs {
+        device: PathBuf,
+        output: String,
+    },
     GrowFs(growpart::Error),
-    Bind { dir: String, source: io::Error },
+    Bind {
+        dir: String,
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for DataError {
@@ -94,6 +120,13 @@ impl fmt::Display for DataError {
                 "{} holds data but no ext4 or xfs file system: refusing to format it",
                 device.display()
             ),
+            DataError::NoKey { device } => write!(
+                f,
+                "{} holds data, but PRIVATE has no key for it (written in another \
+                 liftoff.data mode, or the key was lost): refusing to make a new key and \
+                 format it",
+                device.display()
+            ),
             DataError::Mkfs { device, output } => {
                 write!(f, "making a file system on {}: {output}", device.display())
             }
@@ -106,6 +139,20 @@ impl fmt::Display for DataError {
 }
 
 impl std::error::Error for DataError {}
+
+impl DataError {
+    /// Whether the failure comes from the running slot (its kernel or its root) rather than
+    /// from the disk's own state. Only then can booting the other slot help; a failure of
+    /// the disk's state (PRIVATE and its key, growth, a DATA that is not provably fresh,
+    /// its file system) fails every boot of either slot the same way, so the boot goes on
+    /// degraded instead (DESIGN.md section 7).
+    pub fn depends_on_slot(&self) -> bool {
+        matches!(
+            self,
+            DataError::Random(_) | DataError::Crypt(_) | DataError::Bind { .. }
+        )
+    }
+}
 
 /// A key that is cleared from memory when dropped.
 pub struct Key(Zeroizing<[u8; KEY_BYTES]>);
@@ -150,7 +197,7 @@ fn crypt_params(key_hex: &str, device: &Path) -> String {
 /// PRIVATE is mounted read-only, and read-write only on the boot that makes the key: every
 /// later boot only reads it, and a read-only mount writes nothing back (no superblock
 /// update on mount and unmount, nothing to sync).
-pub fn keyfile_key(private: &Path) -> Result<(Key, bool), DataError> {
+pub fn keyfile_key(private: &Path, data: &Path) -> Result<(Key, bool), DataError> {
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let mount = Mount::new(
         &private.display().to_string(),
@@ -161,6 +208,14 @@ pub fn keyfile_key(private: &Path) -> Result<(Key, bool), DataError> {
     );
     mounts::run(&mut mounts::System, Path::new("/"), &[mount]).map_err(DataError::Mount)?;
     let result = read_or_create_key(Path::new(PRIVATE_MOUNT), || {
+        // A new key formats DATA: only a DATA as the image leaves it (all zero) may get
+        // one. Anything else (a plain file system from liftoff.data=none, a lost key's
+        // ciphertext) is somebody's data.
+        if !is_blank(data)? {
+            return Err(DataError::NoKey {
+                device: data.to_path_buf(),
+            });
+        }
         rustix::mount::mount_remount(PRIVATE_MOUNT, flags, "").map_err(|e| DataError::Key {
             path: private.to_path_buf(),
             source: io::Error::other(format!(
@@ -357,7 +412,7 @@ pub fn setup(
                     let private = private.ok_or_else(|| DataError::NoPrivatePartition {
                         disk: disk.to_path_buf(),
                     })?;
-                    keyfile_key(private)?
+                    keyfile_key(private, data)?
                 }
                 _ => (Key::random()?, true),
             };
@@ -407,6 +462,21 @@ pub fn setup(
         growpart::fs::grow_filesystem(&device, Path::new(MOUNT_POINT), Path::new("/"))
             .map_err(DataError::GrowFs)?;
     }
+    let mounted = bind_from_mount_point()?;
+    Ok(Outcome {
+        grown,
+        encrypted,
+        key_created: fresh && mode == DataMode::Keyfile,
+        formatted,
+        bytes: part_bytes,
+        device,
+        mounts: mounted,
+    })
+}
+
+/// Binds [`BINDS`] from under [`MOUNT_POINT`] over the root's folders. Returns the mounts
+/// in the order to unmount them: the binds, then the mount point.
+fn bind_from_mount_point() -> Result<Vec<String>, DataError> {
     let mut mounted = vec![MOUNT_POINT.to_owned()];
     for dir in BINDS {
         let source = Path::new(MOUNT_POINT).join(dir);
@@ -424,15 +494,31 @@ pub fn setup(
         mounted.push(target);
     }
     mounted.reverse();
-    Ok(Outcome {
-        grown,
-        encrypted,
-        key_created: fresh && mode == DataMode::Keyfile,
-        formatted,
-        bytes: part_bytes,
-        device,
-        mounts: mounted,
-    })
+    Ok(mounted)
+}
+
+/// The degraded boot's stand-in for DATA (DESIGN.md section 7): DATA is left as it is, its
+/// dm-crypt mapping (if this boot made one) is removed, and [`MOUNT_POINT`] is a tmpfs that
+/// /var and /opt are bound from, as they would be from DATA. Nothing written there
+/// outlives the boot. Returns the mounts in the order to unmount them.
+pub fn in_memory() -> Result<Vec<String>, DataError> {
+    if let Ok(control) = dm::Control::open() {
+        // Absent unless the failure came after the mapping was made: nothing to undo then.
+        let _ = control.remove(DM_NAME);
+    }
+    mounts::run(
+        &mut mounts::System,
+        Path::new("/"),
+        &[Mount::new(
+            "tmpfs",
+            MOUNT_POINT,
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            "mode=0755",
+        )],
+    )
+    .map_err(DataError::Mount)?;
+    bind_from_mount_point()
 }
 
 /// One log line for the outcome (no key material).

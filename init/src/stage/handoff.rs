@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use prairiedog::Slot;
 
 use crate::infra::watchdog::Watchdog;
-use crate::infra::{kmsg, timeline};
+use crate::infra::{failure, kmsg, timeline};
 use crate::stage::disk::BootDisk;
 use crate::stage::slots;
 use crate::supervise::{self, SuperviseError};
@@ -74,8 +74,11 @@ pub fn containerd(
             Ok(wrote) => {
                 marked = true;
                 timeline::mark("healthy");
+                let degraded = failure::degraded()
+                    .map(|reason| format!("; degraded: {reason}"))
+                    .unwrap_or_default();
                 kmsg::info(&format!(
-                    "containerd {version} answers: slot {} {}",
+                    "containerd {version} answers: slot {} {}{degraded}",
                     slot.as_str(),
                     if wrote {
                         "marked successful"

@@ -263,6 +263,9 @@ fn main() {
         multi_user: multi_user(under_systemd),
         cap_bnd: cap_bnd(),
         modprobe: read("/proc/sys/kernel/modprobe").trim_end().to_owned(),
+        degraded: std::fs::read_to_string("/run/liftoff/degraded")
+            .ok()
+            .map(|s| s.trim_end().to_owned()),
         local_marker: std::fs::read_to_string(MARKER_FILE).ok(),
         local_bytes: local_bytes(),
         pid: rustix::process::getpid().as_raw_nonzero().get(),
