@@ -170,7 +170,12 @@ pub fn run() -> ! {
             // the kernel's rate limit stays off for its lines: with it back on, the last
             // lines of a shutdown were dropped.
             drop(devkmsg);
-            match handoff::containerd(&boot_disk, slot, watchdog, unmount) {
+            let stable_after = config
+                .stable_after_secs
+                .map_or(handoff::DEFAULT_STABLE_AFTER, |s| {
+                    Duration::from_secs(u64::from(s))
+                });
+            match handoff::containerd(&boot_disk, slot, watchdog, unmount, stable_after) {
                 // Only after the kernel refused to power off or reboot.
                 Ok(_) => failure::halt(),
                 Err(e) => fail(e.into()),

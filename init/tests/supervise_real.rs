@@ -126,6 +126,7 @@ fn policy() -> Policy {
         term_timeout: Duration::from_millis(300),
         kill_timeout: Duration::from_secs(2),
         watchdog_pet: None,
+        health_holds: None,
     }
 }
 
@@ -253,7 +254,10 @@ fn containerd_supervised() {
     };
     let t = Instant::now();
     let mut healthy = Vec::new();
-    let power = supervise::run(&mut sys, &config, &mut |version| {
+    let power = supervise::run(&mut sys, &config, &mut |health| {
+        let supervise::Health::Reached { version } = health else {
+            panic!("no held health expected: {health:?}");
+        };
         healthy.push((version.to_owned(), t.elapsed()));
         // What a shutdown request looks like to PID 1.
         rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM)

@@ -164,6 +164,9 @@ pub struct Config {
     pub watchdog_secs: Option<u32>,
     /// `liftoff.device_timeout`: seconds to wait for the boot disk.
     pub device_timeout_secs: Option<u32>,
+    /// `liftoff.stable_after`: seconds health must hold before the slot's crash-loop
+    /// (unhealthy) count is cleared.
+    pub stable_after_secs: Option<u32>,
     /// `liftoff.debug`: debug lines.
     pub debug: bool,
 }
@@ -316,6 +319,9 @@ fn apply(config: &mut Config, name: &str, param: &Param) -> Result<(), Problem> 
             config.device_timeout_secs =
                 Some(seconds(value).ok_or_else(|| malformed("seconds > 0"))?)
         }
+        "stable_after" => {
+            config.stable_after_secs = Some(seconds(value).ok_or_else(|| malformed("seconds > 0"))?)
+        }
         "debug" => {
             config.debug = match value {
                 None | Some("1") | Some("on") | Some("yes") | Some("true") => true,
@@ -388,7 +394,8 @@ mod tests {
         let c = parse(
             "console=ttyS0 liftoff.slot=B liftoff.boot_partuuid=0123ABCD-89ab-cdef-0123-456789ABCDEF \
              liftoff.roothash=ABCDEF01 liftoff.salt=- liftoff.verity=eio liftoff.data=keyfile \
-             liftoff.handoff=/probe liftoff.watchdog=30 liftoff.device-timeout=7 liftoff.debug",
+             liftoff.handoff=/probe liftoff.watchdog=30 liftoff.device-timeout=7 liftoff.debug \
+             liftoff.stable_after=90",
         );
         assert_eq!(c.problems, vec![]);
         assert_eq!(
@@ -403,6 +410,7 @@ mod tests {
                 handoff: Handoff::Path("/probe".into()),
                 watchdog_secs: Some(30),
                 device_timeout_secs: Some(7),
+                stable_after_secs: Some(90),
                 debug: true,
             }
         );

@@ -179,6 +179,19 @@ pub fn mark_successful_boot(words: SlotWords, active: Slot) -> SlotWords {
     new
 }
 
+/// The active slot answered: successful, tries 0, but its unhealthy (crash-loop) count is
+/// kept until health has held for a while ([`mark_successful_boot`] then clears it), so a
+/// slot that reaches health and then keeps failing is still demoted by the crash-loop rule
+/// (DESIGN.md section 4). Does not write to the disk.
+pub fn mark_healthy(words: SlotWords, active: Slot) -> SlotWords {
+    let mut new = words;
+    new.update(active, |a| {
+        a.set_successful(true);
+        a.set_tries(0);
+    });
+    new
+}
+
 /// `has-boot-ever-succeeded`: whether the active slot is marked successful.
 pub fn has_boot_ever_succeeded(words: SlotWords, active: Slot) -> bool {
     words.attrs(active).successful()
@@ -241,6 +254,38 @@ mod tests {
             assert_eq!(w.a & !crate::attrs::OWNED_MASK, FOREIGN_A);
             assert_eq!(w.b & !crate::attrs::OWNED_MASK, FOREIGN_B);
         }
+    }
+
+    /// A slot that answers and then keeps failing: health alone keeps the crash-loop
+    /// count, so the third unhealthy boot still demotes it; health that held clears it.
+    #[test]
+    fn health_keeps_the_crash_loop_count_until_it_holds() {
+        use crate::decide::{decide, Action, DEFAULT_UNHEALTHY_LIMIT};
+        let mut w = words(s(2, 0, true, 0), s(1, 0, true, 0));
+        for boot in 1..=DEFAULT_UNHEALTHY_LIMIT {
+            let d = decide(w, Slot::A, false, DEFAULT_UNHEALTHY_LIMIT);
+            assert_eq!(
+                (d.action, d.boot),
+                (Action::Continue, Slot::A),
+                "boot {boot}"
+            );
+            w = mark_healthy(d.new, Slot::A);
+            assert_eq!(w.attrs(Slot::A), s(2, 0, true, boot), "boot {boot}");
+        }
+        let d = decide(w, Slot::A, false, DEFAULT_UNHEALTHY_LIMIT);
+        assert_eq!((d.action, d.boot), (Action::Reboot, Slot::B), "demoted");
+
+        // An update's first health: successful, its try gone.
+        let w = words(s(1, 0, true, 0), s(2, 1, false, 0));
+        let d = decide(w, Slot::B, false, DEFAULT_UNHEALTHY_LIMIT);
+        let w = mark_healthy(d.new, Slot::B);
+        assert_eq!(w.attrs(Slot::B), s(2, 0, true, 0));
+        // Health that held clears the count.
+        let w = words(s(2, 0, true, 2), s(1, 0, true, 0));
+        assert_eq!(
+            mark_successful_boot(mark_healthy(w, Slot::A), Slot::A).attrs(Slot::A),
+            s(2, 0, true, 0)
+        );
     }
 
     #[test]

@@ -926,7 +926,10 @@ exec /usr/bin/containerd.real \"$@\"
 ";
 
 /// The supervisor in a guest: containerd dies and is started again (and answers again), and
-/// the orphans left behind are reaped by PID 1.
+/// the orphans left behind are reaped by PID 1. Slot A comes in with one unhealthy boot on
+/// record: health keeps the count (now two), and only health that held for
+/// `liftoff.stable_after` (after the restart: the death started the wait over) clears it
+/// (issue 17).
 #[test]
 fn vm_x86_64_supervisor_restarts_containerd_and_reaps_orphans() {
     let arch = Arch::X86_64;
@@ -957,14 +960,22 @@ fn vm_x86_64_supervisor_restarts_containerd_and_reaps_orphans() {
     .unwrap_or_else(|e| panic!("{e}"));
     let (work, _scratch) = common::work_dir(&format!("supervisor-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+    set_attributes(&disk.path, disk::BOOT_A, word(1, 0, true, 1));
     let mut b = boot_disk(
         arch,
         &work,
         "console.log",
         // loglevel=8: debug records (one per reaped orphan) reach the console too.
-        "liftoff.handoff=containerd liftoff.debug loglevel=8",
+        "liftoff.handoff=containerd liftoff.stable_after=10 liftoff.debug loglevel=8",
         disk,
         vec![],
+    );
+    b.vm.wait_for_text("answers: slot A", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        attributes(&b.disk.path, disk::BOOT_A),
+        word(1, 0, true, 2),
+        "health alone keeps the crash-loop count"
     );
     b.vm.wait_for_text("LIFTOFF-TEST-KILLING-CONTAINERD", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -998,4 +1009,24 @@ fn vm_x86_64_supervisor_restarts_containerd_and_reaps_orphans() {
         "orphans reaped by PID 1; log {}",
         b.vm.log_path().display()
     );
+    b.vm.wait_for_text(
+        "health held for 10 s: slot A's crash-loop count cleared",
+        TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines = b.vm.lines();
+    let position = |text: &str| lines.iter().rposition(|l| l.contains(text));
+    assert!(
+        position("health held for") > position("is healthy"),
+        "the wait started over at the restart's answer; log {}",
+        b.vm.log_path().display()
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("health held for"))
+            .count(),
+        1
+    );
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
 }

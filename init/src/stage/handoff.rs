@@ -7,14 +7,15 @@ use std::fmt;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use prairiedog::Slot;
+use prairiedog::{transition, Slot};
 
 use crate::infra::watchdog::Watchdog;
 use crate::infra::{failure, kmsg, timeline};
 use crate::stage::disk::BootDisk;
 use crate::stage::slots;
-use crate::supervise::{self, SuperviseError};
+use crate::supervise::{self, Health, SuperviseError};
 
 /// The handoff stage's failures.
 #[derive(Debug)]
@@ -49,49 +50,80 @@ pub fn exec(target: &str) -> HandoffError {
     }
 }
 
-/// Stays PID 1 and supervises containerd from the verified root; marks `slot` successful
-/// when containerd first answers. Returns when the kernel refused to power off or reboot
-/// after a clean shutdown, or with the error that ended supervision.
+/// How long containerd's health must hold before the slot's crash-loop count is cleared,
+/// without `liftoff.stable_after`.
+pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// Stays PID 1 and supervises containerd from the verified root. When containerd first
+/// answers, `slot` is marked successful (its try is no longer needed); when that health has
+/// held for `stable_after`, the slot's crash-loop count is cleared too, so a slot that
+/// reaches health and then keeps failing is still demoted (DESIGN.md section 4). Returns
+/// when the kernel refused to power off or reboot after a clean shutdown, or with the error
+/// that ended supervision.
 pub fn containerd(
     boot_disk: &BootDisk,
     slot: Slot,
     watchdog: Option<Watchdog>,
     unmount: Vec<PathBuf>,
+    stable_after: Duration,
 ) -> Result<supervise::Power, HandoffError> {
     let config = supervise::Config {
         program: supervise::Program::containerd(),
-        policy: supervise::Policy::default(),
+        policy: supervise::Policy {
+            health_holds: Some(stable_after),
+            ..supervise::Policy::default()
+        },
         unmount,
     };
     let node = boot_disk.node.clone();
     let sector_size = boot_disk.disk.sector_size;
+    let record = |transition| slots::record(&node, sector_size, slot, transition);
     let mut marked = false;
-    let mut on_health = |version: &str| {
-        if marked {
-            return;
-        }
-        match slots::mark_successful(&node, sector_size, slot) {
-            Ok(wrote) => {
-                marked = true;
-                timeline::mark("healthy");
-                let degraded = failure::degraded()
-                    .map(|reason| format!("; degraded: {reason}"))
-                    .unwrap_or_default();
-                kmsg::info(&format!(
-                    "containerd {version} answers: slot {} {}{degraded}",
-                    slot.as_str(),
-                    if wrote {
-                        "marked successful"
-                    } else {
-                        "was already marked successful"
-                    }
-                ));
+    let mut on_health = |health: Health<'_>| match health {
+        Health::Reached { version } => {
+            if marked {
+                return;
             }
+            match record(transition::mark_healthy) {
+                Ok(wrote) => {
+                    marked = true;
+                    timeline::mark("healthy");
+                    let degraded = failure::degraded()
+                        .map(|reason| format!("; degraded: {reason}"))
+                        .unwrap_or_default();
+                    kmsg::info(&format!(
+                        "containerd {version} answers: slot {} {}{degraded}",
+                        slot.as_str(),
+                        if wrote {
+                            "marked successful"
+                        } else {
+                            "was already marked successful"
+                        }
+                    ));
+                }
+                Err(e) => kmsg::error(&format!(
+                    "containerd {version} answers, but marking slot {} successful failed: {e}",
+                    slot.as_str()
+                )),
+            }
+        }
+        Health::Held { after } => match record(transition::mark_successful_boot) {
+            Ok(wrote) => kmsg::info(&format!(
+                "health held for {} s: slot {}'s crash-loop count {}",
+                after.as_secs(),
+                slot.as_str(),
+                if wrote {
+                    "cleared"
+                } else {
+                    "was already clear"
+                }
+            )),
             Err(e) => kmsg::error(&format!(
-                "containerd {version} answers, but marking slot {} successful failed: {e}",
+                "health held for {} s, but clearing slot {}'s crash-loop count failed: {e}",
+                after.as_secs(),
                 slot.as_str()
             )),
-        }
+        },
     };
     supervise::supervise_as_pid1(config, watchdog, &mut on_health).map_err(HandoffError::Supervise)
 }

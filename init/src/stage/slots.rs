@@ -21,7 +21,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use prairiedog::boot::{GrubEnvAt, GrubEnvOutcome};
-use prairiedog::decide::{Action, Counted};
+use prairiedog::decide::{Action, Counted, SlotWords};
 use prairiedog::disk::SlotDisk;
 use prairiedog::Slot;
 
@@ -195,9 +195,15 @@ pub fn announce_partitions(boot_disk: &mut BootDisk, sys: &Path) -> Result<(), S
     Ok(())
 }
 
-/// Records that `slot` reached health (successful, tries and crash-loop count cleared).
-/// Returns whether the GPT was written (false: it was already marked).
-pub fn mark_successful(node: &Path, sector_size: u32, slot: Slot) -> Result<bool, SlotError> {
+/// Applies `transition` to the slot words on the boot disk and writes them when they change
+/// (health: [`prairiedog::transition::mark_healthy`]; health that held:
+/// [`prairiedog::transition::mark_successful_boot`]). Returns whether the GPT was written.
+pub fn record(
+    node: &Path,
+    sector_size: u32,
+    slot: Slot,
+    transition: fn(SlotWords, Slot) -> SlotWords,
+) -> Result<bool, SlotError> {
     let file = File::options()
         .read(true)
         .write(true)
@@ -208,7 +214,7 @@ pub fn mark_successful(node: &Path, sector_size: u32, slot: Slot) -> Result<bool
         })?;
     let mut disk =
         SlotDisk::open(file, node, gpt::SectorSize::new(sector_size)).map_err(SlotError::Disk)?;
-    let new = prairiedog::transition::mark_successful_boot(disk.words(), slot);
+    let new = transition(disk.words(), slot);
     disk.store(new).map_err(SlotError::Disk)
 }
 

@@ -62,6 +62,9 @@ pub struct Policy {
     pub kill_timeout: Duration,
     /// Pet the watchdog this often once health was reached (none: no watchdog).
     pub watchdog_pet: Option<Duration>,
+    /// Health that holds this long (the program answered and has not died since) is
+    /// reported once with [`Action::HealthHeld`] (none: never).
+    pub health_holds: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -76,6 +79,7 @@ impl Default for Policy {
             term_timeout: Duration::from_secs(5),
             kill_timeout: Duration::from_secs(2),
             watchdog_pet: None,
+            health_holds: None,
         }
     }
 }
@@ -231,6 +235,11 @@ pub enum Action {
     HealthReached {
         version: String,
     },
+    /// Health has held for [`Policy::health_holds`] since it was reached: clear the
+    /// slot's crash-loop count. Asked for once.
+    HealthHeld {
+        after: Duration,
+    },
     PetWatchdog,
     /// Signal one process.
     Kill {
@@ -329,6 +338,11 @@ pub struct Machine {
     backoff: Duration,
     ever_healthy: bool,
     next_pet: Option<Duration>,
+    /// When health will have held for [`Policy::health_holds`]: set when the program
+    /// answers, cleared when it dies or the shutdown starts.
+    holds_at: Option<Duration>,
+    /// [`Action::HealthHeld`] was asked for.
+    held: bool,
     /// The last probe error logged, to log each different one once.
     last_probe_error: Option<String>,
 }
@@ -347,6 +361,8 @@ impl Machine {
             backoff: config.policy.backoff_first,
             ever_healthy: false,
             next_pet: None,
+            holds_at: None,
+            held: false,
             last_probe_error: None,
         }
     }
@@ -380,15 +396,13 @@ impl Machine {
             State::Stopping { deadline, .. } => Some(deadline),
             State::Running { .. } | State::Spawning | State::Done => None,
         };
-        let pet = if self.state == State::Done {
-            None
-        } else {
-            self.next_pet
-        };
-        match (own, pet) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        if self.state == State::Done {
+            return own;
         }
+        [own, self.next_pet, self.holds_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Feeds one event and returns the actions it calls for, in order.
@@ -442,6 +456,9 @@ impl Machine {
                     ));
                     out.push(Action::HealthReached { version });
                     self.last_probe_error = None;
+                    if !self.held {
+                        self.holds_at = self.policy.health_holds.map(|d| at + d);
+                    }
                     if !self.ever_healthy {
                         self.ever_healthy = true;
                         if self.policy.watchdog_pet.is_some() {
@@ -467,6 +484,17 @@ impl Machine {
     }
 
     fn tick(&mut self, at: Duration, out: &mut Vec<Action>) {
+        if let (Some(when), Some(after)) = (self.holds_at, self.policy.health_holds) {
+            if at >= when {
+                out.push(log(
+                    Level::Info,
+                    format!("{} has stayed healthy for {}", self.name, secs(after)),
+                ));
+                out.push(Action::HealthHeld { after });
+                self.holds_at = None;
+                self.held = true;
+            }
+        }
         if let (Some(next), Some(every)) = (self.next_pet, self.policy.watchdog_pet) {
             if at >= next {
                 out.push(Action::PetWatchdog);
@@ -594,6 +622,8 @@ impl Machine {
 
     /// The program is gone after running for `ran`: restart later or give up.
     fn died(&mut self, ran: Duration, last: String, at: Duration, out: &mut Vec<Action>) {
+        // Health did not hold: it has to be reached again and hold from then on.
+        self.holds_at = None;
         if ran >= self.policy.stable_after {
             self.fast_deaths = 0;
             self.backoff = self.policy.backoff_first;
@@ -629,6 +659,7 @@ impl Machine {
 
     fn signal(&mut self, signal: Signal, at: Duration, out: &mut Vec<Action>) {
         let power = signal.power();
+        self.holds_at = None;
         if let State::Stopping { power: going, .. } = self.state {
             out.push(log(
                 Level::Info,

@@ -48,7 +48,7 @@ pub use machine::{
     Action, Config, Event, Exit, GaveUp, Kill, Machine, Policy, Power, Program, Signal,
     DEFAULT_PATH,
 };
-pub use run::{run, supervise_as_pid1, SuperviseError, PROBE_TIMEOUT};
+pub use run::{run, supervise_as_pid1, Health, SuperviseError, PROBE_TIMEOUT};
 pub use system::{descendants, parent_from_stat, KillScope, RealSystem, Reaped, System};
 
 #[cfg(test)]

@@ -45,14 +45,23 @@ impl fmt::Display for SuperviseError {
 
 impl std::error::Error for SuperviseError {}
 
+/// What [`run`] tells its caller about the program's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health<'a> {
+    /// The program answered for the first time since it was (re)started.
+    Reached { version: &'a str },
+    /// Health has held for this long since it was reached (once per run).
+    Held { after: Duration },
+}
+
 /// Supervises `config.program` until a shutdown signal (returns the [`Power`] action taken,
 /// which only a test double survives) or until the program keeps dying (the error goes to
-/// [`crate::infra::failure::fail`]). `on_health` runs with the version string each time the
-/// program first answers after a (re)start.
+/// [`crate::infra::failure::fail`]). `on_health` runs each time the program first answers
+/// after a (re)start, and once when that health has held for [`Policy::health_holds`](super::machine::Policy::health_holds).
 pub fn run<S: System>(
     sys: &mut S,
     config: &Config,
-    on_health: &mut dyn FnMut(&str),
+    on_health: &mut dyn FnMut(Health<'_>),
 ) -> Result<Power, SuperviseError> {
     let mut machine = Machine::new(config);
     let mut events = std::collections::VecDeque::new();
@@ -119,7 +128,7 @@ fn perform<S: System>(
     config: &Config,
     action: Action,
     events: &mut std::collections::VecDeque<Event>,
-    on_health: &mut dyn FnMut(&str),
+    on_health: &mut dyn FnMut(Health<'_>),
 ) -> Option<Result<Power, SuperviseError>> {
     match action {
         Action::Spawn => {
@@ -141,7 +150,8 @@ fn perform<S: System>(
                 Err(error) => Event::Unhealthy { error, at },
             });
         }
-        Action::HealthReached { version } => on_health(&version),
+        Action::HealthReached { version } => on_health(Health::Reached { version: &version }),
+        Action::HealthHeld { after } => on_health(Health::Held { after }),
         Action::PetWatchdog => {
             if let Err(e) = sys.pet_watchdog() {
                 sys.log(Level::Err, &format!("petting the watchdog: {e}"));
@@ -202,7 +212,7 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub fn supervise_as_pid1(
     mut config: Config,
     watchdog: Option<Watchdog>,
-    on_health: &mut dyn FnMut(&str),
+    on_health: &mut dyn FnMut(Health<'_>),
 ) -> Result<Power, SuperviseError> {
     if let Err(e) = super::signals::disable_ctrl_alt_del() {
         kmsg::warn(&format!(

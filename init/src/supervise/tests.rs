@@ -243,9 +243,14 @@ impl System for Fake {
 
 fn simulate(fake: &mut Fake, config: &Config) -> (Result<Power, SuperviseError>, Vec<String>) {
     let mut healthy = Vec::new();
-    let result = run(fake, config, &mut |v| healthy.push(v.to_owned()));
+    let result = run(fake, config, &mut |h| {
+        healthy.push(match h {
+            Health::Reached { version } => format!("healthy {version}"),
+            Health::Held { after } => format!("held {}", after.as_millis()),
+        })
+    });
     let mut ops = fake.ops.clone();
-    ops.extend(healthy.iter().map(|v| format!("healthy {v}")));
+    ops.extend(healthy);
     (result, ops)
 }
 
@@ -672,4 +677,86 @@ fn durations_in_log_lines() {
     for (d, want) in cases {
         assert_eq!(secs(d), want);
     }
+}
+
+/// Health that holds for `health_holds` is reported once; a death before that starts the
+/// wait over from the next answer; a shutdown cancels it.
+#[test]
+fn health_that_holds_is_reported_once() {
+    let mut c = config(&[]);
+    c.policy.health_holds = Some(Duration::from_secs(5));
+    let mut m = Machine::new(&c);
+    m.handle(Event::Tick { at: ms(0) });
+    m.handle(Event::Spawned {
+        pid: 100,
+        at: ms(0),
+    });
+    let healthy = |m: &mut Machine, at| {
+        effects(m.handle(Event::Healthy {
+            version: "2".into(),
+            at,
+        }))
+    };
+    assert_eq!(
+        healthy(&mut m, ms(300)),
+        [Action::HealthReached {
+            version: "2".into()
+        }]
+    );
+    assert_eq!(m.next_wake(), Some(ms(5300)));
+    // It dies at 2 s: the wait is over; the restart answers at 3.8 s.
+    m.handle(Event::Exited {
+        pid: 100,
+        exit: Exit::Code(1),
+        at: ms(2000),
+    });
+    assert_eq!(m.next_wake(), Some(ms(2500)), "only the restart is due");
+    assert_eq!(
+        effects(m.handle(Event::Tick { at: ms(2500) })),
+        [Action::Spawn]
+    );
+    m.handle(Event::Spawned {
+        pid: 101,
+        at: ms(2500),
+    });
+    assert_eq!(
+        effects(m.handle(Event::Tick { at: ms(5300) })),
+        [Action::Probe]
+    );
+    healthy(&mut m, ms(3800));
+    assert_eq!(m.next_wake(), Some(ms(8800)));
+    assert_eq!(effects(m.handle(Event::Tick { at: ms(8799) })), []);
+    assert_eq!(
+        effects(m.handle(Event::Tick { at: ms(8800) })),
+        [Action::HealthHeld {
+            after: Duration::from_secs(5)
+        }]
+    );
+    // Once: a later death and answer do not report it again.
+    m.handle(Event::Exited {
+        pid: 101,
+        exit: Exit::Code(1),
+        at: ms(20_000),
+    });
+    m.handle(Event::Tick { at: ms(20_500) });
+    m.handle(Event::Spawned {
+        pid: 102,
+        at: ms(20_500),
+    });
+    healthy(&mut m, ms(20_800));
+    assert_eq!(m.next_wake(), None);
+
+    // A shutdown before it holds cancels it.
+    let mut m = Machine::new(&c);
+    m.handle(Event::Tick { at: ms(0) });
+    m.handle(Event::Spawned {
+        pid: 100,
+        at: ms(0),
+    });
+    healthy(&mut m, ms(300));
+    m.handle(Event::Signal {
+        signal: Signal::Term,
+        at: ms(1000),
+    });
+    assert_eq!(m.next_wake(), Some(ms(1000) + c.policy.stop_timeout));
 }
