@@ -38,16 +38,6 @@
 //! [`Mode::NoModules`] accepts nothing but built-in options: it is how `scripts/build-kernel`
 //! verifies that every option it asked for survived `make olddefconfig`.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
