@@ -4,7 +4,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::wire::{
@@ -92,14 +91,14 @@ impl DeviceInfo {
         }
     }
 
-    /// Major number (the kernel's encoding decoded by libc's `major`).
+    /// Major number (the kernel's encoding, decoded as glibc's `major` does).
     pub fn major(&self) -> u32 {
-        libc::major(self.dev as libc::dev_t)
+        rustix::fs::major(self.dev)
     }
 
     /// Minor number.
     pub fn minor(&self) -> u32 {
-        libc::minor(self.dev as libc::dev_t)
+        rustix::fs::minor(self.dev)
     }
 
     /// `/dev/dm-<minor>`: the node devtmpfs makes for the device under `dev_root`
@@ -132,20 +131,47 @@ impl Ioctl for ControlFile {
         if buf.len() < wire::DM_IOCTL_SIZE {
             return Err(io::ErrorKind::InvalidInput.into());
         }
-        // SAFETY: `buf` is a live, exclusively borrowed allocation of `buf.len()` bytes,
-        // at least sizeof(struct dm_ioctl), whose `data_size` field (set by
+        let request = DmRequest {
+            opcode: command.request(),
+            buf,
+        };
+        // SAFETY: `request.buf` is a live, exclusively borrowed allocation of `buf.len()`
+        // bytes, at least sizeof(struct dm_ioctl), whose `data_size` field (set by
         // `wire::encode`) equals `buf.len()`; the kernel reads and writes at most
         // `data_size` bytes of it and keeps no reference after the call returns.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                command.request() as _,
-                buf.as_mut_ptr().cast::<libc::c_void>(),
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        unsafe { rustix::ioctl::ioctl(&self.file, request) }?;
+        Ok(())
+    }
+}
+
+/// One device-mapper ioctl: `_IOWR(0xfd, cmd, struct dm_ioctl)` on a buffer that is the
+/// header followed by the command's data. rustix's fixed-size patterns (`Updater`) do
+/// not fit a variable-length buffer, hence this small implementation of its trait.
+struct DmRequest<'a> {
+    opcode: rustix::ioctl::Opcode,
+    buf: &'a mut [u8],
+}
+
+// SAFETY: `as_ptr` points at the whole exclusively borrowed buffer, which outlives the
+// request; `IS_MUTATING` is true because the kernel writes its reply into it, and the
+// output is the ioctl's return value only (nothing is read back through the pointer here).
+unsafe impl rustix::ioctl::Ioctl for DmRequest<'_> {
+    type Output = ();
+
+    const IS_MUTATING: bool = true;
+
+    fn opcode(&self) -> rustix::ioctl::Opcode {
+        self.opcode
+    }
+
+    fn as_ptr(&mut self) -> *mut std::ffi::c_void {
+        self.buf.as_mut_ptr().cast()
+    }
+
+    unsafe fn output_from_ptr(
+        _: rustix::ioctl::IoctlOutput,
+        _: *mut std::ffi::c_void,
+    ) -> rustix::io::Result<()> {
         Ok(())
     }
 }
@@ -473,5 +499,20 @@ mod tests {
     fn opening_a_missing_control_node_names_it() {
         let err = Control::open_path(Path::new("/nonexistent/control")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/control"), "{err}");
+    }
+
+    /// The real ioctl path, on a node that is not device-mapper's: the kernel's ENOTTY
+    /// comes back as the error of the command that was sent.
+    #[test]
+    fn the_real_ioctl_reports_the_kernels_error() {
+        let control = Control::open_path(Path::new("/dev/null")).unwrap();
+        match control.version().unwrap_err() {
+            Error::Ioctl {
+                command: Command::Version,
+                source,
+                ..
+            } => assert_eq!(source.raw_os_error(), Some(25), "{source}"), // ENOTTY
+            e => panic!("unexpected {e:?}"),
+        }
     }
 }

@@ -9,6 +9,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 
+use rustix::io::Errno;
+
 use crate::control::Ioctl;
 use crate::wire::{
     self, Command, Target, DM_IOCTL_SIZE, FLAG_BUFFER_FULL, FLAG_READONLY, FLAG_SUSPEND,
@@ -110,17 +112,17 @@ impl Ioctl for FakeKernel {
             .borrow_mut()
             .push((command, req.name.clone(), req.flags));
         if self.fail == Some(command) {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            return Err(io::Error::from(Errno::INVAL));
         }
         let mut devices = self.devices.borrow_mut();
-        let enxio = || io::Error::from_raw_os_error(libc::ENXIO);
+        let enxio = || io::Error::from(Errno::NXIO);
         let mut flags = 0;
         let mut minor = 0;
         match command {
             Command::Version => {}
             Command::DevCreate => {
                 if devices.contains_key(&req.name) {
-                    return Err(io::Error::from_raw_os_error(libc::EBUSY));
+                    return Err(io::Error::from(Errno::BUSY));
                 }
                 minor = devices.len() as u32 + 3;
                 let dev = Dev {
@@ -134,7 +136,7 @@ impl Ioctl for FakeKernel {
                 // `next` is relative on load and absolute on status; they agree for the
                 // first target, and only single-target loads are decoded here.
                 if req.target_count != 1 {
-                    return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+                    return Err(io::Error::from(Errno::OPNOTSUPP));
                 }
                 let targets = wire::decode_targets(buf, &req).map_err(bad)?;
                 dev.inactive = Some((targets, req.flags & FLAG_READONLY != 0));
@@ -143,7 +145,7 @@ impl Ioctl for FakeKernel {
             Command::DevSuspend => {
                 let dev = devices.get_mut(&req.name).ok_or_else(enxio)?;
                 if req.flags & FLAG_SUSPEND != 0 {
-                    return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+                    return Err(io::Error::from(Errno::OPNOTSUPP));
                 }
                 dev.live = Some(dev.inactive.take().ok_or_else(enxio)?);
                 minor = dev.minor;
@@ -165,7 +167,7 @@ impl Ioctl for FakeKernel {
             }
         }
         put32(buf, OFF_FLAGS, flags)?;
-        let dev: u64 = libc::makedev(253, minor);
+        let dev: u64 = rustix::fs::makedev(253, minor);
         put(buf, OFF_DEV, &dev.to_ne_bytes())?;
         let size = buf.len() as u32;
         put32(buf, OFF_DATA_SIZE, size)

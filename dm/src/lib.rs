@@ -33,16 +33,6 @@
 //! Parameters are never logged or shown by `Debug`, buffers that held them are zeroed
 //! after use, and table loads pass `DM_SECURE_DATA_FLAG` so the kernel wipes its copies.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
-
 mod control;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;

@@ -42,16 +42,6 @@
 //! I/O goes through [`BlockIo`], implemented for [`std::fs::File`] and for the
 //! fault-injecting [`testing::MemDisk`].
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
-
 mod crc32;
 mod entry;
 mod guid;

@@ -2,6 +2,15 @@
 //! clean table and from each repair case: the disk must always read back as exactly the
 //! old or exactly the new table.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod support;
 
 use gpt::testing::MemDisk;

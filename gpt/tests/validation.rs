@@ -2,6 +2,15 @@
 //! (CRCs recomputed so only the intended check can fail), and the reader must name that
 //! problem, fall back to the backup, and keep the table.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod support;
 
 use gpt::testing::MemDisk;

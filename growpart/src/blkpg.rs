@@ -7,75 +7,52 @@
 
 #![allow(unsafe_code)]
 
+use std::ffi::{c_char, c_int, c_longlong, c_void};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 
-/// `_IO(0x12, 104)`, include/uapi/linux/fs.h.
-const BLKSSZGET: u32 = 0x1268;
+use rustix::ioctl::{Getter, Opcode, Setter};
+
 /// `_IO(0x12, 94)`, include/uapi/linux/fs.h.
-const BLKROGET: u32 = 0x125e;
+const BLKROGET: Opcode = 0x125e;
 /// `_IO(0x12, 105)`, include/uapi/linux/fs.h.
-const BLKPG: u32 = 0x1269;
+const BLKPG: Opcode = 0x1269;
 /// include/uapi/linux/blkpg.h.
-const BLKPG_ADD_PARTITION: libc::c_int = 1;
+const BLKPG_ADD_PARTITION: c_int = 1;
 /// include/uapi/linux/blkpg.h.
-const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
+const BLKPG_RESIZE_PARTITION: c_int = 3;
 
 /// `struct blkpg_ioctl_arg`.
 #[repr(C)]
 struct BlkpgIoctlArg {
-    op: libc::c_int,
-    flags: libc::c_int,
-    datalen: libc::c_int,
-    data: *mut libc::c_void,
+    op: c_int,
+    flags: c_int,
+    datalen: c_int,
+    data: *mut c_void,
 }
 
 /// `struct blkpg_partition`.
 #[repr(C)]
 struct BlkpgPartition {
     /// Start in bytes.
-    start: libc::c_longlong,
+    start: c_longlong,
     /// Length in bytes.
-    length: libc::c_longlong,
-    pno: libc::c_int,
-    devname: [libc::c_char; 64],
-    volname: [libc::c_char; 64],
+    length: c_longlong,
+    pno: c_int,
+    devname: [c_char; 64],
+    volname: [c_char; 64],
 }
 
-/// Logical sector size of the block device `disk`.
+/// Logical sector size of the block device `disk` (BLKSSZGET).
 pub fn logical_sector_size(disk: &File) -> io::Result<u32> {
-    let mut size: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one `int` through the pointer, which points at `size`, a
-    // live, aligned c_int; the fd is owned by `disk` for the duration of the call.
-    let rc = unsafe {
-        libc::ioctl(
-            disk.as_raw_fd(),
-            BLKSSZGET as libc::Ioctl,
-            &mut size as *mut libc::c_int,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    u32::try_from(size).map_err(|_| io::Error::other(format!("BLKSSZGET returned {size}")))
+    Ok(rustix::fs::ioctl_blksszget(disk)?)
 }
 
 /// Whether the block device `disk` is read-only (BLKROGET).
 pub fn is_read_only(disk: &File) -> io::Result<bool> {
-    let mut ro: libc::c_int = 0;
-    // SAFETY: BLKROGET writes one `int` through the pointer, which points at `ro`, a live,
-    // aligned c_int; the fd is owned by `disk` for the duration of the call.
-    let rc = unsafe {
-        libc::ioctl(
-            disk.as_raw_fd(),
-            BLKROGET as libc::Ioctl,
-            &mut ro as *mut libc::c_int,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: BLKROGET is a getter that writes one `int` (include/uapi/linux/fs.h), the
+    // output type given here; rustix passes a pointer to its own, live output slot.
+    let ro = unsafe { rustix::ioctl::ioctl(disk, Getter::<BLKROGET, c_int>::new()) }?;
     Ok(ro != 0)
 }
 
@@ -92,35 +69,27 @@ pub fn add_partition(disk: &File, pno: u32, start: u64, length: u64) -> io::Resu
     blkpg(disk, BLKPG_ADD_PARTITION, pno, start, length)
 }
 
-fn blkpg(disk: &File, op: libc::c_int, pno: u32, start: u64, length: u64) -> io::Result<()> {
+fn blkpg(disk: &File, op: c_int, pno: u32, start: u64, length: u64) -> io::Result<()> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
     let mut part = BlkpgPartition {
         start: i64::try_from(start).map_err(|_| invalid("partition start overflows"))?,
         length: i64::try_from(length).map_err(|_| invalid("partition length overflows"))?,
-        pno: libc::c_int::try_from(pno).map_err(|_| invalid("partition number overflows"))?,
+        pno: c_int::try_from(pno).map_err(|_| invalid("partition number overflows"))?,
         devname: [0; 64],
         volname: [0; 64],
     };
-    let mut arg = BlkpgIoctlArg {
+    let arg = BlkpgIoctlArg {
         op,
         flags: 0,
-        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        datalen: std::mem::size_of::<BlkpgPartition>() as c_int,
         data: (&mut part as *mut BlkpgPartition).cast(),
     };
-    // SAFETY: BLKPG reads a `struct blkpg_ioctl_arg` through the pointer, and through its
-    // `data` field `datalen` bytes of a `struct blkpg_partition`. Both are #[repr(C)]
-    // copies of the uapi structs, live on this stack frame until the call returns, and the
-    // kernel does not keep the pointers. The fd is owned by `disk`.
-    let rc = unsafe {
-        libc::ioctl(
-            disk.as_raw_fd(),
-            BLKPG as libc::Ioctl,
-            &mut arg as *mut BlkpgIoctlArg,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: BLKPG reads a `struct blkpg_ioctl_arg` through the pointer (rustix's Setter
+    // holds `arg` and passes its address), and through its `data` field `datalen` bytes of
+    // a `struct blkpg_partition`. Both are #[repr(C)] copies of the uapi structs, live
+    // until the call returns (`part` on this stack frame), and the kernel writes to
+    // neither and keeps no pointer.
+    unsafe { rustix::ioctl::ioctl(disk, Setter::<BLKPG, BlkpgIoctlArg>::new(arg)) }?;
     Ok(())
 }
 

@@ -89,13 +89,13 @@ pub fn run(cmd: &ToolCommand, root: &Path) -> Result<(), Error> {
             source: io::ErrorKind::InvalidInput.into(),
         })?;
         // SAFETY: the closure runs in the forked child before exec and only calls chroot(2)
-        // and chdir(2), both async-signal-safe, on a CString allocated before the fork; it
-        // touches no locks or allocator state.
+        // and chdir(2), both async-signal-safe raw syscalls in rustix, on a CString
+        // allocated before the fork (a `&CStr` path is passed through without allocating);
+        // it touches no locks or allocator state.
         unsafe {
             c.pre_exec(move || {
-                if libc::chroot(dir.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                rustix::process::chroot(dir.as_c_str())?;
+                rustix::process::chdir(c"/")?;
                 Ok(())
             });
         }

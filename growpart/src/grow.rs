@@ -207,7 +207,8 @@ fn gpt_error(e: gpt::Error) -> Error {
 }
 
 fn is_read_only_error(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
+    e.kind() == io::ErrorKind::PermissionDenied
+        || e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
 }
 
 /// Opens `device` for growing: read-write, or read-only for a dry run. A device or file

@@ -25,16 +25,6 @@
 //!
 //! PID 1 calls [`grow_data`]; the `growpart` binary is a thin CLI over [`grow_device`].
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
-
 pub mod blkpg;
 pub mod crypt;
 pub mod fs;

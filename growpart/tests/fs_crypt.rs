@@ -2,6 +2,15 @@
 //! real resize2fs) and the dm-crypt mapping (through a recording double; dm itself is
 //! tested in QEMU guests).
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,15 @@
 //! growpart against images made by `sgdisk` and enlarged with `truncate`, 512- and
 //! 4096-byte sectors (the 4096 ones through the sector-size shim, see gpt's tests).
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 #[path = "../../gpt/tests/support/mod.rs"]
 mod support;
 

@@ -5,6 +5,15 @@
 //! loads: with modules allowed nothing required may be missing, and exactly those options must
 //! be reported as modules; with `--no-modules` exactly the required ones must be errors.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;

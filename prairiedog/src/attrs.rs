@@ -50,6 +50,7 @@ impl SlotAttrs {
     }
 
     /// Decodes the A/B fields of a GPT attribute word.
+    #[cfg_attr(feature = "no-panic", no_panic::no_panic)]
     pub fn from_word(word: u64) -> Self {
         // The masks make every cast lossless.
         Self {
@@ -61,6 +62,7 @@ impl SlotAttrs {
     }
 
     /// Returns `word` with bits 48-59 replaced by these fields and every other bit unchanged.
+    #[cfg_attr(feature = "no-panic", no_panic::no_panic)]
     pub fn apply(self, word: u64) -> u64 {
         (word & !OWNED_MASK)
             | (u64::from(self.priority) << PRIORITY_SHIFT)

@@ -145,6 +145,7 @@ pub struct Selection {
 /// Which slot the rules choose for `words` (see the module docs). `keep` is the running slot
 /// after a bootloader fallback (used only when no slot is eligible). Does not change the words:
 /// a demotion is reported in [`Selection::crash_loop`] for the caller to apply.
+#[cfg_attr(feature = "no-panic", no_panic::no_panic)]
 pub fn select(words: SlotWords, unhealthy_limit: u8, keep: Option<Slot>) -> Selection {
     let limit = unhealthy_limit.clamp(1, MAX_UNHEALTHY);
     let (a, b) = (words.attrs(Slot::A), words.attrs(Slot::B));
@@ -226,6 +227,7 @@ pub fn select(words: SlotWords, unhealthy_limit: u8, keep: Option<Slot>) -> Sele
 /// In every row PID 1 then applies [`decide`] and rewrites grubenv with `liftoff_pending=0` and
 /// `liftoff_slot=`[`Decision::next`]. GRUB must leave `liftoff_slot` alone when it falls back,
 /// otherwise the second row is indistinguishable from the first.
+#[cfg_attr(feature = "no-panic", no_panic::no_panic)]
 pub fn bootloader_fell_back(booted: Slot, grub_slot: Option<Slot>, pending: Option<bool>) -> bool {
     pending == Some(true) && grub_slot == Some(booted.other())
 }
@@ -312,6 +314,7 @@ impl Decision {
 }
 
 /// The boot decision (see the module docs). Pure: does not write to the disk.
+#[cfg_attr(feature = "no-panic", no_panic::no_panic)]
 pub fn decide(words: SlotWords, booted: Slot, fell_back: bool, unhealthy_limit: u8) -> Decision {
     let mut new = words;
     let fallback = fell_back.then(|| {

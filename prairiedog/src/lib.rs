@@ -56,15 +56,6 @@
 //! back. If the rules pick the other slot ([`decide::Action::Reboot`]: a crash loop, or the
 //! other slot has the higher priority and can boot) PID 1 reboots instead of mounting a root
 //! that does not belong to the running kernel.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 pub mod attrs;
 pub mod boot;

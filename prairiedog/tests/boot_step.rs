@@ -1,6 +1,15 @@
 //! PID 1's boot step on an sgdisk image and a grub-editenv grubenv: the fallback is detected
 //! from grubenv, recorded in the GPT, and grubenv is rewritten for GRUB.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::*;

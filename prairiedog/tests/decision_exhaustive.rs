@@ -2,6 +2,15 @@
 //! the crate's documented reading of it) over every pair of attribute words that differ in the
 //! fields we own: 4096 x 4096 pairs, both booted slots, bootloader fallback or not.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use prairiedog::attrs::{SlotAttrs, OWNED_MASK};
 use prairiedog::decide::{decide, Action, Counted, SlotWords, DEFAULT_UNHEALTHY_LIMIT};
 use prairiedog::Slot;

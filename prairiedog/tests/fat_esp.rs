@@ -2,6 +2,15 @@
 //! by mtools (both installed by scripts/setup), as GRUB's save_env does: FAT12, FAT16 and
 //! FAT32, in the root and in a subdirectory, with a fragmented cluster chain, at an offset.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::run;

@@ -1,6 +1,15 @@
 //! grubenv against the real `grub-editenv` (grub-common, installed by scripts/setup): the bytes
 //! we write are the bytes it writes, it lists what we wrote, and we read what it wrote.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use prairiedog::grubenv::{self, GrubEnv};
 use prairiedog::Slot;
 use std::path::Path;

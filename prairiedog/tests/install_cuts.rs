@@ -3,6 +3,15 @@
 //! untouched old state; B marked valid (one try) only with every partition holding the new
 //! image.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::*;

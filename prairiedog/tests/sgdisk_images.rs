@@ -1,6 +1,15 @@
 //! The disk layer on images made by the real sgdisk: 512- and 4096-byte sectors, a corrupt
 //! primary, a corrupt backup, both corrupt, and two disks with the same GUIDs.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::*;

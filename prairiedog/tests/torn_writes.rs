@@ -2,6 +2,15 @@
 //! buffer), starting from a clean table, a corrupt primary and a corrupt backup: the table is
 //! always readable afterwards and holds the old or the new state.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::*;

@@ -3,13 +3,15 @@
 
 #![allow(unsafe_code)]
 
+use std::ffi::c_void;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+
+use rustix::mm::{MapFlags, ProtFlags};
 
 /// A read-only, shared mapping of `len` bytes of a file, unmapped on drop.
 #[derive(Debug)]
 pub struct Mapped {
-    ptr: *mut libc::c_void,
+    ptr: *mut c_void,
     map_len: usize,
     skip: usize,
     len: usize,
@@ -30,28 +32,24 @@ impl Mapped {
         if len == 0 || end > size {
             return None;
         }
-        // SAFETY: sysconf has no preconditions.
-        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+        let page = u64::try_from(rustix::param::page_size()).ok()?;
         let aligned = offset - offset % page.max(1);
         let skip = usize::try_from(offset - aligned).ok()?;
         let map_len = skip.checked_add(len)?;
-        let file_offset = libc::off_t::try_from(aligned).ok()?;
         // SAFETY: a fresh PROT_READ mapping chosen by the kernel (null hint) of a valid,
         // open file descriptor; it aliases no Rust object. The range lies inside the
-        // file (checked above); the result is checked for MAP_FAILED.
+        // file (checked above); a failure (MAP_FAILED) comes back as an error.
         let ptr = unsafe {
-            libc::mmap(
+            rustix::mm::mmap(
                 std::ptr::null_mut(),
                 map_len,
-                libc::PROT_READ,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                file.as_raw_fd(),
-                file_offset,
+                ProtFlags::READ,
+                MapFlags::SHARED | MapFlags::POPULATE,
+                file,
+                aligned,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return None;
         }
+        .ok()?;
         Some(Self {
             ptr,
             map_len,
@@ -78,7 +76,7 @@ impl Drop for Mapped {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`map_len` are exactly what mmap returned and are unmapped once.
         // A failing munmap (impossible for a valid mapping) would only leak address space.
-        let _ = unsafe { libc::munmap(self.ptr, self.map_len) };
+        let _ = unsafe { rustix::mm::munmap(self.ptr, self.map_len) };
     }
 }
 

@@ -85,6 +85,17 @@ impl HashAlgorithm {
         }
     }
 
+    /// The algorithm called `name` (`sha1`, `sha256`, `sha512`): [`FromStr`] without the
+    /// owned error, for the allocation-free superblock decoder.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "sha1" => Some(Self::Sha1),
+            "sha256" => Some(Self::Sha256),
+            "sha512" => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
     /// Digest length in bytes.
     pub fn digest_size(self) -> usize {
         match self {
@@ -105,12 +116,7 @@ impl FromStr for HashAlgorithm {
     type Err = ParamError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sha1" => Ok(Self::Sha1),
-            "sha256" => Ok(Self::Sha256),
-            "sha512" => Ok(Self::Sha512),
-            other => Err(ParamError::Algorithm(other.to_owned())),
-        }
+        Self::from_name(s).ok_or_else(|| ParamError::Algorithm(s.to_owned()))
     }
 }
 
@@ -367,6 +373,7 @@ pub struct Params {
 
 impl Params {
     /// Checks every field: block sizes, data size, salt length.
+    #[cfg_attr(feature = "no-panic", no_panic::no_panic)]
     pub fn validate(&self) -> Result<(), ParamError> {
         if !block_size_ok(self.data_block_size) {
             return Err(ParamError::DataBlockSize(self.data_block_size.into()));

@@ -94,64 +94,122 @@ fn first_nonzero(bytes: &[u8], range: std::ops::Range<usize>) -> Option<usize> {
         .map(|i| start + i)
 }
 
+/// The fields of a superblock, checked for layout but still borrowed from the input.
+struct Fields<'a> {
+    hash_type: HashType,
+    uuid: Uuid,
+    algorithm: HashAlgorithm,
+    data_block_size: u32,
+    hash_block_size: u32,
+    data_blocks: u64,
+    salt: &'a [u8],
+}
+
+/// A layout error found by [`decode`]: a [`SuperblockError`] without its owned parts, which
+/// [`Superblock::parse`] adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Truncated(usize),
+    Signature,
+    Version(u32),
+    HashType(u32),
+    /// The 32-byte algorithm field at [`OFF_ALGORITHM`] is not a known, NUL-padded name.
+    AlgorithmField,
+    SaltSize(u16),
+    NonZeroPadding(usize),
+}
+
+/// The byte-level half of [`Superblock::parse`]: every offset, length and padding check,
+/// in the order the errors are reported. It allocates nothing, so that the `no-panic`
+/// feature can prove it free of panics (an allocation can always reach one).
+#[cfg_attr(feature = "no-panic", no_panic::no_panic)]
+fn decode(bytes: &[u8]) -> Result<Fields<'_>, Layout> {
+    let bytes = bytes
+        .get(..SUPERBLOCK_SIZE)
+        .ok_or(Layout::Truncated(bytes.len()))?;
+    if bytes.get(..8) != Some(SIGNATURE.as_slice()) {
+        return Err(Layout::Signature);
+    }
+    let version = u32::from_le_bytes(field(bytes, OFF_VERSION));
+    if version != VERSION {
+        return Err(Layout::Version(version));
+    }
+    let hash_type_number = u32::from_le_bytes(field(bytes, OFF_HASH_TYPE));
+    let hash_type =
+        HashType::from_number(hash_type_number).map_err(|_| Layout::HashType(hash_type_number))?;
+    let uuid = Uuid(field(bytes, OFF_UUID));
+
+    let alg_field: [u8; ALGORITHM_LEN] = field(bytes, OFF_ALGORITHM);
+    let name_len = alg_field
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(ALGORITHM_LEN);
+    let (name, rest) = alg_field.split_at(name_len);
+    if rest.is_empty() || rest.iter().any(|&b| b != 0) {
+        return Err(Layout::AlgorithmField);
+    }
+    let algorithm = std::str::from_utf8(name)
+        .ok()
+        .and_then(HashAlgorithm::from_name)
+        .ok_or(Layout::AlgorithmField)?;
+
+    let data_block_size = u32::from_le_bytes(field(bytes, OFF_DATA_BLOCK_SIZE));
+    let hash_block_size = u32::from_le_bytes(field(bytes, OFF_HASH_BLOCK_SIZE));
+    let data_blocks = u64::from_le_bytes(field(bytes, OFF_DATA_BLOCKS));
+    let salt_size = u16::from_le_bytes(field(bytes, OFF_SALT_SIZE));
+    if usize::from(salt_size) > MAX_SALT_SIZE {
+        return Err(Layout::SaltSize(salt_size));
+    }
+    let salt_end = OFF_SALT + usize::from(salt_size);
+    for range in [
+        OFF_PAD1..OFF_SALT,
+        salt_end..OFF_PAD2,
+        OFF_PAD2..SUPERBLOCK_SIZE,
+    ] {
+        if let Some(at) = first_nonzero(bytes, range) {
+            return Err(Layout::NonZeroPadding(at));
+        }
+    }
+    Ok(Fields {
+        hash_type,
+        uuid,
+        algorithm,
+        data_block_size,
+        hash_block_size,
+        data_blocks,
+        salt: bytes.get(OFF_SALT..salt_end).unwrap_or_default(),
+    })
+}
+
 impl Superblock {
     /// Decodes and validates the first 512 bytes of `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Self, SuperblockError> {
-        let bytes = bytes
-            .get(..SUPERBLOCK_SIZE)
-            .ok_or(SuperblockError::Truncated(bytes.len()))?;
-        if bytes.get(..8) != Some(SIGNATURE.as_slice()) {
-            return Err(SuperblockError::Signature);
-        }
-        let version = u32::from_le_bytes(field(bytes, OFF_VERSION));
-        if version != VERSION {
-            return Err(SuperblockError::Version(version));
-        }
-        let hash_type = HashType::from_number(u32::from_le_bytes(field(bytes, OFF_HASH_TYPE)))?;
-        let uuid = Uuid(field(bytes, OFF_UUID));
-
-        let alg_field: [u8; ALGORITHM_LEN] = field(bytes, OFF_ALGORITHM);
-        let name_len = alg_field
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(ALGORITHM_LEN);
-        let (name, rest) = alg_field.split_at(name_len);
-        let name_str = String::from_utf8_lossy(name).into_owned();
-        if rest.is_empty() || rest.iter().any(|&b| b != 0) {
-            return Err(SuperblockError::AlgorithmField(name_str));
-        }
-        let algorithm: HashAlgorithm = name_str
-            .parse()
-            .map_err(|_| SuperblockError::AlgorithmField(name_str.clone()))?;
-
-        let data_block_size = u32::from_le_bytes(field(bytes, OFF_DATA_BLOCK_SIZE));
-        let hash_block_size = u32::from_le_bytes(field(bytes, OFF_HASH_BLOCK_SIZE));
-        let data_blocks = u64::from_le_bytes(field(bytes, OFF_DATA_BLOCKS));
-        let salt_size = u16::from_le_bytes(field(bytes, OFF_SALT_SIZE));
-        if usize::from(salt_size) > MAX_SALT_SIZE {
-            return Err(SuperblockError::SaltSize(salt_size));
-        }
-        let salt_end = OFF_SALT + usize::from(salt_size);
-        for range in [
-            OFF_PAD1..OFF_SALT,
-            salt_end..OFF_PAD2,
-            OFF_PAD2..SUPERBLOCK_SIZE,
-        ] {
-            if let Some(at) = first_nonzero(bytes, range) {
-                return Err(SuperblockError::NonZeroPadding(at));
+        let fields = decode(bytes).map_err(|e| match e {
+            Layout::Truncated(n) => SuperblockError::Truncated(n),
+            Layout::Signature => SuperblockError::Signature,
+            Layout::Version(v) => SuperblockError::Version(v),
+            Layout::HashType(n) => SuperblockError::Param(ParamError::HashType(n)),
+            Layout::AlgorithmField => {
+                let alg_field: [u8; ALGORITHM_LEN] = field(bytes, OFF_ALGORITHM);
+                let name = alg_field.split(|&b| b == 0).next().unwrap_or_default();
+                SuperblockError::AlgorithmField(String::from_utf8_lossy(name).into_owned())
             }
-        }
-        let salt = Salt::new(bytes.get(OFF_SALT..salt_end).unwrap_or_default().to_vec())?;
+            Layout::SaltSize(n) => SuperblockError::SaltSize(n),
+            Layout::NonZeroPadding(at) => SuperblockError::NonZeroPadding(at),
+        })?;
         let params = Params {
-            hash_type,
-            algorithm,
-            data_block_size,
-            hash_block_size,
-            data_blocks,
-            salt,
+            hash_type: fields.hash_type,
+            algorithm: fields.algorithm,
+            data_block_size: fields.data_block_size,
+            hash_block_size: fields.hash_block_size,
+            data_blocks: fields.data_blocks,
+            salt: Salt::new(fields.salt.to_vec())?,
         };
         params.validate()?;
-        Ok(Self { uuid, params })
+        Ok(Self {
+            uuid: fields.uuid,
+            params,
+        })
     }
 
     /// Encodes the superblock. The parameters must be valid ([`Params::validate`]); the

@@ -1,6 +1,15 @@
 //! Corruption and bad input through the `verity` binary: each is reported with the block
 //! number or one clear error and a non-zero exit, and the data device is never written.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::fs;

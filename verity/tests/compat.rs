@@ -3,6 +3,15 @@
 //! write equals veritysetup's (same salt and UUID), the root hashes match, veritysetup
 //! verifies ours and we verify theirs.
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::ffi::OsString;
