@@ -211,18 +211,19 @@ pub fn copy_slot_a_to_b(disk: &BuiltDisk) -> Result<(), BootError> {
             "copying partition {from} to {to} in {}",
             disk.path.display()
         );
-        let mut buf = vec![0u8; 1024 * 1024];
+        const CHUNK: u64 = 1024 * 1024;
+        let mut buf = Vec::new();
         let mut done = 0u64;
         while done < len {
-            let n = buf.len().min((len - done) as usize);
-            let chunk = &mut buf[..n];
+            buf.resize(CHUNK.min(len - done) as usize, 0);
+            let chunk = buf.as_mut_slice();
             std::os::unix::fs::FileExt::read_exact_at(&f, chunk, src + done)
                 .map_err(io_err(what.clone()))?;
             if chunk.iter().any(|b| *b != 0) {
                 std::os::unix::fs::FileExt::write_all_at(&f, chunk, dst + done)
                     .map_err(io_err(what.clone()))?;
             }
-            done += n as u64;
+            done += buf.len() as u64;
         }
     }
     f.sync_all()

@@ -162,7 +162,8 @@ pub fn write_at(disk: &mut File, offset: u64, src: &Path) -> Result<u64, ImageEr
         if n == 0 {
             break;
         }
-        let chunk = &buf[..n];
+        // read() never returns more than the buffer holds.
+        let chunk = buf.get(..n).unwrap_or_default();
         if chunk.iter().any(|b| *b != 0) {
             disk.seek(SeekFrom::Start(pos))
                 .and_then(|_| disk.write_all(chunk))
@@ -237,7 +238,18 @@ pub fn build_disk(
         &spec.esp_files,
         work,
     )?;
-    write_at(&mut disk, extents[0].0, &esp)?;
+    // Where partition `number` starts: every partition of PARTITIONS was laid out above.
+    let start_of = |number: u32| {
+        (number as usize)
+            .checked_sub(1)
+            .and_then(|i| extents.get(i))
+            .map(|e| e.0)
+            .ok_or_else(|| ImageError::Io {
+                what: format!("laying out {}", out.display()),
+                source: io::Error::other(format!("partition {number} has no extent")),
+            })
+    };
+    write_at(&mut disk, start_of(ESP)?, &esp)?;
     if !spec.boot_a_files.is_empty() {
         let boot = work.join("boot-a.img");
         make_fat_tree(
@@ -248,10 +260,10 @@ pub fn build_disk(
             &spec.boot_a_files,
             work,
         )?;
-        write_at(&mut disk, extents[1].0, &boot)?;
+        write_at(&mut disk, start_of(BOOT_A)?, &boot)?;
     }
-    write_at(&mut disk, extents[2].0, root_image)?;
-    write_at(&mut disk, extents[3].0, &hash_image)?;
+    write_at(&mut disk, start_of(ROOT_A)?, root_image)?;
+    write_at(&mut disk, start_of(HASH_A)?, &hash_image)?;
 
     let private = work.join("private.img");
     let _ = std::fs::remove_file(&private);
@@ -274,7 +286,7 @@ pub fn build_disk(
         .arg(format!("hash_seed={private_uuid}"))
         .arg(&private)
         .env("E2FSPROGS_FAKE_TIME", "1"))?;
-    write_at(&mut disk, extents[7].0, &private)?;
+    write_at(&mut disk, start_of(PRIVATE)?, &private)?;
     disk.sync_all()
         .map_err(io_err(format!("syncing {}", out.display())))?;
     Ok(BuiltDisk {

@@ -62,10 +62,7 @@ pub fn grub_efi(arch: Arch) -> Result<PathBuf, ImageError> {
         .output()
         .map_err(io_err("running grub-mkimage (scripts/setup)"))?;
     key.update(&version.stdout);
-    let key: String = key.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = verity::hex::encode(key.finalize().get(..8).unwrap_or_default());
     let dir = artifacts::target_dir()
         .join("grub")
         .join(format!("{arch}-{key}"));

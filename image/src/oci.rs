@@ -192,11 +192,23 @@ enum Entry<'a> {
 }
 
 /// Writes `value` as a zero-padded octal number with a NUL into `field`.
+/// A value too wide for the field keeps its low digits.
 fn octal(field: &mut [u8], value: u64) {
-    let width = field.len() - 1;
-    let text = format!("{value:0width$o}");
-    field[..width].copy_from_slice(&text.as_bytes()[text.len() - width..]);
-    field[width] = 0;
+    let Some((nul, digits)) = field.split_last_mut() else {
+        return;
+    };
+    let text = format!("{value:0width$o}", width = digits.len());
+    for (digit, t) in digits.iter_mut().rev().zip(text.bytes().rev()) {
+        *digit = t;
+    }
+    *nul = 0;
+}
+
+/// Copies `text` into `h` from byte `at` on (the caller checked that it fits).
+fn put(h: &mut [u8], at: usize, text: &str) {
+    for (byte, t) in h.iter_mut().skip(at).zip(text.bytes()) {
+        *byte = t;
+    }
 }
 
 /// Appends one ustar entry (header, data, padding to 512 bytes) owned by root.
@@ -208,7 +220,7 @@ fn tar_entry(out: &mut Vec<u8>, name: &str, entry: Entry<'_>) -> Result<(), OciE
         return Err(too_long());
     }
     let mut h = [0u8; 512];
-    h[..name.len()].copy_from_slice(name.as_bytes());
+    put(&mut h, 0, name);
     let (mode, size, kind, data): (u32, u64, u8, &[u8]) = match entry {
         Entry::Dir => (0o755, 0, b'5', &[]),
         Entry::File { mode, data } => (mode, data.len() as u64, b'0', data),
@@ -216,7 +228,7 @@ fn tar_entry(out: &mut Vec<u8>, name: &str, entry: Entry<'_>) -> Result<(), OciE
             if target.len() > 100 {
                 return Err(too_long());
             }
-            h[157..157 + target.len()].copy_from_slice(target.as_bytes());
+            put(&mut h, 157, target);
             (0o777, 0, b'2', &[])
         }
     };

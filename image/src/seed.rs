@@ -5,9 +5,9 @@ use sha2::{Digest, Sha256};
 
 /// A GUID derived from the seed and a label (version 4 layout bits set).
 pub fn seeded_guid(seed: &str, label: &str) -> String {
-    let d = Sha256::digest(format!("{seed}/{label}").as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
+    let d: [u8; 32] = Sha256::digest(format!("{seed}/{label}").as_bytes()).into();
+    let [b @ .., _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _] = d;
+    let mut b: [u8; 16] = b;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     format!(

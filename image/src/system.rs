@@ -132,10 +132,7 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     for l in &spec.links {
         key.update(format!("{} -> {}", l.path, l.target));
     }
-    let key: String = key.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = verity::hex::encode(key.finalize().get(..8).unwrap_or_default());
     let dir = artifacts::target_dir()
         .join("vm-images")
         .join(format!("{}-{key}", spec.arch));

@@ -9,6 +9,15 @@
 //! thread that reads them, and a harness thread would otherwise take the process-directed
 //! ones (SIGCHLD, the program's `kill $PPID`).
 
+// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
+// but not the helpers and fixtures beside them, which are test code all the same.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,15 @@
 //! its key on PRIVATE, tmpfs and overlays, the bounding set); the busybox script only
 //! opens verity and mounts the root.
 
+// A benchmark run by hand on the host: a failed step ends it with the reason, so it may
+// unwrap, index and panic like a test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 use common::printk_of;

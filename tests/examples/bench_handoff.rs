@@ -10,6 +10,15 @@
 //! ordered after containerd.service loops on `ctr version` and writes a mark to /dev/kmsg
 //! the moment it succeeds.
 
+// A benchmark run by hand on the host: a failed step ends it with the reason, so it may
+// unwrap, index and panic like a test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

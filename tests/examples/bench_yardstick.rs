@@ -11,6 +11,15 @@
 //! opens and mounts the encrypted DATA partition and arms nothing else; the kernel path
 //! does none of that.
 
+// A benchmark run by hand on the host: a failed step ends it with the reason, so it may
+// unwrap, index and panic like a test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 use common::printk_of;

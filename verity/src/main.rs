@@ -595,10 +595,13 @@ fn table(cmd: TableCmd) -> Result<(), Failure> {
         None => t.line(),
     };
     if common.json {
-        let mut v = json!({"table": t.line()});
-        if let Some(name) = &dm_mod_create {
-            v["dm_mod_create"] = json!(t.dm_mod_create(name, dm_uuid.as_deref()));
-        }
+        let v = match &dm_mod_create {
+            Some(name) => json!({
+                "table": t.line(),
+                "dm_mod_create": t.dm_mod_create(name, dm_uuid.as_deref()),
+            }),
+            None => json!({"table": t.line()}),
+        };
         println!("{v}");
     } else {
         println!("{text}");

@@ -458,10 +458,7 @@ fn default_disk(arch: Arch, append: &str, work: &Path) -> Result<PathBuf, String
         boot.kernel.display()
     ));
     hasher.update(&boot.initramfs);
-    let key: String = hasher.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = verity::hex::encode(hasher.finalize().get(..8).unwrap_or_default());
     let cache = artifacts::target_dir().join("vm-images");
     std::fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
     let cached = cache.join(format!("boot-{arch}-{key}.img"));

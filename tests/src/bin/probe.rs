@@ -28,7 +28,8 @@ fn liftoff_log() -> Vec<String> {
         match kmsg.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                let record = String::from_utf8_lossy(&buf[..n]);
+                // read() never returns more than the buffer holds.
+                let record = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
                 if let Some(m) = liftoff_message(&record) {
                     out.push(m.to_owned());
                 }
