@@ -49,7 +49,8 @@ pub struct SystemSpec {
 /// The modules PID 1 loads on Debian's cloud kernel: virtio disks, device-mapper for
 /// verity and crypt, the XTS mode dm-crypt's aes-xts-plain64 needs (the kernel cannot
 /// load it on demand without modprobe), erofs for the root, overlay for /etc, and softdog
-/// for `liftoff.watchdog` on machines without a hardware watchdog.
+/// for `liftoff.watchdog` on machines without a hardware watchdog, and efivarfs for the
+/// firmware variables that name the boot disk (clones, Secure Boot's unified images).
 pub const SYSTEM_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -61,6 +62,7 @@ pub const SYSTEM_MODULES: &[&str] = &[
     "erofs",
     "overlay",
     "softdog",
+    "efivarfs",
 ];
 
 /// The architecture's AES and SHA-256 acceleration, for dm-crypt and dm-verity. On a CPU

@@ -269,13 +269,21 @@ fn find_disk(config: &Config) -> BootDisk {
         .map_or(DEFAULT_DEVICE_TIMEOUT, |s| {
             Duration::from_secs(u64::from(s))
         });
+    let mut firmware = disk::Efi {
+        sys: PathBuf::from("/sys"),
+    };
+    // Under Secure Boot the unified kernel image's own command line has no
+    // liftoff.boot_partuuid (it cannot know the partition); systemd-stub names the
+    // partition it was loaded from in LoaderDevicePartUUID.
+    let boot_partuuid = config.boot_partuuid.or_else(|| firmware.loader_partuuid());
     match disk::find_boot_disk(
         Path::new("/sys"),
         Path::new("/dev"),
-        config.boot_partuuid,
+        boot_partuuid,
         timeout,
         DEVICE_POLL,
         &mut disk::DeviceReader,
+        &mut firmware,
     ) {
         Ok(disk) => {
             kmsg::info(&format!(
@@ -286,7 +294,8 @@ fn find_disk(config: &Config) -> BootDisk {
             ));
             if !disk.ignored_clones.is_empty() {
                 kmsg::warn(&format!(
-                    "{} carry the same Liftoff partitions as {} (cloned volumes?): ignored, only {} is used",
+                    "{} carry the same Liftoff partitions as {} (cloned volumes?): ignored, \
+                     only {}, the disk the firmware booted, is used",
                     disk.ignored_clones.join(", "),
                     disk.disk.name,
                     disk.disk.name

@@ -77,6 +77,7 @@ const COMMON_MODULES: &[&str] = &[
     "CONFIG_VIRTIO_NET",
     "CONFIG_SOFT_WATCHDOG",
     "CONFIG_EFI_VARS_PSTORE",
+    "CONFIG_EFIVAR_FS",
 ];
 
 /// Recommended options the cloud kernels lack: no bootconfig, no AHCI, no i6300esb, and no

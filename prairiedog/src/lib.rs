@@ -63,6 +63,7 @@ pub mod bootconfig;
 pub mod cmdline;
 pub mod decide;
 pub mod disk;
+pub mod efi;
 pub mod fat;
 pub mod grubenv;
 pub mod host;

@@ -40,7 +40,8 @@ pub fn log_dir() -> PathBuf {
     artifacts::target_dir().join("vm-logs")
 }
 
-/// A raw disk image attached as a virtio block device.
+/// A raw disk image, attached as a virtio block device ([`VmConfig::disks`]) or as the
+/// namespace of an NVMe controller ([`VmConfig::nvme`]).
 #[derive(Debug, Clone)]
 pub struct Disk {
     pub path: PathBuf,
@@ -61,6 +62,10 @@ pub struct VmConfig {
     pub append: String,
     pub memory_mib: u32,
     pub disks: Vec<Disk>,
+    /// Disks on NVMe controllers of their own (namespace 1 each), after the virtio ones on
+    /// the PCI bus. With any of them, the virtio disks come first in the firmware's boot
+    /// order (`bootindex`).
+    pub nvme: Vec<Disk>,
     /// Extra QEMU arguments.
     pub extra: Vec<String>,
     /// A QMP socket for [`Vm::qmp`] (e.g. `block_resize` while the guest runs).
@@ -78,6 +83,7 @@ impl VmConfig {
             append: String::new(),
             memory_mib: 512,
             disks: Vec::new(),
+            nvme: Vec::new(),
             extra: Vec::new(),
             qmp: None,
             log: log.to_path_buf(),
@@ -120,22 +126,36 @@ impl VmConfig {
                     .to_owned(),
             );
         }
-        for (i, disk) in self.disks.iter().enumerate() {
+        let drive = |disk: &Disk, id: &str| {
             let mut drive = format!(
-                "file={},format=raw,if=none,id=disk{i},cache=unsafe",
+                "file={},format=raw,if=none,id={id},cache=unsafe",
                 disk.path.display()
             );
             if disk.read_only {
                 drive.push_str(",readonly=on");
             }
+            drive
+        };
+        for (i, disk) in self.disks.iter().enumerate() {
             args.push("-drive".into());
-            args.push(drive);
+            args.push(drive(disk, &format!("disk{i}")));
             let mut device = format!("virtio-blk-pci,drive=disk{i}");
             if let Some(serial) = &disk.serial {
                 device.push_str(&format!(",serial={serial}"));
             }
+            if !self.nvme.is_empty() {
+                device.push_str(&format!(",bootindex={i}"));
+            }
             args.push("-device".into());
             args.push(device);
+        }
+        for (i, disk) in self.nvme.iter().enumerate() {
+            args.push("-drive".into());
+            args.push(drive(disk, &format!("nvme{i}")));
+            // NVMe controllers must have a serial number.
+            let serial = disk.serial.clone().unwrap_or_else(|| format!("nvme{i}"));
+            args.push("-device".into());
+            args.push(format!("nvme,drive=nvme{i},serial={serial}"));
         }
         if let Some(qmp) = &self.qmp {
             args.push("-qmp".into());
@@ -467,5 +487,15 @@ mod tests {
              -drive file=/d.img,format=raw,if=none,id=disk0,cache=unsafe,readonly=on \
              -device virtio-blk-pci,drive=disk0,serial=boot"
         );
+        c.nvme.push(Disk {
+            path: "/n.img".into(),
+            read_only: false,
+            serial: None,
+        });
+        assert!(c.args().join(" ").ends_with(
+            "-device virtio-blk-pci,drive=disk0,serial=boot,bootindex=0 \
+             -drive file=/n.img,format=raw,if=none,id=nvme0,cache=unsafe \
+             -device nvme,drive=nvme0,serial=nvme0"
+        ));
     }
 }

@@ -85,6 +85,9 @@ struct Setup {
     /// Another Liftoff disk is attached before the boot disk: new GUIDs, grubenv
     /// `B`/`1`, no GRUB (so the firmware boots the second disk).
     other_disk_first: bool,
+    /// A byte-identical copy of the boot disk is attached on NVMe (later in the firmware's
+    /// boot order, first in the kernel's name order).
+    clone_on_nvme: bool,
     /// Replaces what slot A's command line gets after its slot keys (a later key wins, so
     /// this can break A's root hash).
     a_extra: Option<String>,
@@ -105,6 +108,7 @@ impl Default for Setup {
             words: None,
             kill_a: false,
             other_disk_first: false,
+            clone_on_nvme: false,
             a_extra: None,
             corrupt_root_a: false,
             b_extra: None,
@@ -231,6 +235,15 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         read_only: false,
         serial: Some("liftoff-boot".into()),
     });
+    if setup.clone_on_nvme {
+        let clone = work.join("clone.img");
+        std::fs::copy(&disk.path, &clone).unwrap();
+        config.nvme.push(Disk {
+            path: clone,
+            read_only: false,
+            serial: Some("clone".into()),
+        });
+    }
     let vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     Boot {
         vm,
@@ -456,6 +469,58 @@ fn vm_x86_64_firmware_uses_only_its_own_disk() {
         "liftoff_slot=B\nliftoff_pending=1\n"
     );
     assert_eq!(attributes(&other.path, disk::BOOT_A), word(1, 0, true, 0));
+}
+
+/// A byte-identical clone of the boot disk on NVMe (the kernel lists it first, as
+/// nvme0n1): PID 1 asks the firmware which disk it booted (BootCurrent's device path, the
+/// virtio disk's PCI slot), boots from that one and names the clone as ignored; nothing on
+/// the clone is written, not even GRUB's pending flag (issue 16: PID 1 used to take
+/// nvme0n1 and write its GPT, grubenv and DATA).
+#[test]
+fn vm_x86_64_firmware_tells_its_disk_from_a_clone_on_nvme() {
+    let mut b = boot(
+        Arch::X86_64,
+        "clone_nvme",
+        Setup {
+            clone_on_nvme: true,
+            ..Setup::default()
+        },
+    );
+    let r = report(&mut b);
+    assert_runs_slot(&b, &r, Slot::A);
+    assert!(
+        console_has(
+            &b,
+            "nvme0n1 carry the same Liftoff partitions as vda (cloned volumes?): ignored, \
+             only vda, the disk the firmware booted, is used"
+        ),
+        "log {}",
+        b.vm.log_path().display()
+    );
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+    // The clone: its GPT, grubenv and DATA as they were copied.
+    let clone = BuiltDisk {
+        path: b.work.join("clone.img"),
+        ..b.disk.clone()
+    };
+    assert_eq!(attributes(&clone.path, disk::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(
+        esp::read_grubenv(&clone, &b.work).unwrap(),
+        "liftoff_slot=A\nliftoff_pending=0\n"
+    );
+    let data_head = |path: &std::path::Path| {
+        let (offset, _) = clone.extent(disk::DATA);
+        let mut head = vec![0u8; 1 << 20];
+        std::os::unix::fs::FileExt::read_exact_at(
+            &std::fs::File::open(path).unwrap(),
+            &mut head,
+            offset,
+        )
+        .unwrap();
+        head.iter().any(|&b| b != 0)
+    };
+    assert!(!data_head(&clone.path), "the clone's DATA is blank");
+    assert!(data_head(&b.disk.path), "the boot disk's DATA was set up");
 }
 
 /// grubenv says B (an update: B has priority 2 and one try), nothing pending: GRUB boots B,
@@ -697,11 +762,9 @@ fn rollback(
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((a_word, word(1, 0, true, 0))),
-            kill_a: false,
-            other_disk_first: false,
             a_extra,
             corrupt_root_a: corrupt,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)

@@ -24,6 +24,7 @@
 //! | `Cmdline` (`CmdlineError`) | yes: the slot's kernel | reboot |
 //! | `Modules` (`ModuleError`) | yes: the slot's initramfs | reboot |
 //! | `Disk` (`NotFound`) | yes: the initramfs's drivers, or no disk at all | reboot |
+//! | `Disk` (`Ambiguous`): cloned disks the firmware cannot tell apart | no | stop: rebooting finds the same disks, booting one could write the wrong disk |
 //! | `Slots` (`SlotError`) | yes: the A/B state cannot be kept | reboot |
 //! | `Verity` (`VerityError`) | yes: ROOT, HASH, the trusted root hash | reboot |
 //! | `Root` (`RootError`) | yes: the slot's root | reboot |
@@ -38,6 +39,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::infra::kmsg;
+use crate::stage::disk::DiskError;
 use crate::stage::{BootError, Stage};
 
 /// What a failure means for the A/B state, once the slot stage has counted this boot.
@@ -60,6 +62,8 @@ pub enum Outcome {
     Reboot,
     /// Go on without what failed: rebooting either slot would fail the same way.
     Degraded,
+    /// Stop where we are: rebooting fails the same way, and going on could do harm.
+    Stop,
 }
 
 /// The failure policy: the outcome for a failed stage, by the kind of its error (the table
@@ -69,7 +73,8 @@ pub fn decide(error: &BootError) -> Outcome {
         BootError::ApiMounts(_) => Outcome::Reboot,
         BootError::Cmdline(_) => Outcome::Reboot,
         BootError::Modules(_) => Outcome::Reboot,
-        BootError::Disk(_) => Outcome::Reboot,
+        BootError::Disk(DiskError::NotFound(_)) => Outcome::Reboot,
+        BootError::Disk(DiskError::Ambiguous(_)) => Outcome::Stop,
         BootError::Slots(_) => Outcome::Reboot,
         BootError::Verity(_) => Outcome::Reboot,
         BootError::Root(_) => Outcome::Reboot,
@@ -100,6 +105,14 @@ pub fn degraded_line(stage: Stage, error: &dyn fmt::Display, without: &str) -> S
 /// [`decide`]'s outcome. Never returns: a stage whose failure can degrade the boot goes
 /// through [`degrade_or_fail`] instead, because only its caller can go on without it.
 pub fn fail(error: BootError) -> ! {
+    if decide(&error) == Outcome::Stop {
+        kmsg::error(&format!(
+            "stage {} failed: {error}; action: stop (rebooting would fail the same way)",
+            error.stage()
+        ));
+        rustix::fs::sync();
+        halt()
+    }
     let note = NOTE.lock().map(|n| n.clone()).unwrap_or_default();
     kmsg::error(&failure_line(error.stage(), &error, &note));
     reboot()
@@ -269,6 +282,11 @@ mod tests {
         for e in &degraded {
             assert_eq!(decide(e), Outcome::Degraded, "{e}");
         }
+        let clones = BootError::from(DiskError::Ambiguous(crate::stage::disk::Ambiguous {
+            disks: vec!["nvme0n1".into(), "vda".into()],
+            why: "the kernel was not booted through UEFI".into(),
+        }));
+        assert_eq!(decide(&clones), Outcome::Stop);
         assert_eq!(
             degraded_line(Stage::Data, &degraded[2], "DATA left untouched"),
             "stage data failed: /dev/vda9 holds data but no ext4 or xfs file system: \

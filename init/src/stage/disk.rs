@@ -2,11 +2,20 @@
 //! devtmpfs gives their nodes, and the GPT of each disk says whether it holds Liftoff's
 //! slot sets.
 //!
-//! The boot disk is the one whose BOOT partition has the unique GUID GRUB reported
-//! (`liftoff.boot_partuuid`); without it, the one disk that carries BOOT partitions. A
-//! second disk with the same GUIDs (a cloned volume) is never mixed in: every partition
-//! PID 1 uses comes from the one disk chosen here, and the clone is named in a warning.
-//! Disks appear while drivers probe, so the search repeats until a deadline.
+//! The boot disk is the one whose BOOT partition has the unique GUID the loader reported
+//! (`liftoff.boot_partuuid`, else the firmware variable `LoaderDevicePartUUID` that
+//! systemd-stub sets); without either, the one disk that carries BOOT partitions. Disks
+//! appear while drivers probe, so the search repeats until a deadline.
+//!
+//! A second disk with the same GUIDs (a cloned volume) is never mixed in: every partition
+//! PID 1 uses comes from the one disk chosen here. When several disks match, only the
+//! firmware can tell which one it booted: the device path of its `BootCurrent` load option
+//! (PCI devices from the root bridge down, then the NVMe namespace or SCSI target and LUN)
+//! is compared with each disk's place in sysfs. One match is the boot disk and the others
+//! are named in a warning; otherwise PID 1 refuses to guess and stops, naming the disks
+//! (booting the wrong one would write its A/B state and DATA). A clone probed before the
+//! boot disk has appeared at all is not caught: the firmware is asked only when two disks
+//! match.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gpt::{Guid, SectorSize};
+use prairiedog::efi::{self, Node};
 
 /// A whole disk as sysfs shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,16 +122,14 @@ pub struct Candidate {
 pub enum Choice {
     /// Exactly one disk matches.
     One(String),
-    /// Several disks match (cloned volumes): the first by name is used, the others never.
-    Clones {
-        chosen: String,
-        ignored: Vec<String>,
-    },
+    /// Several disks match: cloned volumes, or several Liftoff disks when no BOOT
+    /// partition was named. Only the firmware can tell which one it booted.
+    Several(Vec<String>),
     /// No disk matches (yet).
     None,
 }
 
-/// Chooses the boot disk among `candidates` (sorted by disk name).
+/// The disks among `candidates` (sorted by disk name) that can be the boot disk.
 pub fn choose(candidates: &[Candidate], boot_partuuid: Option<Guid>) -> Choice {
     let matching: Vec<&str> = candidates
         .iter()
@@ -134,11 +142,198 @@ pub fn choose(candidates: &[Candidate], boot_partuuid: Option<Guid>) -> Choice {
     match matching.as_slice() {
         [] => Choice::None,
         [one] => Choice::One((*one).to_owned()),
-        [first, rest @ ..] => Choice::Clones {
-            chosen: (*first).to_owned(),
-            ignored: rest.iter().map(|s| (*s).to_owned()).collect(),
-        },
+        several => Choice::Several(several.iter().map(|s| (*s).to_owned()).collect()),
     }
+}
+
+/// Where a disk sits on its buses, read off its device path in sysfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Location {
+    /// (device, function) of each PCI device from the root bridge down.
+    pub pci: Vec<(u8, u8)>,
+    /// The NVMe namespace (`nvme0n2`: 2).
+    pub nvme_nsid: Option<u32>,
+    /// SCSI target and LUN (`host:channel:target:lun`).
+    pub scsi: Option<(u16, u16)>,
+}
+
+/// Parses the target of `/sys/block/<name>` (`../devices/pci0000:00/0000:00:04.0/nvme/
+/// nvme0/nvme0n1`).
+pub fn parse_location(device_path: &str, name: &str) -> Location {
+    let mut loc = Location::default();
+    for part in device_path.split('/') {
+        // A PCI address: domain:bus:device.function, all hexadecimal.
+        let pci = part.split_once('.').and_then(|(dbd, function)| {
+            let mut fields = dbd.split(':');
+            let (_domain, _bus, device) = (fields.next()?, fields.next()?, fields.next()?);
+            if fields.next().is_some() || !part.starts_with(|c: char| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            Some((
+                u8::from_str_radix(device, 16).ok()?,
+                u8::from_str_radix(function, 16).ok()?,
+            ))
+        });
+        if let Some(p) = pci {
+            loc.pci.push(p);
+            continue;
+        }
+        // A SCSI device: host:channel:target:lun, all decimal.
+        let numbers: Vec<u32> = part.split(':').filter_map(|n| n.parse().ok()).collect();
+        if let ([_, _, target, lun], 4) = (numbers.as_slice(), part.split(':').count()) {
+            if let (Ok(t), Ok(l)) = (u16::try_from(*target), u16::try_from(*lun)) {
+                loc.scsi = Some((t, l));
+            }
+        }
+    }
+    if name.starts_with("nvme") {
+        loc.nvme_nsid = name
+            .rsplit_once('n')
+            .and_then(|(_, nsid)| nsid.parse().ok());
+    }
+    loc
+}
+
+/// The location of disk `name` from `<sys>/block/<name>`.
+pub fn location(sys: &Path, name: &str) -> Option<Location> {
+    let link = std::fs::read_link(sys.join("block").join(name)).ok()?;
+    Some(parse_location(&link.to_string_lossy(), name))
+}
+
+/// Whether the disk at `loc` is the device of the firmware's boot path `path`: the same
+/// PCI devices, and the same NVMe namespace or SCSI target and LUN where the path names
+/// one. `None` when the path names no PCI device (only a partition, or a network boot):
+/// it cannot tell disks apart.
+pub fn is_boot_device(path: &[Node], loc: &Location) -> Option<bool> {
+    let pci: Vec<(u8, u8)> = path
+        .iter()
+        .filter_map(|n| match *n {
+            Node::Pci { device, function } => Some((device, function)),
+            _ => None,
+        })
+        .collect();
+    if pci.is_empty() {
+        return None;
+    }
+    let same_namespace = path.iter().all(|n| match *n {
+        Node::Nvme { nsid } => loc.nvme_nsid == Some(nsid),
+        Node::Scsi { target, lun } => loc.scsi == Some((target, lun)),
+        _ => true,
+    });
+    Some(pci == loc.pci && same_namespace)
+}
+
+/// What the firmware knows about this boot (the effect [`find_boot_disk`] needs).
+pub trait Firmware {
+    /// The device path of the load option the firmware booted.
+    fn boot_path(&mut self) -> Result<Vec<Node>, String>;
+}
+
+/// The firmware's variables in efivarfs under `<sys>/firmware/efi/efivars`, mounted on
+/// first use (the `efivarfs` module is in the initramfs list).
+#[derive(Debug)]
+pub struct Efi {
+    pub sys: PathBuf,
+}
+
+impl Efi {
+    /// The efivarfs folder, mounted if it is not yet.
+    pub fn efivars(&self) -> Result<PathBuf, String> {
+        let dir = self.sys.join(efi::EFIVARS);
+        if !self.sys.join("firmware/efi").is_dir() {
+            return Err("the kernel was not booted through UEFI".to_owned());
+        }
+        let mounted = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+        if !mounted {
+            rustix::mount::mount(
+                "efivarfs",
+                &dir,
+                "efivarfs",
+                rustix::mount::MountFlags::NOSUID
+                    | rustix::mount::MountFlags::NODEV
+                    | rustix::mount::MountFlags::NOEXEC,
+                None,
+            )
+            .map_err(|e| format!("mounting efivarfs at {}: {e}", dir.display()))?;
+        }
+        Ok(dir)
+    }
+}
+
+impl Efi {
+    /// `LoaderDevicePartUUID`, when a loader set it; a firmware that has no variables, or
+    /// a variable that does not parse, is said in a warning and gives `None`.
+    pub fn loader_partuuid(&self) -> Option<Guid> {
+        if !self.sys.join("firmware/efi").is_dir() {
+            return None;
+        }
+        let found = self
+            .efivars()
+            .and_then(|dir| efi::loader_device_partuuid(&dir).map_err(|e| e.to_string()));
+        match found {
+            Ok(guid) => guid,
+            Err(e) => {
+                crate::infra::kmsg::warn(&format!("boot disk: {e}; looking for any Liftoff disk"));
+                None
+            }
+        }
+    }
+}
+
+impl Firmware for Efi {
+    fn boot_path(&mut self) -> Result<Vec<Node>, String> {
+        let efivars = self.efivars()?;
+        let (number, option) = efi::boot_current(&efivars).map_err(|e| e.to_string())?;
+        if option.path.is_empty() {
+            return Err(format!("Boot{number:04X} has an empty device path"));
+        }
+        Ok(option.path)
+    }
+}
+
+/// Picks, among the matching disks `names`, the one the firmware booted.
+fn firmware_choice(
+    sys: &Path,
+    names: &[String],
+    firmware: &mut impl Firmware,
+) -> Result<String, Ambiguous> {
+    let ambiguous = |why: String| Ambiguous {
+        disks: names.to_vec(),
+        why,
+    };
+    let path = firmware.boot_path().map_err(ambiguous)?;
+    let hits: Vec<&String> = names
+        .iter()
+        .filter(|n| location(sys, n).and_then(|l| is_boot_device(&path, &l)) == Some(true))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(ambiguous(format!(
+            "the firmware's boot device ({}) is none of them",
+            describe_path(&path)
+        ))),
+        _ => Err(ambiguous(format!(
+            "the firmware's boot device ({}) matches several",
+            describe_path(&path)
+        ))),
+    }
+}
+
+/// A device path in the firmware's own notation, for log lines.
+fn describe_path(path: &[Node]) -> String {
+    let nodes: Vec<String> = path
+        .iter()
+        .filter_map(|n| match *n {
+            Node::PciRoot { uid } => Some(format!("PciRoot({uid:#x})")),
+            Node::Pci { device, function } => Some(format!("Pci({device:#x},{function:#x})")),
+            Node::Nvme { nsid } => Some(format!("NVMe({nsid:#x})")),
+            Node::Scsi { target, lun } => Some(format!("Scsi({target:#x},{lun:#x})")),
+            Node::Sata { port } => Some(format!("Sata({port:#x})")),
+            Node::HardDrive { number, .. } => Some(format!("HD({number})")),
+            Node::Other { .. } => None,
+        })
+        .collect();
+    nodes.join("/")
 }
 
 /// Reads a disk's GPT (the effect [`find_boot_disk`] needs).
@@ -171,6 +366,44 @@ pub struct BootDisk {
     pub ignored_clones: Vec<String>,
 }
 
+/// The disk stage's failures.
+#[derive(Debug)]
+pub enum DiskError {
+    NotFound(NotFound),
+    Ambiguous(Ambiguous),
+}
+
+impl fmt::Display for DiskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiskError::NotFound(e) => write!(f, "{e}"),
+            DiskError::Ambiguous(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DiskError {}
+
+/// Several disks can be the boot disk and the firmware cannot tell which.
+#[derive(Debug)]
+pub struct Ambiguous {
+    pub disks: Vec<String>,
+    /// Why the firmware could not tell.
+    pub why: String,
+}
+
+impl fmt::Display for Ambiguous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} all carry the boot disk's Liftoff partitions (cloned volumes?) and {}: \
+             refusing to guess which one to boot and write",
+            self.disks.join(" and "),
+            self.why
+        )
+    }
+}
+
 #[derive(Debug)]
 pub struct NotFound {
     pub waited: Duration,
@@ -201,7 +434,8 @@ impl fmt::Display for NotFound {
     }
 }
 
-/// Looks for the boot disk until `timeout` has passed, checking again every `poll`.
+/// Looks for the boot disk until `timeout` has passed, checking again every `poll`; asks
+/// `firmware` when several disks match.
 pub fn find_boot_disk(
     sys: &Path,
     dev: &Path,
@@ -209,7 +443,8 @@ pub fn find_boot_disk(
     timeout: Duration,
     poll: Duration,
     reader: &mut impl GptReader,
-) -> Result<BootDisk, NotFound> {
+    firmware: &mut impl Firmware,
+) -> Result<BootDisk, DiskError> {
     let started = Instant::now();
     loop {
         let disks = scan(sys);
@@ -241,7 +476,12 @@ pub fn find_boot_disk(
         }
         let (chosen, ignored) = match choose(&candidates, boot_partuuid) {
             Choice::One(d) => (Some(d), Vec::new()),
-            Choice::Clones { chosen, ignored } => (Some(chosen), ignored),
+            Choice::Several(names) => {
+                let chosen =
+                    firmware_choice(sys, &names, firmware).map_err(DiskError::Ambiguous)?;
+                let ignored = names.into_iter().filter(|n| *n != chosen).collect();
+                (Some(chosen), ignored)
+            }
             Choice::None => (None, Vec::new()),
         };
         if let Some(name) = chosen {
@@ -257,11 +497,11 @@ pub fn find_boot_disk(
         }
         let waited = started.elapsed();
         if waited >= timeout {
-            return Err(NotFound {
+            return Err(DiskError::NotFound(NotFound {
                 waited,
                 boot_partuuid,
                 seen,
-            });
+            }));
         }
         std::thread::sleep(poll.min(timeout.saturating_sub(waited)));
     }
@@ -303,18 +543,12 @@ mod tests {
             (
                 &[c("vda", &[1, 2]), c("vdb", &[1, 2])],
                 Some(1),
-                Choice::Clones {
-                    chosen: "vda".into(),
-                    ignored: vec!["vdb".into()],
-                },
+                Choice::Several(vec!["vda".into(), "vdb".into()]),
             ),
             (
                 &[c("nvme0n1", &[1, 2]), c("nvme1n1", &[3, 4])],
                 None,
-                Choice::Clones {
-                    chosen: "nvme0n1".into(),
-                    ignored: vec!["nvme1n1".into()],
-                },
+                Choice::Several(vec!["nvme0n1".into(), "nvme1n1".into()]),
             ),
         ];
         for (cands, want, expected) in cases {
@@ -365,6 +599,174 @@ mod tests {
         std::fs::remove_dir_all(&sys).unwrap();
     }
 
+    /// Firmware that booted `path`, or cannot say.
+    struct FakeFirmware(Result<Vec<Node>, String>);
+    impl Firmware for FakeFirmware {
+        fn boot_path(&mut self) -> Result<Vec<Node>, String> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn locations_from_sysfs_device_paths() {
+        let cases = [
+            (
+                "../devices/pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n2",
+                "nvme0n2",
+                Location {
+                    pci: vec![(4, 0)],
+                    nvme_nsid: Some(2),
+                    scsi: None,
+                },
+            ),
+            (
+                "../devices/pci0000:00/0000:00:1c.0/0000:01:00.1/virtio3/block/vda",
+                "vda",
+                Location {
+                    pci: vec![(0x1c, 0), (0, 1)],
+                    ..Location::default()
+                },
+            ),
+            (
+                "../devices/pci0000:00/0000:00:05.0/virtio2/host0/target0:0:1/0:0:1:3/block/sda",
+                "sda",
+                Location {
+                    pci: vec![(5, 0)],
+                    scsi: Some((1, 3)),
+                    ..Location::default()
+                },
+            ),
+            (
+                "../devices/platform/4010000000.pcie/pci0000:00/0000:00:02.0/virtio1/block/vda",
+                "vda",
+                Location {
+                    pci: vec![(2, 0)],
+                    ..Location::default()
+                },
+            ),
+            (
+                "../devices/vbd-51712/block/xvda",
+                "xvda",
+                Location::default(),
+            ),
+        ];
+        for (path, name, want) in cases {
+            assert_eq!(parse_location(path, name), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_firmware_path_names_one_device() {
+        let nvme = |nsid| {
+            vec![
+                Node::PciRoot { uid: 0 },
+                Node::Pci {
+                    device: 4,
+                    function: 0,
+                },
+                Node::Nvme { nsid },
+            ]
+        };
+        let at = |pci: &[(u8, u8)], nsid: Option<u32>| Location {
+            pci: pci.to_vec(),
+            nvme_nsid: nsid,
+            scsi: None,
+        };
+        assert_eq!(
+            is_boot_device(&nvme(1), &at(&[(4, 0)], Some(1))),
+            Some(true)
+        );
+        assert_eq!(
+            is_boot_device(&nvme(2), &at(&[(4, 0)], Some(1))),
+            Some(false)
+        );
+        assert_eq!(is_boot_device(&nvme(1), &at(&[(3, 0)], None)), Some(false));
+        assert_eq!(
+            is_boot_device(&nvme(1), &at(&[(0x1c, 0), (4, 0)], Some(1))),
+            Some(false),
+            "the whole chain must match"
+        );
+        // A path of only a partition cannot tell disks apart.
+        let hd = [Node::HardDrive {
+            number: 1,
+            partuuid: Some(g(1)),
+        }];
+        assert_eq!(is_boot_device(&hd, &at(&[(4, 0)], Some(1))), None);
+        let scsi = [
+            Node::Pci {
+                device: 5,
+                function: 0,
+            },
+            Node::Scsi { target: 1, lun: 0 },
+        ];
+        let lun = |t, l| Location {
+            pci: vec![(5, 0)],
+            nvme_nsid: None,
+            scsi: Some((t, l)),
+        };
+        assert_eq!(is_boot_device(&scsi, &lun(1, 0)), Some(true));
+        assert_eq!(is_boot_device(&scsi, &lun(2, 0)), Some(false));
+    }
+
+    /// Two disks that both match, in a sysfs tree whose block entries link to their PCI
+    /// places: the firmware's path picks one, or the stage refuses naming both.
+    #[test]
+    fn clones_are_told_apart_by_the_firmware_or_refused() {
+        let sys = std::env::temp_dir().join(format!("liftoff-sysfs3-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&sys);
+        for (name, pci) in [
+            ("nvme0n1", "0000:00:04.0/nvme/nvme0"),
+            ("vda", "0000:00:03.0/virtio1/block"),
+        ] {
+            let dev = sys.join(format!("devices/pci0000:00/{pci}/{name}"));
+            std::fs::create_dir_all(&dev).unwrap();
+            std::fs::write(dev.join("size"), "100").unwrap();
+            std::fs::create_dir_all(sys.join("block")).unwrap();
+            std::os::unix::fs::symlink(
+                format!("../devices/pci0000:00/{pci}/{name}"),
+                sys.join("block").join(name),
+            )
+            .unwrap();
+        }
+        let names = ["nvme0n1".to_owned(), "vda".to_owned()];
+        let find = |firmware: Result<Vec<Node>, String>| {
+            firmware_choice(&sys, &names, &mut FakeFirmware(firmware))
+        };
+        let virtio = vec![
+            Node::PciRoot { uid: 0 },
+            Node::Pci {
+                device: 3,
+                function: 0,
+            },
+        ];
+        assert_eq!(find(Ok(virtio)).unwrap(), "vda");
+
+        let other = vec![Node::Pci {
+            device: 9,
+            function: 0,
+        }];
+        for (firmware, why) in [
+            (
+                Ok(other),
+                "the firmware's boot device (Pci(0x9,0x0)) is none of them",
+            ),
+            (
+                Err("the kernel was not booted through UEFI".to_owned()),
+                "the kernel was not booted through UEFI",
+            ),
+        ] {
+            let err = find(firmware).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "nvme0n1 and vda all carry the boot disk's Liftoff partitions (cloned \
+                     volumes?) and {why}: refusing to guess which one to boot and write"
+                )
+            );
+        }
+        std::fs::remove_dir_all(&sys).unwrap();
+    }
+
     struct NoDisks;
     impl GptReader for NoDisks {
         fn read(&mut self, _: &Disk, node: &Path) -> Result<gpt::Gpt, gpt::Error> {
@@ -387,6 +789,7 @@ mod tests {
             Duration::from_millis(30),
             Duration::from_millis(10),
             &mut NoDisks,
+            &mut FakeFirmware(Err("never asked".into())),
         )
         .unwrap_err();
         let msg = err.to_string();

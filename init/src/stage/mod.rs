@@ -83,7 +83,7 @@ pub enum BootError {
     ApiMounts(mounts::MountError),
     Cmdline(cmdline::CmdlineError),
     Modules(modules::ModuleError),
-    Disk(disk::NotFound),
+    Disk(disk::DiskError),
     Slots(slots::SlotError),
     Verity(verity::VerityError),
     Root(root::RootError),
@@ -148,7 +148,7 @@ macro_rules! stage_error {
 stage_error! {
     cmdline::CmdlineError => Cmdline,
     modules::ModuleError => Modules,
-    disk::NotFound => Disk,
+    disk::DiskError => Disk,
     slots::SlotError => Slots,
     verity::VerityError => Verity,
     root::RootError => Root,
