@@ -86,8 +86,9 @@ slot is marked successful the boot timeline is printed. --stay keeps the machine
 
 Exit status: 0 the host reached health; 1 it did not within the timeout; 2 usage or setup.";
 
-/// The line PID 1 logs when containerd answers and the slot is marked successful.
-const HEALTHY: &str = "answers: slot A marked successful";
+/// The line PID 1 logs when containerd answers and slot A is marked successful ("marked
+/// successful" on its first health, "was already marked successful" after).
+const HEALTHY: &str = "answers: slot A ";
 
 struct BuildArgs {
     arch: Arch,
