@@ -42,8 +42,8 @@
 pub mod device;
 pub mod geometry;
 pub mod image;
-pub mod mmap;
 pub mod params;
+pub mod sha256x4;
 pub mod superblock;
 pub mod table;
 pub mod tree;
