@@ -1,5 +1,6 @@
 //! The static binaries a guest runs, built by `scripts/build-guest` (or `scripts/test`)
-//! with `cargo build --release --target <arch>-unknown-linux-musl`.
+//! into `target/<arch>-unknown-linux-musl/guest/` (stripped copies of the `pid1` profile's
+//! build).
 
 use std::path::PathBuf;
 
@@ -14,18 +15,19 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Path of the release build of binary `name` for `arch`, or an error that says how to
+/// Path of the guest build of binary `name` for `arch`, or an error that says how to
 /// build it.
 pub fn musl_binary(arch: Arch, name: &str) -> Result<PathBuf, String> {
     let path = target_dir()
         .join(arch.musl_target())
-        .join("release")
+        .join("guest")
         .join(name);
     if path.is_file() {
         Ok(path)
     } else {
         Err(format!(
-            "{} is missing: run scripts/build-guest (cargo build --release --target {})",
+            "{} is missing: run scripts/build-guest (stripped copies of cargo build \
+             --profile pid1 --target {})",
             path.display(),
             arch.musl_target()
         ))
