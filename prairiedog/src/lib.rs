@@ -16,6 +16,7 @@
 //! - [`grubenv`]: GRUB's environment block, the bootloader's mirror of the decision.
 //! - [`bootconfig`]: the kernel's bootconfig format.
 //! - [`install`]: writing an update payload into the inactive slot, verified.
+//! - [`pe`]: the PE/COFF headers and sections of a unified kernel image.
 //! - [`boot`]: PID 1's boot step in one call (grubenv, decision, GPT).
 //! - [`host`]: the boot disk and the running slot from sysfs and the command line.
 //! - [`status`]: what `prairiedog status` shows.
@@ -73,6 +74,7 @@ pub mod fat;
 pub mod grubenv;
 pub mod host;
 pub mod install;
+pub mod pe;
 pub mod status;
 pub mod transition;
 
