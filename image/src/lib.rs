@@ -44,6 +44,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod oci;
 pub mod root;
+pub mod secureboot;
 pub mod seed;
 pub mod system;
 pub mod tool;

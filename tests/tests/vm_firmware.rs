@@ -11,14 +11,15 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use liftoff_image::boot::{self, Install};
+use liftoff_image::boot::{self, Install, SlotBoot};
 use liftoff_image::disk::{self, BuiltDisk, DiskSpec, Slot};
 use liftoff_image::kernel::Kernel;
 use liftoff_image::root::RootFsType;
+use liftoff_image::secureboot::KeySet;
 use liftoff_image::system::{self, BuiltSystem, RootFile, SystemSpec};
 use liftoff_image::{artifacts, esp, Arch};
 use liftoff_probe::Report;
-use liftoff_qemu::firmware;
+use liftoff_qemu::firmware::{self, Mode};
 use liftoff_qemu::vm::{Disk, Vm, VmConfig};
 
 /// A firmware boot to the probe takes 20-30 s under TCG; the deadline leaves room for a
@@ -83,6 +84,8 @@ struct Setup {
     corrupt_root_a: bool,
     /// Like `a_extra`, for slot B.
     b_extra: Option<String>,
+    /// Secure Boot enforced with the development keys (the default), or off.
+    firmware: Mode,
 }
 
 /// As `install` leaves a disk: grubenv on slot A, not pending; only slot A has a kernel;
@@ -99,6 +102,7 @@ impl Default for Setup {
             a_extra: None,
             corrupt_root_a: false,
             b_extra: None,
+            firmware: Mode::SecureBoot,
         }
     }
 }
@@ -131,8 +135,10 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         Env::Keys(slot, pending) => Some(esp::grubenv(Some(slot), Some(pending), &work).unwrap()),
         Env::Raw(bytes) => Some(bytes),
     };
+    let (keys, _) = KeySet::development().unwrap_or_else(|e| panic!("{e}"));
     let install = Install {
         arch,
+        keys: keys.clone(),
         grubenv,
         kernel: kernel.image.clone(),
         initramfs: system::initramfs(arch, &kernel).unwrap(),
@@ -141,12 +147,15 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     };
     boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
     if setup.kill_a {
-        let cmdline = boot::slot_cmdline(arch, Slot::A, &disk, &install.extra_cmdline);
-        let files: Vec<_> = boot::boot_files(&kernel.image, &[], &cmdline)
-            .unwrap()
-            .into_iter()
-            .filter(|(name, _)| name != "initramfs")
-            .collect();
+        let cmdline = install.cmdline(&disk, Slot::A);
+        let slot_boot = SlotBoot {
+            arch,
+            slot: Slot::A,
+            kernel: &kernel.image,
+            initramfs: None,
+            cmdline: &cmdline,
+        };
+        let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
         boot::write_fat_partition(&disk, disk::BOOT_A, "BOOT-A", &files, &work)
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -155,8 +164,16 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     }
     for (slot, extra) in [(Slot::A, &setup.a_extra), (Slot::B, &setup.b_extra)] {
         let Some(extra) = extra else { continue };
-        let cmdline = boot::slot_cmdline(arch, slot, &disk, extra);
-        let files = boot::boot_files(&kernel.image, &install.initramfs, &cmdline).unwrap();
+        let uuid = disk.partuuid(slot.boot_partition());
+        let cmdline = boot::slot_cmdline(arch, slot, &disk, Some(uuid), extra);
+        let slot_boot = SlotBoot {
+            arch,
+            slot,
+            kernel: &kernel.image,
+            initramfs: Some(&install.initramfs),
+            cmdline: &cmdline,
+        };
+        let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
         let label = format!("BOOT-{}", slot.name());
         boot::write_fat_partition(&disk, slot.boot_partition(), &label, &files, &work)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -180,8 +197,8 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         set_attributes(&disk.path, disk::BOOT_B, b);
     }
     let vars = work.join("vars.fd");
-    firmware::fresh_vars(arch, &vars).unwrap_or_else(|e| panic!("{e}"));
-    let mut config = firmware::vm_config(arch, &vars, &work.join("console.log"));
+    firmware::fresh_vars(arch, setup.firmware, &keys, &vars).unwrap_or_else(|e| panic!("{e}"));
+    let mut config = firmware::vm_config(arch, setup.firmware, &vars, &work.join("console.log"));
     let other = setup.other_disk_first.then(|| {
         let other = BuiltDisk {
             path: work.join("other.img"),
@@ -272,7 +289,7 @@ fn assert_runs_slot(b: &Boot, r: &Report, slot: Slot) {
     assert_eq!(
         cmdline_value(r, "liftoff.boot_partuuid"),
         Some(b.disk.partuuid(slot.boot_partition())),
-        "GRUB's probe --part-uuid names the BOOT partition it loaded from"
+        "the slot's signed command line names its BOOT partition"
     );
     assert_eq!(cmdline_value(r, "liftoff.handoff"), Some(PROBE));
     let root = r.mount("/").expect("/ mounted");
@@ -531,10 +548,7 @@ fn vm_x86_64_firmware_rewrites_a_broken_grubenv() {
     assert_runs_slot(&b, &r, Slot::B);
     // B spent its only try: should it die before health, GRUB boots A.
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
-    assert_eq!(
-        attributes(&b.disk.path, disk::BOOT_B),
-        word(2, 0, false, 0)
-    );
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(2, 0, false, 0));
 }
 
 /// No grubenv on the ESP after an update to slot B: GRUB boots slot A, and PID 1 cannot
@@ -568,10 +582,7 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
     );
     assert_runs_slot(&b, &r, Slot::A);
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
-    assert_eq!(
-        attributes(&b.disk.path, disk::BOOT_B),
-        word(2, 1, false, 0)
-    );
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(2, 1, false, 0));
 }
 
 /// Neither slot has a kernel: GRUB says so and reboots (QEMU's -no-reboot ends it) instead
@@ -698,7 +709,7 @@ fn rollback(
             other_disk_first: false,
             a_extra,
             corrupt_root_a: corrupt,
-            b_extra: None,
+            ..Setup::default()
         },
     );
     b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)

@@ -8,6 +8,7 @@ use crate::disk::DiskSpec;
 use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
 use crate::root::RootFsType;
+use crate::secureboot::KeySet;
 use crate::{artifacts, system, Arch};
 
 /// What a slot boots: the kernel image, the initramfs and what is added to the command line.
@@ -92,6 +93,11 @@ pub struct ImageSpec {
     /// Seed of every GUID, UUID and salt.
     pub seed: String,
     pub boot: BootSpec,
+    /// Signs shim, GRUB and the slot's unified kernel image.
+    pub keys: KeySet,
+    /// Update payloads only: the unique GUID of the BOOT partition the payload goes to, put
+    /// on the UKI's command line (`liftoff.boot_partuuid=`); a disk build names its own.
+    pub boot_partuuid: Option<String>,
     pub esp_mib: u64,
     pub boot_mib: u64,
     pub private_mib: u64,
@@ -101,7 +107,7 @@ pub struct ImageSpec {
 impl ImageSpec {
     /// The defaults of DESIGN.md section 3 (ESP and PRIVATE 16 MiB, BOOT 64 MiB), erofs, a
     /// 64 MiB DATA (PID 1 grows it to fill the disk), seed `liftoff`.
-    pub fn new(arch: Arch, root: &Path, boot: BootSpec) -> ImageSpec {
+    pub fn new(arch: Arch, root: &Path, boot: BootSpec, keys: KeySet) -> ImageSpec {
         let disk = DiskSpec::default();
         ImageSpec {
             arch,
@@ -109,6 +115,8 @@ impl ImageSpec {
             fs: RootFsType::Erofs,
             seed: disk.seed,
             boot,
+            keys,
+            boot_partuuid: None,
             esp_mib: disk.esp_mib,
             boot_mib: disk.boot_mib,
             private_mib: disk.private_mib,
