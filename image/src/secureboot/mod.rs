@@ -33,6 +33,8 @@ use crate::tool::{io_err, run, ImageError};
 use crate::Arch;
 
 pub use keys::KeySet;
+/// The PE reader the builder places sections with (prairiedog's, which checks payloads).
+pub use prairiedog::pe;
 
 /// The `objcopy` that writes PE images of `arch`.
 pub(crate) fn objcopy(arch: Arch) -> &'static str {
