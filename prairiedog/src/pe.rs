@@ -50,6 +50,8 @@ pub struct PeInfo {
     pub machine: u16,
     pub image_base: u64,
     pub section_alignment: u32,
+    /// File offset of the COFF header's `TimeDateStamp` field.
+    pub timestamp_offset: usize,
     /// File offset of the optional header's `CheckSum` field.
     pub checksum_offset: usize,
     /// File offset of data directory 4 (the certificate table: offset and size).
@@ -82,6 +84,20 @@ fn u64_at(b: &[u8], at: usize, what: &'static str) -> Result<u64, PeError> {
         .ok_or(PeError::Truncated { what })
 }
 
+/// The NUL-terminated name at `offset` in the string table at `table`.
+fn long_name(image: &[u8], table: usize, offset: usize) -> Result<String, PeError> {
+    let what = "string table";
+    let start = table
+        .checked_add(offset)
+        .ok_or(PeError::Truncated { what })?;
+    let rest = image.get(start..).ok_or(PeError::Truncated { what })?;
+    let len = rest
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or(PeError::Truncated { what })?;
+    Ok(String::from_utf8_lossy(rest.get(..len).unwrap_or_default()).into_owned())
+}
+
 impl PeInfo {
     /// Reads the headers and the section table of `image`.
     pub fn parse(image: &[u8]) -> Result<PeInfo, PeError> {
@@ -95,6 +111,11 @@ impl PeInfo {
         let coff = pe + 4;
         let machine = u16_at(image, coff, "COFF header")?;
         let sections = u16_at(image, coff + 2, "COFF header")? as usize;
+        // Names longer than 8 bytes (".vendor_cert") are "/<offset>" into the COFF string
+        // table, which follows the symbol table (18 bytes a symbol).
+        let symbols = u32_at(image, coff + 8, "COFF header")? as usize;
+        let symbol_count = u32_at(image, coff + 12, "COFF header")? as usize;
+        let strings = symbols.saturating_add(symbol_count.saturating_mul(18));
         let opt_size = u16_at(image, coff + 16, "COFF header")? as usize;
         let opt = coff + 20;
         let magic = u16_at(image, opt, "optional header")?;
@@ -123,9 +144,14 @@ impl PeInfo {
                 what: "section table",
             })?;
             let name_len = raw_name.iter().position(|b| *b == 0).unwrap_or(8);
+            let short =
+                String::from_utf8_lossy(raw_name.get(..name_len).unwrap_or_default()).into_owned();
+            let name = match short.strip_prefix('/').map(str::parse::<usize>) {
+                Some(Ok(offset)) if symbols != 0 => long_name(image, strings, offset)?,
+                _ => short,
+            };
             list.push(Section {
-                name: String::from_utf8_lossy(raw_name.get(..name_len).unwrap_or_default())
-                    .into_owned(),
+                name,
                 virtual_size: u32_at(image, at + 8, "section table")?,
                 virtual_address: u32_at(image, at + 12, "section table")?,
                 raw_size: u32_at(image, at + 16, "section table")?,
@@ -136,6 +162,7 @@ impl PeInfo {
             machine,
             image_base,
             section_alignment,
+            timestamp_offset: coff + 4,
             checksum_offset: opt + 64,
             cert_dir_offset,
             cert_table,
@@ -209,6 +236,26 @@ mod tests {
         );
         assert_eq!(pe.section_data(&image, ".linux"), None);
         assert_eq!(pe.end_of_image(), 0x1200);
+    }
+
+    /// A name longer than eight bytes lives in the string table after the symbols.
+    #[test]
+    fn long_section_names() {
+        let mut image = tiny();
+        // One symbol at 0x300, so the string table starts at 0x312; the name at offset 4.
+        image[0x8c..0x90].copy_from_slice(&0x300u32.to_le_bytes());
+        image[0x90..0x94].copy_from_slice(&1u32.to_le_bytes());
+        image[0x316..0x323].copy_from_slice(b".vendor_cert\0");
+        let sec = 0x98 + 240;
+        image[sec..sec + 8].copy_from_slice(b"/4\0\0\0\0\0\0");
+        let pe = PeInfo::parse(&image).unwrap();
+        assert_eq!(pe.sections[0].name, ".vendor_cert");
+        assert_eq!(
+            pe.section_data(&image, ".vendor_cert"),
+            Some(b"a b=c".as_slice())
+        );
+        image[0x316..0x400].fill(b'x');
+        assert!(PeInfo::parse(&image).is_err(), "a name without its NUL");
     }
 
     /// Every truncation of a valid image is an error, never a panic.

@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{objcopy, sign, KeySet};
+use super::{clear_timestamp, objcopy, sign, KeySet};
 use crate::esp::grub_efi;
 use crate::tool::{io_err, run, ImageError};
 use crate::Arch;
@@ -73,6 +73,7 @@ pub fn shim(arch: Arch, keys: &KeySet, work: &Path) -> Result<Vec<u8>, ImageErro
         .arg(format!(".vendor_cert={}", section.display()))
         .arg(shim_unsigned(arch))
         .arg(&unsigned))?;
+    clear_timestamp(&unsigned)?;
     sign(keys, &unsigned, &signed)?;
     read_and_remove(&[&section, &unsigned], &signed)
 }
@@ -96,6 +97,47 @@ fn read_and_remove(scratch: &[&Path], out: &Path) -> Result<Vec<u8>, ImageError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secureboot::pe::PeInfo;
+    use crate::secureboot::verifies;
+
+    /// shim and GRUB for each architecture: signed (`sbverify` with the db certificate),
+    /// shim's `.vendor_cert` our certificate and no longer Debian's, GRUB's `.sbat` at
+    /// generation 5.
+    #[test]
+    fn signed_shim_and_grub() {
+        let dir = std::env::temp_dir().join(format!("liftoff-loader-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let keys = KeySet::create(&dir.join("keys"), "Test", None).unwrap();
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let shim_bytes = shim(arch, &keys, &dir).unwrap();
+            let grub_bytes = grub(arch, &keys, &dir).unwrap();
+            for (name, bytes) in [("shim", &shim_bytes), ("grub", &grub_bytes)] {
+                let path = dir.join(format!("{name}.efi"));
+                std::fs::write(&path, bytes).unwrap();
+                assert!(verifies(&path, &keys.db.cert).unwrap(), "{arch} {name}");
+            }
+            let pe = PeInfo::parse(&shim_bytes).unwrap();
+            let vendor = pe.section_data(&shim_bytes, ".vendor_cert").unwrap();
+            // objcopy keeps the section's old virtual size and pads it with zeros.
+            let ours = vendor_cert_section(&keys.db_cert_der().unwrap());
+            assert!(
+                vendor.starts_with(&ours),
+                "{arch}: .vendor_cert is not ours"
+            );
+            assert!(vendor[ours.len()..].iter().all(|b| *b == 0));
+            let stock = std::fs::read(shim_unsigned(arch)).unwrap();
+            let stock_pe = PeInfo::parse(&stock).unwrap();
+            assert_ne!(
+                stock_pe.section_data(&stock, ".vendor_cert").unwrap(),
+                vendor
+            );
+            let pe = PeInfo::parse(&grub_bytes).unwrap();
+            let sbat = String::from_utf8_lossy(pe.section_data(&grub_bytes, ".sbat").unwrap())
+                .into_owned();
+            assert!(sbat.contains("\ngrub,5,"), "{sbat}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn vendor_cert_layout() {
