@@ -15,6 +15,9 @@
 //!
 //! # Order (crash safety)
 //!
+//! 0. The BOOT image is read into memory and checked against the manifest (size, BLAKE3);
+//!    its signed kernel image's command line must name the inactive slot and the manifest's
+//!    verity root hash ([`crate::uki::check_boot_image`]). A refusal here writes nothing.
 //! 1. `clear-inactive` is written to the GPT first: from here until step 6 the inactive slot
 //!    has priority 0 and no tries, so it cannot boot whatever happens.
 //! 2. Each image file is checked against the manifest (size, BLAKE3) before anything of it is
@@ -344,6 +347,14 @@ pub enum InstallError {
     /// The slot state refuses the final transition.
     #[error("marking the inactive slot valid: {0}")]
     Transition(#[from] transition::TransitionError),
+    /// The BOOT image's signed kernel image does not match the update.
+    #[error("{path}: {source}")]
+    Uki {
+        /// The BOOT image.
+        path: PathBuf,
+        /// What is wrong.
+        source: crate::uki::UkiError,
+    },
 }
 
 /// Size and BLAKE3 of a file.
@@ -474,6 +485,44 @@ fn check_verity<D: BlockIo + Sync>(
     Ok(())
 }
 
+/// Step 0 of [`install`]: the BOOT image `path` matches the manifest and its UKI boots
+/// `slot` with the manifest's root hash.
+fn check_boot(manifest: &Manifest, path: &Path, slot: Slot) -> Result<(), InstallError> {
+    let open = |source| InstallError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(open)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|source| InstallError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    let want = manifest.image(Part::Boot);
+    if bytes.len() as u64 != want.size {
+        return Err(InstallError::Size {
+            path: path.to_owned(),
+            actual: bytes.len() as u64,
+            expected: want.size,
+        });
+    }
+    let digest: Digest = blake3::hash(&bytes).into();
+    if digest != want.blake3 {
+        return Err(InstallError::Digest {
+            path: path.to_owned(),
+            actual: hex(&digest),
+            expected: hex(&want.blake3),
+        });
+    }
+    crate::uki::check_boot_image(&bytes, slot, &manifest.verity_root_hash).map_err(|source| {
+        InstallError::Uki {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
 /// Installs `payload` into the slot that is not `active` (see the module docs for the order).
 /// Writes to the disk.
 pub fn install<D: BlockIo + DropCache + Sync>(
@@ -483,6 +532,9 @@ pub fn install<D: BlockIo + DropCache + Sync>(
     payload: &Payload,
 ) -> Result<InstallReport, InstallError> {
     let slot = active.other();
+    // 0. The BOOT image, as the manifest describes it, carries a kernel image for this slot
+    // and this root hash; nothing is written before this holds.
+    check_boot(manifest, payload.path(Part::Boot), slot)?;
     // 1. Not bootable from here on.
     disk.store(transition::clear_inactive(disk.words(), active))?;
 

@@ -17,6 +17,7 @@
 //! - [`bootconfig`]: the kernel's bootconfig format.
 //! - [`install`]: writing an update payload into the inactive slot, verified.
 //! - [`pe`]: the PE/COFF headers and sections of a unified kernel image.
+//! - [`uki`]: the update's signed kernel image, checked against the manifest before install.
 //! - [`boot`]: PID 1's boot step in one call (grubenv, decision, GPT).
 //! - [`host`]: the boot disk and the running slot from sysfs and the command line.
 //! - [`status`]: what `prairiedog status` shows.
@@ -77,6 +78,7 @@ pub mod install;
 pub mod pe;
 pub mod status;
 pub mod transition;
+pub mod uki;
 
 use std::fmt;
 

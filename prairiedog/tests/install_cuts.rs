@@ -33,8 +33,12 @@ fn every_cut_leaves_b_old_or_unbootable_or_complete() {
         .unwrap()
         .trim()
         .to_owned();
-    let boot = dir.path().join("boot.img");
-    std::fs::write(&boot, vec![0x17u8; 70_000]).unwrap();
+    let boot = boot_image(
+        dir.path(),
+        "boot.img",
+        &format!("liftoff.slot=B liftoff.roothash={root_hash}"),
+        512,
+    );
     let payload = Payload { boot, root, hash };
     let manifest = Manifest::for_files(&payload, &root_hash).unwrap();
     let image = std::fs::read(&img).unwrap();
