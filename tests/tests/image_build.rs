@@ -894,3 +894,85 @@ fn aarch64_disk() {
     assert!(cmdline.ends_with(" console=ttyAMA0 panic=-1"), "{cmdline}");
     assert_eq!(attributes(&one, disk::BOOT_A), word(1, 0, true, 0));
 }
+
+/// `liftoff-qemu keys` makes a key set (or one around an existing db key and certificate)
+/// and never overwrites one; `uefi-vars` writes an OVMF variable store and EC2's
+/// `--uefi-data` blob that `virt-fw-vars` (the peer tool) reads back with exactly our PK,
+/// KEK and db enrolled and Secure Boot on.
+#[test]
+fn key_sets_and_uefi_variable_stores() {
+    let dir = TestDir::new("keys");
+    let set = dir.0.join("set");
+    let out = liftoff_qemu(&["keys", "--out", s(&set), "--name", "Acme"], "UTC");
+    assert!(out.status.success(), "{out:?}");
+    for name in ["PK", "KEK", "db"] {
+        assert!(set.join(format!("{name}.crt")).is_file());
+        let mode = std::fs::metadata(set.join(format!("{name}.key")))
+            .unwrap()
+            .permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077, 0);
+    }
+    let again = liftoff_qemu(&["keys", "--out", s(&set)], "UTC");
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let bring = dir.0.join("bring");
+    let out = liftoff_qemu(
+        &[
+            "keys",
+            "--out",
+            s(&bring),
+            "--db-key",
+            s(&set.join("db.key")),
+            "--db-cert",
+            s(&set.join("db.crt")),
+        ],
+        "UTC",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(bring.join("db.crt")).unwrap(),
+        std::fs::read(set.join("db.crt")).unwrap()
+    );
+    let half = liftoff_qemu(&["keys", "--out", "x", "--db-key", "k"], "UTC");
+    assert_eq!(half.status.code(), Some(2));
+    for (arch, aws) in [("x86_64", false), ("aarch64", false), ("x86_64", true)] {
+        let file = dir.0.join(format!("{arch}-{aws}.vars"));
+        let mut args = vec![
+            "uefi-vars",
+            "--arch",
+            arch,
+            "--keys",
+            s(&set),
+            "--out",
+            s(&file),
+        ];
+        if aws {
+            args.push("--aws");
+        }
+        let out = liftoff_qemu(&args, "UTC");
+        assert!(out.status.success(), "{out:?}");
+        let shown = Command::new("virt-fw-vars")
+            .arg("-i")
+            .arg(&file)
+            .args(["--print", "--verbose"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.status.success(), "{shown:?}");
+        for name in ["PK", "KEK", "db"] {
+            assert!(
+                text.contains(&format!("subject CN=Acme Secure Boot {name}")),
+                "{arch} aws={aws}: {name}: {text}"
+            );
+        }
+        assert_eq!(
+            text.matches("subject CN=").count(),
+            3,
+            "only our keys: {text}"
+        );
+        assert!(
+            text.contains("SecureBootEnable") && text.contains("ON"),
+            "{text}"
+        );
+    }
+}

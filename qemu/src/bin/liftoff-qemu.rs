@@ -123,6 +123,9 @@ Secure Boot enforced and these keys. --keys defaults to the development set.
 
 Exit status: 0 done; 1 failed; 2 bad arguments.";
 
+/// What Debian's kernel logs when the firmware booted it with Secure Boot enforced.
+const KERNEL_SECURE_BOOT: &str = "secureboot: Secure boot enabled";
+
 /// The line PID 1 logs when containerd answers and the slot is marked successful.
 const HEALTHY: &str = "answers: slot A marked successful";
 
@@ -699,21 +702,26 @@ fn run_boot(args: &BootArgs) -> Result<bool, String> {
         disk.display(),
         config.log.display()
     );
-    println!(
-        "Secure Boot: {}",
-        match args.mode {
-            Mode::SecureBoot => "on (enforced by the firmware; the key set above is enrolled)",
-            Mode::Off => "off (--no-secure-boot)",
-        }
-    );
+    match args.mode {
+        Mode::SecureBoot => eprintln!(
+            "liftoff-qemu: the firmware enforces Secure Boot with the key set above enrolled"
+        ),
+        Mode::Off => eprintln!("liftoff-qemu: Secure Boot off (--no-secure-boot)"),
+    }
     let mut vm = Vm::start(&config).map_err(|e| e.to_string())?;
     let mut healthy = false;
     while vm.elapsed() < args.timeout || (healthy && args.stay) {
         match vm.next_line(Duration::from_millis(500)) {
             Some(line) => {
                 println!("{line}");
+                if line.contains(KERNEL_SECURE_BOOT) {
+                    println!("Secure Boot: on (the kernel reports it; lockdown is on)");
+                }
                 if !healthy && line.contains(HEALTHY) {
                     healthy = true;
+                    if !vm.lines().iter().any(|l| l.contains(KERNEL_SECURE_BOOT)) {
+                        println!("Secure Boot: off");
+                    }
                     let marks = console::timeline(vm.lines());
                     println!("\nboot timeline ({arch}, from the kernel's start):");
                     print!("{}", console::format_timeline(&marks));
