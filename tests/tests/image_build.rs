@@ -802,7 +802,10 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
     let initramfs = dir.0.join("initramfs");
     std::fs::write(
         &initramfs,
-        fat_file(&default, extent(&json, disk::BOOT_A).0, "initramfs"),
+        section(
+            &fat_file(&default, extent(&json, disk::BOOT_A).0, "liftoff.efi"),
+            ".initrd",
+        ),
     )
     .unwrap();
     let given = dir.0.join("given.img");
@@ -825,7 +828,8 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
         .concat(),
         "UTC",
     );
-    let bare_initramfs = fat_file(&bare, extent(&bare_json, disk::BOOT_A).0, "initramfs");
+    let bare_uki = fat_file(&bare, extent(&bare_json, disk::BOOT_A).0, "liftoff.efi");
+    let bare_initramfs = section(&bare_uki, ".initrd").to_vec();
     assert!(bare_initramfs.len() < std::fs::read(&initramfs).unwrap().len() / 2);
     let has_dm_verity = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains("dm-verity.ko");
     assert!(has_dm_verity(&std::fs::read(&initramfs).unwrap()));
