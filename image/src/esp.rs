@@ -145,7 +145,7 @@ pub fn esp_files(
         ),
         (
             loader::grub_path(arch).to_owned(),
-            loader::grub(arch, keys, work)?,
+            loader::grub(&grub_efi(arch)?, keys, work)?,
         ),
     ];
     if let Some(env) = grubenv {

@@ -1,8 +1,11 @@
-//! VM tests of the whole boot chain through real firmware (issue 8): OVMF (x86_64) or AAVMF
-//! (aarch64) boots stock Debian GRUB from the ESP, GRUB applies the grubenv contract of
-//! DESIGN.md section 5 (`grub/grub.cfg`) and loads a slot's kernel and initramfs from its
-//! BOOT partition, and Liftoff's PID 1 mounts that slot's verified root and hands off to the
-//! probe, which reports and powers off.
+//! VM tests of the whole boot chain through real firmware (issues 8 and 13): OVMF (x86_64)
+//! or AAVMF (aarch64) with Secure Boot enforced and the development keys enrolled boots
+//! signed shim, shim starts signed stock Debian GRUB from the ESP, GRUB applies the grubenv
+//! contract of DESIGN.md section 5 (`grub/grub.cfg`) and chainloads a slot's signed unified
+//! kernel image from its BOOT partition, and Liftoff's PID 1 mounts that slot's verified root
+//! and hands off to the probe, which reports and powers off. The tamper matrix of issue 13
+//! (docs/secure-boot.md) changes signed files after the build and shows they are refused;
+//! one test boots the same disk without Secure Boot.
 //!
 //! The disk is the verified Debian root image of `liftoff_image::system`, with GRUB, grubenv
 //! and the BOOT partitions written into each guest's copy by `liftoff_image::boot::install`.

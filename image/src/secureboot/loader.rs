@@ -18,7 +18,6 @@ use std::path::Path;
 use std::process::Command;
 
 use super::{clear_timestamp, objcopy, sign, KeySet};
-use crate::esp::grub_efi;
 use crate::tool::{io_err, run, ImageError};
 use crate::Arch;
 
@@ -78,11 +77,11 @@ pub fn shim(arch: Arch, keys: &KeySet, work: &Path) -> Result<Vec<u8>, ImageErro
     read_and_remove(&[&section, &unsigned], &signed)
 }
 
-/// Liftoff's GRUB for `arch` ([`grub_efi`]), signed.
-pub fn grub(arch: Arch, keys: &KeySet, work: &Path) -> Result<Vec<u8>, ImageError> {
+/// The GRUB binary `unsigned` (`crate::esp::grub_efi`), signed.
+pub fn grub(unsigned: &Path, keys: &KeySet, work: &Path) -> Result<Vec<u8>, ImageError> {
     std::fs::create_dir_all(work).map_err(io_err(format!("creating {}", work.display())))?;
     let signed = work.join("grub.efi");
-    sign(keys, &grub_efi(arch)?, &signed)?;
+    sign(keys, unsigned, &signed)?;
     read_and_remove(&[], &signed)
 }
 
@@ -110,7 +109,7 @@ mod tests {
         let keys = KeySet::create(&dir.join("keys"), "Test", None).unwrap();
         for arch in [Arch::X86_64, Arch::Aarch64] {
             let shim_bytes = shim(arch, &keys, &dir).unwrap();
-            let grub_bytes = grub(arch, &keys, &dir).unwrap();
+            let grub_bytes = grub(&crate::esp::grub_efi(arch).unwrap(), &keys, &dir).unwrap();
             for (name, bytes) in [("shim", &shim_bytes), ("grub", &grub_bytes)] {
                 let path = dir.join(format!("{name}.efi"));
                 std::fs::write(&path, bytes).unwrap();
