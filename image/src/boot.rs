@@ -113,6 +113,8 @@ pub struct SlotBoot<'a> {
     /// `None`: the UKI carries no initramfs.
     pub initramfs: Option<&'a [u8]>,
     pub cmdline: &'a str,
+    /// `IMAGE_VERSION=` in `.osrel`.
+    pub version: &'a str,
 }
 
 /// The files of a BOOT partition: the slot's UKI, signed with the set's db key.
@@ -122,8 +124,9 @@ pub fn boot_files(
     work: &Path,
 ) -> Result<Vec<(String, Vec<u8>)>, BootError> {
     let osrel = format!(
-        "ID=liftoff\nNAME=Liftoff\nVARIANT_ID=slot-{}\n",
-        boot.slot.name().to_ascii_lowercase()
+        "ID=liftoff\nNAME=Liftoff\nVARIANT_ID=slot-{}\nIMAGE_VERSION={}\n",
+        boot.slot.name().to_ascii_lowercase(),
+        boot.version
     );
     let uki = build_uki(
         keys,
@@ -190,6 +193,8 @@ pub struct Install {
     pub slots: Vec<Slot>,
     /// Added to each slot's command line ([`slot_cmdline`]).
     pub extra_cmdline: String,
+    /// The UKIs' `IMAGE_VERSION=`.
+    pub version: String,
 }
 
 impl Install {
@@ -218,6 +223,7 @@ pub fn install(disk: &BuiltDisk, install: &Install, work: &Path) -> Result<(), B
             kernel: &install.kernel,
             initramfs: Some(&install.initramfs),
             cmdline: &cmdline,
+            version: &install.version,
         };
         let files = boot_files(&install.keys, &boot, work)?;
         let label = format!("BOOT-{}", slot.name());

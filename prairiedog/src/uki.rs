@@ -8,6 +8,12 @@
 //! The check runs on the BOOT image's bytes in memory, after their BLAKE3 matched the
 //! manifest, so the UKI checked is the one that gets written.
 //!
+//! Versions: the image builder writes `IMAGE_VERSION=` (dotted numbers, e.g. `1.4.2`) into
+//! the UKI's `.osrel` (os-release format), inside the signature. Install compares the
+//! update's with the running slot's ([`read_boot`] on its BOOT partition) and refuses a lower
+//! one unless told to. A UKI without a version counts as lower than any version; a running
+//! slot without a UKI or a version (a disk from before Secure Boot) allows any update.
+//!
 //! Not here yet: verifying the UKI's Authenticode signature against the machine's db
 //! certificates (the firmware and shim do that at every boot, so an unsigned or foreign
 //! UKI never runs, but install does not refuse it early).
@@ -41,6 +47,9 @@ pub enum UkiError {
         /// The manifest's root hash.
         manifest: String,
     },
+    /// `.osrel` holds an `IMAGE_VERSION=` that is not dotted numbers.
+    #[error("{UKI_FILE} has IMAGE_VERSION={0:?}, not dotted numbers")]
+    BadVersion(String),
     /// The command line names another slot.
     #[error("{UKI_FILE} boots slot {uki}, the update goes to slot {target}")]
     Slot {
@@ -49,6 +58,40 @@ pub enum UkiError {
         /// The inactive slot.
         target: Slot,
     },
+}
+
+/// A version: dotted numbers, compared number by number (`1.10` > `1.9`, `1.0` > `1`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(Vec<u64>);
+
+impl Version {
+    /// Parses `1`, `1.4.2`; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Version> {
+        text.split('.')
+            .map(|n| {
+                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| n.parse().ok())
+                    .flatten()
+            })
+            .collect::<Option<Vec<u64>>>()
+            .map(Version)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u64::to_string).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
+/// What a BOOT partition's UKI says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootUki {
+    /// Its `.cmdline`.
+    pub cmdline: String,
+    /// `IMAGE_VERSION=` of its `.osrel`, if any.
+    pub version: Option<Version>,
 }
 
 /// A byte buffer as a read-only disk, for the FAT reader.
@@ -86,40 +129,58 @@ fn value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .next_back()
 }
 
-/// The `.cmdline` of the UKI on the FAT image `boot`.
-pub fn boot_cmdline(boot: &[u8]) -> Result<String, UkiError> {
-    let disk = Bytes(boot);
-    let whole = Region {
-        offset: 0,
-        len: boot.len() as u64,
-    };
-    let file = fat::locate(&disk, whole, UKI_FILE)?;
-    let uki = fat::read_file(&disk, &file)?;
+/// The UKI on the FAT file system in `region` of `disk`: its command line and version.
+pub fn read_boot<D: BlockIo + ?Sized>(disk: &D, region: Region) -> Result<BootUki, UkiError> {
+    let file = fat::locate(disk, region, UKI_FILE)?;
+    let uki = fat::read_file(disk, &file)?;
     let pe = PeInfo::parse(&uki).map_err(|e| UkiError::NotUki(e.to_string()))?;
     let cmdline = pe
         .section_data(&uki, ".cmdline")
         .ok_or_else(|| UkiError::NotUki("no .cmdline section".into()))?;
-    Ok(String::from_utf8_lossy(cmdline).into_owned())
+    let osrel = pe
+        .section_data(&uki, ".osrel")
+        .map(|o| String::from_utf8_lossy(o).into_owned())
+        .unwrap_or_default();
+    let version = match osrel
+        .lines()
+        .filter_map(|l| l.strip_prefix("IMAGE_VERSION="))
+        .next_back()
+    {
+        None => None,
+        Some(v) => {
+            let v = v.trim_matches('"');
+            Some(Version::parse(v).ok_or_else(|| UkiError::BadVersion(v.to_owned()))?)
+        }
+    };
+    Ok(BootUki {
+        cmdline: String::from_utf8_lossy(cmdline).into_owned(),
+        version,
+    })
 }
 
-/// Checks that the UKI on the BOOT image `boot` boots `target` with `root_hash`.
-pub fn check_boot_image(boot: &[u8], target: Slot, root_hash: &str) -> Result<(), UkiError> {
-    let cmdline = boot_cmdline(boot)?;
-    let slot = value(&cmdline, "liftoff.slot").unwrap_or_default();
+/// Checks that the UKI on the BOOT image `boot` boots `target` with `root_hash`, and
+/// returns what it says.
+pub fn check_boot_image(boot: &[u8], target: Slot, root_hash: &str) -> Result<BootUki, UkiError> {
+    let whole = Region {
+        offset: 0,
+        len: boot.len() as u64,
+    };
+    let uki = read_boot(&Bytes(boot), whole)?;
+    let slot = value(&uki.cmdline, "liftoff.slot").unwrap_or_default();
     if Slot::parse(slot) != Some(target) {
         return Err(UkiError::Slot {
             uki: slot.to_owned(),
             target,
         });
     }
-    let hash = value(&cmdline, "liftoff.roothash").unwrap_or_default();
+    let hash = value(&uki.cmdline, "liftoff.roothash").unwrap_or_default();
     if !hash.eq_ignore_ascii_case(root_hash) {
         return Err(UkiError::RootHash {
             uki: hash.to_owned(),
             manifest: root_hash.to_owned(),
         });
     }
-    Ok(())
+    Ok(uki)
 }
 
 #[cfg(test)]
@@ -132,6 +193,27 @@ mod tests {
         assert_eq!(value(c, "liftoff.slot"), Some("A"));
         assert_eq!(value(c, "liftoff.roothash"), Some("bb"));
         assert_eq!(value(c, "liftoff.salt"), None);
+    }
+
+    #[test]
+    fn versions() {
+        let v = |s| Version::parse(s).unwrap();
+        assert!(v("1.10") > v("1.9"));
+        assert!(v("2") > v("1.99.99"));
+        assert!(v("1.0") > v("1"));
+        assert_eq!(v("0.3.1").to_string(), "0.3.1");
+        for bad in [
+            "",
+            "1.",
+            ".1",
+            "1.a",
+            "v1",
+            "1..2",
+            "-1",
+            "99999999999999999999",
+        ] {
+            assert_eq!(Version::parse(bad), None, "{bad:?}");
+        }
     }
 
     /// Bytes that are not a FAT image are refused, not a panic.

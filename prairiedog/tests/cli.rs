@@ -139,6 +139,11 @@ struct Update {
 /// whose kernel image boots slot B with that root hash, and the manifest made by
 /// `prairiedog manifest`.
 fn make_update(dir: &Path) -> Update {
+    make_update_version(dir, "")
+}
+
+/// [`make_update`] whose kernel image has this `.osrel` (`IMAGE_VERSION=`).
+fn make_update_version(dir: &Path, osrel: &str) -> Update {
     let root = dir.join("root.img");
     let bytes: Vec<u8> = (0u32..1 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -159,6 +164,7 @@ fn make_update(dir: &Path) -> Update {
         dir,
         "boot.img",
         &format!("liftoff.slot=B liftoff.roothash={root_hash} console=ttyS0"),
+        osrel,
         512,
     );
     let manifest = dir.join("manifest");
@@ -280,7 +286,7 @@ fn a_bad_payload_stops_and_leaves_b_not_bootable() {
         // A new BOOT image with this command line, and a manifest made for it with this
         // root hash: every digest matches, so only the named check can refuse it.
         let remake = |cmdline: &str, kib: u32, root_hash: &str| {
-            boot_image(dir.path(), "boot.img", cmdline, kib);
+            boot_image(dir.path(), "boot.img", cmdline, "", kib);
             let m = ok(&[
                 "manifest",
                 "--boot",
@@ -408,4 +414,66 @@ fn transitions_update_grubenv_on_the_esp_by_default() {
         serde_json::from_str(&ok(&["status", "--json", "--disk", d])).unwrap();
     assert_eq!(s["grubenv"]["liftoff_slot"], "A");
     assert_eq!(s["active"], serde_json::Value::Null);
+}
+
+/// Byte offset of partition `n` of `img` (`sgdisk -i`).
+fn partition_offset(img: &Path, sector: u32, n: u32) -> u64 {
+    let out = sgdisk(img, sector, &["-i".to_owned(), n.to_string()]);
+    let first: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("First sector: "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    first * u64::from(sector)
+}
+
+/// The running slot A carries a kernel image of version 2.0: an update of version 1.9 (or
+/// of no version) is refused before anything is written, unless `--allow-downgrade`;
+/// 2.0 and 2.10 are taken.
+#[test]
+fn a_downgrade_is_refused_unless_allowed() {
+    for (osrel, allowed) in [
+        ("IMAGE_VERSION=1.9\n", false),
+        ("", false),
+        ("NAME=x\nIMAGE_VERSION=\"2.0\"\n", true),
+        ("IMAGE_VERSION=2.10\n", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let img = make_image(dir.path(), "d.img", 512, w(2, 0, 1, 0), w(1, 0, 1, 0));
+        let running = boot_image(
+            dir.path(),
+            "running.img",
+            "liftoff.slot=A liftoff.roothash=00",
+            "IMAGE_VERSION=2.0\n",
+            512,
+        );
+        let mut disk = std::fs::read(&img).unwrap();
+        let at = partition_offset(&img, 512, 2) as usize;
+        let bytes = std::fs::read(&running).unwrap();
+        disk[at..at + bytes.len()].copy_from_slice(&bytes);
+        std::fs::write(&img, &disk).unwrap();
+        let u = make_update_version(dir.path(), osrel);
+        let args = install_args(&u, img.to_str().unwrap());
+        if allowed {
+            ok(&args);
+            continue;
+        }
+        let err = fails(&args);
+        assert!(
+            err.contains("lower than the running slot's 2.0 (--allow-downgrade"),
+            "{osrel:?}: {err}"
+        );
+        assert!(
+            std::fs::read(&img).unwrap() == disk,
+            "{osrel:?}: nothing written"
+        );
+        let mut forced = args.clone();
+        forced.push("--allow-downgrade");
+        let out = ok(&forced);
+        assert!(out.contains("into slot B"), "{out}");
+    }
 }

@@ -372,6 +372,8 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
         )
     );
     assert_eq!(cmdline, image_json["cmdline"].as_str().unwrap());
+    let osrel = String::from_utf8_lossy(section(&uki, ".osrel")).into_owned();
+    assert!(osrel.contains("\nIMAGE_VERSION=0\n"), "{osrel}");
 
     let root_part = extract(
         &disk,
@@ -600,6 +602,19 @@ fn bad_input_fails_cleanly() {
             ],
             2,
             "--data-mib \"lots\" is not a whole number".to_owned(),
+        ),
+        (
+            vec![
+                "payload",
+                "--root",
+                s(&tree),
+                "--out-dir",
+                s(&payload),
+                "--image-version",
+                "v2",
+            ],
+            2,
+            "--image-version \"v2\" is not dotted numbers".to_owned(),
         ),
         (
             vec![

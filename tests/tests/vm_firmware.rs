@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use liftoff_image::boot::{self, Install, SlotBoot};
+use liftoff_image::build::DEFAULT_VERSION;
 use liftoff_image::disk::{self, BuiltDisk, DiskSpec, Slot};
 use liftoff_image::kernel::{self, Kernel};
 use liftoff_image::root::RootFsType;
@@ -180,6 +181,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         initramfs: system::initramfs(arch, &kernel).unwrap(),
         slots: setup.slots,
         extra_cmdline: format!("liftoff.handoff={PROBE}"),
+        version: DEFAULT_VERSION.into(),
     };
     boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
     if setup.kill_a {
@@ -190,6 +192,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
             kernel: &kernel.image,
             initramfs: None,
             cmdline: &cmdline,
+            version: &install.version,
         };
         let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
         boot::write_fat_partition(&disk, disk::BOOT_A, "BOOT-A", &files, &work)
@@ -208,6 +211,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
             kernel: &kernel.image,
             initramfs: Some(&install.initramfs),
             cmdline: &cmdline,
+            version: &install.version,
         };
         let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
         let label = format!("BOOT-{}", slot.name());
@@ -335,6 +339,7 @@ fn tampered_uki(
         kernel: &install.kernel,
         initramfs: Some(&install.initramfs),
         cmdline: &cmdline,
+        version: &install.version,
     };
     let mut files = boot::boot_files(signer, &slot_boot, work).unwrap_or_else(|e| panic!("{e}"));
     let mut uki = files.remove(0).1;

@@ -122,6 +122,7 @@ fn payload_disk(
         kernel: kernel.image.clone(),
         initramfs: system::initramfs(arch, kernel).unwrap(),
         append: "liftoff.handoff=containerd".into(),
+        version: "2".into(),
     };
     let payloads = build::write_payloads(
         &PayloadSpec {
@@ -172,6 +173,7 @@ fn update(arch: Arch) {
         initramfs: system::initramfs(arch, &kernel).unwrap(),
         slots: vec![Slot::A],
         extra_cmdline: String::new(),
+        version: "1".into(),
     };
     boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
     let boot_b = disk.partuuid(Slot::B.boot_partition()).to_owned();

@@ -62,7 +62,7 @@ use error::{io_err, WorkDir};
 
 pub use error::BuildError;
 pub use payload::{build_payloads, write_payloads, BuiltPayloads, PayloadFile, PayloadSpec};
-pub use spec::{BootSpec, ImageSpec};
+pub use spec::{BootSpec, ImageSpec, DEFAULT_VERSION};
 pub use stage::{make_root_image, stage_root, RootSource, MOUNT_POINTS};
 
 /// A built disk.
@@ -115,6 +115,7 @@ pub fn build_image(
         initramfs: spec.boot.initramfs.clone(),
         slots: vec![Slot::A],
         extra_cmdline: spec.boot.append.clone(),
+        version: spec.boot.version.clone(),
     };
     boot::install(&disk, &install, &work.0.join("fat"))?;
     let root_bytes = file_len(&root)?;

@@ -131,6 +131,7 @@ pub fn write_payloads(
             kernel: &spec.boot.kernel,
             initramfs: Some(&spec.boot.initramfs),
             cmdline: &cmdline,
+            version: &spec.boot.version,
         },
         &work.0,
     )?;

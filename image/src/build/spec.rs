@@ -11,6 +11,9 @@ use crate::root::RootFsType;
 use crate::secureboot::KeySet;
 use crate::{artifacts, system, Arch};
 
+/// The image version when a build names none.
+pub const DEFAULT_VERSION: &str = "0";
+
 /// What a slot boots: the kernel image, the initramfs and what is added to the command line.
 #[derive(Debug, Clone)]
 pub struct BootSpec {
@@ -18,6 +21,9 @@ pub struct BootSpec {
     pub initramfs: Vec<u8>,
     /// Added after Liftoff's keys on the slot's command line ([`crate::boot::slot_cmdline`]).
     pub append: String,
+    /// `IMAGE_VERSION=` of the UKI's `.osrel` (dotted numbers): `prairiedog install`
+    /// refuses an update older than the running slot.
+    pub version: String,
 }
 
 impl BootSpec {
@@ -31,6 +37,7 @@ impl BootSpec {
             kernel: kernel.image,
             initramfs,
             append: append.to_owned(),
+            version: DEFAULT_VERSION.into(),
         })
     }
 
@@ -79,6 +86,7 @@ impl BootSpec {
             kernel: kernel.to_path_buf(),
             initramfs,
             append: append.to_owned(),
+            version: DEFAULT_VERSION.into(),
         })
     }
 }

@@ -40,6 +40,8 @@ use crate::{artifacts, Arch};
 pub use keys::KeySet;
 /// The PE reader the builder places sections with (prairiedog's, which checks payloads).
 pub use prairiedog::pe;
+/// Image versions (`IMAGE_VERSION=` in a UKI's `.osrel`) as `prairiedog install` compares them.
+pub use prairiedog::uki::Version;
 
 /// The `objcopy` that writes PE images of `arch`.
 pub(crate) fn objcopy(arch: Arch) -> &'static str {

@@ -50,6 +50,8 @@ options:
   --seed TEXT             seed of every GUID, UUID and the verity salt (default liftoff)
   --keys DIR              Secure Boot key set (`liftoff-qemu keys`); default: this
                           machine's development set, made on first use (not for production)
+  --image-version V       IMAGE_VERSION= in the signed kernel image (dotted numbers, default
+                          0); prairiedog install refuses an update older than the running slot
   --kernel PATH           kernel image (default: the cached Debian cloud kernel)
   --modules DIR           with --kernel: its lib/modules/<version> tree, for the modules
                           PID 1 loads; without it the initramfs holds PID 1 only
@@ -145,6 +147,7 @@ struct BuildArgs {
     slot: Slot,
     keys: Option<PathBuf>,
     boot_partuuid: Option<String>,
+    version: String,
     json: bool,
 }
 
@@ -237,6 +240,7 @@ fn parse_args(args: Vec<String>) -> Result<Verb, Usage> {
         slot: Slot::B,
         keys: None,
         boot_partuuid: None,
+        version: build::DEFAULT_VERSION.into(),
         json: false,
     };
     let mut args = rest.into_iter();
@@ -269,6 +273,15 @@ fn parse_args(args: Vec<String>) -> Result<Verb, Usage> {
             }
             "--seed" => parsed.seed = v,
             "--keys" => parsed.keys = Some(PathBuf::from(v)),
+            "--image-version" => {
+                if liftoff_image::secureboot::Version::parse(&v).is_none() {
+                    return Err(usage(
+                        text,
+                        format!("--image-version {v:?} is not dotted numbers (like 1.4.2)"),
+                    ));
+                }
+                parsed.version = v
+            }
             "--boot-partuuid" if payload => parsed.boot_partuuid = Some(v),
             "--kernel" => parsed.kernel = Some(PathBuf::from(v)),
             "--modules" => parsed.modules = Some(PathBuf::from(v)),
@@ -461,6 +474,12 @@ fn run_vars(args: &VarsArgs) -> Result<(), String> {
 
 /// The kernel and initramfs the options name.
 fn boot_spec(args: &BuildArgs) -> Result<BootSpec, String> {
+    let mut spec = boot_files_spec(args)?;
+    spec.version = args.version.clone();
+    Ok(spec)
+}
+
+fn boot_files_spec(args: &BuildArgs) -> Result<BootSpec, String> {
     if let Some(path) = &args.initramfs {
         let kernel = match &args.kernel {
             Some(kernel) => kernel.clone(),
@@ -474,6 +493,7 @@ fn boot_spec(args: &BuildArgs) -> Result<BootSpec, String> {
             initramfs: std::fs::read(path)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?,
             append: args.append.clone(),
+            version: args.version.clone(),
         });
     }
     match &args.kernel {
