@@ -1,15 +1,16 @@
 //! The boot files of a Liftoff disk and where they go (DESIGN.md sections 1, 3 and 5):
-//! firmware loads GRUB from the ESP ([`crate::esp`]), GRUB reads grubenv and loads a slot's
-//! kernel from its BOOT partition.
+//! firmware loads shim, shim loads GRUB from the ESP ([`crate::esp`]), GRUB reads grubenv and
+//! chainloads a slot's signed unified kernel image from its BOOT partition.
 //!
 //! | partition | file | made by |
 //! |---|---|---|
-//! | 1 `EFI-SYSTEM` | GRUB, `grubenv` | [`crate::esp::esp_files`] |
-//! | 2 `BOOT-A`, 5 `BOOT-B` | `vmlinuz`, `initramfs` | the kernel image and the initramfs with PID 1 |
-//! | 2 `BOOT-A`, 5 `BOOT-B` | `grub.cfg` | [`slot_grub_cfg`]: one line, `set liftoff_cmdline='...'` with [`slot_cmdline`] |
+//! | 1 `EFI-SYSTEM` | shim, GRUB, `grubenv` | [`crate::esp::esp_files`] |
+//! | 2 `BOOT-A`, 5 `BOOT-B` | `liftoff.efi` | [`boot_files`]: the UKI ([`crate::secureboot::uki`]) with the kernel, the initramfs and [`slot_cmdline`] |
 //!
-//! GRUB appends `liftoff.boot_partuuid=` itself (`probe --part-uuid` on the BOOT partition it
-//! loaded from), so the slot's files do not depend on the partition's GUID.
+//! The command line is the UKI's alone (GRUB passes none, and systemd-stub ignores loader
+//! arguments under Secure Boot), so it names the BOOT partition itself
+//! (`liftoff.boot_partuuid=`) when the builder knows it: a disk build does, since it writes
+//! the GPT. An update payload is built for any disk and leaves it out unless told.
 //!
 //! # Lifecycle
 //!
@@ -28,6 +29,8 @@ use std::path::{Path, PathBuf};
 use crate::disk::{self, BuiltDisk, Slot};
 use crate::esp::esp_files;
 use crate::fat::make_fat_tree;
+use crate::secureboot::uki::{build_uki, UkiSpec, UKI_FILE};
+use crate::secureboot::KeySet;
 use crate::tool::ImageError;
 use crate::Arch;
 
@@ -38,8 +41,6 @@ pub enum BootError {
     Image(ImageError),
     /// Reading or writing a file.
     Io { what: String, source: io::Error },
-    /// A command line GRUB cannot carry in single quotes.
-    Cmdline { cmdline: String },
     /// A FAT image larger than the partition it goes to.
     TooBig {
         partition: u32,
@@ -53,11 +54,6 @@ impl fmt::Display for BootError {
         match self {
             BootError::Image(e) => e.fmt(f),
             BootError::Io { what, source } => write!(f, "{what}: {source}"),
-            BootError::Cmdline { cmdline } => write!(
-                f,
-                "kernel command line {cmdline:?} holds a single quote or a newline, \
-                 which a GRUB single-quoted word cannot carry"
-            ),
             BootError::TooBig {
                 partition,
                 image,
@@ -83,13 +79,22 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BootError {
     move |source| BootError::Io { what, source }
 }
 
-/// The kernel command line of `slot` on `disk` (DESIGN.md section 6), without
-/// `liftoff.boot_partuuid`, which GRUB adds: the slot, the root hash and salt, the serial
-/// console of `arch`, `panic=-1` (a kernel that dies reboots, so GRUB's pending flag can make
-/// the other slot boot) and `extra`.
-pub fn slot_cmdline(arch: Arch, slot: Slot, disk: &BuiltDisk, extra: &str) -> String {
+/// The kernel command line of `slot` on `disk` (DESIGN.md section 6): the BOOT partition's
+/// unique GUID when known (first, as the boot disk's name), the slot, the root hash and
+/// salt, the serial console of `arch`, `panic=-1` (a kernel that dies reboots, so GRUB's
+/// pending flag can make the other slot boot) and `extra`.
+pub fn slot_cmdline(
+    arch: Arch,
+    slot: Slot,
+    disk: &BuiltDisk,
+    boot_partuuid: Option<&str>,
+    extra: &str,
+) -> String {
+    let partuuid = boot_partuuid
+        .map(|u| format!("liftoff.boot_partuuid={u} "))
+        .unwrap_or_default();
     format!(
-        "liftoff.slot={} liftoff.roothash={} liftoff.salt={} console={} panic=-1 {extra}",
+        "{partuuid}liftoff.slot={} liftoff.roothash={} liftoff.salt={} console={} panic=-1 {extra}",
         slot.name(),
         disk.root_hash,
         disk.salt,
@@ -99,29 +104,42 @@ pub fn slot_cmdline(arch: Arch, slot: Slot, disk: &BuiltDisk, extra: &str) -> St
     .to_owned()
 }
 
-/// The slot's `grub.cfg` fragment that `grub/grub.cfg` sources: one `set` of
-/// `liftoff_cmdline` in single quotes (no expansion), so the fragment cannot run anything.
-pub fn slot_grub_cfg(cmdline: &str) -> Result<String, BootError> {
-    if cmdline.contains(['\'', '\n', '\r']) {
-        return Err(BootError::Cmdline {
-            cmdline: cmdline.to_owned(),
-        });
-    }
-    Ok(format!("set liftoff_cmdline='{cmdline}'\n"))
+/// What one slot boots.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotBoot<'a> {
+    pub arch: Arch,
+    pub slot: Slot,
+    pub kernel: &'a Path,
+    /// `None`: the UKI carries no initramfs.
+    pub initramfs: Option<&'a [u8]>,
+    pub cmdline: &'a str,
+    /// `IMAGE_VERSION=` in `.osrel`.
+    pub version: &'a str,
 }
 
-/// The files of a BOOT partition.
+/// The files of a BOOT partition: the slot's UKI, signed with the set's db key.
 pub fn boot_files(
-    kernel: &Path,
-    initramfs: &[u8],
-    cmdline: &str,
+    keys: &KeySet,
+    boot: &SlotBoot<'_>,
+    work: &Path,
 ) -> Result<Vec<(String, Vec<u8>)>, BootError> {
-    let vmlinuz = std::fs::read(kernel).map_err(io_err(format!("reading {}", kernel.display())))?;
-    Ok(vec![
-        ("vmlinuz".into(), vmlinuz),
-        ("initramfs".into(), initramfs.to_vec()),
-        ("grub.cfg".into(), slot_grub_cfg(cmdline)?.into_bytes()),
-    ])
+    let osrel = format!(
+        "ID=liftoff\nNAME=Liftoff\nVARIANT_ID=slot-{}\nIMAGE_VERSION={}\n",
+        boot.slot.name().to_ascii_lowercase(),
+        boot.version
+    );
+    let uki = build_uki(
+        keys,
+        &UkiSpec {
+            arch: boot.arch,
+            kernel: boot.kernel,
+            initramfs: boot.initramfs,
+            cmdline: boot.cmdline,
+            osrel: &osrel,
+        },
+        &work.join("uki"),
+    )?;
+    Ok(vec![(UKI_FILE.into(), uki)])
 }
 
 /// Writes a FAT file system with `files` over partition `number` of `disk` (the whole
@@ -163,6 +181,8 @@ pub fn write_fat_partition(
 #[derive(Debug, Clone)]
 pub struct Install {
     pub arch: Arch,
+    /// Signs the loader and the UKIs.
+    pub keys: KeySet,
     /// grubenv on the ESP; `None` leaves it out.
     pub grubenv: Option<Vec<u8>>,
     /// The kernel image both slots boot.
@@ -173,16 +193,39 @@ pub struct Install {
     pub slots: Vec<Slot>,
     /// Added to each slot's command line ([`slot_cmdline`]).
     pub extra_cmdline: String,
+    /// The UKIs' `IMAGE_VERSION=`.
+    pub version: String,
 }
 
-/// Writes the ESP (GRUB and grubenv) and the BOOT partitions of `install.slots` into
+impl Install {
+    /// Slot `slot`'s command line on `disk`, naming its BOOT partition.
+    pub fn cmdline(&self, disk: &BuiltDisk, slot: Slot) -> String {
+        slot_cmdline(
+            self.arch,
+            slot,
+            disk,
+            Some(disk.partuuid(slot.boot_partition())),
+            &self.extra_cmdline,
+        )
+    }
+}
+
+/// Writes the ESP (shim, GRUB and grubenv) and the BOOT partitions of `install.slots` into
 /// `disk`. Writes to the disk.
 pub fn install(disk: &BuiltDisk, install: &Install, work: &Path) -> Result<(), BootError> {
-    let esp = esp_files(install.arch, install.grubenv.clone())?;
+    let esp = esp_files(install.arch, &install.keys, install.grubenv.clone(), work)?;
     write_fat_partition(disk, disk::ESP, "EFI-SYSTEM", &esp, work)?;
     for &slot in &install.slots {
-        let cmdline = slot_cmdline(install.arch, slot, disk, &install.extra_cmdline);
-        let files = boot_files(&install.kernel, &install.initramfs, &cmdline)?;
+        let cmdline = install.cmdline(disk, slot);
+        let boot = SlotBoot {
+            arch: install.arch,
+            slot,
+            kernel: &install.kernel,
+            initramfs: Some(&install.initramfs),
+            cmdline: &cmdline,
+            version: &install.version,
+        };
+        let files = boot_files(&install.keys, &boot, work)?;
         let label = format!("BOOT-{}", slot.name());
         write_fat_partition(disk, slot.boot_partition(), &label, &files, work)?;
     }
@@ -232,55 +275,7 @@ pub fn copy_slot_a_to_b(disk: &BuiltDisk) -> Result<(), BootError> {
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
     use super::*;
-    use crate::kernel::workspace_root;
-
-    fn work(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("liftoff-fw-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    /// `grub-script-check` (GRUB's own parser) accepts the embedded configuration and every
-    /// slot fragment we write.
-    #[test]
-    fn grub_script_check_accepts_the_configurations() {
-        let dir = work("check");
-        let disk = BuiltDisk {
-            path: "/d".into(),
-            root_hash: "ab".repeat(32),
-            salt: "-".into(),
-            partuuids: Vec::new(),
-            extents: Vec::new(),
-        };
-        let fragment = dir.join("fragment.cfg");
-        for (arch, slot, extra) in [
-            (Arch::X86_64, Slot::A, ""),
-            (
-                Arch::Aarch64,
-                Slot::B,
-                "liftoff.handoff=/usr/local/bin/liftoff-probe",
-            ),
-            (Arch::X86_64, Slot::B, "quiet liftoff.debug \"x y\" $z ;"),
-        ] {
-            let cmdline = slot_cmdline(arch, slot, &disk, extra);
-            std::fs::write(&fragment, slot_grub_cfg(&cmdline).unwrap()).unwrap();
-            let out = Command::new("grub-script-check")
-                .arg(&fragment)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{cmdline}: {out:?}");
-        }
-        let out = Command::new("grub-script-check")
-            .arg(workspace_root().join("grub/grub.cfg"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn command_lines() {
@@ -291,29 +286,24 @@ mod tests {
             partuuids: Vec::new(),
             extents: Vec::new(),
         };
-        for (arch, slot, extra, want) in [
+        for (arch, slot, uuid, extra, want) in [
             (
                 Arch::X86_64,
                 Slot::A,
+                None,
                 "",
                 "liftoff.slot=A liftoff.roothash=12ab liftoff.salt=cd console=ttyS0 panic=-1",
             ),
             (
                 Arch::Aarch64,
                 Slot::B,
+                Some("0123abcd-89ab-4def-8123-456789abcdef"),
                 "liftoff.debug",
-                "liftoff.slot=B liftoff.roothash=12ab liftoff.salt=cd console=ttyAMA0 panic=-1 \
-                 liftoff.debug",
+                "liftoff.boot_partuuid=0123abcd-89ab-4def-8123-456789abcdef liftoff.slot=B \
+                 liftoff.roothash=12ab liftoff.salt=cd console=ttyAMA0 panic=-1 liftoff.debug",
             ),
         ] {
-            assert_eq!(slot_cmdline(arch, slot, &disk, extra), want);
-            assert_eq!(
-                slot_grub_cfg(want).unwrap(),
-                format!("set liftoff_cmdline='{want}'\n")
-            );
-        }
-        for bad in ["a 'b'", "a\nb", "a\rb"] {
-            assert!(matches!(slot_grub_cfg(bad), Err(BootError::Cmdline { .. })));
+            assert_eq!(slot_cmdline(arch, slot, &disk, uuid, extra), want);
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! | file | made by |
 //! |---|---|
-//! | `EFI/BOOT/BOOTX64.EFI` or `BOOTAA64.EFI` | [`grub_efi`]: `grub/build-efi`, stock Debian GRUB 2.06 with `grub/grub.cfg` embedded, at the removable-media path ([`efi_boot_path`]) so no boot entries are needed |
+//! | `EFI/BOOT/BOOTX64.EFI` or `BOOTAA64.EFI` | shim with our certificate, signed ([`crate::secureboot::loader::shim`]), at the removable-media path so no boot entries are needed |
+//! | `EFI/BOOT/grubx64.efi` or `grubaa64.efi` | [`grub_efi`]: `grub/build-efi`, stock Debian GRUB 2.06 with `grub/grub.cfg` embedded and an SBAT section, signed ([`crate::secureboot::loader::grub`]) |
 //! | `grubenv` | [`grubenv`]: `grub-editenv`, keys `liftoff_slot` and `liftoff_pending` |
 //!
 //! [`esp_files`] gathers both for a FAT image ([`crate::fat`]); [`crate::boot::install`]
@@ -17,16 +18,9 @@ use sha2::{Digest, Sha256};
 
 use crate::disk::{self, BuiltDisk, Slot};
 use crate::kernel::workspace_root;
+use crate::secureboot::{loader, KeySet};
 use crate::tool::{io_err, run, ImageError};
 use crate::{artifacts, Arch};
-
-/// The removable-media path UEFI firmware boots from on `arch` (no boot entries needed).
-pub fn efi_boot_path(arch: Arch) -> &'static str {
-    match arch {
-        Arch::X86_64 => "EFI/BOOT/BOOTX64.EFI",
-        Arch::Aarch64 => "EFI/BOOT/BOOTAA64.EFI",
-    }
-}
 
 /// GRUB's module folder for `arch` (Debian's `grub-efi-amd64-bin` and
 /// `grub-efi-arm64-bin:arm64`).
@@ -39,7 +33,8 @@ fn grub_module_dir(arch: Arch) -> PathBuf {
 
 /// The GRUB EFI binary for `arch`, built by `grub/build-efi` and cached under
 /// `<target>/grub/<arch>-<key>/`, where the key covers the script, `grub/grub.cfg` and the
-/// installed GRUB modules (their `moddep.lst` and the GRUB version).
+/// installed GRUB modules (their `moddep.lst` and the GRUB version). Unsigned: see
+/// [`loader::grub`].
 pub fn grub_efi(arch: Arch) -> Result<PathBuf, ImageError> {
     let grub = workspace_root().join("grub");
     let script = grub.join("build-efi");
@@ -49,6 +44,7 @@ pub fn grub_efi(arch: Arch) -> Result<PathBuf, ImageError> {
     for path in [
         script.clone(),
         grub.join("grub.cfg"),
+        grub.join("sbat.csv"),
         modules.join("moddep.lst"),
     ] {
         let bytes = std::fs::read(&path).map_err(io_err(format!(
@@ -66,7 +62,10 @@ pub fn grub_efi(arch: Arch) -> Result<PathBuf, ImageError> {
     let dir = artifacts::target_dir()
         .join("grub")
         .join(format!("{arch}-{key}"));
-    let name = efi_boot_path(arch).rsplit('/').next().unwrap_or("BOOT.EFI");
+    let name = loader::grub_path(arch)
+        .rsplit('/')
+        .next()
+        .unwrap_or("grub.efi");
     let out = dir.join(name);
     std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
     // One build per key: parallel tests (threads or processes) wait on the lock, then
@@ -127,15 +126,25 @@ pub fn grubenv(
     Ok(bytes)
 }
 
-/// The ESP's files: GRUB at the removable-media path, and grubenv when given (a missing
-/// grubenv makes GRUB boot slot A without arming the pending flag).
+/// The ESP's files: shim at the removable-media path and GRUB beside it, both signed with
+/// the set's db key, and grubenv when given (a missing grubenv makes GRUB boot slot A
+/// without arming the pending flag). `work` is a scratch folder.
 pub fn esp_files(
     arch: Arch,
+    keys: &KeySet,
     grubenv: Option<Vec<u8>>,
+    work: &Path,
 ) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
-    let efi = grub_efi(arch)?;
-    let bytes = std::fs::read(&efi).map_err(io_err(format!("reading {}", efi.display())))?;
-    let mut files = vec![(efi_boot_path(arch).to_owned(), bytes)];
+    let mut files = vec![
+        (
+            loader::shim_path(arch).to_owned(),
+            loader::shim(arch, keys, work)?,
+        ),
+        (
+            loader::grub_path(arch).to_owned(),
+            loader::grub(&grub_efi(arch)?, keys, work)?,
+        ),
+    ];
     if let Some(env) = grubenv {
         files.push(("grubenv".into(), env));
     }
@@ -211,6 +220,16 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `grub-script-check` (GRUB's own parser) accepts the embedded configuration.
+    #[test]
+    fn grub_script_check_accepts_the_configuration() {
+        let out = Command::new("grub-script-check")
+            .arg(workspace_root().join("grub/grub.cfg"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
     /// `grub/build-efi` makes a PE image (an EFI application) for each architecture, for
     /// the machine type UEFI expects (x86_64 0x8664, arm64 0xaa64), and refuses a bad
     /// architecture with exit status 2.
@@ -246,6 +265,14 @@ mod tests {
             assert_eq!(u16::from_le_bytes([pe[at + 4], pe[at + 5]]), machine);
             // Only the modules grub.cfg needs: far below the ~10 MB of a full image.
             assert!(pe.len() < 2 * 1024 * 1024, "{arch}: {} bytes", pe.len());
+            // The SBAT section shim 16.1 checks: generation 5 of grub.
+            let info = prairiedog::pe::PeInfo::parse(&pe).unwrap();
+            let sbat = info.section_data(&pe, ".sbat").unwrap();
+            assert!(
+                String::from_utf8_lossy(sbat).contains("\ngrub,5,"),
+                "{arch}: {}",
+                String::from_utf8_lossy(sbat)
+            );
         }
         let out = Command::new(&script)
             .arg("sparc")

@@ -5,9 +5,11 @@
 //!
 //! - [`disk`]: the GPT layout (numbers, labels, type GUIDs, the A/B [`disk::Slot`]s) and
 //!   [`disk::build_disk`], which assembles the partitions into one image with `sgdisk`;
-//! - [`esp`]: partition 1, the ESP: the stock GRUB EFI binary and grubenv;
-//! - [`boot`]: the BOOT partitions (kernel, initramfs, the slot's `grub.cfg` and command
+//! - [`esp`]: partition 1, the ESP: shim, the stock GRUB EFI binary and grubenv;
+//! - [`boot`]: the BOOT partitions (the slot's signed unified kernel image and its command
 //!   line) and [`boot::install`], which writes them and the ESP into a built disk;
+//! - [`secureboot`]: key sets, signing, shim with our certificate, the unified kernel image
+//!   and UEFI variable stores with the keys enrolled (docs/secure-boot.md);
 //! - [`root`]: ROOT and HASH, the root file system and its dm-verity tree;
 //! - [`fat`]: the FAT images the ESP and the BOOT partitions are made of;
 //! - [`seed`] and [`tool`]: the seeded GUIDs that make builds reproducible, and the host
@@ -29,8 +31,10 @@
 //! - [`oci`]: a busybox OCI image archive for `ctr image import` in a guest.
 //!
 //! Dependencies inside the crate point one way: `build` and `system` use the partition
-//! modules; `boot` uses `esp`, `disk` and `fat`; `esp` uses `disk`; `disk` uses `root` and
-//! `fat`; those use only `seed` and `tool`.
+//! modules; `boot` uses `esp`, `secureboot`, `disk` and `fat`; `esp` uses `secureboot` and
+//! `disk`; `secureboot` uses `seed`, `tool`, `artifacts` and the cache folder of `kernel` (and
+//! `prairiedog`'s PE reader), never `esp` or `boot`; `disk` uses
+//! `root` and `fat`; those use only `seed` and `tool`.
 
 pub mod arch;
 pub mod artifacts;
@@ -44,6 +48,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod oci;
 pub mod root;
+pub mod secureboot;
 pub mod seed;
 pub mod system;
 pub mod tool;

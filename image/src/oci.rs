@@ -176,12 +176,7 @@ fn unpack_arm64(dir: &Path) -> Result<(), OciError> {
 
 /// `sha256:<hex>` of `data`.
 pub fn digest(data: &[u8]) -> String {
-    let hash = Sha256::digest(data);
-    let mut s = String::from("sha256:");
-    for b in hash {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("sha256:{}", verity::hex::encode(&Sha256::digest(data)))
 }
 
 /// The kind of a tar entry.

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 /// One of the three partitions of a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
-    /// BOOT-x: kernel, initramfs, grub.cfg; carries the A/B bits.
+    /// BOOT-x: the slot's signed unified kernel image; carries the A/B bits.
     Boot,
     /// ROOT-x: the verity-protected root.
     Root,

@@ -15,6 +15,11 @@
 //!
 //! # Order (crash safety)
 //!
+//! 0. The BOOT image is read into memory and checked against the manifest (size, BLAKE3);
+//!    its signed kernel image's command line must name the inactive slot and the manifest's
+//!    verity root hash ([`crate::uki::check_boot_image`]), and its version must not be lower
+//!    than the running slot's unless the caller allows a downgrade. A refusal here writes
+//!    nothing.
 //! 1. `clear-inactive` is written to the GPT first: from here until step 6 the inactive slot
 //!    has priority 0 and no tries, so it cannot boot whatever happens.
 //! 2. Each image file is checked against the manifest (size, BLAKE3) before anything of it is
@@ -33,6 +38,7 @@
 
 use crate::decide::SlotWords;
 use crate::disk::{DiskError, Part, Region, SlotDisk};
+use crate::uki::Version;
 use crate::{transition, Slot};
 use gpt::BlockIo;
 use std::fs::File;
@@ -328,6 +334,25 @@ pub enum InstallError {
     /// The slot state refuses the final transition.
     #[error("marking the inactive slot valid: {0}")]
     Transition(#[from] transition::TransitionError),
+    /// The update's kernel image is older than the running slot's.
+    #[error(
+        "the update's kernel image is version {payload}, lower than the running slot's \
+         {running} (--allow-downgrade installs it anyway)"
+    )]
+    Downgrade {
+        /// The running slot's version.
+        running: String,
+        /// The update's version (`none` when it has none).
+        payload: String,
+    },
+    /// The BOOT image's signed kernel image does not match the update.
+    #[error("{path}: {source}")]
+    Uki {
+        /// The BOOT image.
+        path: PathBuf,
+        /// What is wrong.
+        source: crate::uki::UkiError,
+    },
 }
 
 /// Size and BLAKE3 of a file.
@@ -458,15 +483,88 @@ fn check_verity<D: BlockIo + Sync>(
     Ok(())
 }
 
-/// Installs `payload` into the slot that is not `active` (see the module docs for the order).
+/// Step 0 of [`install`]: the BOOT image `path` matches the manifest and its UKI boots
+/// `slot` with the manifest's root hash; returns the UKI's version.
+fn check_boot(
+    manifest: &Manifest,
+    path: &Path,
+    slot: Slot,
+) -> Result<Option<Version>, InstallError> {
+    let open = |source| InstallError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(open)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|source| InstallError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    let want = manifest.image(Part::Boot);
+    if bytes.len() as u64 != want.size {
+        return Err(InstallError::Size {
+            path: path.to_owned(),
+            actual: bytes.len() as u64,
+            expected: want.size,
+        });
+    }
+    let digest: Digest = blake3::hash(&bytes).into();
+    if digest != want.blake3 {
+        return Err(InstallError::Digest {
+            path: path.to_owned(),
+            actual: verity::hex::encode(&digest),
+            expected: verity::hex::encode(&want.blake3),
+        });
+    }
+    crate::uki::check_boot_image(&bytes, slot, &manifest.verity_root_hash)
+        .map(|uki| uki.version)
+        .map_err(|source| InstallError::Uki {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Refuses `payload` when it is lower than the version of the UKI on the `active` slot's
+/// BOOT partition (none there, or none in it: anything goes).
+fn check_downgrade<D: BlockIo>(
+    disk: &SlotDisk<D>,
+    active: Slot,
+    payload: Option<Version>,
+) -> Result<(), InstallError> {
+    let region = disk.region(active, Part::Boot)?;
+    let Ok(running) = crate::uki::read_boot(disk.io_ref(), region) else {
+        return Ok(());
+    };
+    match running.version {
+        Some(running) if payload.as_ref().is_none_or(|p| *p < running) => {
+            Err(InstallError::Downgrade {
+                running: running.to_string(),
+                payload: payload.map_or_else(|| "none".to_owned(), |p| p.to_string()),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Installs `payload` into the slot that is not `active` (see the module docs for the order);
+/// `allow_downgrade` skips the version check of step 0.
 /// Writes to the disk.
 pub fn install<D: BlockIo + DropCache + Sync>(
     disk: &mut SlotDisk<D>,
     active: Slot,
     manifest: &Manifest,
     payload: &Payload,
+    allow_downgrade: bool,
 ) -> Result<InstallReport, InstallError> {
     let slot = active.other();
+    // 0. The BOOT image, as the manifest describes it, carries a kernel image for this slot
+    // and this root hash, not older than the running one; nothing is written before this
+    // holds.
+    let version = check_boot(manifest, payload.path(Part::Boot), slot)?;
+    if !allow_downgrade {
+        check_downgrade(disk, active, version)?;
+    }
     // 1. Not bootable from here on.
     disk.store(transition::clear_inactive(disk.words(), active))?;
 

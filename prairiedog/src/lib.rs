@@ -18,6 +18,8 @@
 //! - [`cmdline`]: the kernel command line split with the kernel's quoting rules, and the
 //!   `liftoff.` keys typed (PID 1's configuration).
 //! - [`install`]: writing an update payload into the inactive slot, verified.
+//! - [`pe`]: the PE/COFF headers and sections of a unified kernel image.
+//! - [`uki`]: the update's signed kernel image, checked against the manifest before install.
 //! - [`boot`]: PID 1's boot step in one call (grubenv, decision, GPT).
 //! - [`host`]: the boot disk and the running slot from sysfs and the command line.
 //! - [`status`]: what `prairiedog status` shows.
@@ -68,8 +70,10 @@ pub mod fat;
 pub mod grubenv;
 pub mod host;
 pub mod install;
+pub mod pe;
 pub mod status;
 pub mod transition;
+pub mod uki;
 
 use std::fmt;
 

@@ -80,6 +80,9 @@ enum Command {
         /// HASH image (verity superblock and tree).
         #[arg(long)]
         hash: PathBuf,
+        /// Install even when the update's kernel image is older than the running slot's.
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Print a manifest for BOOT, ROOT and HASH images.
     Manifest {
@@ -346,6 +349,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             boot,
             root,
             hash,
+            allow_downgrade,
         } => {
             let text = std::fs::read_to_string(manifest)
                 .map_err(|e| format!("reading {}: {e}", manifest.display()))?;
@@ -357,7 +361,7 @@ fn run(cli: &Cli) -> Result<(), String> {
                 root: root.clone(),
                 hash: hash.clone(),
             };
-            let report = install::install(&mut disk, active, &m, &payload)
+            let report = install::install(&mut disk, active, &m, &payload, *allow_downgrade)
                 .map_err(|e| format!("installing into slot {}: {e}", active.other()))?;
             println!(
                 "installed {} bytes into slot {}; run upgrade-to-inactive to boot it",

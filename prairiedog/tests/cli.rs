@@ -144,9 +144,15 @@ struct Update {
     manifest: PathBuf,
 }
 
-/// A 1 MiB root of pseudo-random blocks, its tree made by the real veritysetup, a BOOT image,
-/// and the manifest made by `prairiedog manifest`.
+/// A 1 MiB root of pseudo-random blocks, its tree made by the real veritysetup, a BOOT image
+/// whose kernel image boots slot B with that root hash, and the manifest made by
+/// `prairiedog manifest`.
 fn make_update(dir: &Path) -> Update {
+    make_update_version(dir, "")
+}
+
+/// [`make_update`] whose kernel image has this `.osrel` (`IMAGE_VERSION=`).
+fn make_update_version(dir: &Path, osrel: &str) -> Update {
     let root = dir.join("root.img");
     let bytes: Vec<u8> = (0u32..1 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -163,8 +169,13 @@ fn make_update(dir: &Path) -> Update {
         .unwrap()
         .trim()
         .to_owned();
-    let boot = dir.join("boot.img");
-    std::fs::write(&boot, vec![0x42u8; 300_000]).unwrap();
+    let boot = boot_image(
+        dir,
+        "boot.img",
+        &format!("liftoff.slot=B liftoff.roothash={root_hash} console=ttyS0"),
+        osrel,
+        512,
+    );
     let manifest = dir.join("manifest");
     let text = ok(&[
         "manifest",
@@ -269,16 +280,36 @@ fn install_then_upgrade_boots_b_next_with_one_try() {
 #[test]
 fn a_bad_payload_stops_and_leaves_b_not_bootable() {
     // (what to break, expected error)
-    let cases: [(&str, &str); 4] = [
+    let cases: [(&str, &str); 6] = [
         ("digest", "the manifest says"),
         ("truncate", "bytes, the manifest says"),
         ("verity", "fails verity"),
         ("too-large", "does not fit partition"),
+        ("uki-root-hash", "signed command line has root hash"),
+        ("uki-slot", "boots slot A, the update goes to slot B"),
     ];
     for (breakage, want) in cases {
         let dir = tempfile::tempdir().unwrap();
         let img = make_image(dir.path(), "d.img", 512, w(2, 0, 1, 0), w(1, 0, 1, 0));
         let u = make_update(dir.path());
+        // A new BOOT image with this command line, and a manifest made for it with this
+        // root hash: every digest matches, so only the named check can refuse it.
+        let remake = |cmdline: &str, kib: u32, root_hash: &str| {
+            boot_image(dir.path(), "boot.img", cmdline, "", kib);
+            let m = ok(&[
+                "manifest",
+                "--boot",
+                u.boot.to_str().unwrap(),
+                "--root",
+                u.root.to_str().unwrap(),
+                "--hash",
+                u.hash.to_str().unwrap(),
+                "--verity-root-hash",
+                root_hash,
+            ]);
+            std::fs::write(&u.manifest, m).unwrap();
+        };
+        let zeros = "00".repeat(32);
         match breakage {
             "digest" => smash(&u.root, 4096, 1, 0xff),
             "truncate" => {
@@ -288,37 +319,38 @@ fn a_bad_payload_stops_and_leaves_b_not_bootable() {
                     .unwrap();
                 f.set_len(4096).unwrap();
             }
-            "verity" => {
-                // A manifest whose digests match the files but whose root hash does not.
-                let text = std::fs::read_to_string(&u.manifest).unwrap();
-                let fixed: String = text
-                    .lines()
-                    .map(|l| match l.strip_prefix("verity-root-hash ") {
-                        Some(_) => format!("verity-root-hash {}\n", "00".repeat(32)),
-                        None => format!("{l}\n"),
-                    })
-                    .collect();
-                std::fs::write(&u.manifest, fixed).unwrap();
-            }
-            _ => {
-                std::fs::write(&u.boot, vec![0u8; 3 << 20]).unwrap();
-                let m = ok(&[
-                    "manifest",
-                    "--boot",
-                    u.boot.to_str().unwrap(),
-                    "--root",
-                    u.root.to_str().unwrap(),
-                    "--hash",
-                    u.hash.to_str().unwrap(),
-                    "--verity-root-hash",
-                    "00",
-                ]);
-                std::fs::write(&u.manifest, m).unwrap();
-            }
+            // The UKI and the manifest agree on a root hash the tree does not have.
+            "verity" => remake(
+                &format!("liftoff.slot=B liftoff.roothash={zeros}"),
+                512,
+                &zeros,
+            ),
+            "too-large" => remake(
+                &format!("liftoff.slot=B liftoff.roothash={zeros}"),
+                3072,
+                &zeros,
+            ),
+            // The manifest's root hash differs from the one the signed UKI carries.
+            "uki-root-hash" => remake(
+                &format!("liftoff.slot=B liftoff.roothash={zeros}"),
+                512,
+                &"11".repeat(32),
+            ),
+            _ => remake(
+                &format!("liftoff.slot=A liftoff.roothash={zeros}"),
+                512,
+                &zeros,
+            ),
         }
+        let before = std::fs::read(&img).unwrap();
         let err = fails(&install_args(&u, img.to_str().unwrap()));
         assert!(err.contains(want), "{breakage}: {err}");
-        assert_b_not_bootable(&img);
+        if breakage.starts_with("uki-") {
+            // Refused before the first write: the disk is as it was, B still bootable.
+            assert!(std::fs::read(&img).unwrap() == before, "{breakage}");
+        } else {
+            assert_b_not_bootable(&img);
+        }
     }
 }
 
@@ -391,4 +423,66 @@ fn transitions_update_grubenv_on_the_esp_by_default() {
         serde_json::from_str(&ok(&["status", "--json", "--disk", d])).unwrap();
     assert_eq!(s["grubenv"]["liftoff_slot"], "A");
     assert_eq!(s["active"], serde_json::Value::Null);
+}
+
+/// Byte offset of partition `n` of `img` (`sgdisk -i`).
+fn partition_offset(img: &Path, sector: u32, n: u32) -> u64 {
+    let out = sgdisk(img, sector, &["-i".to_owned(), n.to_string()]);
+    let first: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("First sector: "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    first * u64::from(sector)
+}
+
+/// The running slot A carries a kernel image of version 2.0: an update of version 1.9 (or
+/// of no version) is refused before anything is written, unless `--allow-downgrade`;
+/// 2.0 and 2.10 are taken.
+#[test]
+fn a_downgrade_is_refused_unless_allowed() {
+    for (osrel, allowed) in [
+        ("IMAGE_VERSION=1.9\n", false),
+        ("", false),
+        ("NAME=x\nIMAGE_VERSION=\"2.0\"\n", true),
+        ("IMAGE_VERSION=2.10\n", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let img = make_image(dir.path(), "d.img", 512, w(2, 0, 1, 0), w(1, 0, 1, 0));
+        let running = boot_image(
+            dir.path(),
+            "running.img",
+            "liftoff.slot=A liftoff.roothash=00",
+            "IMAGE_VERSION=2.0\n",
+            512,
+        );
+        let mut disk = std::fs::read(&img).unwrap();
+        let at = partition_offset(&img, 512, 2) as usize;
+        let bytes = std::fs::read(&running).unwrap();
+        disk[at..at + bytes.len()].copy_from_slice(&bytes);
+        std::fs::write(&img, &disk).unwrap();
+        let u = make_update_version(dir.path(), osrel);
+        let args = install_args(&u, img.to_str().unwrap());
+        if allowed {
+            ok(&args);
+            continue;
+        }
+        let err = fails(&args);
+        assert!(
+            err.contains("lower than the running slot's 2.0 (--allow-downgrade"),
+            "{osrel:?}: {err}"
+        );
+        assert!(
+            std::fs::read(&img).unwrap() == disk,
+            "{osrel:?}: nothing written"
+        );
+        let mut forced = args.clone();
+        forced.push("--allow-downgrade");
+        let out = ok(&forced);
+        assert!(out.contains("into slot B"), "{out}");
+    }
 }

@@ -42,8 +42,13 @@ fn every_cut_leaves_b_old_or_unbootable_or_complete() {
         .unwrap()
         .trim()
         .to_owned();
-    let boot = dir.path().join("boot.img");
-    std::fs::write(&boot, vec![0x17u8; 70_000]).unwrap();
+    let boot = boot_image(
+        dir.path(),
+        "boot.img",
+        &format!("liftoff.slot=B liftoff.roothash={root_hash}"),
+        "IMAGE_VERSION=1\n",
+        512,
+    );
     let payload = Payload { boot, root, hash };
     let manifest = Manifest::for_files(&payload, &root_hash).unwrap();
     let image = std::fs::read(&img).unwrap();
@@ -66,7 +71,7 @@ fn every_cut_leaves_b_old_or_unbootable_or_complete() {
         .collect();
 
     let mut full = open(image.clone());
-    install(&mut full, Slot::A, &manifest, &payload).unwrap();
+    install(&mut full, Slot::A, &manifest, &payload, false).unwrap();
     let total = full.into_inner().writes();
 
     let mut outcomes = [0usize; 3];
@@ -76,7 +81,7 @@ fn every_cut_leaves_b_old_or_unbootable_or_complete() {
             mem.cut_after_writes(cut);
             mem.tear_cut_write(tear);
             let mut disk = SlotDisk::open(mem, Path::new("mem"), None).unwrap();
-            let result = install(&mut disk, Slot::A, &manifest, &payload);
+            let result = install(&mut disk, Slot::A, &manifest, &payload, false);
             assert_eq!(result.is_ok(), cut == total, "cut {cut}");
             let after = open(disk.into_inner().into_bytes());
             let b = after.words().attrs(Slot::B);

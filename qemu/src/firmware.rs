@@ -1,18 +1,38 @@
 //! Firmware boots: a Liftoff disk started the way a real machine starts it, by UEFI firmware
-//! (OVMF on x86_64, AAVMF on aarch64) loading stock GRUB from the ESP (DESIGN.md sections 1
-//! and 5). What is on the disk is the image builder's (`liftoff_image::esp` for the ESP,
+//! (OVMF on x86_64, AAVMF on aarch64) loading shim and GRUB from the ESP (DESIGN.md sections
+//! 1 and 5). What is on the disk is the image builder's (`liftoff_image::esp` for the ESP,
 //! `liftoff_image::boot` for the BOOT partitions); this module only starts it.
 //!
-//! [`fresh_vars`] copies the firmware's variable store for one guest and [`vm_config`] makes
-//! the [`VmConfig`]: the firmware code read-only and that copy as pflash, no `-kernel`; the
+//! [`Mode::SecureBoot`] is the default: the firmware enforces Secure Boot with a key set
+//! enrolled (`liftoff_image::secureboot::varstore`). x86_64 runs `OVMF_CODE_4M.secboot.fd`
+//! on `q35` with SMM and a secure pflash, so the variable store is protected from the OS;
+//! aarch64 runs `AAVMF_CODE.snakeoil.fd` (Secure Boot capable) on plain `virt` (`secure=on`
+//! hangs there), whose store has no such protection: fine for tests, not a boundary.
+//! [`Mode::Off`] boots the same disk without Secure Boot (Debian's plain firmware and blank
+//! store), for the one test that keeps that path working.
+//!
+//! [`fresh_vars`] copies the variable store for one guest and [`vm_config`] makes the
+//! [`VmConfig`]: the firmware code read-only and that copy as pflash, no `-kernel`; the
 //! caller adds the disk and starts it with [`crate::vm::Vm::start`].
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use liftoff_image::secureboot::{varstore, KeySet};
+use liftoff_image::tool::ImageError;
+
 use crate::vm::VmConfig;
 use crate::Arch;
+
+/// Whether the firmware enforces Secure Boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Enforced, with a key set enrolled.
+    SecureBoot,
+    /// Off: the firmware starts any EFI binary.
+    Off,
+}
 
 /// A step of preparing a firmware boot that failed.
 #[derive(Debug)]
@@ -21,6 +41,8 @@ pub enum FirmwareError {
     Io { what: String, source: io::Error },
     /// The firmware files are not installed.
     NoFirmware { path: PathBuf },
+    /// Making the variable store with the keys enrolled.
+    Vars(ImageError),
 }
 
 impl fmt::Display for FirmwareError {
@@ -32,35 +54,45 @@ impl fmt::Display for FirmwareError {
                 "no UEFI firmware at {} (scripts/setup installs ovmf and qemu-efi-aarch64)",
                 path.display()
             ),
+            FirmwareError::Vars(e) => write!(f, "enrolling the Secure Boot keys: {e}"),
         }
     }
 }
 
 impl std::error::Error for FirmwareError {}
 
-/// The firmware code and its variable-store template (Debian's `ovmf` and
-/// `qemu-efi-aarch64`).
-pub fn firmware_files(arch: Arch) -> (PathBuf, PathBuf) {
-    match arch {
-        Arch::X86_64 => (
-            PathBuf::from("/usr/share/OVMF/OVMF_CODE.fd"),
-            PathBuf::from("/usr/share/OVMF/OVMF_VARS.fd"),
-        ),
-        Arch::Aarch64 => (
-            PathBuf::from("/usr/share/AAVMF/AAVMF_CODE.fd"),
-            PathBuf::from("/usr/share/AAVMF/AAVMF_VARS.fd"),
-        ),
-    }
+/// The firmware code for `arch` in `mode` (Debian's `ovmf` and `qemu-efi-aarch64`).
+pub fn firmware_code(arch: Arch, mode: Mode) -> PathBuf {
+    PathBuf::from(match (arch, mode) {
+        (Arch::X86_64, Mode::SecureBoot) => "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+        (Arch::X86_64, Mode::Off) => "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        (Arch::Aarch64, Mode::SecureBoot) => "/usr/share/AAVMF/AAVMF_CODE.snakeoil.fd",
+        (Arch::Aarch64, Mode::Off) => "/usr/share/AAVMF/AAVMF_CODE.fd",
+    })
 }
 
-/// Copies the firmware's variable-store template for `arch` to `vars`: every boot starts
-/// from the firmware's defaults (no boot entries, so it boots the removable-media path).
-pub fn fresh_vars(arch: Arch, vars: &Path) -> Result<(), FirmwareError> {
-    let (code, template) = firmware_files(arch);
-    for path in [&code, &template] {
-        if !path.is_file() {
-            return Err(FirmwareError::NoFirmware { path: path.clone() });
-        }
+/// The blank variable store of [`Mode::Off`].
+fn blank_vars(arch: Arch) -> PathBuf {
+    PathBuf::from(match arch {
+        Arch::X86_64 => "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        Arch::Aarch64 => "/usr/share/AAVMF/AAVMF_VARS.fd",
+    })
+}
+
+/// Copies the variable store for one guest of `arch` to `vars`: with `keys` enrolled and
+/// Secure Boot on, or the firmware's blank store for [`Mode::Off`]. Either has no boot
+/// entries, so the firmware boots the removable-media path.
+pub fn fresh_vars(arch: Arch, mode: Mode, keys: &KeySet, vars: &Path) -> Result<(), FirmwareError> {
+    let code = firmware_code(arch, mode);
+    if !code.is_file() {
+        return Err(FirmwareError::NoFirmware { path: code });
+    }
+    let template = match mode {
+        Mode::SecureBoot => varstore::cached_vars(arch, keys).map_err(FirmwareError::Vars)?,
+        Mode::Off => blank_vars(arch),
+    };
+    if !template.is_file() {
+        return Err(FirmwareError::NoFirmware { path: template });
     }
     std::fs::copy(&template, vars).map_err(|source| FirmwareError::Io {
         what: format!("copying {} to {}", template.display(), vars.display()),
@@ -69,15 +101,27 @@ pub fn fresh_vars(arch: Arch, vars: &Path) -> Result<(), FirmwareError> {
     Ok(())
 }
 
-/// A guest of `arch` that boots through its firmware: no kernel for QEMU to load, the
-/// firmware code read-only and the variable store `vars` (see [`fresh_vars`]) writable as
-/// pflash, 1 GiB of memory. Add the disks and start it with [`crate::vm::Vm::start`].
-pub fn vm_config(arch: Arch, vars: &Path, log: &Path) -> VmConfig {
-    let (code, _) = firmware_files(arch);
+/// A guest of `arch` that boots through its firmware in `mode`: no kernel for QEMU to load,
+/// the firmware code read-only and the variable store `vars` (see [`fresh_vars`]) writable
+/// as pflash, 1 GiB of memory. Add the disks and start it with [`crate::vm::Vm::start`].
+pub fn vm_config(arch: Arch, mode: Mode, vars: &Path, log: &Path) -> VmConfig {
+    let code = firmware_code(arch, mode);
     let mut config = VmConfig::new(arch, &code, log);
     config.kernel = None;
     config.memory_mib = 1024;
-    config.extra = vec![
+    if (arch, mode) == (Arch::X86_64, Mode::SecureBoot) {
+        // SMM guards the variable store; only SMM code may write the secure pflash.
+        config.extra.extend(
+            [
+                "-machine",
+                "smm=on",
+                "-global",
+                "driver=cfi.pflash01,property=secure,value=on",
+            ]
+            .map(String::from),
+        );
+    }
+    config.extra.extend([
         "-drive".into(),
         format!(
             "if=pflash,format=raw,unit=0,readonly=on,file={}",
@@ -85,7 +129,7 @@ pub fn vm_config(arch: Arch, vars: &Path, log: &Path) -> VmConfig {
         ),
         "-drive".into(),
         format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
-    ];
+    ]);
     config
 }
 
@@ -96,7 +140,12 @@ mod tests {
 
     #[test]
     fn qemu_arguments() {
-        let mut config = vm_config(Arch::X86_64, Path::new("/v.fd"), Path::new("/l"));
+        let mut config = vm_config(
+            Arch::X86_64,
+            Mode::SecureBoot,
+            Path::new("/v.fd"),
+            Path::new("/l"),
+        );
         config.disks.push(Disk {
             path: "/d.img".into(),
             read_only: false,
@@ -108,16 +157,34 @@ mod tests {
              -display none -serial stdio -no-reboot \
              -drive file=/d.img,format=raw,if=none,id=disk0,cache=unsafe \
              -device virtio-blk-pci,drive=disk0,serial=boot \
-             -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
+             -machine smm=on -global driver=cfi.pflash01,property=secure,value=on \
+             -drive if=pflash,format=raw,unit=0,readonly=on,\
+             file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd \
              -drive if=pflash,format=raw,unit=1,file=/v.fd"
         );
-        let args = vm_config(Arch::Aarch64, Path::new("/v.fd"), Path::new("/l"))
+        let off = vm_config(Arch::X86_64, Mode::Off, Path::new("/v.fd"), Path::new("/l"))
             .args()
             .join(" ");
         assert!(
-            args.contains("file=/usr/share/AAVMF/AAVMF_CODE.fd"),
+            off.contains("file=/usr/share/OVMF/OVMF_CODE_4M.fd"),
+            "{off}"
+        );
+        assert!(!off.contains("smm=on") && !off.contains("secure"), "{off}");
+        let args = vm_config(
+            Arch::Aarch64,
+            Mode::SecureBoot,
+            Path::new("/v.fd"),
+            Path::new("/l"),
+        )
+        .args()
+        .join(" ");
+        assert!(
+            args.contains("file=/usr/share/AAVMF/AAVMF_CODE.snakeoil.fd"),
             "{args}"
         );
-        assert!(!args.contains("-kernel"), "{args}");
+        assert!(
+            !args.contains("-kernel") && !args.contains("secure"),
+            "{args}"
+        );
     }
 }

@@ -279,23 +279,30 @@ impl Vm {
                 source,
             })?;
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                let mut buf = Vec::new();
+                let mut stream = stream;
+                let prefix = if n == 1 { "qemu-stderr: " } else { "" };
+                let mut lines = ConsoleLines::default();
+                let mut chunk = [0u8; 4096];
                 loop {
-                    buf.clear();
-                    match reader.read_until(b'\n', &mut buf) {
+                    let len = match stream.read(&mut chunk) {
                         Ok(0) | Err(_) => break,
-                        Ok(_) => {}
+                        Ok(len) => len,
+                    };
+                    let mut gone = false;
+                    for line in lines.push(chunk.get(..len).unwrap_or_default()) {
+                        // The log is for people; losing a line of it must not stop the test.
+                        let _ = writeln!(log, "{prefix}{line}");
+                        if tx.send(format!("{prefix}{line}")).is_err() {
+                            gone = true;
+                        }
                     }
-                    let line = String::from_utf8_lossy(&buf)
-                        .trim_end_matches(['\r', '\n'])
-                        .to_owned();
-                    let prefix = if n == 1 { "qemu-stderr: " } else { "" };
-                    // The log is for people; losing a line of it must not stop the test.
+                    if gone {
+                        return;
+                    }
+                }
+                if let Some(line) = lines.rest() {
                     let _ = writeln!(log, "{prefix}{line}");
-                    if tx.send(format!("{prefix}{line}")).is_err() {
-                        break;
-                    }
+                    let _ = tx.send(format!("{prefix}{line}"));
                 }
             });
         }
@@ -464,9 +471,77 @@ impl Drop for Vm {
     }
 }
 
+/// Splits console output into lines: at a newline, and at a cursor-position escape
+/// (`ESC [ row ; col H`), which firmware and shim use instead of newlines to draw a screen
+/// (shim's "Verification failed" box has no newline at all and then waits for a key).
+#[derive(Debug, Default)]
+struct ConsoleLines {
+    partial: Vec<u8>,
+}
+
+impl ConsoleLines {
+    /// Adds `bytes` and returns the lines they complete.
+    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            self.partial.push(b);
+            if b == b'\n' || (b == b'H' && ends_with_cursor_position(&self.partial)) {
+                let line = String::from_utf8_lossy(&self.partial)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned();
+                self.partial.clear();
+                out.push(line);
+            }
+        }
+        out
+    }
+
+    /// What is left after the last line break, at the end of the stream.
+    fn rest(&mut self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| {
+            let line = String::from_utf8_lossy(&self.partial).into_owned();
+            self.partial.clear();
+            line
+        })
+    }
+}
+
+/// Whether `buf` ends with `ESC [ digits ; digits H`.
+fn ends_with_cursor_position(buf: &[u8]) -> bool {
+    let Some(start) = buf.iter().rposition(|&b| b == 0x1b) else {
+        return false;
+    };
+    match buf.get(start + 1..) {
+        Some([b'[', rest @ .., b'H']) => {
+            !rest.is_empty() && rest.iter().all(|b| b.is_ascii_digit() || *b == b';')
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_lines() {
+        let mut c = ConsoleLines::default();
+        assert_eq!(c.push(b"Welcome\r\nto "), ["Welcome"]);
+        assert_eq!(
+            c.push(b"GRUB!\n\x1b[0m\x1b[2J\x1b[01;01HVerification failed"),
+            ["to GRUB!", "\x1b[0m\x1b[2J\x1b[01;01H"]
+        );
+        assert_eq!(
+            c.push(b" box\x1b[5;7H"),
+            ["Verification failed box\x1b[5;7H"]
+        );
+        assert!(
+            c.push(b"\x1b[H \x1b[1;2").is_empty(),
+            "no digits, or unfinished"
+        );
+        assert_eq!(c.rest().as_deref(), Some("\x1b[H \x1b[1;2"));
+        assert_eq!(c.rest(), None);
+    }
 
     #[test]
     fn command_line() {

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use liftoff_image::disk;
+use liftoff_image::secureboot::pe::PeInfo;
+use liftoff_image::secureboot::KeySet;
 
 mod common;
 use common::{assert_sgdisk_clean, attributes, host_binary, word};
@@ -123,10 +125,27 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A section of a unified kernel image, as loaded.
+fn section<'a>(uki: &'a [u8], name: &str) -> &'a [u8] {
+    let pe = PeInfo::parse(uki).unwrap();
+    pe.section_data(uki, name)
+        .unwrap_or_else(|| panic!("no {name} section"))
+}
+
+/// Whether `sbverify --cert` (the peer tool) accepts the signature of `image` with the
+/// development key set's db certificate.
+fn signed_by_dev_db(image: &[u8], dir: &Path) -> bool {
+    let (keys, _) = KeySet::development().unwrap();
+    let path = dir.join("check.efi");
+    std::fs::write(&path, image).unwrap();
+    liftoff_image::secureboot::verifies(&path, &keys.db.cert).unwrap()
+}
+
 const PAYLOAD_FILES: [&str; 4] = ["boot.img", "root.img", "hash.img", "manifest"];
 
 /// Builds the disk and the payloads (for `slot`) of `root` with `extra` options; returns the
-/// image's and the payload's JSON.
+/// image's and the payload's JSON. The payload's UKI names the disk's BOOT partition of
+/// `slot` (`--boot-partuuid`), as the disk's own UKI does.
 fn build_both(
     root: &Path,
     disk: &Path,
@@ -140,7 +159,17 @@ fn build_both(
     args.extend(common);
     args.extend(extra);
     let image = built(&args, tz);
+    let number = if slot == "A" {
+        disk::BOOT_A
+    } else {
+        disk::BOOT_B
+    };
+    let boot = image["partitions"][number as usize - 1]["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut args: Vec<&str> = vec!["payload", "--out-dir", s(payload), "--slot", slot, "--json"];
+    args.extend(["--boot-partuuid", &boot]);
     args.extend(common);
     args.extend(extra);
     let payload = built(&args, tz);
@@ -248,7 +277,8 @@ fn extract(disk: &Path, (offset, len): (u64, u64), dest: &Path) -> PathBuf {
 
 /// The disk as the reference tools read it: the table (`sgdisk -v` clean; names, type GUIDs,
 /// unique GUIDs and extents as printed; slot A priority 1 and successful, B all zero), the
-/// ESP (GRUB, grubenv for slot A), BOOT-A (kernel, initramfs, the command line with the
+/// ESP (shim with our certificate and GRUB with SBAT, both signed as `sbverify` checks;
+/// grubenv for slot A), BOOT-A (the signed UKI: kernel, initramfs, the command line with the
 /// printed root hash), ROOT-A/HASH-A (`veritysetup verify` with the printed root hash and
 /// salt), PRIVATE (ext4). The payloads: root.img and hash.img are ROOT-A's and HASH-A's
 /// content, a slot-A boot.img is BOOT-A's, and `prairiedog install` takes the slot-B payloads
@@ -309,8 +339,16 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     assert_eq!(attributes(&disk, disk::BOOT_B), 0);
 
     let esp = extent(&image_json, disk::ESP).0;
-    let grub = fat_file(&disk, esp, "EFI/BOOT/BOOTX64.EFI");
-    assert_eq!(&grub[..2], b"MZ");
+    // shim at the removable-media path and GRUB beside it, both signed with the db key;
+    // shim carries our certificate instead of Debian's.
+    let shim = fat_file(&disk, esp, "EFI/BOOT/BOOTX64.EFI");
+    assert!(signed_by_dev_db(&shim, &dir.0));
+    let (keys, _) = KeySet::development().unwrap();
+    let der = keys.db_cert_der().unwrap();
+    assert!(section(&shim, ".vendor_cert")[16..].starts_with(&der));
+    let grub = fat_file(&disk, esp, "EFI/BOOT/grubx64.efi");
+    assert!(signed_by_dev_db(&grub, &dir.0));
+    assert!(String::from_utf8_lossy(section(&grub, ".sbat")).contains("\ngrub,5,"));
     let env = dir.0.join("grubenv");
     std::fs::write(&env, fat_file(&disk, esp, "grubenv")).unwrap();
     let out = Command::new("grub-editenv")
@@ -322,26 +360,29 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
         String::from_utf8_lossy(&out.stdout),
         "liftoff_slot=A\nliftoff_pending=0\n"
     );
+    // BOOT-A: one signed UKI with the kernel, the initramfs and the whole command line.
     let boot_a = extent(&image_json, disk::BOOT_A).0;
     let kernel = liftoff_image::kernel::Kernel::debian(liftoff_image::Arch::X86_64).unwrap();
-    assert!(fat_file(&disk, boot_a, "vmlinuz") == std::fs::read(&kernel.image).unwrap());
-    let initramfs = fat_file(&disk, boot_a, "initramfs");
-    assert_eq!(&initramfs[..6], b"070701", "a newc cpio archive");
-    let cfg = String::from_utf8(fat_file(&disk, boot_a, "grub.cfg")).unwrap();
+    let uki = fat_file(&disk, boot_a, "liftoff.efi");
+    assert!(signed_by_dev_db(&uki, &dir.0));
+    assert!(section(&uki, ".linux") == std::fs::read(&kernel.image).unwrap().as_slice());
     assert_eq!(
-        cfg,
+        &section(&uki, ".initrd")[..6],
+        b"070701",
+        "a newc cpio archive"
+    );
+    let cmdline = String::from_utf8(section(&uki, ".cmdline").to_vec()).unwrap();
+    let boot_a_guid = image_json["partitions"][1]["guid"].as_str().unwrap();
+    assert_eq!(
+        cmdline,
         format!(
-            "set liftoff_cmdline='liftoff.slot=A liftoff.roothash={root_hash} \
-             liftoff.salt={salt} console=ttyS0 panic=-1 liftoff.handoff=containerd'\n"
+            "liftoff.boot_partuuid={boot_a_guid} liftoff.slot=A liftoff.roothash={root_hash} \
+             liftoff.salt={salt} console=ttyS0 panic=-1 liftoff.handoff=containerd"
         )
     );
-    assert_eq!(
-        cfg,
-        format!(
-            "set liftoff_cmdline='{}'\n",
-            image_json["cmdline"].as_str().unwrap()
-        )
-    );
+    assert_eq!(cmdline, image_json["cmdline"].as_str().unwrap());
+    let osrel = String::from_utf8_lossy(section(&uki, ".osrel")).into_owned();
+    assert!(osrel.contains("\nIMAGE_VERSION=0\n"), "{osrel}");
 
     let root_part = extract(
         &disk,
@@ -482,13 +523,12 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     let out = install();
     assert!(out.status.success(), "prairiedog install: {out:?}");
     assert_eq!(attributes(&disk, disk::BOOT_B), word(0, 1, false, 0));
-    let cfg = String::from_utf8(fat_file(
-        &disk,
-        extent(&image_json, disk::BOOT_B).0,
-        "grub.cfg",
-    ))
-    .unwrap();
-    assert!(cfg.contains("liftoff.slot=B liftoff.roothash="), "{cfg}");
+    let uki = fat_file(&disk, extent(&image_json, disk::BOOT_B).0, "liftoff.efi");
+    let cmdline = String::from_utf8_lossy(section(&uki, ".cmdline")).into_owned();
+    assert!(
+        cmdline.starts_with("liftoff.slot=B liftoff.roothash="),
+        "{cmdline}"
+    );
     // A payload whose bytes differ from its manifest is refused.
     let mut root = std::fs::read(pb.join("root.img")).unwrap();
     root[0] ^= 1;
@@ -571,6 +611,19 @@ fn bad_input_fails_cleanly() {
             ],
             2,
             "--data-mib \"lots\" is not a whole number".to_owned(),
+        ),
+        (
+            vec![
+                "payload",
+                "--root",
+                s(&tree),
+                "--out-dir",
+                s(&payload),
+                "--image-version",
+                "v2",
+            ],
+            2,
+            "--image-version \"v2\" is not dotted numbers".to_owned(),
         ),
         (
             vec![
@@ -773,7 +826,10 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
     let initramfs = dir.0.join("initramfs");
     std::fs::write(
         &initramfs,
-        fat_file(&default, extent(&json, disk::BOOT_A).0, "initramfs"),
+        section(
+            &fat_file(&default, extent(&json, disk::BOOT_A).0, "liftoff.efi"),
+            ".initrd",
+        ),
     )
     .unwrap();
     let given = dir.0.join("given.img");
@@ -796,7 +852,8 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
         .concat(),
         "UTC",
     );
-    let bare_initramfs = fat_file(&bare, extent(&bare_json, disk::BOOT_A).0, "initramfs");
+    let bare_uki = fat_file(&bare, extent(&bare_json, disk::BOOT_A).0, "liftoff.efi");
+    let bare_initramfs = section(&bare_uki, ".initrd").to_vec();
     assert!(bare_initramfs.len() < std::fs::read(&initramfs).unwrap().len() / 2);
     let has_dm_verity = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains("dm-verity.ko");
     assert!(has_dm_verity(&std::fs::read(&initramfs).unwrap()));
@@ -819,8 +876,8 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
     assert!(!dir.0.join("x.img").exists());
 }
 
-/// aarch64: GRUB at `EFI/BOOT/BOOTAA64.EFI` (an arm64 PE image), Debian's arm64 kernel in
-/// BOOT-A with the `ttyAMA0` console, a table `sgdisk -v` accepts, the same bytes in two
+/// aarch64: signed arm64 shim and GRUB at `EFI/BOOT/BOOTAA64.EFI` and `grubaa64.efi`, a
+/// signed arm64 UKI in BOOT-A with Debian's arm64 kernel and the `ttyAMA0` console, a table `sgdisk -v` accepts, the same bytes in two
 /// time zones.
 #[test]
 fn aarch64_disk() {
@@ -850,14 +907,100 @@ fn aarch64_disk() {
     );
     assert_eq!(sha256(&one), sha256(&two));
     assert_sgdisk_clean(&one);
-    let efi = fat_file(&one, extent(&json, disk::ESP).0, "EFI/BOOT/BOOTAA64.EFI");
-    let at = u32::from_le_bytes(efi[0x3c..0x40].try_into().unwrap()) as usize;
-    assert_eq!(&efi[at..at + 4], b"PE\0\0");
-    assert_eq!(u16::from_le_bytes([efi[at + 4], efi[at + 5]]), 0xaa64);
+    for path in ["EFI/BOOT/BOOTAA64.EFI", "EFI/BOOT/grubaa64.efi"] {
+        let efi = fat_file(&one, extent(&json, disk::ESP).0, path);
+        assert_eq!(PeInfo::parse(&efi).unwrap().machine, 0xaa64, "{path}");
+        assert!(signed_by_dev_db(&efi, &dir.0), "{path}");
+    }
     let kernel = liftoff_image::kernel::Kernel::debian(liftoff_image::Arch::Aarch64).unwrap();
     let boot_a = extent(&json, disk::BOOT_A).0;
-    assert!(fat_file(&one, boot_a, "vmlinuz") == std::fs::read(&kernel.image).unwrap());
-    let cfg = String::from_utf8(fat_file(&one, boot_a, "grub.cfg")).unwrap();
-    assert!(cfg.contains(" console=ttyAMA0 panic=-1'"), "{cfg}");
+    let uki = fat_file(&one, boot_a, "liftoff.efi");
+    assert_eq!(PeInfo::parse(&uki).unwrap().machine, 0xaa64);
+    assert!(signed_by_dev_db(&uki, &dir.0));
+    assert!(section(&uki, ".linux") == std::fs::read(&kernel.image).unwrap().as_slice());
+    let cmdline = String::from_utf8_lossy(section(&uki, ".cmdline")).into_owned();
+    assert!(cmdline.ends_with(" console=ttyAMA0 panic=-1"), "{cmdline}");
     assert_eq!(attributes(&one, disk::BOOT_A), word(1, 0, true, 0));
+}
+
+/// `liftoff-qemu keys` makes a key set (or one around an existing db key and certificate)
+/// and never overwrites one; `uefi-vars` writes an OVMF variable store and EC2's
+/// `--uefi-data` blob that `virt-fw-vars` (the peer tool) reads back with exactly our PK,
+/// KEK and db enrolled and Secure Boot on.
+#[test]
+fn key_sets_and_uefi_variable_stores() {
+    let dir = TestDir::new("keys");
+    let set = dir.0.join("set");
+    let out = liftoff_qemu(&["keys", "--out", s(&set), "--name", "Acme"], "UTC");
+    assert!(out.status.success(), "{out:?}");
+    for name in ["PK", "KEK", "db"] {
+        assert!(set.join(format!("{name}.crt")).is_file());
+        let mode = std::fs::metadata(set.join(format!("{name}.key")))
+            .unwrap()
+            .permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077, 0);
+    }
+    let again = liftoff_qemu(&["keys", "--out", s(&set)], "UTC");
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let bring = dir.0.join("bring");
+    let out = liftoff_qemu(
+        &[
+            "keys",
+            "--out",
+            s(&bring),
+            "--db-key",
+            s(&set.join("db.key")),
+            "--db-cert",
+            s(&set.join("db.crt")),
+        ],
+        "UTC",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(bring.join("db.crt")).unwrap(),
+        std::fs::read(set.join("db.crt")).unwrap()
+    );
+    let half = liftoff_qemu(&["keys", "--out", "x", "--db-key", "k"], "UTC");
+    assert_eq!(half.status.code(), Some(2));
+    for (arch, aws) in [("x86_64", false), ("aarch64", false), ("x86_64", true)] {
+        let file = dir.0.join(format!("{arch}-{aws}.vars"));
+        let mut args = vec![
+            "uefi-vars",
+            "--arch",
+            arch,
+            "--keys",
+            s(&set),
+            "--out",
+            s(&file),
+        ];
+        if aws {
+            args.push("--aws");
+        }
+        let out = liftoff_qemu(&args, "UTC");
+        assert!(out.status.success(), "{out:?}");
+        let shown = Command::new("virt-fw-vars")
+            .arg("-i")
+            .arg(&file)
+            .args(["--print", "--verbose"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.status.success(), "{shown:?}");
+        for name in ["PK", "KEK", "db"] {
+            assert!(
+                text.contains(&format!("subject CN=Acme Secure Boot {name}")),
+                "{arch} aws={aws}: {name}: {text}"
+            );
+        }
+        assert_eq!(
+            text.matches("subject CN=").count(),
+            3,
+            "only our keys: {text}"
+        );
+        assert!(
+            text.contains("SecureBootEnable") && text.contains("ON"),
+            "{text}"
+        );
+    }
 }

@@ -1,8 +1,11 @@
-//! VM tests of the whole boot chain through real firmware (issue 8): OVMF (x86_64) or AAVMF
-//! (aarch64) boots stock Debian GRUB from the ESP, GRUB applies the grubenv contract of
-//! DESIGN.md section 5 (`grub/grub.cfg`) and loads a slot's kernel and initramfs from its
-//! BOOT partition, and Liftoff's PID 1 mounts that slot's verified root and hands off to the
-//! probe, which reports and powers off.
+//! VM tests of the whole boot chain through real firmware (issues 8 and 13): OVMF (x86_64)
+//! or AAVMF (aarch64) with Secure Boot enforced and the development keys enrolled boots
+//! signed shim, shim starts signed stock Debian GRUB from the ESP, GRUB applies the grubenv
+//! contract of DESIGN.md section 5 (`grub/grub.cfg`) and chainloads a slot's signed unified
+//! kernel image from its BOOT partition, and Liftoff's PID 1 mounts that slot's verified root
+//! and hands off to the probe, which reports and powers off. The tamper matrix of issue 13
+//! (docs/secure-boot.md) changes signed files after the build and shows they are refused;
+//! one test boots the same disk without Secure Boot.
 //!
 //! The disk is the verified Debian root image of `liftoff_image::system`, with GRUB, grubenv
 //! and the BOOT partitions written into each guest's copy by `liftoff_image::boot::install`.
@@ -20,14 +23,18 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use liftoff_image::boot::{self, Install};
+use liftoff_image::boot::{self, Install, SlotBoot};
+use liftoff_image::build::DEFAULT_VERSION;
 use liftoff_image::disk::{self, BuiltDisk, DiskSpec, Slot};
-use liftoff_image::kernel::Kernel;
+use liftoff_image::kernel::{self, Kernel};
 use liftoff_image::root::RootFsType;
+use liftoff_image::secureboot::pe::PeInfo;
+use liftoff_image::secureboot::uki::UKI_FILE;
+use liftoff_image::secureboot::{self, KeySet};
 use liftoff_image::system::{self, BuiltSystem, RootFile, SystemSpec};
 use liftoff_image::{artifacts, esp, Arch};
 use liftoff_probe::Report;
-use liftoff_qemu::firmware;
+use liftoff_qemu::firmware::{self, Mode};
 use liftoff_qemu::vm::{Disk, Vm, VmConfig};
 
 /// A firmware boot to the probe takes 20-30 s under TCG; the deadline leaves room for a
@@ -69,6 +76,30 @@ enum Env {
     Raw(Vec<u8>),
 }
 
+/// A change to a slot's signed unified kernel image after it was built.
+#[derive(Debug, Clone, Copy)]
+enum Tamper {
+    /// One byte flipped in the middle of this section (`.linux`, `.initrd`).
+    Byte(&'static str),
+    /// One hex digit of the root hash in `.cmdline` changed.
+    RootHash,
+    /// Built and signed with another key set, whose certificate is not in db.
+    ForeignKey,
+    /// The signature removed (`sbattach --remove`).
+    Unsigned,
+}
+
+/// What the ESP holds besides shim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Loader {
+    /// Liftoff's GRUB, signed.
+    Signed,
+    /// Liftoff's GRUB without a signature.
+    UnsignedGrub,
+    /// A signed GRUB whose configuration passes these arguments to the kernel image.
+    PassingArgs(String),
+}
+
 /// How a test sets up the disk before the firmware starts.
 struct Setup {
     grubenv: Env,
@@ -95,6 +126,12 @@ struct Setup {
     corrupt_root_a: bool,
     /// Like `a_extra`, for slot B.
     b_extra: Option<String>,
+    /// Secure Boot enforced with the development keys (the default), or off.
+    firmware: Mode,
+    /// Changes slot A's or slot B's UKI after signing.
+    tamper_a: Option<Tamper>,
+    tamper_b: Option<Tamper>,
+    loader: Loader,
 }
 
 /// As `install` leaves a disk: grubenv on slot A, not pending; only slot A has a kernel;
@@ -112,6 +149,10 @@ impl Default for Setup {
             a_extra: None,
             corrupt_root_a: false,
             b_extra: None,
+            firmware: Mode::SecureBoot,
+            tamper_a: None,
+            tamper_b: None,
+            loader: Loader::Signed,
         }
     }
 }
@@ -144,22 +185,29 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         Env::Keys(slot, pending) => Some(esp::grubenv(Some(slot), Some(pending), &work).unwrap()),
         Env::Raw(bytes) => Some(bytes),
     };
+    let (keys, _) = KeySet::development().unwrap_or_else(|e| panic!("{e}"));
     let install = Install {
         arch,
+        keys: keys.clone(),
         grubenv,
         kernel: kernel.image.clone(),
         initramfs: system::initramfs(arch, &kernel).unwrap(),
         slots: setup.slots,
         extra_cmdline: format!("liftoff.handoff={PROBE}"),
+        version: DEFAULT_VERSION.into(),
     };
     boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
     if setup.kill_a {
-        let cmdline = boot::slot_cmdline(arch, Slot::A, &disk, &install.extra_cmdline);
-        let files: Vec<_> = boot::boot_files(&kernel.image, &[], &cmdline)
-            .unwrap()
-            .into_iter()
-            .filter(|(name, _)| name != "initramfs")
-            .collect();
+        let cmdline = install.cmdline(&disk, Slot::A);
+        let slot_boot = SlotBoot {
+            arch,
+            slot: Slot::A,
+            kernel: &kernel.image,
+            initramfs: None,
+            cmdline: &cmdline,
+            version: &install.version,
+        };
+        let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
         boot::write_fat_partition(&disk, disk::BOOT_A, "BOOT-A", &files, &work)
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -168,10 +216,43 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     }
     for (slot, extra) in [(Slot::A, &setup.a_extra), (Slot::B, &setup.b_extra)] {
         let Some(extra) = extra else { continue };
-        let cmdline = boot::slot_cmdline(arch, slot, &disk, extra);
-        let files = boot::boot_files(&kernel.image, &install.initramfs, &cmdline).unwrap();
+        let uuid = disk.partuuid(slot.boot_partition());
+        let cmdline = boot::slot_cmdline(arch, slot, &disk, Some(uuid), extra);
+        let slot_boot = SlotBoot {
+            arch,
+            slot,
+            kernel: &kernel.image,
+            initramfs: Some(&install.initramfs),
+            cmdline: &cmdline,
+            version: &install.version,
+        };
+        let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
         let label = format!("BOOT-{}", slot.name());
         boot::write_fat_partition(&disk, slot.boot_partition(), &label, &files, &work)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (slot, tamper) in [(Slot::A, setup.tamper_a), (Slot::B, setup.tamper_b)] {
+        let Some(tamper) = tamper else { continue };
+        let uki = tampered_uki(&keys, &install, &disk, slot, tamper, &work);
+        let label = format!("BOOT-{}", slot.name());
+        boot::write_fat_partition(
+            &disk,
+            slot.boot_partition(),
+            &label,
+            &[(UKI_FILE.into(), uki)],
+            &work,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    if setup.loader != Loader::Signed {
+        let mut files = esp::esp_files(arch, &keys, install.grubenv.clone(), &work)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let grub = match &setup.loader {
+            Loader::PassingArgs(args) => grub_passing(arch, &keys, args, &work),
+            _ => std::fs::read(esp::grub_efi(arch).unwrap()).unwrap(),
+        };
+        files[1].1 = grub;
+        boot::write_fat_partition(&disk, disk::ESP, "EFI-SYSTEM", &files, &work)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     if setup.corrupt_root_a {
@@ -193,8 +274,8 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         set_attributes(&disk.path, disk::BOOT_B, b);
     }
     let vars = work.join("vars.fd");
-    firmware::fresh_vars(arch, &vars).unwrap_or_else(|e| panic!("{e}"));
-    let mut config = firmware::vm_config(arch, &vars, &work.join("console.log"));
+    firmware::fresh_vars(arch, setup.firmware, &keys, &vars).unwrap_or_else(|e| panic!("{e}"));
+    let mut config = firmware::vm_config(arch, setup.firmware, &vars, &work.join("console.log"));
     let other = setup.other_disk_first.then(|| {
         let other = BuiltDisk {
             path: work.join("other.img"),
@@ -255,6 +336,88 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     }
 }
 
+/// Slot `slot`'s UKI as `install` makes it, then changed by `tamper`.
+fn tampered_uki(
+    keys: &KeySet,
+    install: &Install,
+    disk: &BuiltDisk,
+    slot: Slot,
+    tamper: Tamper,
+    work: &std::path::Path,
+) -> Vec<u8> {
+    let foreign;
+    let signer = if let Tamper::ForeignKey = tamper {
+        let dir = work.join("foreign-keys");
+        let _ = std::fs::remove_dir_all(&dir);
+        foreign = KeySet::create(&dir, "Not enrolled", None).unwrap();
+        &foreign
+    } else {
+        keys
+    };
+    let cmdline = install.cmdline(disk, slot);
+    let slot_boot = SlotBoot {
+        arch: install.arch,
+        slot,
+        kernel: &install.kernel,
+        initramfs: Some(&install.initramfs),
+        cmdline: &cmdline,
+        version: &install.version,
+    };
+    let mut files = boot::boot_files(signer, &slot_boot, work).unwrap_or_else(|e| panic!("{e}"));
+    let mut uki = files.remove(0).1;
+    let pe = PeInfo::parse(&uki).unwrap();
+    match tamper {
+        Tamper::Byte(section) => {
+            let s = pe.section(section).unwrap();
+            let at = (s.raw_offset + s.raw_size.min(s.virtual_size) / 2) as usize;
+            uki[at] ^= 0x01;
+        }
+        Tamper::RootHash => {
+            let s = pe.section(".cmdline").unwrap();
+            let text = pe.section_data(&uki, ".cmdline").unwrap();
+            let key = b"liftoff.roothash=";
+            let pos = text.windows(key.len()).position(|w| w == key).unwrap();
+            let at = s.raw_offset as usize + pos + key.len();
+            uki[at] = if uki[at] == b'0' { b'1' } else { b'0' };
+        }
+        Tamper::ForeignKey => {}
+        Tamper::Unsigned => {
+            let path = work.join("unsigned.efi");
+            std::fs::write(&path, &uki).unwrap();
+            let out = Command::new("sbattach")
+                .arg("--remove")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            uki = std::fs::read(&path).unwrap();
+            assert_eq!(PeInfo::parse(&uki).unwrap().cert_table, None);
+        }
+    }
+    uki
+}
+
+/// Liftoff's GRUB built from a configuration that passes `args` to each slot's kernel
+/// image, signed with `keys`: a loader that tries to add to the signed command line.
+fn grub_passing(arch: Arch, keys: &KeySet, args: &str, work: &std::path::Path) -> Vec<u8> {
+    let cfg = std::fs::read_to_string(kernel::workspace_root().join("grub/grub.cfg")).unwrap();
+    let call = "chainloader \"$dev/liftoff.efi\"";
+    assert!(cfg.contains(call));
+    let passing = work.join("grub-passing.cfg");
+    std::fs::write(&passing, cfg.replace(call, &format!("{call} {args}"))).unwrap();
+    let unsigned = work.join("grub-passing.efi");
+    let out = Command::new(kernel::workspace_root().join("grub/build-efi"))
+        .arg(arch.name())
+        .arg(&unsigned)
+        .env("GRUB_CFG", &passing)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let signed = work.join("grub-passing.signed.efi");
+    secureboot::sign(keys, &unsigned, &signed).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read(&signed).unwrap()
+}
+
 /// Waits for the probe and for QEMU to end; prints when GRUB, the kernel and the probe
 /// were reached.
 fn report(b: &mut Boot) -> Report {
@@ -294,7 +457,7 @@ fn assert_runs_slot(b: &Boot, r: &Report, slot: Slot) {
     assert_eq!(
         cmdline_value(r, "liftoff.boot_partuuid"),
         Some(b.disk.partuuid(slot.boot_partition())),
-        "GRUB's probe --part-uuid names the BOOT partition it loaded from"
+        "the slot's signed command line names its BOOT partition"
     );
     assert_eq!(cmdline_value(r, "liftoff.handoff"), Some(PROBE));
     let root = r.mount("/").expect("/ mounted");
@@ -938,4 +1101,214 @@ fn vm_x86_64_firmware_keeps_trying_when_both_slots_are_broken() {
 #[test]
 fn vm_aarch64_firmware_keeps_trying_when_both_slots_are_broken() {
     both_broken(Arch::Aarch64);
+}
+
+/// Tamper matrix (issue 13), first half: an update in slot A (priority 2, one try) whose
+/// signed UKI had one byte of its kernel flipped. shim_lock refuses it ("bad shim
+/// signature"), GRUB goes on to slot B in the same boot and arms the pending flag, so PID 1
+/// charges A's try as a failed boot and stays on B. The tampered kernel never starts.
+fn refuses_a_tampered_kernel(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "tampered_kernel",
+        Setup {
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
+            tamper_a: Some(Tamper::Byte(".linux")),
+            ..Setup::default()
+        },
+    );
+    let r = report(&mut b);
+    for line in [
+        "liftoff-grub: booting slot A from (hd0,gpt2)",
+        "error: bad shim signature.",
+        "liftoff-grub: slot A: (hd0,gpt2)/liftoff.efi refused (signature) or unreadable",
+        "liftoff-grub: booting slot B from (hd0,gpt5)",
+        "Secure boot enabled",
+    ] {
+        assert!(
+            console_has(&b, line),
+            "{line:?}: {}",
+            b.vm.log_path().display()
+        );
+    }
+    assert_runs_slot(&b, &r, Slot::B);
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 0));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 1));
+}
+
+#[test]
+fn vm_x86_64_firmware_refuses_a_tampered_kernel() {
+    refuses_a_tampered_kernel(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_refuses_a_tampered_kernel() {
+    refuses_a_tampered_kernel(Arch::Aarch64);
+}
+
+/// Tamper matrix, second half: both slots carry a refused UKI, so nothing boots and GRUB
+/// resets without starting a kernel or arming the pending flag, and the GPT is untouched.
+/// One boot checks two tampers: `a` in slot A and `b` in slot B.
+fn refuses_both(arch: Arch, test: &str, a: Tamper, b_tamper: Tamper) {
+    let mut b = boot(
+        arch,
+        test,
+        Setup {
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(1, 0, true, 0), word(1, 0, true, 0))),
+            tamper_a: Some(a),
+            tamper_b: Some(b_tamper),
+            ..Setup::default()
+        },
+    );
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let refusals =
+        b.vm.lines()
+            .iter()
+            .filter(|l| l.contains("error: bad shim signature."))
+            .count();
+    assert_eq!(refusals, 2, "{}", b.vm.log_path().display());
+    for line in [
+        "liftoff-grub: slot A: (hd0,gpt2)/liftoff.efi refused (signature) or unreadable",
+        "liftoff-grub: slot B: (hd0,gpt5)/liftoff.efi refused (signature) or unreadable",
+        "liftoff-grub: no slot can boot, rebooting",
+    ] {
+        assert!(
+            console_has(&b, line),
+            "{line:?}: {}",
+            b.vm.log_path().display()
+        );
+    }
+    assert!(!console_has(&b, "Linux version"));
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 0));
+}
+
+#[test]
+fn vm_x86_64_firmware_refuses_a_tampered_initramfs_and_command_line() {
+    refuses_both(
+        Arch::X86_64,
+        "tampered_initrd_cmdline",
+        Tamper::Byte(".initrd"),
+        Tamper::RootHash,
+    );
+}
+
+#[test]
+fn vm_aarch64_firmware_refuses_a_tampered_initramfs_and_command_line() {
+    refuses_both(
+        Arch::Aarch64,
+        "tampered_initrd_cmdline",
+        Tamper::Byte(".initrd"),
+        Tamper::RootHash,
+    );
+}
+
+#[test]
+fn vm_x86_64_firmware_refuses_foreign_and_unsigned_images() {
+    refuses_both(
+        Arch::X86_64,
+        "foreign_unsigned",
+        Tamper::ForeignKey,
+        Tamper::Unsigned,
+    );
+}
+
+#[test]
+fn vm_aarch64_firmware_refuses_foreign_and_unsigned_images() {
+    refuses_both(
+        Arch::Aarch64,
+        "foreign_unsigned",
+        Tamper::ForeignKey,
+        Tamper::Unsigned,
+    );
+}
+
+/// A GRUB without a signature: shim refuses to start it, so no Liftoff code runs.
+fn refuses_an_unsigned_loader(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "unsigned_loader",
+        Setup {
+            loader: Loader::UnsignedGrub,
+            ..Setup::default()
+        },
+    );
+    b.vm.wait_for_text("Verification failed", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "shim refused GRUB after {:.1} s",
+        b.vm.elapsed().as_secs_f64()
+    );
+    assert!(!console_has(&b, "Welcome to GRUB"));
+    assert!(!console_has(&b, "liftoff-grub"));
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+}
+
+#[test]
+fn vm_x86_64_firmware_refuses_an_unsigned_loader() {
+    refuses_an_unsigned_loader(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_refuses_an_unsigned_loader() {
+    refuses_an_unsigned_loader(Arch::Aarch64);
+}
+
+/// A signed loader that passes `liftoff.handoff=/bin/sh` and a zero root hash to the UKI:
+/// under Secure Boot systemd-stub ignores loader arguments, so the kernel runs with the
+/// signed command line only and PID 1 hands off to the probe on slot A's verified root.
+fn ignores_loader_arguments(arch: Arch) {
+    let zeros = "0".repeat(64);
+    let args = format!("liftoff.handoff=/bin/sh liftoff.roothash={zeros}");
+    let mut b = boot(
+        arch,
+        "loader_args",
+        Setup {
+            loader: Loader::PassingArgs(args),
+            ..Setup::default()
+        },
+    );
+    let r = report(&mut b);
+    assert!(console_has(&b, "Secure boot enabled"));
+    assert_runs_slot(&b, &r, Slot::A);
+    assert!(!r.cmdline.contains("/bin/sh"), "{}", r.cmdline);
+    assert!(!r.cmdline.contains(&zeros), "{}", r.cmdline);
+    assert_eq!(
+        cmdline_value(&r, "liftoff.roothash"),
+        Some(b.disk.root_hash.as_str())
+    );
+}
+
+#[test]
+fn vm_x86_64_firmware_ignores_loader_arguments() {
+    ignores_loader_arguments(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_ignores_loader_arguments() {
+    ignores_loader_arguments(Arch::Aarch64);
+}
+
+/// The one boot without Secure Boot: the same disk (shim, GRUB, the signed UKI) under
+/// Debian's plain OVMF and a blank variable store still boots slot A to the probe.
+#[test]
+fn vm_x86_64_firmware_boots_without_secure_boot() {
+    let mut b = boot(
+        Arch::X86_64,
+        "no_secure_boot",
+        Setup {
+            firmware: Mode::Off,
+            ..Setup::default()
+        },
+    );
+    let r = report(&mut b);
+    assert!(console_has(&b, "Secure boot disabled") || !console_has(&b, "Secure boot enabled"));
+    assert!(!console_has(&b, "Kernel is locked down"));
+    assert_runs_slot(&b, &r, Slot::A);
 }

@@ -22,9 +22,10 @@ use liftoff_image::build::{self, BootSpec, PayloadSpec};
 use liftoff_image::disk::{self, DiskSpec, Slot};
 use liftoff_image::kernel::Kernel;
 use liftoff_image::root::RootFsType;
+use liftoff_image::secureboot::KeySet;
 use liftoff_image::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
 use liftoff_image::{artifacts, esp, Arch};
-use liftoff_qemu::firmware;
+use liftoff_qemu::firmware::{self, Mode};
 use liftoff_qemu::vm::{Disk, Vm};
 
 mod common;
@@ -113,7 +114,14 @@ fn run(cmd: &mut Command) -> String {
 
 /// v2's payloads (BOOT image, root, hash tree, manifest), made by the image builder from
 /// v2's root image for slot B, on an ext4 disk image.
-fn payload_disk(arch: Arch, kernel: &Kernel, v2: &BuiltSystem, work: &Path) -> std::path::PathBuf {
+fn payload_disk(
+    arch: Arch,
+    kernel: &Kernel,
+    v2: &BuiltSystem,
+    keys: &KeySet,
+    boot_b: &str,
+    work: &Path,
+) -> std::path::PathBuf {
     let dir = work.join("payload");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -123,12 +131,15 @@ fn payload_disk(arch: Arch, kernel: &Kernel, v2: &BuiltSystem, work: &Path) -> s
         kernel: kernel.image.clone(),
         initramfs: system::initramfs(arch, kernel).unwrap(),
         append: "liftoff.handoff=containerd".into(),
+        version: "2".into(),
     };
     let payloads = build::write_payloads(
         &PayloadSpec {
             arch,
             seed: "vm-update-v2",
             boot: &boot,
+            keys,
+            boot_partuuid: Some(boot_b),
             boot_mib: 64,
             slot: Slot::B,
         },
@@ -162,20 +173,25 @@ fn update(arch: Arch) {
     let v2 = version(arch, "v2");
     let (work, _scratch) = common::work_dir(&format!("update-{arch}"));
     let disk = system::guest_disk(&v1, &work.join("disk.img")).unwrap();
+    let (keys, _) = KeySet::development().unwrap_or_else(|e| panic!("{e}"));
     let install = Install {
         arch,
+        keys: keys.clone(),
         grubenv: Some(esp::grubenv(Some(Slot::A), Some(false), &work).unwrap()),
         kernel: kernel.image.clone(),
         initramfs: system::initramfs(arch, &kernel).unwrap(),
         slots: vec![Slot::A],
         extra_cmdline: String::new(),
+        version: "1".into(),
     };
     boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
-    let payload = payload_disk(arch, &kernel, &v2, &work);
+    let boot_b = disk.partuuid(Slot::B.boot_partition()).to_owned();
+    let payload = payload_disk(arch, &kernel, &v2, &keys, &boot_b, &work);
 
     let vars = work.join("vars.fd");
-    firmware::fresh_vars(arch, &vars).unwrap_or_else(|e| panic!("{e}"));
-    let mut config = firmware::vm_config(arch, &vars, &work.join("console-v1.log"));
+    firmware::fresh_vars(arch, Mode::SecureBoot, &keys, &vars).unwrap_or_else(|e| panic!("{e}"));
+    let mut config =
+        firmware::vm_config(arch, Mode::SecureBoot, &vars, &work.join("console-v1.log"));
     config.disks.push(Disk {
         path: disk.path.clone(),
         read_only: false,

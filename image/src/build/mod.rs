@@ -16,7 +16,8 @@
 //!
 //! # The payloads ([`build_payloads`], [`write_payloads`])
 //!
-//! A folder with `boot.img` (the BOOT partition's FAT image for the slot the update goes to),
+//! A folder with `boot.img` (the BOOT partition's FAT image for the slot the update goes to,
+//! holding its signed unified kernel image),
 //! `root.img`, `hash.img` and `manifest` (`boot|root|hash <bytes> <blake3>` and
 //! `verity-root-hash <hex>`, made by `prairiedog`'s own [`prairiedog::install::Manifest::for_files`]), exactly the
 //! arguments of `prairiedog install --manifest --boot --root --hash`.
@@ -61,7 +62,7 @@ use error::{io_err, WorkDir};
 
 pub use error::BuildError;
 pub use payload::{build_payloads, write_payloads, BuiltPayloads, PayloadFile, PayloadSpec};
-pub use spec::{BootSpec, ImageSpec};
+pub use spec::{BootSpec, ImageSpec, DEFAULT_VERSION};
 pub use stage::{make_root_image, stage_root, RootSource, MOUNT_POINTS};
 
 /// A built disk.
@@ -75,7 +76,7 @@ pub struct BuiltImage {
     pub root_bytes: u64,
     /// Length of the verity superblock and tree at the start of HASH-A.
     pub hash_bytes: u64,
-    /// BOOT-A's kernel command line, without the `liftoff.boot_partuuid=` GRUB puts first.
+    /// BOOT-A's kernel command line, as its unified kernel image carries it.
     pub cmdline: String,
 }
 
@@ -105,14 +106,16 @@ pub fn build_image(
         },
         &work.0.join("disk"),
     )?;
-    progress("installing GRUB, grubenv and the kernel into the ESP and BOOT-A");
+    progress("installing shim, GRUB, grubenv and the signed kernel image into the ESP and BOOT-A");
     let install = Install {
         arch: spec.arch,
         grubenv: Some(crate::esp::grubenv(Some(Slot::A), Some(false), &work.0)?),
+        keys: spec.keys.clone(),
         kernel: spec.boot.kernel.clone(),
         initramfs: spec.boot.initramfs.clone(),
         slots: vec![Slot::A],
         extra_cmdline: spec.boot.append.clone(),
+        version: spec.boot.version.clone(),
     };
     boot::install(&disk, &install, &work.0.join("fat"))?;
     let root_bytes = file_len(&root)?;
@@ -122,7 +125,7 @@ pub fn build_image(
         partial.display(),
         out.display()
     )))?;
-    let cmdline = boot::slot_cmdline(spec.arch, Slot::A, &disk, &spec.boot.append);
+    let cmdline = install.cmdline(&disk, Slot::A);
     Ok(BuiltImage {
         disk: BuiltDisk {
             path: out.to_path_buf(),

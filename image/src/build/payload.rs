@@ -13,6 +13,7 @@ use super::stage::make_root_image;
 use crate::boot;
 use crate::disk::{BuiltDisk, Slot};
 use crate::root;
+use crate::secureboot::KeySet;
 use crate::tool;
 use crate::Arch;
 
@@ -55,6 +56,8 @@ pub fn build_payloads(
             arch: spec.arch,
             seed: &spec.seed,
             boot: &spec.boot,
+            keys: &spec.keys,
+            boot_partuuid: spec.boot_partuuid.as_deref(),
             boot_mib: spec.boot_mib,
             slot,
         },
@@ -72,6 +75,11 @@ pub struct PayloadSpec<'a> {
     /// same root hash as a disk of the same version.
     pub seed: &'a str,
     pub boot: &'a BootSpec,
+    /// Signs the slot's unified kernel image.
+    pub keys: &'a KeySet,
+    /// The unique GUID of the BOOT partition the payload goes to, when known: it names the
+    /// boot disk on the command line (`liftoff.boot_partuuid=`).
+    pub boot_partuuid: Option<&'a str>,
     /// Size of the BOOT image (the BOOT partitions of the disks it goes to).
     pub boot_mib: u64,
     /// The slot the update is installed into: it names the slot on the command line.
@@ -104,12 +112,29 @@ pub fn write_payloads(
         partuuids: Vec::new(),
         extents: Vec::new(),
     };
-    let cmdline = boot::slot_cmdline(spec.arch, spec.slot, &slot_disk, &spec.boot.append);
+    let cmdline = boot::slot_cmdline(
+        spec.arch,
+        spec.slot,
+        &slot_disk,
+        spec.boot_partuuid,
+        &spec.boot.append,
+    );
     progress(&format!(
         "making the BOOT image for slot {}",
         spec.slot.name()
     ));
-    let files = boot::boot_files(&spec.boot.kernel, &spec.boot.initramfs, &cmdline)?;
+    let files = boot::boot_files(
+        spec.keys,
+        &boot::SlotBoot {
+            arch: spec.arch,
+            slot: spec.slot,
+            kernel: &spec.boot.kernel,
+            initramfs: Some(&spec.boot.initramfs),
+            cmdline: &cmdline,
+            version: &spec.boot.version,
+        },
+        &work.0,
+    )?;
     // Label and seed as boot::install gives a BOOT partition: a payload for slot A holds
     // exactly what a disk's BOOT-A holds.
     let label = format!("BOOT-{}", spec.slot.name());

@@ -8,7 +8,11 @@ use crate::disk::DiskSpec;
 use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
 use crate::root::RootFsType;
+use crate::secureboot::KeySet;
 use crate::{artifacts, system, Arch};
+
+/// The image version when a build names none.
+pub const DEFAULT_VERSION: &str = "0";
 
 /// What a slot boots: the kernel image, the initramfs and what is added to the command line.
 #[derive(Debug, Clone)]
@@ -17,6 +21,9 @@ pub struct BootSpec {
     pub initramfs: Vec<u8>,
     /// Added after Liftoff's keys on the slot's command line ([`crate::boot::slot_cmdline`]).
     pub append: String,
+    /// `IMAGE_VERSION=` of the UKI's `.osrel` (dotted numbers): `prairiedog install`
+    /// refuses an update older than the running slot.
+    pub version: String,
 }
 
 impl BootSpec {
@@ -30,6 +37,7 @@ impl BootSpec {
             kernel: kernel.image,
             initramfs,
             append: append.to_owned(),
+            version: DEFAULT_VERSION.into(),
         })
     }
 
@@ -78,6 +86,7 @@ impl BootSpec {
             kernel: kernel.to_path_buf(),
             initramfs,
             append: append.to_owned(),
+            version: DEFAULT_VERSION.into(),
         })
     }
 }
@@ -92,6 +101,11 @@ pub struct ImageSpec {
     /// Seed of every GUID, UUID and salt.
     pub seed: String,
     pub boot: BootSpec,
+    /// Signs shim, GRUB and the slot's unified kernel image.
+    pub keys: KeySet,
+    /// Update payloads only: the unique GUID of the BOOT partition the payload goes to, put
+    /// on the UKI's command line (`liftoff.boot_partuuid=`); a disk build names its own.
+    pub boot_partuuid: Option<String>,
     pub esp_mib: u64,
     pub boot_mib: u64,
     pub private_mib: u64,
@@ -101,7 +115,7 @@ pub struct ImageSpec {
 impl ImageSpec {
     /// The defaults of DESIGN.md section 3 (ESP and PRIVATE 16 MiB, BOOT 64 MiB), erofs, a
     /// 64 MiB DATA (PID 1 grows it to fill the disk), seed `liftoff`.
-    pub fn new(arch: Arch, root: &Path, boot: BootSpec) -> ImageSpec {
+    pub fn new(arch: Arch, root: &Path, boot: BootSpec, keys: KeySet) -> ImageSpec {
         let disk = DiskSpec::default();
         ImageSpec {
             arch,
@@ -109,6 +123,8 @@ impl ImageSpec {
             fs: RootFsType::Erofs,
             seed: disk.seed,
             boot,
+            keys,
+            boot_partuuid: None,
             esp_mib: disk.esp_mib,
             boot_mib: disk.boot_mib,
             private_mib: disk.private_mib,

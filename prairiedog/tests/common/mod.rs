@@ -184,3 +184,39 @@ pub fn esp_grubenv_list(dir: &Path, img: &Path) -> String {
         .arg(&out));
     run(Command::new("grub-editenv").arg(&out).arg("list"))
 }
+
+/// A BOOT image of `kib` KiB (FAT, `mkfs.vfat`) holding `liftoff.efi`: Debian's systemd-stub
+/// with `cmdline` and `osrel` added as its `.cmdline` and `.osrel` sections by `objcopy`, as
+/// the image builder makes a slot's UKI (unsigned here: install reads the command line and
+/// the version, the firmware checks signatures).
+pub fn boot_image(dir: &Path, name: &str, cmdline: &str, osrel: &str, kib: u32) -> PathBuf {
+    let section = dir.join(format!("{name}.cmdline"));
+    std::fs::write(&section, cmdline).unwrap();
+    let os = dir.join(format!("{name}.osrel"));
+    std::fs::write(&os, osrel).unwrap();
+    let uki = dir.join(format!("{name}.efi"));
+    let _ = std::fs::remove_file(&uki);
+    run(Command::new("objcopy")
+        .arg("--add-section")
+        .arg(format!(".cmdline={}", section.display()))
+        .arg("--change-section-vma")
+        .arg(".cmdline=0x30000")
+        .arg("--add-section")
+        .arg(format!(".osrel={}", os.display()))
+        .arg("--change-section-vma")
+        .arg(".osrel=0x38000")
+        .arg("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+        .arg(&uki));
+    let img = dir.join(name);
+    let _ = std::fs::remove_file(&img);
+    run(Command::new("mkfs.vfat")
+        .arg("-C")
+        .arg(&img)
+        .arg(kib.to_string()));
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&img)
+        .arg(&uki)
+        .arg("::/liftoff.efi"));
+    img
+}

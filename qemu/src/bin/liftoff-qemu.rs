@@ -11,7 +11,11 @@ use liftoff_image::build::{self, BootSpec, BuiltImage, BuiltPayloads, ImageSpec}
 use liftoff_image::disk::{self, Slot};
 use liftoff_image::kernel::Kernel;
 use liftoff_image::root::RootFsType;
+use liftoff_image::secureboot::keys::ExistingDb;
+use liftoff_image::secureboot::varstore::{self, Format};
+use liftoff_image::secureboot::KeySet;
 use liftoff_image::{artifacts, system, tool};
+use liftoff_qemu::firmware::Mode;
 use liftoff_qemu::vm::{self, Disk, Vm};
 use liftoff_qemu::{console, firmware, Arch};
 use serde_json::json;
@@ -20,7 +24,10 @@ use sha2::{Digest, Sha256};
 const USAGE: &str = "\
 usage: liftoff-qemu image   --root DIR|TARBALL --out DISK [options]
        liftoff-qemu payload --root DIR|TARBALL --out-dir DIR [--slot A|B] [options]
-       liftoff-qemu boot    [--arch A] [--disk DISK | --append ARGS] [--timeout S] [--stay]
+       liftoff-qemu boot    [--arch A] [--disk DISK | --append ARGS] [--keys DIR]
+                            [--no-secure-boot] [--timeout S] [--stay]
+       liftoff-qemu keys    --out DIR [--name TEXT] [--db-key KEY --db-cert CERT]
+       liftoff-qemu uefi-vars --out FILE [--arch A] [--keys DIR] [--aws]
 
 `liftoff-qemu VERB --help` describes each verb.
 Exit status: 0 done; 1 the build or the boot failed; 2 bad arguments.";
@@ -29,9 +36,10 @@ const IMAGE_USAGE: &str = "\
 usage: liftoff-qemu image --root DIR|TARBALL --out DISK [options]
 
 Turns a root tree (a directory, or a tarball tar can unpack: .tar, .tar.gz, .tar.xz, ...)
-into the complete GPT disk of DESIGN.md section 3: the ESP with stock GRUB and grubenv,
-BOOT-A with the kernel, Liftoff's initramfs and grub.cfg (slot A's command line with the
-root hash), ROOT-A and its dm-verity HASH-A, an empty slot B, PRIVATE (ext4) and DATA.
+into the complete GPT disk of DESIGN.md section 3: the ESP with shim, stock GRUB and
+grubenv, BOOT-A with liftoff.efi (the unified kernel image: kernel, Liftoff's initramfs and
+slot A's command line with the root hash), ROOT-A and its dm-verity HASH-A, an empty slot
+B, PRIVATE (ext4) and DATA. shim, GRUB and the UKI are signed with the db key of --keys.
 Slot A has priority 1 and is marked successful. Mount points PID 1 needs (/local, /opt,
 /run, /tmp, /etc, /var) are added when the tree lacks them. The same inputs and seed give
 the same bytes. Unpacking a tarball keeps its owners, so run as root.
@@ -40,6 +48,10 @@ options:
   --arch x86_64|aarch64   architecture of the kernel and GRUB (default: this host's)
   --fs erofs|ext4         root file system (default erofs)
   --seed TEXT             seed of every GUID, UUID and the verity salt (default liftoff)
+  --keys DIR              Secure Boot key set (`liftoff-qemu keys`); default: this
+                          machine's development set, made on first use (not for production)
+  --image-version V       IMAGE_VERSION= in the signed kernel image (dotted numbers, default
+                          0); prairiedog install refuses an update older than the running slot
   --kernel PATH           kernel image (default: the cached Debian cloud kernel)
   --modules DIR           with --kernel: its lib/modules/<version> tree, for the modules
                           PID 1 loads; without it the initramfs holds PID 1 only
@@ -58,16 +70,18 @@ const PAYLOAD_USAGE: &str = "\
 usage: liftoff-qemu payload --root DIR|TARBALL --out-dir DIR [--slot A|B] [options]
 
 Builds the update payloads of a root tree into DIR: boot.img (the BOOT partition's FAT image:
-kernel, initramfs, grub.cfg naming --slot), root.img, hash.img (dm-verity superblock and
-tree) and manifest (sizes and BLAKE3 of the three, and the verity root hash), for
+liftoff.efi, the signed unified kernel image naming --slot), root.img, hash.img (dm-verity
+superblock and tree) and manifest (sizes and BLAKE3 of the three, and the verity root
+hash), for
 
   prairiedog install --manifest DIR/manifest --boot DIR/boot.img --root DIR/root.img \\
     --hash DIR/hash.img
 
 With the same root and seed, root.img and hash.img are what `liftoff-qemu image` puts in
 ROOT-A and HASH-A. --slot is the slot the update goes to (default B: the inactive slot of a
-new disk). Options as for `image` (--arch, --fs, --seed, --kernel, --modules, --initramfs,
---append, --boot-mib, --json).
+new disk). --boot-partuuid GUID puts liftoff.boot_partuuid=GUID (the BOOT partition the
+update goes to) on its command line. Options as for `image` (--arch, --fs, --seed, --keys,
+--kernel, --modules, --initramfs, --append, --boot-mib, --json).
 
 Exit status: 0 done; 1 the build failed (the payload files in DIR are left as they were);
 2 bad arguments.";
@@ -80,11 +94,39 @@ scripts/build-rootfs (systemd, containerd, runc) with `liftoff-qemu image`'s bui
 liftoff.handoff=containerd plus --append (cached under target/vm-images), and boots a copy.
 With --disk: boots DISK itself (made by `liftoff-qemu image`; the boot writes to it, as a
 real machine writes to its disk). QEMU (TCG) starts it through OVMF (x86_64) or AAVMF
-(aarch64) and GRUB; the serial console streams here, and once containerd answers and the
+(aarch64), shim and GRUB with Secure Boot enforced and the key set of --keys (default: the
+development set) enrolled; --no-secure-boot boots the same disk with Secure Boot off. The
+serial console streams here, and once containerd answers and the
 slot is marked successful the boot timeline is printed. --stay keeps the machine running
 (stop it with Ctrl-C). The console log is kept in target/vm-logs/boot-<arch>/console.log.
 
 Exit status: 0 the host reached health; 1 it did not within the timeout; 2 usage or setup.";
+
+const KEYS_USAGE: &str = "\
+usage: liftoff-qemu keys --out DIR [--name TEXT] [--db-key KEY --db-cert CERT]
+
+Makes a Secure Boot key set in DIR: PK, KEK and db, each an X.509 certificate (NAME.crt)
+and its private key (NAME.key, mode 0600), RSA 2048, SHA-256, ten years. Builds need only
+db.key and the three certificates; keep PK.key and KEK.key offline. --db-key and --db-cert
+take an existing db key and certificate (an HSM-backed one exported as a certificate and a
+key file) and make only PK and KEK. Existing files in DIR are never overwritten.
+--name goes into each certificate's common name (default Liftoff).
+
+Exit status: 0 done; 1 failed (a file exists, openssl failed, the key is not the
+certificate's); 2 bad arguments.";
+
+const VARS_USAGE: &str = "\
+usage: liftoff-qemu uefi-vars --out FILE [--arch x86_64|aarch64] [--keys DIR] [--aws]
+
+Writes a UEFI variable store with the key set enrolled (PK, KEK, db; no Microsoft keys)
+and Secure Boot on: an OVMF/AAVMF flash image, or with --aws the blob for
+`aws ec2 register-image --boot-mode uefi --uefi-data file://FILE`, so an AMI boots with
+Secure Boot enforced and these keys. --keys defaults to the development set.
+
+Exit status: 0 done; 1 failed; 2 bad arguments.";
+
+/// What Debian's kernel logs when the firmware booted it with Secure Boot enforced.
+const KERNEL_SECURE_BOOT: &str = "secureboot: Secure boot enabled";
 
 /// The line PID 1 logs when containerd answers and slot A is marked successful ("marked
 /// successful" on its first health, "was already marked successful" after).
@@ -104,6 +146,9 @@ struct BuildArgs {
     private_mib: u64,
     data_mib: u64,
     slot: Slot,
+    keys: Option<PathBuf>,
+    boot_partuuid: Option<String>,
+    version: String,
     json: bool,
 }
 
@@ -111,14 +156,31 @@ struct BootArgs {
     arch: Arch,
     disk: Option<PathBuf>,
     append: String,
+    keys: Option<PathBuf>,
+    mode: Mode,
     timeout: Duration,
     stay: bool,
+}
+
+struct KeysArgs {
+    out: PathBuf,
+    name: String,
+    db: Option<ExistingDb>,
+}
+
+struct VarsArgs {
+    arch: Arch,
+    out: PathBuf,
+    keys: Option<PathBuf>,
+    format: Format,
 }
 
 enum Verb {
     Image(BuildArgs),
     Payload(BuildArgs),
     Boot(BootArgs),
+    Keys(KeysArgs),
+    Vars(VarsArgs),
 }
 
 /// A usage error, or a request for a usage text (empty message).
@@ -146,13 +208,18 @@ fn parse_args(args: Vec<String>) -> Result<Verb, Usage> {
         Some("image") => IMAGE_USAGE,
         Some("payload") => PAYLOAD_USAGE,
         Some("boot") => BOOT_USAGE,
+        Some("keys") => KEYS_USAGE,
+        Some("uefi-vars") => VARS_USAGE,
         Some("-h") | Some("--help") => return Err(usage(USAGE, "")),
         Some(other) => return Err(usage(USAGE, format!("unknown command {other:?}"))),
         None => return Err(usage(USAGE, "missing command")),
     };
     let rest: Vec<String> = args.collect();
-    if verb.as_deref() == Some("boot") {
-        return parse_boot(rest).map(Verb::Boot);
+    match verb.as_deref() {
+        Some("boot") => return parse_boot(rest).map(Verb::Boot),
+        Some("keys") => return parse_keys(rest).map(Verb::Keys),
+        Some("uefi-vars") => return parse_vars(rest).map(Verb::Vars),
+        _ => {}
     }
     let payload = verb.as_deref() == Some("payload");
     let out_flag = if payload { "--out-dir" } else { "--out" };
@@ -172,6 +239,9 @@ fn parse_args(args: Vec<String>) -> Result<Verb, Usage> {
         private_mib: 16,
         data_mib: 64,
         slot: Slot::B,
+        keys: None,
+        boot_partuuid: None,
+        version: build::DEFAULT_VERSION.into(),
         json: false,
     };
     let mut args = rest.into_iter();
@@ -203,6 +273,17 @@ fn parse_args(args: Vec<String>) -> Result<Verb, Usage> {
                 }
             }
             "--seed" => parsed.seed = v,
+            "--keys" => parsed.keys = Some(PathBuf::from(v)),
+            "--image-version" => {
+                if liftoff_image::secureboot::Version::parse(&v).is_none() {
+                    return Err(usage(
+                        text,
+                        format!("--image-version {v:?} is not dotted numbers (like 1.4.2)"),
+                    ));
+                }
+                parsed.version = v
+            }
+            "--boot-partuuid" if payload => parsed.boot_partuuid = Some(v),
             "--kernel" => parsed.kernel = Some(PathBuf::from(v)),
             "--modules" => parsed.modules = Some(PathBuf::from(v)),
             "--initramfs" => parsed.initramfs = Some(PathBuf::from(v)),
@@ -247,6 +328,8 @@ fn parse_boot(rest: Vec<String>) -> Result<BootArgs, Usage> {
         arch: Arch::host().unwrap_or(Arch::X86_64),
         disk: None,
         append: String::new(),
+        keys: None,
+        mode: Mode::SecureBoot,
         timeout: Duration::from_secs(600),
         stay: false,
     };
@@ -268,6 +351,8 @@ fn parse_boot(rest: Vec<String>) -> Result<BootArgs, Usage> {
                 let v = value("--timeout")?;
                 parsed.timeout = Duration::from_secs(number("--timeout", &v, text)?);
             }
+            "--keys" => parsed.keys = Some(PathBuf::from(value("--keys")?)),
+            "--no-secure-boot" => parsed.mode = Mode::Off,
             "--stay" => parsed.stay = true,
             "-h" | "--help" => return Err(usage(text, "")),
             other => return Err(usage(text, format!("unknown option {other:?}"))),
@@ -283,8 +368,119 @@ fn parse_boot(rest: Vec<String>) -> Result<BootArgs, Usage> {
     Ok(parsed)
 }
 
+/// `--flag value` pairs of a verb, each flag once.
+fn flag_values(
+    text: &'static str,
+    rest: Vec<String>,
+    switches: &[&str],
+) -> Result<Vec<(String, Option<String>)>, Usage> {
+    let mut out = Vec::new();
+    let mut args = rest.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Err(usage(text, ""));
+        }
+        if switches.contains(&arg.as_str()) {
+            out.push((arg, None));
+            continue;
+        }
+        let v = args
+            .next()
+            .ok_or_else(|| usage(text, format!("{arg} needs a value")))?;
+        out.push((arg, Some(v)));
+    }
+    Ok(out)
+}
+
+fn parse_keys(rest: Vec<String>) -> Result<KeysArgs, Usage> {
+    let text = KEYS_USAGE;
+    let (mut out, mut name, mut key, mut cert) = (None, "Liftoff".to_owned(), None, None);
+    for (flag, v) in flag_values(text, rest, &[])? {
+        let v = v.unwrap_or_default();
+        match flag.as_str() {
+            "--out" => out = Some(PathBuf::from(v)),
+            "--name" => name = v,
+            "--db-key" => key = Some(PathBuf::from(v)),
+            "--db-cert" => cert = Some(PathBuf::from(v)),
+            other => return Err(usage(text, format!("unknown option {other:?}"))),
+        }
+    }
+    let db = match (key, cert) {
+        (Some(key), Some(cert)) => Some(ExistingDb { key, cert }),
+        (None, None) => None,
+        _ => return Err(usage(text, "--db-key and --db-cert go together")),
+    };
+    Ok(KeysArgs {
+        out: out.ok_or_else(|| usage(text, "--out is required"))?,
+        name,
+        db,
+    })
+}
+
+fn parse_vars(rest: Vec<String>) -> Result<VarsArgs, Usage> {
+    let text = VARS_USAGE;
+    let mut parsed = VarsArgs {
+        arch: Arch::host().unwrap_or(Arch::X86_64),
+        out: PathBuf::new(),
+        keys: None,
+        format: Format::Edk2,
+    };
+    let mut out = None;
+    for (flag, v) in flag_values(text, rest, &["--aws"])? {
+        let v = v.unwrap_or_default();
+        match flag.as_str() {
+            "--out" => out = Some(PathBuf::from(v)),
+            "--arch" => parsed.arch = v.parse().map_err(|e: String| usage(text, e))?,
+            "--keys" => parsed.keys = Some(PathBuf::from(v)),
+            "--aws" => parsed.format = Format::Aws,
+            other => return Err(usage(text, format!("unknown option {other:?}"))),
+        }
+    }
+    parsed.out = out.ok_or_else(|| usage(text, "--out is required"))?;
+    Ok(parsed)
+}
+
+/// The key set `--keys` names, or the development set; says which on stderr.
+fn key_set(dir: Option<&Path>) -> Result<KeySet, String> {
+    let (keys, message) = KeySet::given_or_development(dir).map_err(|e| e.to_string())?;
+    eprintln!("liftoff-qemu: {message}");
+    Ok(keys)
+}
+
+fn run_keys(args: &KeysArgs) -> Result<(), String> {
+    let set = KeySet::create(&args.out, &args.name, args.db.as_ref())
+        .map_err(|e| format!("making the key set in {}: {e}", args.out.display()))?;
+    emit(&format!(
+        "Secure Boot key set in {}: PK, KEK and db (.crt certificates, .key private keys); \
+         builds need db.key and the certificates, keep PK.key and KEK.key offline\n",
+        set.dir.display()
+    ));
+    Ok(())
+}
+
+fn run_vars(args: &VarsArgs) -> Result<(), String> {
+    let keys = key_set(args.keys.as_deref())?;
+    varstore::write_vars(args.arch, &keys, args.format, &args.out)
+        .map_err(|e| format!("writing {}: {e}", args.out.display()))?;
+    emit(&format!(
+        "{} variable store with PK, KEK and db enrolled and Secure Boot on: {}\n",
+        match args.format {
+            Format::Edk2 => "edk2",
+            Format::Aws => "EC2 --uefi-data",
+        },
+        args.out.display()
+    ));
+    Ok(())
+}
+
 /// The kernel and initramfs the options name.
 fn boot_spec(args: &BuildArgs) -> Result<BootSpec, String> {
+    let mut spec = boot_files_spec(args)?;
+    spec.version = args.version.clone();
+    Ok(spec)
+}
+
+fn boot_files_spec(args: &BuildArgs) -> Result<BootSpec, String> {
     if let Some(path) = &args.initramfs {
         let kernel = match &args.kernel {
             Some(kernel) => kernel.clone(),
@@ -298,6 +494,7 @@ fn boot_spec(args: &BuildArgs) -> Result<BootSpec, String> {
             initramfs: std::fs::read(path)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?,
             append: args.append.clone(),
+            version: args.version.clone(),
         });
     }
     match &args.kernel {
@@ -308,7 +505,9 @@ fn boot_spec(args: &BuildArgs) -> Result<BootSpec, String> {
 }
 
 fn image_spec(args: &BuildArgs) -> Result<ImageSpec, String> {
-    let mut spec = ImageSpec::new(args.arch, &args.root, boot_spec(args)?);
+    let keys = key_set(args.keys.as_deref())?;
+    let mut spec = ImageSpec::new(args.arch, &args.root, boot_spec(args)?, keys);
+    spec.boot_partuuid = args.boot_partuuid.clone();
     spec.fs = args.fs;
     spec.seed = args.seed.clone();
     spec.boot_mib = args.boot_mib;
@@ -446,7 +645,7 @@ fn run_payload(args: &BuildArgs) -> Result<(), String> {
 
 /// The disk `boot` starts without `--disk`: the Debian root tree through the image
 /// builder, cached under a key over its inputs.
-fn default_disk(arch: Arch, append: &str, work: &Path) -> Result<PathBuf, String> {
+fn default_disk(arch: Arch, append: &str, keys: &KeySet, work: &Path) -> Result<PathBuf, String> {
     let append = format!("liftoff.handoff=containerd {append}")
         .trim()
         .to_owned();
@@ -459,13 +658,14 @@ fn default_disk(arch: Arch, append: &str, work: &Path) -> Result<PathBuf, String
         boot.kernel.display()
     ));
     hasher.update(&boot.initramfs);
+    hasher.update(keys.db_cert_der().map_err(|e| e.to_string())?);
     let key = verity::hex::encode(hasher.finalize().get(..8).unwrap_or_default());
     let cache = artifacts::target_dir().join("vm-images");
     std::fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
     let cached = cache.join(format!("boot-{arch}-{key}.img"));
     if !cached.is_file() {
         eprintln!("liftoff-qemu: building the {arch} disk image (the first time takes a while)");
-        let mut spec = ImageSpec::new(arch, &tree, boot);
+        let mut spec = ImageSpec::new(arch, &tree, boot, keys.clone());
         spec.seed = "liftoff-qemu".into();
         spec.data_mib = 256;
         let start = Instant::now();
@@ -497,6 +697,7 @@ fn run_boot(args: &BootArgs) -> Result<bool, String> {
     let arch = args.arch;
     let work = vm::log_dir().join(format!("boot-{arch}"));
     std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+    let keys = key_set(args.keys.as_deref())?;
     let disk = match &args.disk {
         Some(disk) => {
             if !disk.is_file() {
@@ -504,29 +705,41 @@ fn run_boot(args: &BootArgs) -> Result<bool, String> {
             }
             disk.clone()
         }
-        None => default_disk(arch, &args.append, &work)?,
+        None => default_disk(arch, &args.append, &keys, &work)?,
     };
     let vars = work.join("vars.fd");
-    firmware::fresh_vars(arch, &vars).map_err(|e| e.to_string())?;
-    let mut config = firmware::vm_config(arch, &vars, &work.join("console.log"));
+    firmware::fresh_vars(arch, args.mode, &keys, &vars).map_err(|e| e.to_string())?;
+    let mut config = firmware::vm_config(arch, args.mode, &vars, &work.join("console.log"));
     config.disks.push(Disk {
         path: disk.clone(),
         read_only: false,
         serial: Some("liftoff-boot".into()),
     });
     eprintln!(
-        "liftoff-qemu: booting {} through the firmware and GRUB under TCG (console log {})",
+        "liftoff-qemu: booting {} through the firmware, shim and GRUB under TCG (console log {})",
         disk.display(),
         config.log.display()
     );
+    match args.mode {
+        Mode::SecureBoot => eprintln!(
+            "liftoff-qemu: the firmware enforces Secure Boot with the key set above enrolled"
+        ),
+        Mode::Off => eprintln!("liftoff-qemu: Secure Boot off (--no-secure-boot)"),
+    }
     let mut vm = Vm::start(&config).map_err(|e| e.to_string())?;
     let mut healthy = false;
     while vm.elapsed() < args.timeout || (healthy && args.stay) {
         match vm.next_line(Duration::from_millis(500)) {
             Some(line) => {
                 println!("{line}");
+                if line.contains(KERNEL_SECURE_BOOT) {
+                    println!("Secure Boot: on (the kernel reports it; lockdown is on)");
+                }
                 if !healthy && line.contains(HEALTHY) {
                     healthy = true;
+                    if !vm.lines().iter().any(|l| l.contains(KERNEL_SECURE_BOOT)) {
+                        println!("Secure Boot: off");
+                    }
                     let marks = console::timeline(vm.lines());
                     println!("\nboot timeline ({arch}, from the kernel's start):");
                     print!("{}", console::format_timeline(&marks));
@@ -569,6 +782,8 @@ fn main() -> ExitCode {
     let result = match &verb {
         Verb::Image(args) => run_image(args),
         Verb::Payload(args) => run_payload(args),
+        Verb::Keys(args) => run_keys(args),
+        Verb::Vars(args) => run_vars(args),
         Verb::Boot(args) => {
             return match run_boot(args) {
                 Ok(true) => ExitCode::SUCCESS,
