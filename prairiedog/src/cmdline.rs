@@ -72,7 +72,9 @@ fn next_arg(args: &str) -> (Param, &str) {
             end = i;
             break;
         }
-        if equals.is_none() && c == '=' {
+        // The kernel keeps the offset of the first '=' in a variable that is 0 for "none
+        // yet", so an '=' at the very start of the argument is part of the name.
+        if equals.is_none() && c == '=' && i > 0 {
             equals = Some(i);
         }
         if c == '"' {
@@ -381,6 +383,12 @@ mod tests {
             ("--", &[], &[]),
             ("a -- \"b c\"", &[p("a", None)], &["b c"]),
             ("tab\tsep", &[p("tab", None), p("sep", None)], &[]),
+            // An '=' at the start of an argument does not split it (found by fuzzing
+            // against a model of the kernel's next_arg()).
+            ("=", &[p("=", None)], &[]),
+            ("=a=b", &[p("=a", Some("b"))], &[]),
+            ("\"=x\" y", &[p("=x", None), p("y", None)], &[]),
+            ("a -- =b", &[p("a", None)], &["=b"]),
         ];
         for (line, params, args) in cases {
             let (got, got_args) = split(line);
