@@ -54,8 +54,12 @@ pub fn split(cmdline: &str) -> (Vec<Param>, Vec<String>) {
     (params, Vec::new())
 }
 
+/// The kernel's `isspace()` on ASCII: space, tab, newline, vertical tab, form feed and
+/// carriage return. (Rust's `is_ascii_whitespace` leaves out the vertical tab. The kernel
+/// also counts byte 0xa0, Latin-1's no-break space; in UTF-8 text that byte only occurs
+/// inside a character, which this parser, reading text, keeps whole.)
 fn is_space(c: char) -> bool {
-    c.is_ascii_whitespace()
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
 }
 
 /// One step of the kernel's `next_arg()`: the argument at the start of `args` and the rest.
@@ -72,7 +76,9 @@ fn next_arg(args: &str) -> (Param, &str) {
             end = i;
             break;
         }
-        if equals.is_none() && c == '=' {
+        // The kernel keeps the offset of the first '=' in a variable that is 0 for "none
+        // yet", so an '=' at the very start of the argument is part of the name.
+        if equals.is_none() && c == '=' && i > 0 {
             equals = Some(i);
         }
         if c == '"' {
@@ -381,6 +387,19 @@ mod tests {
             ("--", &[], &[]),
             ("a -- \"b c\"", &[p("a", None)], &["b c"]),
             ("tab\tsep", &[p("tab", None), p("sep", None)], &[]),
+            // An '=' at the start of an argument does not split it (found by fuzzing
+            // against a model of the kernel's next_arg()).
+            ("=", &[p("=", None)], &[]),
+            ("=a=b", &[p("=a", Some("b"))], &[]),
+            ("\"=x\" y", &[p("=x", None), p("y", None)], &[]),
+            ("a -- =b", &[p("a", None)], &["=b"]),
+            // Vertical tab separates, as every other character of the kernel's isspace().
+            (
+                "a\x0bb=c\x0c\rd",
+                &[p("a", None), p("b", Some("c")), p("d", None)],
+                &[],
+            ),
+            ("\x0b-- x", &[], &["x"]),
         ];
         for (line, params, args) in cases {
             let (got, got_args) = split(line);

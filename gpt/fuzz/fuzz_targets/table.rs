@@ -19,11 +19,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut table) = Gpt::read(&disk, path, None) else {
         return;
     };
-    table.check_layout().expect("an accepted table is consistent");
+    table
+        .check_layout()
+        .expect("an accepted table is consistent");
     let entries = table.entries().to_vec();
     let mut out = MemDisk::new(data.to_vec());
-    table.write(&mut out, path).expect("an accepted table writes back");
-    let again = Gpt::read(&out, path, Some(table.sector_size())).expect("a written table reads back");
+    table
+        .write(&mut out, path)
+        .expect("an accepted table writes back");
+    let again =
+        Gpt::read(&out, path, Some(table.sector_size())).expect("a written table reads back");
     assert!(again.health().is_clean(), "{:?}", again.health());
     assert_eq!(again.entries(), entries.as_slice());
 });
