@@ -21,6 +21,12 @@ use std::fs::OpenOptions;
 use std::path::Path;
 use std::process::Command;
 
+/// The image's slot state, open for writing.
+fn open_rw(img: &Path) -> SlotDisk<std::fs::File> {
+    let f = OpenOptions::new().read(true).write(true).open(img).unwrap();
+    SlotDisk::open(f, img, None).unwrap()
+}
+
 fn editenv(env: &Path, args: &[&str]) -> String {
     run(Command::new("grub-editenv").arg(env).args(args))
 }
@@ -34,12 +40,7 @@ fn fallback_is_recorded_and_grubenv_rewritten() {
     editenv(&env, &["create"]);
     // GRUB was told B, set pending, B's kernel died, GRUB found pending and booted A.
     editenv(&env, &["set", "liftoff_slot=B", "liftoff_pending=1"]);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&img)
-        .unwrap();
-    let mut disk = SlotDisk::open(f, &img, None).unwrap();
+    let mut disk = open_rw(&img);
     let out = boot(
         &mut disk,
         GrubEnvAt::File(&env),
@@ -113,12 +114,7 @@ fn grubenv_on_the_disks_own_esp() {
             sector,
             &["liftoff_slot=B", "liftoff_pending=1"],
         );
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&img)
-            .unwrap();
-        let mut disk = SlotDisk::open(f, &img, None).unwrap();
+        let mut disk = open_rw(&img);
         let out = boot(
             &mut disk,
             GrubEnvAt::Esp("/grubenv"),
@@ -164,12 +160,7 @@ fn torn_grubenv_is_rewritten_and_steers_grub() {
     editenv(&env, &["create"]);
     editenv(&env, &["set", "liftoff_slot=B", "liftoff_pending=1"]);
     tear_grubenv(&env);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&img)
-        .unwrap();
-    let mut disk = SlotDisk::open(f, &img, None).unwrap();
+    let mut disk = open_rw(&img);
     // GRUB booted A (it could not read grubenv); the GPT says B (one try) boots first.
     let out = boot(
         &mut disk,
@@ -199,12 +190,7 @@ fn torn_grubenv_is_rewritten_and_steers_grub() {
         let img = make_image(dir.path(), "e.img", sector, w(1, 0, 1, 0), w(2, 1, 0, 0));
         put_esp(dir.path(), &img, sector, &["liftoff_slot=B"]);
         tear_grubenv(&img);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&img)
-            .unwrap();
-        let mut disk = SlotDisk::open(f, &img, None).unwrap();
+        let mut disk = open_rw(&img);
         let out = boot(
             &mut disk,
             GrubEnvAt::Esp("/grubenv"),
@@ -229,12 +215,7 @@ fn torn_grubenv_is_rewritten_and_steers_grub() {
 fn a_missing_grubenv_cannot_steer_grub() {
     let dir = tempfile::tempdir().unwrap();
     let img = make_image(dir.path(), "d.img", 512, w(1, 0, 1, 0), w(2, 1, 0, 0));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&img)
-        .unwrap();
-    let mut disk = SlotDisk::open(f, &img, None).unwrap();
+    let mut disk = open_rw(&img);
     let out = boot(
         &mut disk,
         GrubEnvAt::File(&dir.path().join("missing")),
@@ -272,12 +253,7 @@ fn a_damaged_copy_is_repaired_even_when_the_words_do_not_change() {
             // Inside the header's disk GUID: a CRC mismatch.
             smash(&img, header + 60, 4, 0xa5);
             assert!(!sgdisk_clean(&img, sector));
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&img)
-                .unwrap();
-            let mut disk = SlotDisk::open(f, &img, None).unwrap();
+            let mut disk = open_rw(&img);
             let out = boot(&mut disk, GrubEnvAt::None, Slot::A, DEFAULT_UNHEALTHY_LIMIT).unwrap();
             assert_eq!(out.decision.old, out.decision.new, "{sector}: saturated");
             assert!(out.gpt_written, "{sector} {corrupt_primary}");
@@ -287,12 +263,7 @@ fn a_damaged_copy_is_repaired_even_when_the_words_do_not_change() {
             );
             assert_eq!(sgdisk_attrs(&img, sector, 2), w(1, 0, 1, 7));
             // A clean disk in the same state: nothing written.
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&img)
-                .unwrap();
-            let mut disk = SlotDisk::open(f, &img, None).unwrap();
+            let mut disk = open_rw(&img);
             let out = boot(&mut disk, GrubEnvAt::None, Slot::A, DEFAULT_UNHEALTHY_LIMIT).unwrap();
             assert!(!out.gpt_written, "{sector}: clean and unchanged");
         }
