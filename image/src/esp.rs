@@ -10,7 +10,6 @@
 //! [`esp_files`] gathers both for a FAT image ([`crate::fat`]); [`crate::boot::install`]
 //! writes it into a built disk, and [`read_grubenv`] reads grubenv back from one.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -66,35 +65,9 @@ pub fn grub_efi(arch: Arch) -> Result<PathBuf, ImageError> {
         .rsplit('/')
         .next()
         .unwrap_or("grub.efi");
-    let out = dir.join(name);
-    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    // One build per key: parallel tests (threads or processes) wait on the lock, then
-    // find the finished file.
-    let lock_path = dir.join(".lock");
-    let lock =
-        File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io_err(format!("locking {}", lock_path.display()))(e.into()))?;
-    if out.is_file() {
-        return Ok(out);
-    }
-    // Built under another name and renamed: a build cut short leaves no file under `out`.
-    let partial = dir.join(format!("{name}.partial"));
-    let mut cmd = Command::new(&script);
-    cmd.arg(arch.name()).arg(&partial);
-    let command = format!("{cmd:?}");
-    let result = cmd
-        .output()
-        .map_err(io_err(format!("running {}", script.display())))?;
-    if !result.status.success() {
-        let _ = std::fs::remove_file(&partial);
-        return Err(ImageError::Tool {
-            command,
-            output: String::from_utf8_lossy(&result.stderr).into_owned(),
-        });
-    }
-    std::fs::rename(&partial, &out).map_err(io_err(format!("renaming to {}", out.display())))?;
-    Ok(out)
+    artifacts::made_once(&dir, name, |partial| {
+        run(Command::new(&script).arg(arch.name()).arg(partial))
+    })
 }
 
 /// A 1024-byte grubenv made by `grub-editenv`, holding `liftoff_slot` and
@@ -180,17 +153,10 @@ pub fn read_grubenv(disk: &BuiltDisk, work: &Path) -> Result<String, ImageError>
 mod tests {
     use super::*;
 
-    fn work(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("liftoff-fw-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     /// The grubenv blocks `grub-editenv` makes, read back by `grub-editenv list`.
     #[test]
     fn grubenv_blocks() {
-        let dir = work("env");
+        let dir = crate::test_work("env");
         for (slot, pending, want) in [
             (None, None, ""),
             (
@@ -235,7 +201,7 @@ mod tests {
     /// architecture with exit status 2.
     #[test]
     fn build_efi_makes_pe_images() {
-        let dir = work("efi");
+        let dir = crate::test_work("efi");
         let script = workspace_root().join("grub/build-efi");
         for (arch, machine) in [(Arch::X86_64, 0x8664u16), (Arch::Aarch64, 0xaa64)] {
             let out = dir.join(format!("{arch}.efi"));

@@ -103,22 +103,14 @@ pub fn make_fat_tree(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::*;
-
-    fn work(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("liftoff-fw-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     /// Folders are made, each file reads back byte for byte with `mtype`, and the same
     /// inputs give the same image.
     #[test]
     fn fat_tree_with_folders() {
-        let dir = work("fat");
+        let dir = crate::test_work("fat");
         let files = vec![
             ("EFI/BOOT/BOOTX64.EFI".to_owned(), b"MZ efi".to_vec()),
             ("EFI/BOOT/extra".to_owned(), vec![7u8; 5000]),

@@ -55,6 +55,15 @@ pub mod tool;
 
 pub use arch::Arch;
 
+/// An empty folder for one unit test, under the system's temporary folder.
+#[cfg(test)]
+pub(crate) fn test_work(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("liftoff-image-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// One MiB: every partition and root image is a whole number of them.
 pub(crate) const MIB: u64 = 1024 * 1024;
 

@@ -227,16 +227,9 @@ pub fn make_root_image(
 mod tests {
     use super::*;
 
-    fn work(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("liftoff-build-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn root_sources() {
-        let dir = work("sources");
+        let dir = crate::test_work("sources");
         let file = dir.join("root.tar");
         std::fs::write(&file, b"x").unwrap();
         assert_eq!(RootSource::of(&dir).unwrap(), RootSource::Dir(dir.clone()));
@@ -258,7 +251,7 @@ mod tests {
     /// The stage gets the mount points it lacks, keeps what it has, and every time is 0.
     #[test]
     fn stage_adds_mount_points_and_zeroes_times() {
-        let dir = work("stage");
+        let dir = crate::test_work("stage");
         let tree = dir.join("tree");
         std::fs::create_dir_all(tree.join("etc")).unwrap();
         std::fs::write(tree.join("etc/hostname"), "liftoff\n").unwrap();

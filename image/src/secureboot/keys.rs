@@ -14,12 +14,12 @@
 //! only PK and KEK around it. [`KeySet::development`] is the per-machine set used when a build
 //! names none: made once under the machine cache and reused, never meant for production.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use crate::artifacts;
 use crate::kernel::cache_dir;
 use crate::seed::seeded_guid;
 use crate::tool::{io_err, run, ImageError};
@@ -129,25 +129,13 @@ impl KeySet {
     /// first use (and then `true` is returned with it), reused afterwards. Parallel builds
     /// wait on a lock, so one set is made.
     pub fn development() -> Result<(KeySet, bool), ImageError> {
-        let dir = cache_dir().join("secureboot").join("dev-keys");
         let parent = cache_dir().join("secureboot");
-        std::fs::create_dir_all(&parent)
-            .map_err(io_err(format!("creating {}", parent.display())))?;
-        let lock_path = parent.join(".dev-keys.lock");
-        let lock = File::create(&lock_path)
-            .map_err(io_err(format!("creating {}", lock_path.display())))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io_err(format!("locking {}", lock_path.display()))(e.into()))?;
-        if let Ok(set) = KeySet::open(&dir) {
-            return Ok((set, false));
-        }
-        // Made in a folder beside and renamed: a cut-short run leaves no half set.
-        let partial = parent.join("dev-keys.partial");
-        let _ = std::fs::remove_dir_all(&partial);
-        KeySet::create(&partial, "Liftoff development (this machine only)", None)?;
-        std::fs::rename(&partial, &dir)
-            .map_err(io_err(format!("renaming to {}", dir.display())))?;
-        Ok((KeySet::at(&dir), true))
+        let mut made = false;
+        let dir = artifacts::made_once(&parent, "dev-keys", |partial| {
+            made = true;
+            KeySet::create(partial, "Liftoff development (this machine only)", None).map(drop)
+        })?;
+        Ok((KeySet::open(&dir)?, made))
     }
 
     /// The set in `dir` when given, else the development set; the message says which, for
@@ -250,10 +238,9 @@ mod tests {
 
     use super::*;
 
+    /// A path for a new key set, not yet made.
     fn work(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("liftoff-keys-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        crate::test_work(name).join("keys")
     }
 
     /// A new set: three self-signed certificates that `openssl verify` accepts, private keys

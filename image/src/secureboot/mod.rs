@@ -62,22 +62,16 @@ pub fn sign(keys: &KeySet, input: &Path, output: &Path) -> Result<(), ImageError
     );
     let name = verity::hex::encode(&key.finalize());
     let dir = artifacts::target_dir().join("secureboot").join("signed");
-    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    let cached = dir.join(format!("{name}.efi"));
-    if !cached.is_file() {
-        // Signed under another name and renamed: a cut-short run leaves no half file.
-        let partial = dir.join(format!("{name}.{}.partial", std::process::id()));
+    let cached = artifacts::made_once(&dir, &format!("{name}.efi"), |partial| {
         run(Command::new("sbsign")
             .arg("--key")
             .arg(&keys.db.key)
             .arg("--cert")
             .arg(&keys.db.cert)
             .arg("--output")
-            .arg(&partial)
-            .arg(input))?;
-        std::fs::rename(&partial, &cached)
-            .map_err(io_err(format!("renaming to {}", cached.display())))?;
-    }
+            .arg(partial)
+            .arg(input))
+    })?;
     std::fs::copy(&cached, output).map_err(io_err(format!(
         "copying {} to {}",
         cached.display(),

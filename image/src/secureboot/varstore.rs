@@ -11,7 +11,6 @@
 //! so the aarch64 store starts from `AAVMF_VARS.snakeoil.fd` with its PK, KEK, db and boot
 //! entries deleted: only our keys remain. No Microsoft keys are enrolled.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -81,18 +80,7 @@ pub fn cached_vars(arch: Arch, keys: &KeySet) -> Result<PathBuf, ImageError> {
     }
     let key = verity::hex::encode(key.finalize().get(..8).unwrap_or_default());
     let dir = artifacts::target_dir().join("secureboot");
-    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    let out = dir.join(format!("vars-{arch}-{key}.fd"));
-    let lock_path = dir.join(format!(".vars-{arch}.lock"));
-    let lock =
-        File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io_err(format!("locking {}", lock_path.display()))(e.into()))?;
-    if out.is_file() {
-        return Ok(out);
-    }
-    let partial = dir.join(format!("vars-{arch}-{key}.partial"));
-    write_vars(arch, keys, Format::Edk2, &partial)?;
-    std::fs::rename(&partial, &out).map_err(io_err(format!("renaming to {}", out.display())))?;
-    Ok(out)
+    artifacts::made_once(&dir, &format!("vars-{arch}-{key}.fd"), |partial| {
+        write_vars(arch, keys, Format::Edk2, partial)
+    })
 }
