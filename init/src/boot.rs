@@ -56,6 +56,7 @@ pub fn run() -> ! {
 
     load_modules(root);
     timeline::mark("modules");
+    check_signed_cmdline(root);
     let watchdog = arm_watchdog(&cmdline.config);
 
     let config = &cmdline.config;
@@ -197,6 +198,38 @@ pub fn run() -> ! {
     timeline::mark("handoff");
     devkmsg.restore();
     fail(handoff::exec(&target).into())
+}
+
+/// Under Secure Boot, refuses a boot whose `liftoff.` keys are not the signed image's
+/// (the slot's try is spent, so GRUB falls back to the other slot).
+fn check_signed_cmdline(root: &Path) {
+    let secure_boot = disk::Efi {
+        sys: root.join("sys"),
+    }
+    .secure_boot();
+    if let cmdline::SecureBoot::Unknown(why) = &secure_boot {
+        kmsg::warn(&format!(
+            "cmdline: cannot tell whether Secure Boot is on ({why}); holding the command \
+             line to the signed image's, if there is one"
+        ));
+    }
+    match cmdline::check_signed(root, &secure_boot).or_fail() {
+        cmdline::Provenance::Signed if secure_boot == cmdline::SecureBoot::On => {
+            kmsg::info("cmdline: Secure Boot is on; every liftoff. key is the signed image's")
+        }
+        cmdline::Provenance::Signed => {
+            kmsg::info("cmdline: every liftoff. key is the signed image's")
+        }
+        cmdline::Provenance::Loader(Some(difference)) => kmsg::info(&format!(
+            "cmdline: Secure Boot is off, so the loader's command line stands, though {difference}"
+        )),
+        cmdline::Provenance::Loader(None) => {
+            kmsg::debug("cmdline: Secure Boot is off; the command line is the signed image's")
+        }
+        cmdline::Provenance::NoSignedLine => {
+            kmsg::debug("cmdline: Secure Boot is off; no signed command line in the initramfs")
+        }
+    }
 }
 
 /// Module auto-loading comes back for the next stage; if it cannot, the host still runs,

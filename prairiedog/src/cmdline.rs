@@ -258,6 +258,54 @@ pub fn parse(cmdline: &str) -> Cmdline {
     out
 }
 
+/// The first place where the `liftoff.` keys of a running command line part from those of
+/// a signed one. Under Secure Boot PID 1 boots only with the signed image's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsigned {
+    /// A `key[=value]` of the running line that the signed line does not have there.
+    Added(String),
+    /// A `key[=value]` of the signed line that the running line lacks.
+    Missing(String),
+}
+
+impl fmt::Display for Unsigned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unsigned::Added(p) => write!(f, "{p} did not come from the signed image"),
+            Unsigned::Missing(p) => write!(f, "the signed image's {p} is missing"),
+        }
+    }
+}
+
+/// Compares the `liftoff.` keys of `running` with those of `signed`, in order (the last
+/// value of a key wins, so order matters), keys with `-` and `_` alike; every other
+/// parameter is the kernel's business. `None` when they are the same.
+pub fn unsigned_difference(signed: &str, running: &str) -> Option<Unsigned> {
+    let ours = |line: &str| -> Vec<(String, Option<String>)> {
+        split(line)
+            .0
+            .into_iter()
+            .filter(|p| p.key.starts_with(PREFIX))
+            .map(|p| (p.key.replace('-', "_"), p.value))
+            .collect()
+    };
+    let show = |(key, value): &(String, Option<String>)| match value {
+        Some(v) => format!("{key}={v}"),
+        None => key.clone(),
+    };
+    let (signed, running) = (ours(signed), ours(running));
+    let at = signed
+        .iter()
+        .zip(&running)
+        .position(|(s, r)| s != r)
+        .unwrap_or(signed.len().min(running.len()));
+    match (running.get(at), signed.get(at)) {
+        (Some(r), _) => Some(Unsigned::Added(show(r))),
+        (None, Some(s)) => Some(Unsigned::Missing(show(s))),
+        (None, None) => None,
+    }
+}
+
 fn apply(config: &mut Config, name: &str, param: &Param) -> Result<(), Problem> {
     let value = param.value.as_deref();
     let malformed = |expected: &'static str| Problem::Malformed {
@@ -514,6 +562,58 @@ mod tests {
         );
         let too_long = "ab".repeat(257);
         assert_eq!(parse(&format!("liftoff.salt={too_long}")).problems.len(), 1);
+    }
+
+    #[test]
+    fn unsigned_keys_are_found() {
+        let signed = "console=ttyS0 liftoff.slot=A liftoff.roothash=00ff liftoff.debug";
+        for same in [
+            signed,
+            "quiet liftoff.slot=A liftoff.roothash=00ff   liftoff.debug init=/x",
+            "liftoff.slot=A \"liftoff.roothash=00ff\" liftoff.debug -- liftoff.slot=B",
+        ] {
+            assert_eq!(unsigned_difference(signed, same), None, "{same}");
+        }
+        let added = |p: &str| Some(Unsigned::Added(p.to_owned()));
+        let missing = |p: &str| Some(Unsigned::Missing(p.to_owned()));
+        for (running, want) in [
+            (
+                "liftoff.slot=A liftoff.roothash=00ff liftoff.debug liftoff.handoff=/bin/sh",
+                added("liftoff.handoff=/bin/sh"),
+            ),
+            (
+                "liftoff.slot=A liftoff.roothash=00fe liftoff.debug",
+                added("liftoff.roothash=00fe"),
+            ),
+            (
+                "liftoff.handoff=/bin/sh liftoff.slot=A liftoff.roothash=00ff liftoff.debug",
+                added("liftoff.handoff=/bin/sh"),
+            ),
+            // Order decides which value wins: a repeated key moved is a change.
+            (
+                "liftoff.roothash=00ff liftoff.slot=A liftoff.debug",
+                added("liftoff.roothash=00ff"),
+            ),
+            (
+                "liftoff.slot=A liftoff.roothash=00ff",
+                missing("liftoff.debug"),
+            ),
+            ("", missing("liftoff.slot=A")),
+            (
+                "liftoff.slot=A liftoff.roothash=00ff liftoff.debug=1",
+                added("liftoff.debug=1"),
+            ),
+        ] {
+            assert_eq!(unsigned_difference(signed, running), want, "{running}");
+        }
+        assert_eq!(
+            unsigned_difference("liftoff.device_timeout=5", "liftoff.device-timeout=5"),
+            None
+        );
+        assert_eq!(
+            added("liftoff.handoff=/bin/sh").unwrap().to_string(),
+            "liftoff.handoff=/bin/sh did not come from the signed image"
+        );
     }
 
     #[test]

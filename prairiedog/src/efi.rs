@@ -172,6 +172,27 @@ pub fn read_var(efivars: &Path, name: &str, vendor: &str) -> Result<Vec<u8>, Efi
         })
 }
 
+/// Whether the firmware booted with Secure Boot on (`SecureBoot`: one byte, 1 = on).
+/// `Ok(None)` when the firmware has no such variable (a UEFI older than 2.3.1, which has
+/// no Secure Boot).
+pub fn secure_boot(efivars: &Path) -> Result<Option<bool>, EfiError> {
+    let name = "SecureBoot";
+    match read_var(efivars, name, GLOBAL) {
+        Ok(value) => match value.as_slice() {
+            [0] => Ok(Some(false)),
+            [1] => Ok(Some(true)),
+            _ => Err(EfiError::Malformed {
+                name: name.to_owned(),
+                why: "not one byte of 0 or 1",
+            }),
+        },
+        Err(EfiError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The load option the firmware booted (`BootCurrent`, then its `Boot####`).
 pub fn boot_current(efivars: &Path) -> Result<(u16, LoadOption), EfiError> {
     let current = read_var(efivars, "BootCurrent", GLOBAL)?;
@@ -327,6 +348,18 @@ mod tests {
             Err(EfiError::Read { .. })
         ));
         assert_eq!(loader_device_partuuid(dir.path()).unwrap(), None);
+        assert_eq!(secure_boot(dir.path()).unwrap(), None);
+        for (value, want) in [(0, false), (1, true)] {
+            write("SecureBoot", GLOBAL, &[value]);
+            assert_eq!(secure_boot(dir.path()).unwrap(), Some(want));
+        }
+        for bad in [&[2u8][..], &[1, 0], &[]] {
+            write("SecureBoot", GLOBAL, bad);
+            assert!(matches!(
+                secure_boot(dir.path()),
+                Err(EfiError::Malformed { .. })
+            ));
+        }
 
         let guid = Guid::from_u128(0x0123abcd_89ab_cdef_0123_456789abcdef);
         let path = nvme_path(guid);

@@ -87,6 +87,10 @@ enum Tamper {
     ForeignKey,
     /// The signature removed (`sbattach --remove`).
     Unsigned,
+    /// `liftoff.handoff=` in `.cmdline` pointed at this program (padded with spaces to the
+    /// same length) and the image signed again with the db key: the kernel gets a command
+    /// line that is not the one the initramfs carries, as when a loader passes its own.
+    Handoff(&'static str),
 }
 
 /// What the ESP holds besides shim.
@@ -382,19 +386,48 @@ fn tampered_uki(
         }
         Tamper::ForeignKey => {}
         Tamper::Unsigned => {
-            let path = work.join("unsigned.efi");
-            std::fs::write(&path, &uki).unwrap();
-            let out = Command::new("sbattach")
-                .arg("--remove")
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            uki = std::fs::read(&path).unwrap();
-            assert_eq!(PeInfo::parse(&uki).unwrap().cert_table, None);
+            uki = unsign(&uki, work);
+        }
+        Tamper::Handoff(target) => {
+            let s = pe.section(".cmdline").unwrap();
+            let text = pe.section_data(&uki, ".cmdline").unwrap();
+            let key = b"liftoff.handoff=";
+            let from = text.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+            let len = text[from..]
+                .iter()
+                .position(|&c| c == b' ')
+                .unwrap_or(text.len() - from);
+            assert!(
+                target.len() <= len,
+                "{target} is longer than the handoff it replaces"
+            );
+            let at = s.raw_offset as usize + from;
+            let mut new = target.as_bytes().to_vec();
+            new.resize(len, b' ');
+            uki[at..at + len].copy_from_slice(&new);
+            let unsigned = work.join("handoff.efi");
+            std::fs::write(&unsigned, unsign(&uki, work)).unwrap();
+            let signed = work.join("handoff.signed.efi");
+            secureboot::sign(keys, &unsigned, &signed).unwrap_or_else(|e| panic!("{e}"));
+            uki = std::fs::read(&signed).unwrap();
         }
     }
     uki
+}
+
+/// `uki` with its signature removed (`sbattach --remove`).
+fn unsign(uki: &[u8], work: &std::path::Path) -> Vec<u8> {
+    let path = work.join("unsigned.efi");
+    std::fs::write(&path, uki).unwrap();
+    let out = Command::new("sbattach")
+        .arg("--remove")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(PeInfo::parse(&bytes).unwrap().cert_table, None);
+    bytes
 }
 
 /// Liftoff's GRUB built from a configuration that passes `args` to each slot's kernel
@@ -1260,39 +1293,80 @@ fn vm_aarch64_firmware_refuses_an_unsigned_loader() {
     refuses_an_unsigned_loader(Arch::Aarch64);
 }
 
-/// A signed loader that passes `liftoff.handoff=/bin/sh` and a zero root hash to the UKI:
-/// under Secure Boot systemd-stub ignores loader arguments, so the kernel runs with the
-/// signed command line only and PID 1 hands off to the probe on slot A's verified root.
-fn ignores_loader_arguments(arch: Arch) {
+/// Two ways past the signed command line under Secure Boot, in one test. Slot A holds an
+/// update (priority 2, one try) whose `.cmdline` hands off to `/bin/sh`, re-signed with the
+/// db key, so the firmware starts it while its initramfs still carries the command line
+/// that was built: PID 1 refuses the boot before touching the disk, and GRUB, finding its
+/// pending flag still set, falls back to slot B. The loader passes `liftoff.handoff=/bin/sh`
+/// and a zero root hash to both slots: systemd-stub ignores them, and on B PID 1 finds every
+/// `liftoff.` key signed and hands off to the probe on B's verified root.
+fn refuses_command_lines_it_did_not_sign(arch: Arch) {
     let zeros = "0".repeat(64);
     let args = format!("liftoff.handoff=/bin/sh liftoff.roothash={zeros}");
     let mut b = boot(
         arch,
-        "loader_args",
+        "unsigned_cmdline",
         Setup {
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
+            tamper_a: Some(Tamper::Handoff("/bin/sh")),
             loader: Loader::PassingArgs(args),
             ..Setup::default()
         },
     );
-    let r = report(&mut b);
+    b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line =
+        b.vm.wait_for_text("liftoff: stage cmdline failed", TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        line.contains(
+            "Secure Boot is on and liftoff.handoff=/bin/sh did not come from the signed \
+             image; refusing to boot this slot; action: reboot"
+        ),
+        "{line}"
+    );
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    no_kernel_panic(&b.vm);
     assert!(console_has(&b, "Secure boot enabled"));
-    assert_runs_slot(&b, &r, Slot::A);
+    assert!(!console_has(&b, liftoff_probe::MARKER));
+    // Refused before the slots stage: the disk is as GRUB left it.
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=1\n");
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 1, false, 0));
+
+    b.restart("console-2");
+    let r = report(&mut b);
+    for line in [
+        "liftoff-grub: slot A never reached PID 1, falling back to slot B",
+        "liftoff: cmdline: Secure Boot is on; every liftoff. key is the signed image's",
+    ] {
+        assert!(
+            console_has(&b, line),
+            "{line:?}: {}",
+            b.vm.log_path().display()
+        );
+    }
+    assert_runs_slot(&b, &r, Slot::B);
     assert!(!r.cmdline.contains("/bin/sh"), "{}", r.cmdline);
     assert!(!r.cmdline.contains(&zeros), "{}", r.cmdline);
     assert_eq!(
         cmdline_value(&r, "liftoff.roothash"),
         Some(b.disk.root_hash.as_str())
     );
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 0));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 1));
 }
 
 #[test]
-fn vm_x86_64_firmware_ignores_loader_arguments() {
-    ignores_loader_arguments(Arch::X86_64);
+fn vm_x86_64_firmware_refuses_command_lines_it_did_not_sign() {
+    refuses_command_lines_it_did_not_sign(Arch::X86_64);
 }
 
 #[test]
-fn vm_aarch64_firmware_ignores_loader_arguments() {
-    ignores_loader_arguments(Arch::Aarch64);
+fn vm_aarch64_firmware_refuses_command_lines_it_did_not_sign() {
+    refuses_command_lines_it_did_not_sign(Arch::Aarch64);
 }
 
 /// The one boot without Secure Boot: the same disk (shim, GRUB, the signed UKI) under

@@ -9,7 +9,7 @@
 //! | `.osrel` | `ID=liftoff` and the slot, for people and `bootctl` |
 //! | `.cmdline` | the slot's command line with the root hash and every `liftoff.` key |
 //! | `.linux` | the kernel image (bzImage on x86_64, the uncompressed `Image` on arm64) |
-//! | `.initrd` | Liftoff's initramfs (left out for a kernel booted without one) |
+//! | `.initrd` | Liftoff's initramfs, then a second newc archive holding `etc/liftoff/cmdline`, the `.cmdline` section again, for PID 1 to hold `/proc/cmdline` to under Secure Boot (left out, both, for a kernel booted without an initramfs) |
 //!
 //! Each new section starts at the next 4 KiB boundary past the stub's image (or the section
 //! before it), in this order, so the 27 MB arm64 kernel sits below the initramfs. Under
@@ -23,8 +23,12 @@ use std::process::Command;
 use prairiedog::pe::PeInfo;
 
 use super::{clear_timestamp, objcopy, sign, KeySet};
+use crate::cpio::Archive;
 use crate::tool::{io_err, run, ImageError};
 use crate::Arch;
+
+/// Where PID 1 finds the signed command line (init's `stage::cmdline::SIGNED_CMDLINE`).
+pub const SIGNED_CMDLINE: &str = "etc/liftoff/cmdline";
 
 /// The file name of the UKI on a BOOT partition (GRUB chainloads it).
 pub const UKI_FILE: &str = "liftoff.efi";
@@ -74,7 +78,9 @@ pub fn build_uki(keys: &KeySet, spec: &UkiSpec<'_>, work: &Path) -> Result<Vec<u
     sections.push((".linux", spec.kernel.to_path_buf()));
     if let Some(initramfs) = spec.initramfs {
         let path = work.join("initrd");
-        write(&path, initramfs)?;
+        let mut initrd = initramfs.to_vec();
+        initrd.extend(signed_cmdline_archive(spec.cmdline)?);
+        write(&path, &initrd)?;
         sections.push((".initrd", path));
     }
     let mut cmd = Command::new(objcopy(spec.arch));
@@ -99,6 +105,19 @@ pub fn build_uki(keys: &KeySet, spec: &UkiSpec<'_>, work: &Path) -> Result<Vec<u
         let _ = std::fs::remove_file(path);
     }
     Ok(bytes)
+}
+
+/// The archive the kernel unpacks after the initramfs (archives may follow one another):
+/// the command line as PID 1's `etc/liftoff/cmdline`.
+fn signed_cmdline_archive(cmdline: &str) -> Result<Vec<u8>, ImageError> {
+    let mut archive = Archive::new();
+    let path = SIGNED_CMDLINE;
+    let made = archive
+        .dir("etc", 0o755)
+        .and_then(|()| archive.dir("etc/liftoff", 0o755))
+        .and_then(|()| archive.file(path, 0o444, cmdline.as_bytes()))
+        .and_then(|()| archive.finish());
+    made.map_err(io_err(format!("writing {path} into the UKI's initramfs")))
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
@@ -142,7 +161,10 @@ mod tests {
             let data = |name| pe.section_data(&uki, name).unwrap();
             assert_eq!(data(".cmdline"), spec.cmdline.as_bytes());
             assert_eq!(data(".linux"), std::fs::read(&kernel).unwrap().as_slice());
-            assert_eq!(data(".initrd"), b"070701 initramfs");
+            let initrd = data(".initrd");
+            let (first, second) = initrd.split_at(b"070701 initramfs".len());
+            assert_eq!(first, b"070701 initramfs");
+            assert_eq!(second, signed_cmdline_archive(spec.cmdline).unwrap());
             assert_eq!(data(".osrel"), b"ID=liftoff\n");
             let linux = pe.section(".linux").unwrap();
             let initrd = pe.section(".initrd").unwrap();
@@ -155,6 +177,31 @@ mod tests {
             let bare = build_uki(&keys, &without, &dir.join("work")).unwrap();
             assert!(PeInfo::parse(&bare).unwrap().section(".initrd").is_none());
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The kernel's unpacker, played by `cpio`: the second archive holds the command line
+    /// byte for byte at `etc/liftoff/cmdline`, read-only.
+    #[test]
+    fn the_signed_command_line_unpacks_with_cpio() {
+        let dir = std::env::temp_dir().join(format!("liftoff-uki-cpio-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = "console=ttyS0 liftoff.slot=B liftoff.roothash=00ff";
+        let archive = signed_cmdline_archive(line).unwrap();
+        let mut cpio = Command::new("cpio")
+            .args(["-idm", "--quiet"])
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        cpio.stdin.take().unwrap().write_all(&archive).unwrap();
+        assert!(cpio.wait().unwrap().success());
+        let file = dir.join(SIGNED_CMDLINE);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), line);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o444);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

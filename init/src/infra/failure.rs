@@ -21,7 +21,7 @@
 //! | stage error | depends on the slot (section 7) | outcome |
 //! |---|---|---|
 //! | `ApiMounts` (`MountError`) | yes: the slot's kernel | reboot |
-//! | `Cmdline` (`CmdlineError`) | yes: the slot's kernel | reboot |
+//! | `Cmdline` (`CmdlineError`): unreadable, or under Secure Boot keys not the signed image's | yes: the slot's kernel and its signed image | reboot |
 //! | `Modules` (`ModuleError`) | yes: the slot's initramfs | reboot |
 //! | `Disk` (`NotFound`) | yes: the initramfs's drivers, or no disk at all | reboot |
 //! | `Disk` (`Ambiguous`): cloned disks the firmware cannot tell apart | no | stop: rebooting finds the same disks, booting one could write the wrong disk |

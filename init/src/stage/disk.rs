@@ -280,6 +280,24 @@ impl Efi {
     }
 }
 
+impl Efi {
+    /// Whether the firmware booted with Secure Boot on; a boot without UEFI has none.
+    pub fn secure_boot(&self) -> crate::stage::cmdline::SecureBoot {
+        use crate::stage::cmdline::SecureBoot;
+        if !self.sys.join("firmware/efi").is_dir() {
+            return SecureBoot::Off;
+        }
+        let state = self
+            .efivars()
+            .and_then(|dir| efi::secure_boot(&dir).map_err(|e| e.to_string()));
+        match state {
+            Ok(Some(true)) => SecureBoot::On,
+            Ok(Some(false) | None) => SecureBoot::Off,
+            Err(e) => SecureBoot::Unknown(e),
+        }
+    }
+}
+
 impl Firmware for Efi {
     fn boot_path(&mut self) -> Result<Vec<Node>, String> {
         let efivars = self.efivars()?;
