@@ -147,9 +147,13 @@ pub fn algorithm<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a [u8],
     let seq = r.expect(tag::SEQUENCE, what)?;
     let mut inner = seq.reader();
     let oid = inner.expect(tag::OID, what)?;
-    // Parameters: absent or NULL for every algorithm accepted here; anything else is
-    // left for the caller's OID check to refuse.
-    let _ = inner.optional(tag::NULL, what)?;
+    // Parameters: absent or NULL for every algorithm accepted here.
+    if let Some(null) = inner.optional(tag::NULL, what)? {
+        if !null.content.is_empty() {
+            return Err(DerError { what });
+        }
+    }
+    inner.finish(what)?;
     Ok(oid.content)
 }
 

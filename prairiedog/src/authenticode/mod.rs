@@ -199,7 +199,11 @@ struct WinCertificate<'a> {
 
 /// The `WIN_CERTIFICATE` entries of the certificate table.
 fn certificate_entries(table: &[u8]) -> Result<Vec<WinCertificate<'_>>, VerifyError> {
-    let bad = || VerifyError::Malformed("a WIN_CERTIFICATE length does not fit its table".into());
+    let bad = || {
+        VerifyError::Malformed(
+            "the WIN_CERTIFICATE lengths and padding do not fit the certificate table".into(),
+        )
+    };
     let mut rest = table;
     let mut entries = Vec::new();
     while rest.len() >= 8 {
@@ -215,9 +219,16 @@ fn certificate_entries(table: &[u8]) -> Result<Vec<WinCertificate<'_>>, VerifyEr
             kind,
             der: rest.get(8..len).ok_or_else(bad)?,
         });
-        // Entries are 8-byte aligned; the padding after the last one may be cut.
-        let next = len.checked_add(7).ok_or_else(bad)? & !7;
-        rest = rest.get(next.min(rest.len())..).unwrap_or_default();
+        // Entries are 8-byte aligned; the padding (zeros) after the last one may be cut.
+        let next = (len.checked_add(7).ok_or_else(bad)? & !7).min(rest.len());
+        let padding = rest.get(len..next).unwrap_or_default();
+        if padding.iter().any(|b| *b != 0) {
+            return Err(bad());
+        }
+        rest = rest.get(next..).unwrap_or_default();
+    }
+    if rest.iter().any(|b| *b != 0) {
+        return Err(bad());
     }
     Ok(entries)
 }
@@ -304,8 +315,19 @@ impl<'a> SignedData<'a> {
         let what = "PKCS#7 SignedData";
         let signed_data = explicit.reader().expect(tag::SEQUENCE, what)?;
         let mut sd = signed_data.reader();
-        let _version = sd.expect(tag::INTEGER, what)?;
-        let _digest_algorithms = sd.expect(tag::SET, what)?;
+        // Authenticode: version 1, and the one digest algorithm the signer uses.
+        if sd.expect(tag::INTEGER, what)?.content != [1] {
+            return Err(VerifyError::Unsupported(
+                "a SignedData version other than 1",
+            ));
+        }
+        let mut digest_algorithms = sd.expect(tag::SET, what)?.reader();
+        if der::algorithm(&mut digest_algorithms, what)? != SHA256 {
+            return Err(VerifyError::Unsupported(
+                "a digest algorithm other than SHA-256",
+            ));
+        }
+        digest_algorithms.finish(what)?;
         let encap = sd.expect(tag::SEQUENCE, what)?;
         let mut certificates = Vec::new();
         if let Some(certs) = sd.optional(tag::CONTEXT_0, what)? {
@@ -351,7 +373,11 @@ impl<'a> SignedData<'a> {
             ));
         }
         let mut si = signer.reader();
-        let _version = si.expect(tag::INTEGER, what)?;
+        if si.expect(tag::INTEGER, what)?.content != [1] {
+            return Err(VerifyError::Unsupported(
+                "a SignerInfo version other than 1",
+            ));
+        }
         let mut issuer_serial = si.expect(tag::SEQUENCE, what)?.reader();
         let issuer = issuer_serial.expect(tag::SEQUENCE, what)?.raw;
         let serial = issuer_serial.expect(tag::INTEGER, what)?.content;
@@ -516,4 +542,95 @@ fn verify_signed_data(
         signer: signer.subject_name(),
         trusted: trust.describe(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small PE image signed by `sbsign` and the certificate it was signed with (see
+    /// `fuzz/seeds/README.md` for the commands).
+    const SIGNED: &[u8] = include_bytes!("../../fuzz/seeds/authenticode/pe-signed");
+    const CERT: &[u8] = include_bytes!("../../fuzz/seeds/authenticode/cert");
+
+    fn trust() -> Trust {
+        let mut t = Trust::default();
+        t.add_certificate(CERT.to_vec(), "seed").unwrap();
+        t
+    }
+
+    #[test]
+    fn golden_vector_verifies() {
+        let v = verify(SIGNED, &trust()).unwrap();
+        assert_eq!(v.signer, "CN=Fuzz seed db");
+        assert_eq!(v.anchor, v.signer);
+        let err = verify(SIGNED, &Trust::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("signed by CN=Fuzz seed db, which no trusted certificate issued"),
+            "{err}"
+        );
+    }
+
+    /// Any one byte changed anywhere in the file is refused, except in the `CheckSum`
+    /// field, which Authenticode leaves out (and no panic on the way).
+    #[test]
+    fn every_flipped_byte_is_refused() {
+        let trust = trust();
+        let pe = PeInfo::parse(SIGNED).unwrap();
+        let checksum = pe.checksum_offset..pe.checksum_offset + 4;
+        for at in 0..SIGNED.len() {
+            let mut image = SIGNED.to_vec();
+            image[at] ^= 0x20;
+            let result = verify(&image, &trust);
+            assert_eq!(
+                result.is_ok(),
+                checksum.contains(&at),
+                "byte {at:#x}: {result:?}"
+            );
+        }
+    }
+
+    /// Every truncation is refused without a panic; the cut image has no signature or a
+    /// damaged one.
+    #[test]
+    fn truncations_are_refused() {
+        let trust = trust();
+        for len in 0..SIGNED.len() {
+            assert!(verify(&SIGNED[..len], &trust).is_err(), "{len}");
+        }
+    }
+
+    /// The signed content's digest must be the image's, and the signer's messageDigest
+    /// the content's: each mismatch has its own error.
+    #[test]
+    fn digest_and_message_digest_mismatches_are_named() {
+        let trust = trust();
+        let pe = PeInfo::parse(SIGNED).unwrap();
+        let data = pe.section(".cmdline").unwrap().raw_offset as usize;
+        let mut image = SIGNED.to_vec();
+        image[data] ^= 1;
+        assert_eq!(verify(&image, &trust), Err(VerifyError::DigestMismatch));
+        // The digest inside SpcIndirectDataContent changed: messageDigest no longer
+        // matches the content.
+        let digest = image_digest(SIGNED, &pe).unwrap();
+        let at = SIGNED.windows(32).position(|w| w == digest).unwrap();
+        let mut image = SIGNED.to_vec();
+        image[at] ^= 1;
+        let mut fixed = image.clone();
+        assert_eq!(verify(&image, &trust), Err(VerifyError::DigestMismatch));
+        // ... and with the image changed to match that digest, only messageDigest differs.
+        fixed[at] ^= 1;
+        assert!(verify(&fixed, &trust).is_ok());
+        let (offset, _) = pe.cert_table.unwrap();
+        let sd =
+            SignedData::parse(&SIGNED[offset + 8..offset + 8 + der_len(SIGNED, offset)]).unwrap();
+        assert_eq!(sd.image_digest, digest);
+        assert_eq!(sd.message_digest, Sha256::digest(sd.content).as_slice());
+    }
+
+    /// The DER length of the first WIN_CERTIFICATE at `offset`.
+    fn der_len(image: &[u8], offset: usize) -> usize {
+        u32::from_le_bytes(image[offset..offset + 4].try_into().unwrap()) as usize - 8
+    }
 }
