@@ -15,6 +15,15 @@
 //!   systemd-stub): the unique GUID of the partition the loader or unified kernel image was
 //!   loaded from, as UTF-16 text.
 //!
+//! - `SecureBoot` (EFI global variable vendor): one byte, 1 when the firmware enforces
+//!   Secure Boot (UEFI 2.10 section 3.3, "Globally Defined Variables").
+//! - `db` and `dbx` (vendor `EFI_IMAGE_SECURITY_DATABASE_GUID`): the allowed and the
+//!   forbidden signature databases (UEFI 2.10 section 32.4.1, "Signature Database"), each a
+//!   sequence of `EFI_SIGNATURE_LIST`s: the signature type GUID, the list's size, its header
+//!   size and the size of each entry (little-endian u32s), the header, then entries of an
+//!   owner GUID and the data (a DER certificate for `EFI_CERT_X509_GUID`, an Authenticode
+//!   SHA-256 image digest for `EFI_CERT_SHA256_GUID`). [`signature_lists`] reads them.
+//!
 //! The firmware writes these; a buggy or hostile one is still only a source of bytes here:
 //! every length is checked, and what cannot be parsed is an error naming the variable.
 
@@ -25,6 +34,13 @@ use std::path::{Path, PathBuf};
 pub const GLOBAL: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 /// Vendor GUID of the Boot Loader Interface (`LoaderDevicePartUUID`).
 pub const LOADER: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+/// Vendor GUID of `db` and `dbx` (`EFI_IMAGE_SECURITY_DATABASE_GUID`).
+pub const IMAGE_SECURITY_DATABASE: &str = "d719b2cb-3d3a-4596-a3bc-dad00e67656f";
+/// `EFI_CERT_X509_GUID`: an entry holding one DER X.509 certificate.
+pub const CERT_X509: Guid = Guid::from_u128(0xa5c059a1_94e4_4aa7_87b5_ab155c2bf072);
+/// `EFI_CERT_SHA256_GUID`: an entry holding a 32-byte SHA-256 digest (of a PE image, its
+/// Authenticode digest).
+pub const CERT_SHA256: Guid = Guid::from_u128(0xc1c41626_504c_4092_aca9_41f936934328);
 /// Where efivarfs is mounted, under the root of `/sys`.
 pub const EFIVARS: &str = "firmware/efi/efivars";
 
@@ -241,6 +257,67 @@ pub fn loader_device_partuuid(efivars: &Path) -> Result<Option<Guid>, EfiError> 
         })
 }
 
+/// One entry of a signature list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureEntry {
+    /// The list's `SignatureType` ([`CERT_X509`], [`CERT_SHA256`], ...).
+    pub kind: Guid,
+    /// The entry's `SignatureOwner`.
+    pub owner: Guid,
+    /// The entry's data (a DER certificate, a digest).
+    pub data: Vec<u8>,
+}
+
+/// The entries of the `EFI_SIGNATURE_LIST`s in `bytes` (a `db`/`dbx` value without its
+/// attributes, or an `.esl` file). `None` when a list's sizes do not add up: a list
+/// shorter than its header, an entry size smaller than an owner GUID or one that does not
+/// divide the list, or a list running past the end.
+pub fn signature_lists(mut bytes: &[u8]) -> Option<Vec<SignatureEntry>> {
+    let mut entries = Vec::new();
+    while !bytes.is_empty() {
+        let kind = Guid::from_disk_bytes(bytes.get(..16)?.try_into().ok()?);
+        let list_size = usize::try_from(le32(bytes, 16)?).ok()?;
+        let header_size = usize::try_from(le32(bytes, 20)?).ok()?;
+        let entry_size = usize::try_from(le32(bytes, 24)?).ok()?;
+        let list = bytes.get(..list_size)?;
+        let body = list.get(28usize.checked_add(header_size)?..)?;
+        if entry_size <= 16 || body.len() % entry_size != 0 {
+            return None;
+        }
+        for entry in body.chunks_exact(entry_size) {
+            let (owner, data) = entry.split_at_checked(16)?;
+            entries.push(SignatureEntry {
+                kind,
+                owner: Guid::from_disk_bytes(owner.try_into().ok()?),
+                data: data.to_vec(),
+            });
+        }
+        bytes = bytes.get(list_size..)?;
+    }
+    Some(entries)
+}
+
+/// The entries of signature database `name` (`db`, `dbx`) in the efivarfs at `efivars`;
+/// `Ok(None)` when the variable does not exist.
+pub fn signature_database(
+    efivars: &Path,
+    name: &str,
+) -> Result<Option<Vec<SignatureEntry>>, EfiError> {
+    let bytes = match read_var(efivars, name, IMAGE_SECURITY_DATABASE) {
+        Ok(b) => b,
+        Err(EfiError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    signature_lists(&bytes)
+        .map(Some)
+        .ok_or_else(|| EfiError::Malformed {
+            name: name.to_owned(),
+            why: "not a sequence of EFI_SIGNATURE_LISTs",
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +463,81 @@ mod tests {
         write("BootCurrent", GLOBAL, &[1]);
         assert!(matches!(
             boot_current(dir.path()),
+            Err(EfiError::Malformed { .. })
+        ));
+    }
+
+    fn list(kind: Guid, entries: &[&[u8]]) -> Vec<u8> {
+        let size = entries.first().map_or(16, |e| e.len() + 16);
+        let mut l = kind.to_disk_bytes().to_vec();
+        l.extend_from_slice(&((28 + size * entries.len()) as u32).to_le_bytes());
+        l.extend_from_slice(&0u32.to_le_bytes());
+        l.extend_from_slice(&(size as u32).to_le_bytes());
+        for e in entries {
+            l.extend_from_slice(&Guid::from_u128(7).to_disk_bytes());
+            l.extend_from_slice(e);
+        }
+        l
+    }
+
+    #[test]
+    fn signature_lists_and_their_sizes() {
+        // The GUIDs in their on-disk byte order, as the UEFI specification prints them.
+        assert_eq!(
+            CERT_X509.to_disk_bytes()[..4],
+            [0xa1, 0x59, 0xc0, 0xa5],
+            "{CERT_X509}"
+        );
+        assert_eq!(
+            CERT_SHA256.to_string(),
+            "c1c41626-504c-4092-aca9-41f936934328"
+        );
+        let bytes = [
+            list(CERT_X509, &[b"certificate one"]),
+            list(CERT_SHA256, &[&[1; 32], &[2; 32]]),
+        ]
+        .concat();
+        let entries = signature_lists(&bytes).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].kind, CERT_X509);
+        assert_eq!(entries[0].data, b"certificate one");
+        assert_eq!(entries[0].owner, Guid::from_u128(7));
+        assert_eq!(entries[2].data, [2; 32]);
+        assert_eq!(signature_lists(&[]), Some(vec![]));
+        // Every truncation fails, except at a list boundary.
+        let first = list(CERT_X509, &[b"certificate one"]).len();
+        for cut in 1..bytes.len() {
+            assert_eq!(
+                signature_lists(&bytes[..cut]).is_some(),
+                cut == first,
+                "cut at {cut}"
+            );
+        }
+        // An entry size that does not divide the list, or is no larger than its owner.
+        let mut bad = list(CERT_SHA256, &[&[1; 32], &[2; 32]]);
+        bad[24..28].copy_from_slice(&40u32.to_le_bytes());
+        assert_eq!(signature_lists(&bad), None);
+        bad[24..28].copy_from_slice(&16u32.to_le_bytes());
+        assert_eq!(signature_lists(&bad), None);
+        bad[24..28].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(signature_lists(&bad), None);
+    }
+
+    #[test]
+    fn databases_from_efivarfs() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(signature_database(dir.path(), "db").unwrap(), None);
+        let write = |name: &str, vendor: &str, value: &[u8]| {
+            let mut bytes = 0x27u32.to_le_bytes().to_vec();
+            bytes.extend_from_slice(value);
+            std::fs::write(dir.path().join(format!("{name}-{vendor}")), bytes).unwrap();
+        };
+        write("db", IMAGE_SECURITY_DATABASE, &list(CERT_X509, &[b"der"]));
+        let db = signature_database(dir.path(), "db").unwrap().unwrap();
+        assert_eq!(db[0].data, b"der");
+        write("dbx", IMAGE_SECURITY_DATABASE, &[1, 2, 3]);
+        assert!(matches!(
+            signature_database(dir.path(), "dbx"),
             Err(EfiError::Malformed { .. })
         ));
     }

@@ -16,10 +16,14 @@
 //! # Order (crash safety)
 //!
 //! 0. The BOOT image is read into memory and checked against the manifest (size, BLAKE3);
-//!    its signed kernel image's command line must name the inactive slot and the manifest's
-//!    verity root hash ([`crate::uki::check_boot_image`]), and its version must not be lower
-//!    than the running slot's unless the caller allows a downgrade. A refusal here writes
-//!    nothing.
+//!    its kernel image's signature must verify when [`InstallOptions::signature`] asks
+//!    (Authenticode against db/dbx or `--trust` certificates), its command line must name
+//!    the inactive slot and the manifest's verity root hash
+//!    ([`crate::uki::check_boot_image`]), and its version must not be lower than the
+//!    running slot's unless the caller allows a downgrade. The HASH image's superblock
+//!    and the top block of its tree must give that root hash, with the salt the UKI names
+//!    ([`check_hash_image`]): HASH is tied to the signed UKI before anything is written,
+//!    and ROOT to HASH in step 5. A refusal here writes nothing.
 //! 1. `clear-inactive` is written to the GPT first: from here until step 6 the inactive slot
 //!    has priority 0 and no tries, so it cannot boot whatever happens.
 //! 2. Each image file is checked against the manifest (size, BLAKE3) before anything of it is
@@ -33,12 +37,16 @@
 //! 6. `mark-inactive-valid` (one try, priority still 0). The slot boots only after
 //!    `upgrade-to-inactive`.
 //!
+//! So the manifest needs no signature of its own: what boots is decided by the signed UKI
+//! (kernel, initramfs, command line with the root hash), and the manifest's root hash must
+//! be the UKI's; its sizes and BLAKE3 digests only catch a damaged payload early.
+//!
 //! Any failure stops the install and leaves the slot as step 1 left it: not bootable. An
 //! interrupted install (power cut) is the same. Running it again starts over.
 
 use crate::decide::SlotWords;
 use crate::disk::{DiskError, Part, Region, SlotDisk};
-use crate::uki::Version;
+use crate::uki::{Signature, Version};
 use crate::{transition, Slot};
 use gpt::BlockIo;
 use std::fs::File;
@@ -345,6 +353,16 @@ pub enum InstallError {
         /// The update's version (`none` when it has none).
         payload: String,
     },
+    /// The HASH image does not give the root hash of the signed kernel image.
+    #[error("{path} does not carry the signed root hash {root_hash}: {reason}", path = path.display())]
+    HashImage {
+        /// The HASH image.
+        path: PathBuf,
+        /// The UKI's (and the manifest's) root hash.
+        root_hash: String,
+        /// What differs.
+        reason: String,
+    },
     /// The BOOT image's signed kernel image does not match the update.
     #[error("{path}: {source}")]
     Uki {
@@ -410,6 +428,8 @@ pub struct InstallReport {
     pub words: SlotWords,
     /// Bytes written in all.
     pub bytes: u64,
+    /// Who signed the kernel image (`None`: its signature was not checked).
+    pub signed_by: Option<String>,
 }
 
 /// A partition as a `verity` reader.
@@ -483,13 +503,14 @@ fn check_verity<D: BlockIo + Sync>(
     Ok(())
 }
 
-/// Step 0 of [`install`]: the BOOT image `path` matches the manifest and its UKI boots
-/// `slot` with the manifest's root hash; returns the UKI's version.
+/// Step 0 of [`install`]: the BOOT image `path` matches the manifest and its UKI is signed
+/// as `signature` asks and boots `slot` with the manifest's root hash; returns the UKI.
 fn check_boot(
     manifest: &Manifest,
     path: &Path,
     slot: Slot,
-) -> Result<Option<Version>, InstallError> {
+    signature: &Signature,
+) -> Result<crate::uki::CheckedUki, InstallError> {
     let open = |source| InstallError::Open {
         path: path.to_owned(),
         source,
@@ -517,12 +538,95 @@ fn check_boot(
             expected: verity::hex::encode(&want.blake3),
         });
     }
-    crate::uki::check_boot_image(&bytes, slot, &manifest.verity_root_hash)
-        .map(|uki| uki.version)
-        .map_err(|source| InstallError::Uki {
+    crate::uki::check_boot_image(&bytes, slot, &manifest.verity_root_hash, signature).map_err(
+        |source| InstallError::Uki {
             path: path.to_owned(),
             source,
+        },
+    )
+}
+
+/// Step 0, HASH: the superblock of the HASH image at `path` and the top block of its tree
+/// give `root_hash` (the digest of that block, salted as dm-verity does), and its salt is
+/// `salt` when the UKI names one (`liftoff.salt=`, which PID 1 then uses). A tree of no
+/// levels (one data block) has no top block; step 5 checks it.
+pub fn check_hash_image(
+    path: &Path,
+    root_hash: &str,
+    salt: Option<&str>,
+) -> Result<(), InstallError> {
+    let fail = |reason: String| InstallError::HashImage {
+        path: path.to_owned(),
+        root_hash: root_hash.to_owned(),
+        reason,
+    };
+    let file = File::open(path).map_err(|source| InstallError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let read = |buf: &mut [u8], offset: u64| {
+        std::os::unix::fs::FileExt::read_exact_at(&file, buf, offset).map_err(|source| {
+            InstallError::Read {
+                path: path.to_owned(),
+                source,
+            }
         })
+    };
+    let mut head = [0u8; verity::SUPERBLOCK_SIZE];
+    read(&mut head, 0)?;
+    let sb = verity::Superblock::parse(&head).map_err(|e| fail(format!("superblock: {e}")))?;
+    if let Some(salt) = salt {
+        let salt: verity::Salt = salt
+            .parse()
+            .map_err(|e| fail(format!("the UKI's liftoff.salt={salt}: {e}")))?;
+        if salt != sb.params.salt {
+            return Err(fail(format!(
+                "the superblock's salt {} is not the UKI's liftoff.salt={}",
+                sb.params.salt.to_table_string(),
+                salt.to_table_string()
+            )));
+        }
+    }
+    let layout = verity::Layout {
+        hash_offset: 0,
+        superblock: true,
+        same_device: false,
+    };
+    let geometry =
+        verity::Geometry::new(&sb.params, &layout).map_err(|e| fail(format!("geometry: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|source| InstallError::Read {
+            path: path.to_owned(),
+            source,
+        })?
+        .len();
+    if len < geometry.hash_device_min_size {
+        return Err(fail(format!(
+            "it is {len} bytes, its tree needs {}",
+            geometry.hash_device_min_size
+        )));
+    }
+    let Some(top) = geometry.levels.last() else {
+        return Ok(());
+    };
+    let block_size = u64::from(sb.params.hash_block_size);
+    let mut block = vec![0u8; sb.params.hash_block_size as usize];
+    let offset = top
+        .first_block
+        .checked_mul(block_size)
+        .ok_or_else(|| fail("the tree lies past any file size".into()))?;
+    read(&mut block, offset)?;
+    let expected = verity::RootHash::from_hex(sb.params.algorithm, root_hash)
+        .map_err(|e| fail(e.to_string()))?;
+    let top_hash = verity::tree::block_digest(&sb.params, &block);
+    if top_hash != expected.as_bytes() {
+        return Err(fail(format!(
+            "the top of its tree hashes to {}",
+            verity::hex::encode(&top_hash)
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses `payload` when it is lower than the version of the UKI on the `active` slot's
@@ -547,24 +651,38 @@ fn check_downgrade<D: BlockIo>(
     }
 }
 
-/// Installs `payload` into the slot that is not `active` (see the module docs for the order);
-/// `allow_downgrade` skips the version check of step 0.
+/// What [`install`] checks besides the manifest.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// Install a kernel image older than the running slot's.
+    pub allow_downgrade: bool,
+    /// Whether and against what the kernel image's signature is checked.
+    pub signature: Signature,
+}
+
+/// Installs `payload` into the slot that is not `active` (see the module docs for the order).
+/// Returns the report and, when the signature was checked, who signed the kernel image.
 /// Writes to the disk.
 pub fn install<D: BlockIo + DropCache + Sync>(
     disk: &mut SlotDisk<D>,
     active: Slot,
     manifest: &Manifest,
     payload: &Payload,
-    allow_downgrade: bool,
+    options: &InstallOptions,
 ) -> Result<InstallReport, InstallError> {
     let slot = active.other();
-    // 0. The BOOT image, as the manifest describes it, carries a kernel image for this slot
-    // and this root hash, not older than the running one; nothing is written before this
-    // holds.
-    let version = check_boot(manifest, payload.path(Part::Boot), slot)?;
-    if !allow_downgrade {
-        check_downgrade(disk, active, version)?;
+    // 0. The BOOT image, as the manifest describes it, carries a kernel image signed as
+    // asked, for this slot and this root hash, not older than the running one; HASH
+    // carries that root hash. Nothing is written before this holds.
+    let checked = check_boot(manifest, payload.path(Part::Boot), slot, &options.signature)?;
+    if !options.allow_downgrade {
+        check_downgrade(disk, active, checked.uki.version.clone())?;
     }
+    check_hash_image(
+        payload.path(Part::Hash),
+        &manifest.verity_root_hash,
+        checked.uki.value("liftoff.salt"),
+    )?;
     // 1. Not bootable from here on.
     disk.store(transition::clear_inactive(disk.words(), active))?;
 
@@ -698,7 +816,12 @@ pub fn install<D: BlockIo + DropCache + Sync>(
     // 6. One try, still priority 0.
     let words = transition::mark_inactive_valid(disk.words(), active)?;
     disk.store(words)?;
-    Ok(InstallReport { slot, words, bytes })
+    Ok(InstallReport {
+        slot,
+        words,
+        bytes,
+        signed_by: checked.signed_by,
+    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //! - [`install`]: writing an update payload into the inactive slot, verified.
 //! - [`pe`]: the PE/COFF headers and sections of a unified kernel image.
 //! - [`uki`]: the update's signed kernel image, checked against the manifest before install.
+//! - [`authenticode`]: the Authenticode signature of a PE image (a UKI) checked against db
+//!   and dbx or given certificates (feature `authenticode`, part of `cli`).
 //! - [`boot`]: PID 1's boot step in one call (grubenv, decision, GPT).
 //! - [`host`]: the boot disk and the running slot from sysfs and the command line.
 //! - [`status`]: what `prairiedog status` shows.
@@ -60,6 +62,8 @@
 //! that does not belong to the running kernel.
 
 pub mod attrs;
+#[cfg(feature = "authenticode")]
+pub mod authenticode;
 pub mod boot;
 pub mod bootconfig;
 pub mod cmdline;

@@ -2,12 +2,14 @@
 //! the library; see docs/prairiedog.md for usage and exit codes.
 
 use clap::{Parser, Subcommand};
+use prairiedog::authenticode::Trust;
 use prairiedog::boot::{save_grubenv, GrubEnvAt, Located};
 use prairiedog::decide::{SlotWords, DEFAULT_UNHEALTHY_LIMIT};
 use prairiedog::disk::SlotDisk;
 use prairiedog::grubenv::{GrubEnv, KEY_SLOT};
-use prairiedog::install::{self, Manifest, Payload};
+use prairiedog::install::{self, InstallOptions, Manifest, Payload};
 use prairiedog::status::Status;
+use prairiedog::uki::Signature;
 use prairiedog::{bootconfig, host, transition, Slot};
 use serde_json::json;
 use std::fs::File;
@@ -83,6 +85,13 @@ enum Command {
         /// Install even when the update's kernel image is older than the running slot's.
         #[arg(long)]
         allow_downgrade: bool,
+        /// Check the kernel image's signature against this certificate (PEM or DER;
+        /// repeatable) instead of the running machine's db.
+        #[arg(long = "trust", value_name = "CERT")]
+        trust: Vec<PathBuf>,
+        /// efivarfs to read SecureBoot, db and dbx from.
+        #[arg(long, default_value = "/sys/firmware/efi/efivars")]
+        efivars: PathBuf,
     },
     /// Print a manifest for BOOT, ROOT and HASH images.
     Manifest {
@@ -350,10 +359,24 @@ fn run(cli: &Cli) -> Result<(), String> {
             root,
             hash,
             allow_downgrade,
+            trust,
+            efivars,
         } => {
             let text = std::fs::read_to_string(manifest)
                 .map_err(|e| format!("reading {}: {e}", manifest.display()))?;
             let m = Manifest::parse(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
+            let signature = match Trust::for_install(efivars, trust)
+                .map_err(|e| format!("finding the certificates to trust: {e}"))?
+            {
+                Some(trust) => Signature::Verify(trust),
+                None => {
+                    println!(
+                        "Secure Boot is off and no --trust given: the update's kernel image \
+                         signature is not checked"
+                    );
+                    Signature::Unchecked
+                }
+            };
             let (mut disk, active) = open(cli, true)?;
             let active = need_active(active)?;
             let payload = Payload {
@@ -361,8 +384,15 @@ fn run(cli: &Cli) -> Result<(), String> {
                 root: root.clone(),
                 hash: hash.clone(),
             };
-            let report = install::install(&mut disk, active, &m, &payload, *allow_downgrade)
+            let options = InstallOptions {
+                allow_downgrade: *allow_downgrade,
+                signature,
+            };
+            let report = install::install(&mut disk, active, &m, &payload, &options)
                 .map_err(|e| format!("installing into slot {}: {e}", active.other()))?;
+            if let Some(signer) = &report.signed_by {
+                println!("kernel image signed by {signer}");
+            }
             println!(
                 "installed {} bytes into slot {}; run upgrade-to-inactive to boot it",
                 report.bytes, report.slot

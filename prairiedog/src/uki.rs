@@ -14,9 +14,11 @@
 //! one unless told to. A UKI without a version counts as lower than any version; a running
 //! slot without a UKI or a version (a disk from before Secure Boot) allows any update.
 //!
-//! Not here yet: verifying the UKI's Authenticode signature against the machine's db
-//! certificates (the firmware and shim do that at every boot, so an unsigned or foreign
-//! UKI never runs, but install does not refuse it early).
+//! Signature: with [`Signature::Verify`] (feature `authenticode`) the UKI's Authenticode
+//! signature is checked first, against db and dbx of the running machine or certificates
+//! given with `--trust` ([`crate::authenticode::Trust::for_install`]), so that a forged or
+//! unsigned UKI is refused before anything is written, as the firmware and shim would
+//! refuse it at boot. Only then are its command line and version believed.
 
 use std::io;
 
@@ -50,6 +52,10 @@ pub enum UkiError {
     /// `.osrel` holds an `IMAGE_VERSION=` that is not dotted numbers.
     #[error("{UKI_FILE} has IMAGE_VERSION={0:?}, not dotted numbers")]
     BadVersion(String),
+    /// The Authenticode signature does not verify.
+    #[cfg(feature = "authenticode")]
+    #[error("{UKI_FILE}: {0}")]
+    Signature(crate::authenticode::VerifyError),
     /// The command line names another slot.
     #[error("{UKI_FILE} boots slot {uki}, the update goes to slot {target}")]
     Slot {
@@ -94,6 +100,25 @@ pub struct BootUki {
     pub version: Option<Version>,
 }
 
+/// Whether and how [`check_boot_image`] checks the UKI's signature.
+#[derive(Debug, Clone)]
+pub enum Signature {
+    /// Not checked (Secure Boot off and nothing given to trust; the caller says so).
+    Unchecked,
+    /// Must verify against these certificates, and not be revoked.
+    #[cfg(feature = "authenticode")]
+    Verify(crate::authenticode::Trust),
+}
+
+/// A BOOT image's UKI that passed [`check_boot_image`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedUki {
+    /// What it says.
+    pub uki: BootUki,
+    /// Who signed it, and through which trusted certificate (`None`: not checked).
+    pub signed_by: Option<String>,
+}
+
 /// A byte buffer as a read-only disk, for the FAT reader.
 struct Bytes<'a>(&'a [u8]);
 
@@ -129,16 +154,20 @@ fn value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .next_back()
 }
 
-/// The UKI on the FAT file system in `region` of `disk`: its command line and version.
-pub fn read_boot<D: BlockIo + ?Sized>(disk: &D, region: Region) -> Result<BootUki, UkiError> {
+/// The bytes of the UKI file on the FAT file system in `region` of `disk`.
+pub fn read_uki_file<D: BlockIo + ?Sized>(disk: &D, region: Region) -> Result<Vec<u8>, UkiError> {
     let file = fat::locate(disk, region, UKI_FILE)?;
-    let uki = fat::read_file(disk, &file)?;
-    let pe = PeInfo::parse(&uki).map_err(|e| UkiError::NotUki(e.to_string()))?;
+    Ok(fat::read_file(disk, &file)?)
+}
+
+/// What the UKI `uki` (a PE image) says: its command line and version.
+pub fn parse_uki(uki: &[u8]) -> Result<BootUki, UkiError> {
+    let pe = PeInfo::parse(uki).map_err(|e| UkiError::NotUki(e.to_string()))?;
     let cmdline = pe
-        .section_data(&uki, ".cmdline")
+        .section_data(uki, ".cmdline")
         .ok_or_else(|| UkiError::NotUki("no .cmdline section".into()))?;
     let osrel = pe
-        .section_data(&uki, ".osrel")
+        .section_data(uki, ".osrel")
         .map(|o| String::from_utf8_lossy(o).into_owned())
         .unwrap_or_default();
     let version = match osrel
@@ -158,29 +187,59 @@ pub fn read_boot<D: BlockIo + ?Sized>(disk: &D, region: Region) -> Result<BootUk
     })
 }
 
-/// Checks that the UKI on the BOOT image `boot` boots `target` with `root_hash`, and
-/// returns what it says.
-pub fn check_boot_image(boot: &[u8], target: Slot, root_hash: &str) -> Result<BootUki, UkiError> {
+/// The UKI on the FAT file system in `region` of `disk`: its command line and version.
+pub fn read_boot<D: BlockIo + ?Sized>(disk: &D, region: Region) -> Result<BootUki, UkiError> {
+    parse_uki(&read_uki_file(disk, region)?)
+}
+
+impl BootUki {
+    /// The value of `key=` on its command line (the last one wins).
+    pub fn value(&self, key: &str) -> Option<&str> {
+        value(&self.cmdline, key)
+    }
+}
+
+/// Checks that the UKI on the BOOT image `boot` is signed as `signature` asks, and boots
+/// `target` with `root_hash`; returns what it says.
+pub fn check_boot_image(
+    boot: &[u8],
+    target: Slot,
+    root_hash: &str,
+    signature: &Signature,
+) -> Result<CheckedUki, UkiError> {
     let whole = Region {
         offset: 0,
         len: boot.len() as u64,
     };
-    let uki = read_boot(&Bytes(boot), whole)?;
-    let slot = value(&uki.cmdline, "liftoff.slot").unwrap_or_default();
+    let image = read_uki_file(&Bytes(boot), whole)?;
+    let signed_by = match signature {
+        Signature::Unchecked => None,
+        #[cfg(feature = "authenticode")]
+        Signature::Verify(trust) => {
+            let v = crate::authenticode::verify(&image, trust).map_err(UkiError::Signature)?;
+            Some(if v.signer == v.anchor {
+                v.signer
+            } else {
+                format!("{}, issued by {}", v.signer, v.anchor)
+            })
+        }
+    };
+    let uki = parse_uki(&image)?;
+    let slot = uki.value("liftoff.slot").unwrap_or_default();
     if Slot::parse(slot) != Some(target) {
         return Err(UkiError::Slot {
             uki: slot.to_owned(),
             target,
         });
     }
-    let hash = value(&uki.cmdline, "liftoff.roothash").unwrap_or_default();
+    let hash = uki.value("liftoff.roothash").unwrap_or_default();
     if !hash.eq_ignore_ascii_case(root_hash) {
         return Err(UkiError::RootHash {
             uki: hash.to_owned(),
             manifest: root_hash.to_owned(),
         });
     }
-    Ok(uki)
+    Ok(CheckedUki { uki, signed_by })
 }
 
 #[cfg(test)]
@@ -221,7 +280,7 @@ mod tests {
     fn not_a_boot_image() {
         for bytes in [&[][..], &[0u8; 512][..], &[0xffu8; 4096][..]] {
             assert!(matches!(
-                check_boot_image(bytes, Slot::B, "00"),
+                check_boot_image(bytes, Slot::B, "00", &Signature::Unchecked),
                 Err(UkiError::Missing(_))
             ));
         }

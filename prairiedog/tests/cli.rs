@@ -12,6 +12,7 @@
 mod common;
 
 use common::*;
+use liftoff_image::secureboot::{self, KeySet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -142,17 +143,26 @@ struct Update {
     root: PathBuf,
     hash: PathBuf,
     manifest: PathBuf,
+    root_hash: String,
+    /// The BOOT image's kernel image (signed when made with keys).
+    uki: PathBuf,
 }
 
 /// A 1 MiB root of pseudo-random blocks, its tree made by the real veritysetup, a BOOT image
 /// whose kernel image boots slot B with that root hash, and the manifest made by
 /// `prairiedog manifest`.
 fn make_update(dir: &Path) -> Update {
-    make_update_version(dir, "")
+    make_update_with(dir, "", None)
 }
 
 /// [`make_update`] whose kernel image has this `.osrel` (`IMAGE_VERSION=`).
 fn make_update_version(dir: &Path, osrel: &str) -> Update {
+    make_update_with(dir, osrel, None)
+}
+
+/// [`make_update`] whose kernel image has this `.osrel` and, with `keys`, is signed by
+/// `sbsign` with their db key (through the image builder's `sign`).
+fn make_update_with(dir: &Path, osrel: &str, keys: Option<&KeySet>) -> Update {
     let root = dir.join("root.img");
     let bytes: Vec<u8> = (0u32..1 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -169,37 +179,55 @@ fn make_update_version(dir: &Path, osrel: &str) -> Update {
         .unwrap()
         .trim()
         .to_owned();
-    let boot = boot_image(
+    let mut uki = uki_file(
         dir,
         "boot.img",
         &format!("liftoff.slot=B liftoff.roothash={root_hash} console=ttyS0"),
         osrel,
-        512,
     );
+    if let Some(keys) = keys {
+        let signed = dir.join("boot.img.signed.efi");
+        secureboot::sign(keys, &uki, &signed).unwrap();
+        uki = signed;
+    }
+    let boot = boot_image_with(dir, "boot.img", &uki, 512);
     let manifest = dir.join("manifest");
-    let text = ok(&[
-        "manifest",
-        "--boot",
-        boot.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-        "--hash",
-        hash.to_str().unwrap(),
-        "--verity-root-hash",
-        &root_hash,
-    ]);
-    std::fs::write(&manifest, text).unwrap();
-    Update {
+    let update = Update {
         boot,
         root,
         hash,
         manifest,
-    }
+        root_hash,
+        uki,
+    };
+    write_manifest(&update);
+    update
 }
 
+/// The manifest of `u`'s files, made by `prairiedog manifest`.
+fn write_manifest(u: &Update) {
+    let text = ok(&[
+        "manifest",
+        "--boot",
+        u.boot.to_str().unwrap(),
+        "--root",
+        u.root.to_str().unwrap(),
+        "--hash",
+        u.hash.to_str().unwrap(),
+        "--verity-root-hash",
+        &u.root_hash,
+    ]);
+    std::fs::write(&u.manifest, text).unwrap();
+}
+
+/// `install` of `u` into slot B of `disk`, with no UEFI variables (`--efivars` names a
+/// folder that does not exist: Secure Boot off, so nothing is trusted unless a test adds
+/// `--trust`), whatever the machine running the tests has.
 fn install_args<'a>(u: &'a Update, disk: &'a str) -> Vec<&'a str> {
     vec![
         "install",
+        "--efivars",
+        "/nonexistent/efivars",
         "--disk",
         disk,
         "--active",
@@ -280,72 +308,91 @@ fn install_then_upgrade_boots_b_next_with_one_try() {
 #[test]
 fn a_bad_payload_stops_and_leaves_b_not_bootable() {
     // (what to break, expected error)
-    let cases: [(&str, &str); 6] = [
+    let cases: [(&str, &str); 9] = [
         ("digest", "the manifest says"),
         ("truncate", "bytes, the manifest says"),
         ("verity", "fails verity"),
         ("too-large", "does not fit partition"),
         ("uki-root-hash", "signed command line has root hash"),
         ("uki-slot", "boots slot A, the update goes to slot B"),
+        ("hash-top", "does not carry the signed root hash"),
+        ("hash-salt", "is not the UKI's liftoff.salt=00"),
+        ("hash-short", "its tree needs"),
     ];
     for (breakage, want) in cases {
         let dir = tempfile::tempdir().unwrap();
         let img = make_image(dir.path(), "d.img", 512, w(2, 0, 1, 0), w(1, 0, 1, 0));
-        let u = make_update(dir.path());
+        let mut u = make_update(dir.path());
         // A new BOOT image with this command line, and a manifest made for it with this
         // root hash: every digest matches, so only the named check can refuse it.
-        let remake = |cmdline: &str, kib: u32, root_hash: &str| {
+        let remake = |u: &mut Update, cmdline: &str, kib: u32, root_hash: &str| {
             boot_image(dir.path(), "boot.img", cmdline, "", kib);
-            let m = ok(&[
-                "manifest",
-                "--boot",
-                u.boot.to_str().unwrap(),
-                "--root",
-                u.root.to_str().unwrap(),
-                "--hash",
-                u.hash.to_str().unwrap(),
-                "--verity-root-hash",
-                root_hash,
-            ]);
-            std::fs::write(&u.manifest, m).unwrap();
+            u.root_hash = root_hash.to_owned();
+            write_manifest(u);
         };
         let zeros = "00".repeat(32);
+        let real = u.root_hash.clone();
         match breakage {
             "digest" => smash(&u.root, 4096, 1, 0xff),
             "truncate" => {
                 let f = std::fs::OpenOptions::new()
                     .write(true)
-                    .open(&u.hash)
+                    .open(&u.root)
                     .unwrap();
                 f.set_len(4096).unwrap();
             }
-            // The UKI and the manifest agree on a root hash the tree does not have.
-            "verity" => remake(
-                &format!("liftoff.slot=B liftoff.roothash={zeros}"),
-                512,
-                &zeros,
-            ),
+            // ROOT changed after its tree was made, the manifest made for the files as
+            // they are: only dm-verity's check of what was written (step 5) finds it.
+            "verity" => {
+                smash(&u.root, 8192, 1, 0xff);
+                write_manifest(&u);
+            }
             "too-large" => remake(
-                &format!("liftoff.slot=B liftoff.roothash={zeros}"),
+                &mut u,
+                &format!("liftoff.slot=B liftoff.roothash={real}"),
                 3072,
-                &zeros,
+                &real,
             ),
             // The manifest's root hash differs from the one the signed UKI carries.
             "uki-root-hash" => remake(
+                &mut u,
                 &format!("liftoff.slot=B liftoff.roothash={zeros}"),
                 512,
                 &"11".repeat(32),
             ),
-            _ => remake(
+            "uki-slot" => remake(
+                &mut u,
                 &format!("liftoff.slot=A liftoff.roothash={zeros}"),
                 512,
                 &zeros,
             ),
+            // The UKI and the manifest agree on a root hash HASH does not have.
+            "hash-top" => remake(
+                &mut u,
+                &format!("liftoff.slot=B liftoff.roothash={zeros}"),
+                512,
+                &zeros,
+            ),
+            // The UKI names a salt the superblock does not have (PID 1 would use it).
+            "hash-salt" => remake(
+                &mut u,
+                &format!("liftoff.slot=B liftoff.roothash={real} liftoff.salt=00"),
+                512,
+                &real,
+            ),
+            _ => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&u.hash)
+                    .unwrap();
+                f.set_len(4096).unwrap();
+                write_manifest(&u);
+            }
         }
         let before = std::fs::read(&img).unwrap();
         let err = fails(&install_args(&u, img.to_str().unwrap()));
         assert!(err.contains(want), "{breakage}: {err}");
-        if breakage.starts_with("uki-") {
+        if breakage.starts_with("uki-") || breakage.starts_with("hash-") {
             // Refused before the first write: the disk is as it was, B still bootable.
             assert!(std::fs::read(&img).unwrap() == before, "{breakage}");
         } else {
@@ -484,5 +531,161 @@ fn a_downgrade_is_refused_unless_allowed() {
         forced.push("--allow-downgrade");
         let out = ok(&forced);
         assert!(out.contains("into slot B"), "{out}");
+    }
+}
+
+/// Efivarfs fixture with Secure Boot on, db holding `db_cert` (made by efitools'
+/// `cert-to-efi-sig-list`) and, when given, dbx holding the Authenticode digest of
+/// `revoked` (`hash-to-efi-sig-list`).
+fn efivars_with(dir: &Path, db_cert: &Path, revoked: Option<&Path>) -> PathBuf {
+    let vars = dir.join("efivars");
+    std::fs::create_dir_all(&vars).unwrap();
+    let put = |name: &str, value: &[u8]| {
+        let mut bytes = 0x27u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(value);
+        std::fs::write(vars.join(name), bytes).unwrap();
+    };
+    put("SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c", &[1]);
+    let esl = dir.join("db.esl");
+    run(Command::new("cert-to-efi-sig-list").arg(db_cert).arg(&esl));
+    put(
+        "db-d719b2cb-3d3a-4596-a3bc-dad00e67656f",
+        &std::fs::read(&esl).unwrap(),
+    );
+    if let Some(image) = revoked {
+        let esl = dir.join("dbx.esl");
+        run(Command::new("hash-to-efi-sig-list").arg(image).arg(&esl));
+        put(
+            "dbx-d719b2cb-3d3a-4596-a3bc-dad00e67656f",
+            &std::fs::read(&esl).unwrap(),
+        );
+    }
+    vars
+}
+
+/// The kernel image's signature, checked before anything is written: against `--trust`
+/// certificates, or db/dbx of the machine when Secure Boot is on. A forged, unsigned,
+/// tampered or revoked image is refused and the disk stays byte for byte as it was; an
+/// image signed by the trusted key is installed. With Secure Boot off and no `--trust`,
+/// install says the signature is not checked and goes on (a foreign image installs).
+#[test]
+fn kernel_image_signatures_are_checked_before_anything_is_written() {
+    let keys = tempfile::tempdir().unwrap();
+    let ours = KeySet::create(&keys.path().join("ours"), "Ours", None).unwrap();
+    let other = KeySet::create(&keys.path().join("other"), "Other", None).unwrap();
+    let trusted = ours.db.cert.to_str().unwrap().to_owned();
+    // (case, signer, Secure Boot efivars?, --trust?, expected: Ok(stdout) or Err(stderr))
+    type Case<'a> = (
+        &'a str,
+        Option<&'a KeySet>,
+        bool,
+        bool,
+        Result<&'a str, &'a str>,
+    );
+    let signed_ours = "kernel image signed by CN=Ours Secure Boot db";
+    let foreign =
+        "liftoff.efi: signed by CN=Other Secure Boot db, which no trusted certificate issued";
+    let cases: [Case; 10] = [
+        ("ours, --trust", Some(&ours), false, true, Ok(signed_ours)),
+        ("ours, db", Some(&ours), true, false, Ok(signed_ours)),
+        ("foreign, --trust", Some(&other), false, true, Err(foreign)),
+        ("foreign, db", Some(&other), true, false, Err(foreign)),
+        (
+            "unsigned, --trust",
+            None,
+            false,
+            true,
+            Err("liftoff.efi: no signature"),
+        ),
+        (
+            "unsigned, db",
+            None,
+            true,
+            false,
+            Err("liftoff.efi: no signature"),
+        ),
+        (
+            "tampered, --trust",
+            Some(&ours),
+            false,
+            true,
+            Err("liftoff.efi: digest mismatch: the image was changed after signing"),
+        ),
+        (
+            "revoked, db",
+            Some(&ours),
+            true,
+            false,
+            Err("is revoked (listed in dbx)"),
+        ),
+        (
+            "foreign, no Secure Boot",
+            Some(&other),
+            false,
+            false,
+            Ok("Secure Boot is off and no --trust given"),
+        ),
+        (
+            "unsigned, no Secure Boot",
+            None,
+            false,
+            false,
+            Ok("Secure Boot is off and no --trust given"),
+        ),
+    ];
+    for (case, signer, secure_boot, trust, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let img = make_image(d, "d.img", 512, w(2, 0, 1, 0), w(1, 0, 1, 0));
+        let u = make_update_with(d, "", signer);
+        if case.starts_with("tampered") {
+            // One byte of the signed command line (console=ttyS0 -> ttyS1) changed after
+            // signing; slot and root hash still agree with the manifest.
+            let mut bytes = std::fs::read(&u.uki).unwrap();
+            let at = bytes
+                .windows(13)
+                .position(|w| w == b"console=ttyS0")
+                .unwrap();
+            bytes[at + 12] = b'1';
+            std::fs::write(&u.uki, bytes).unwrap();
+            boot_image_with(d, "boot.img", &u.uki, 512);
+            write_manifest(&u);
+        }
+        let vars = if secure_boot {
+            let revoked = case.starts_with("revoked").then_some(u.uki.as_path());
+            efivars_with(d, &ours.db.cert, revoked)
+        } else {
+            PathBuf::from("/nonexistent/efivars")
+        };
+        let mut args: Vec<String> = install_args(&u, img.to_str().unwrap())
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        args[2] = vars.to_str().unwrap().to_owned();
+        if trust {
+            args.extend(["--trust".to_owned(), trusted.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let before = std::fs::read(&img).unwrap();
+        match want {
+            Ok(line) => {
+                let out = ok(&args);
+                assert!(out.contains(line), "{case}: {out}");
+                assert!(out.contains("into slot B"), "{case}: {out}");
+                assert_eq!(status(&img)["slots"]["B"]["tries"], 1, "{case}");
+            }
+            Err(line) => {
+                let err = fails(&args);
+                assert!(err.contains(line), "{case}: {err}");
+                assert!(
+                    err.starts_with("prairiedog: installing into slot B: "),
+                    "{case}: {err}"
+                );
+                assert!(
+                    std::fs::read(&img).unwrap() == before,
+                    "{case}: the disk changed"
+                );
+            }
+        }
     }
 }

@@ -17,7 +17,8 @@ mod common;
 use common::*;
 use gpt::testing::MemDisk;
 use prairiedog::disk::{Part, SlotDisk};
-use prairiedog::install::{install, Manifest, Payload};
+use prairiedog::install::{install, InstallOptions, Manifest, Payload};
+use prairiedog::uki::Signature;
 use prairiedog::Slot;
 use std::path::Path;
 use std::process::Command;
@@ -70,8 +71,12 @@ fn every_cut_leaves_b_old_or_unbootable_or_complete() {
         .map(|&p| std::fs::read(payload.path(p)).unwrap())
         .collect();
 
+    let options = InstallOptions {
+        allow_downgrade: false,
+        signature: Signature::Unchecked,
+    };
     let mut full = open(image.clone());
-    install(&mut full, Slot::A, &manifest, &payload, false).unwrap();
+    install(&mut full, Slot::A, &manifest, &payload, &options).unwrap();
     let total = full.into_inner().writes();
 
     let mut outcomes = [0usize; 3];
@@ -81,7 +86,7 @@ fn every_cut_leaves_b_old_or_unbootable_or_complete() {
             mem.cut_after_writes(cut);
             mem.tear_cut_write(tear);
             let mut disk = SlotDisk::open(mem, Path::new("mem"), None).unwrap();
-            let result = install(&mut disk, Slot::A, &manifest, &payload, false);
+            let result = install(&mut disk, Slot::A, &manifest, &payload, &options);
             assert_eq!(result.is_ok(), cut == total, "cut {cut}");
             let after = open(disk.into_inner().into_bytes());
             let b = after.words().attrs(Slot::B);

@@ -185,11 +185,10 @@ pub fn esp_grubenv_list(dir: &Path, img: &Path) -> String {
     run(Command::new("grub-editenv").arg(&out).arg("list"))
 }
 
-/// A BOOT image of `kib` KiB (FAT, `mkfs.vfat`) holding `liftoff.efi`: Debian's systemd-stub
-/// with `cmdline` and `osrel` added as its `.cmdline` and `.osrel` sections by `objcopy`, as
-/// the image builder makes a slot's UKI (unsigned here: install reads the command line and
-/// the version, the firmware checks signatures).
-pub fn boot_image(dir: &Path, name: &str, cmdline: &str, osrel: &str, kib: u32) -> PathBuf {
+/// Debian's systemd-stub with `cmdline` and `osrel` added as its `.cmdline` and `.osrel`
+/// sections by `objcopy`, as the image builder makes a slot's UKI (unsigned), at
+/// `dir/<name>.efi`.
+pub fn uki_file(dir: &Path, name: &str, cmdline: &str, osrel: &str) -> PathBuf {
     let section = dir.join(format!("{name}.cmdline"));
     std::fs::write(&section, cmdline).unwrap();
     let os = dir.join(format!("{name}.osrel"));
@@ -207,6 +206,11 @@ pub fn boot_image(dir: &Path, name: &str, cmdline: &str, osrel: &str, kib: u32) 
         .arg(".osrel=0x38000")
         .arg("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
         .arg(&uki));
+    uki
+}
+
+/// A BOOT image of `kib` KiB (FAT, `mkfs.vfat`) holding `uki` as `liftoff.efi`.
+pub fn boot_image_with(dir: &Path, name: &str, uki: &Path, kib: u32) -> PathBuf {
     let img = dir.join(name);
     let _ = std::fs::remove_file(&img);
     run(Command::new("mkfs.vfat")
@@ -216,7 +220,15 @@ pub fn boot_image(dir: &Path, name: &str, cmdline: &str, osrel: &str, kib: u32) 
     run(Command::new("mcopy")
         .arg("-i")
         .arg(&img)
-        .arg(&uki)
+        .arg(uki)
         .arg("::/liftoff.efi"));
     img
+}
+
+/// A BOOT image of `kib` KiB holding an unsigned [`uki_file`] with `cmdline` and `osrel`
+/// (install reads the command line and the version; without Secure Boot or `--trust` it
+/// does not check the signature).
+pub fn boot_image(dir: &Path, name: &str, cmdline: &str, osrel: &str, kib: u32) -> PathBuf {
+    let uki = uki_file(dir, name, cmdline, osrel);
+    boot_image_with(dir, name, &uki, kib)
 }
