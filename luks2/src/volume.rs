@@ -786,3 +786,366 @@ fn random_uuid() -> Result<String, Error> {
         h.get(20..32).unwrap_or_default()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cheap KDF for tests that are not about the KDF.
+    const FAST: KdfParams = KdfParams::Pbkdf2 {
+        hash: Hash::Sha256,
+        iterations: 1000,
+    };
+    const SIZE: u64 = DATA_OFFSET + (1 << 20);
+
+    fn formatted() -> (Cursor<Vec<u8>>, Luks2, VolumeKey) {
+        let key = VolumeKey::random(64).unwrap();
+        let mut l = Luks2::format(SIZE, &key, &FormatOptions::default()).unwrap();
+        l.add_keyslot(&key, b"first", FAST).unwrap();
+        l.add_keyslot(&key, b"second", FAST).unwrap();
+        let mut dev = Cursor::new(vec![0u8; SIZE as usize]);
+        l.write(&mut dev).unwrap();
+        (dev, l, key)
+    }
+
+    /// Rewrites one header copy with different JSON text and a correct checksum.
+    fn rewrite_json(img: &mut [u8], which: Copy, edit: impl Fn(String) -> String) {
+        let off = match which {
+            Copy::Primary => 0,
+            Copy::Secondary => HEADER_SIZE as usize,
+        };
+        let copy = img[off..off + HEADER_SIZE as usize].to_vec();
+        let (bin, json) = header::parse_copy(&copy, which, off as u64).unwrap();
+        let bytes = header::build_copy(&bin, which, &[9; 64], &edit(json.to_owned()));
+        img[off..off + bytes.len()].copy_from_slice(&bytes);
+    }
+
+    #[test]
+    fn format_write_read_unlock() {
+        let (mut dev, l, key) = formatted();
+        let r = Luks2::read(&mut dev).unwrap();
+        assert_eq!(r.damaged, None);
+        assert_eq!(r.header.seqid, 1);
+        assert_eq!(r.header.uuid, l.header.uuid);
+        assert_eq!(r.metadata, l.metadata);
+        assert_eq!(r.unlock(&mut dev, b"first").unwrap(), (0, key.clone()));
+        assert_eq!(r.unlock(&mut dev, b"second").unwrap(), (1, key.clone()));
+        assert_eq!(r.unlock_keyslot(&mut dev, 0, b"second").unwrap(), None);
+        assert!(matches!(
+            r.unlock(&mut dev, b"third"),
+            Err(Error::WrongSecret { tried }) if tried == [0, 1]
+        ));
+        // Areas are the cryptsetup layout: 32 KiB, then 258048-byte steps.
+        let offs: Vec<u64> = r
+            .metadata
+            .keyslots
+            .values()
+            .map(|k| k.area.offset)
+            .collect();
+        assert_eq!(offs, [32768, 32768 + 258048]);
+        // The head of the device is the primary header, the data area untouched.
+        assert_eq!(&dev.get_ref()[..6], b"LUKS\xba\xbe");
+        assert!(dev.get_ref()[DATA_OFFSET as usize..]
+            .iter()
+            .all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_damaged_copy_is_named_and_the_other_used() {
+        let (dev, _, key) = formatted();
+        let cases: [(usize, Copy, HeaderError); 5] = [
+            (0, Copy::Primary, HeaderError::Magic),
+            (200, Copy::Primary, HeaderError::Checksum), // uuid
+            (4096 + 10, Copy::Primary, HeaderError::Checksum), // JSON
+            (16384 + 4096 + 10, Copy::Secondary, HeaderError::Checksum),
+            (16384 + 7, Copy::Secondary, HeaderError::Version(2 ^ 0x10)),
+        ];
+        for (at, which, why) in cases {
+            let mut img = dev.get_ref().clone();
+            img[at] ^= 0x10;
+            let mut d = Cursor::new(img);
+            let r = Luks2::read(&mut d).unwrap();
+            assert_eq!(r.damaged, Some((which, why)), "byte {at}");
+            assert_eq!(r.unlock(&mut d, b"first").unwrap().1, key);
+        }
+    }
+
+    #[test]
+    fn both_copies_damaged_is_an_error_naming_both() {
+        let (dev, _, _) = formatted();
+        let mut img = dev.get_ref().clone();
+        img[4096 + 3] ^= 1;
+        img[16384] = 0;
+        match Luks2::from_bytes(&img) {
+            Err(Error::NoValidHeader { primary, secondary }) => {
+                assert_eq!(primary, HeaderError::Checksum);
+                assert_eq!(secondary, HeaderError::Magic);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Luks2::from_bytes(&[0u8; 100]),
+            Err(Error::NoValidHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn metadata_errors_name_the_field() {
+        let (dev, _, _) = formatted();
+        let cases: [(&str, &str, &str); 5] = [
+            (
+                "\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,\"salt\":\"",
+                "\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,\"salt\":\"!",
+                "keyslots.0.kdf.salt",
+            ),
+            (
+                "\"sector_size\":512",
+                "\"sector_size\":513",
+                "segments.0.sector_size",
+            ),
+            (
+                "\"keyslots\":[\"0\",\"1\"]",
+                "\"keyslots\":[\"0\",\"7\"]",
+                "digests.0.keyslots",
+            ),
+            (
+                "\"json_size\":\"12288\"",
+                "\"json_size\":\"4096\"",
+                "config.json_size",
+            ),
+            (
+                "\"offset\":\"32768\"",
+                "\"offset\":\"16384\"",
+                "keyslots.0.area",
+            ),
+        ];
+        for (from, to, path) in cases {
+            let mut img = dev.get_ref().clone();
+            for which in [Copy::Primary, Copy::Secondary] {
+                rewrite_json(&mut img, which, |j| {
+                    assert!(j.contains(from), "{from} not in {j}");
+                    j.replacen(from, to, 1)
+                });
+            }
+            match Luks2::from_bytes(&img) {
+                Err(Error::NoValidHeader {
+                    primary: HeaderError::Metadata(e),
+                    ..
+                }) => assert_eq!(e.path, path),
+                other => panic!("{from}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_keyslot_area_opens_no_more_but_the_other_does() {
+        let (dev, l, key) = formatted();
+        let mut img = dev.get_ref().clone();
+        img[l.metadata.keyslots[&0].area.offset as usize + 1000] ^= 1;
+        let mut d = Cursor::new(img);
+        let r = Luks2::read(&mut d).unwrap();
+        assert!(matches!(
+            r.unlock(&mut d, b"first"),
+            Err(Error::WrongSecret { .. })
+        ));
+        assert_eq!(r.unlock(&mut d, b"second").unwrap(), (1, key));
+    }
+
+    #[test]
+    fn the_newer_copy_wins() {
+        let (mut dev, mut l, key) = formatted();
+        let old = dev.get_ref().clone();
+        l.remove_keyslot(0).unwrap();
+        l.write(&mut dev).unwrap();
+        // Old primary (seqid 1) with the new secondary (seqid 2).
+        let mut img = dev.get_ref().clone();
+        img[..HEADER_SIZE as usize].copy_from_slice(&old[..HEADER_SIZE as usize]);
+        let r = Luks2::from_bytes(&img).unwrap();
+        assert_eq!(r.header.seqid, 2);
+        assert_eq!(
+            r.damaged,
+            Some((
+                Copy::Primary,
+                HeaderError::Outdated {
+                    seqid: 1,
+                    current: 2
+                }
+            ))
+        );
+        assert!(!r.metadata.keyslots.contains_key(&0));
+        let mut d = Cursor::new(img);
+        assert_eq!(r.unlock(&mut d, b"second").unwrap(), (1, key));
+        // The removed keyslot's area is zero once the headers no longer name it.
+        assert_eq!(l.header.seqid, 2);
+        let area = 32768..32768 + 258048;
+        assert!(dev.get_ref()[area].iter().all(|&b| b == 0));
+    }
+
+    /// A device that accepts `left` writes and fails every later one (a power cut).
+    struct Cut {
+        inner: Cursor<Vec<u8>>,
+        left: usize,
+    }
+    impl Read for Cut {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            self.inner.read(b)
+        }
+    }
+    impl Seek for Cut {
+        fn seek(&mut self, p: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(p)
+        }
+    }
+    impl Write for Cut {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("power cut"));
+            }
+            self.left -= 1;
+            self.inner.write_all(b)?;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Storage for Cut {
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_cut_at_any_write_leaves_the_old_or_the_new_state() {
+        // First use: a cut before the primary is written leaves an all-zero head.
+        let key = VolumeKey::random(64).unwrap();
+        for left in 0..3 {
+            let mut l = Luks2::format(SIZE, &key, &FormatOptions::default()).unwrap();
+            l.add_keyslot(&key, b"k", FAST).unwrap();
+            let mut dev = Cut {
+                inner: Cursor::new(vec![0u8; SIZE as usize]),
+                left,
+            };
+            assert!(l.write(&mut dev).is_err());
+            assert!(
+                dev.inner.get_ref()[..4096].iter().all(|&b| b == 0),
+                "cut {left}"
+            );
+        }
+        // An update (add a keyslot, remove another): writes are area, secondary, primary,
+        // wipe. Every cut opens with the old state or the new one.
+        let (dev, _, key) = formatted();
+        for left in 0..5 {
+            let mut l = Luks2::from_bytes(dev.get_ref()).unwrap();
+            l.add_keyslot(&key, b"third", FAST).unwrap();
+            l.remove_keyslot(0).unwrap();
+            let mut d = Cut {
+                inner: Cursor::new(dev.get_ref().clone()),
+                left,
+            };
+            let done = l.write(&mut d).is_ok();
+            let mut img = d.inner;
+            let r = Luks2::read(&mut img).unwrap();
+            let slots: Vec<u32> = r.metadata.keyslots.keys().copied().collect();
+            if slots == [0, 1] {
+                assert!(left < 2 && !done, "cut {left}");
+                assert_eq!(r.unlock(&mut img, b"first").unwrap().1, key);
+            } else {
+                assert_eq!(slots, [1, 2], "cut {left}");
+                assert!(left >= 2, "cut {left}");
+                assert_eq!(r.unlock(&mut img, b"third").unwrap().1, key);
+                assert_eq!(r.unlock(&mut img, b"second").unwrap().1, key);
+            }
+        }
+    }
+
+    #[test]
+    fn keyslots_and_tokens_are_managed() {
+        let (mut dev, mut l, key) = formatted();
+        let other = VolumeKey::random(64).unwrap();
+        assert!(matches!(
+            l.add_keyslot(&other, b"x", FAST),
+            Err(Error::VolumeKeyMismatch)
+        ));
+        assert!(matches!(l.remove_keyslot(9), Err(Error::NoSuchKeyslot(9))));
+        let tok = json::parse(
+            r#"{"type":"systemd-tpm2","keyslots":["1"],"tpm2-blob":"AAEC","tpm2-pcrs":[7],"tpm2-pcr-bank":"sha256"}"#,
+        )
+        .unwrap();
+        let Value::Object(obj) = tok else { panic!() };
+        assert_eq!(l.add_token(obj.clone()).unwrap(), 0);
+        let mut bad = obj.clone();
+        bad.insert("keyslots", Value::Array(vec![Value::str("5")]));
+        assert!(matches!(l.add_token(bad), Err(Error::Metadata(_))));
+        let mut untyped = obj.clone();
+        untyped.remove("type");
+        assert!(l.add_token(untyped).is_err());
+        l.write(&mut dev).unwrap();
+        let r = Luks2::read(&mut dev).unwrap();
+        assert_eq!(r.metadata.tokens[&0].kind, "systemd-tpm2");
+        assert_eq!(r.metadata.tokens[&0].object, obj);
+        // Removing keyslot 1 unassigns it from the token; the token stays.
+        let mut l = r;
+        l.remove_keyslot(1).unwrap();
+        assert!(l.metadata.tokens[&0].keyslots.is_empty());
+        l.remove_token(0).unwrap();
+        assert!(matches!(l.remove_token(0), Err(Error::NoSuchToken(0))));
+        // Freed areas are reused once written.
+        l.write(&mut dev).unwrap();
+        assert_eq!(l.add_keyslot(&key, b"again", FAST).unwrap(), 1);
+        assert_eq!(l.metadata.keyslots[&1].area.offset, 32768 + 258048);
+    }
+
+    #[test]
+    fn the_keyslots_area_fills_up() {
+        let key = VolumeKey::random(64).unwrap();
+        let mut l = Luks2::format(SIZE, &key, &FormatOptions::default()).unwrap();
+        let cheap = KdfParams::Pbkdf2 {
+            hash: Hash::Sha256,
+            iterations: 1,
+        };
+        for n in 0..MAX_KEYSLOTS {
+            assert_eq!(l.add_keyslot(&key, b"k", cheap).unwrap(), n);
+        }
+        assert!(matches!(
+            l.add_keyslot(&key, b"k", cheap),
+            Err(Error::KeyslotsFull { .. })
+        ));
+        let json = l.json_text();
+        assert!(header::json_fits(json.len(), HEADER_SIZE), "{}", json.len());
+    }
+
+    #[test]
+    fn format_checks_its_inputs() {
+        let key = VolumeKey::random(64).unwrap();
+        let opts = FormatOptions {
+            sector_size: 4096,
+            ..FormatOptions::default()
+        };
+        assert!(matches!(
+            Luks2::format(DATA_OFFSET, &key, &opts),
+            Err(Error::Geometry { .. })
+        ));
+        assert!(matches!(
+            Luks2::format(DATA_OFFSET + 512, &key, &opts),
+            Err(Error::Geometry { .. })
+        ));
+        assert!(Luks2::format(DATA_OFFSET + 4096, &key, &opts).is_ok());
+        assert!(matches!(
+            Luks2::format(SIZE, &VolumeKey::random(32).unwrap(), &opts),
+            Err(Error::VolumeKeyLength { .. })
+        ));
+        let odd = FormatOptions {
+            sector_size: 333,
+            ..FormatOptions::default()
+        };
+        assert!(matches!(
+            Luks2::format(SIZE, &key, &odd),
+            Err(Error::Unsupported { .. })
+        ));
+        let u = Luks2::format(SIZE, &key, &FormatOptions::default()).unwrap();
+        let uuid = &u.header.uuid;
+        assert_eq!(uuid.len(), 36);
+        assert_eq!(&uuid[14..15], "4");
+    }
+}
