@@ -22,7 +22,7 @@ use std::process::{Command, Output};
 
 use luks2::json::{self, Value};
 use luks2::volume::DATA_OFFSET;
-use luks2::{Error, FormatOptions, Hash, KdfParams, Luks2, VolumeKey};
+use luks2::{Error, FormatOptions, KdfParams, Luks2, VolumeKey};
 
 /// Data after the 16 MiB header area.
 const IMAGE_SIZE: u64 = DATA_OFFSET + (4 << 20);
