@@ -18,6 +18,7 @@ use std::process::{Command, Output};
 
 use liftoff_image::disk;
 use liftoff_image::secureboot::pe::PeInfo;
+use liftoff_image::secureboot::uki;
 use liftoff_image::secureboot::KeySet;
 
 mod common;
@@ -824,15 +825,15 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
         "UTC",
     );
     assert_eq!(sha256(&default), sha256(&explicit), "--kernel --modules");
+    // The UKI's .initrd is the initramfs, then the archive with the signed command line.
     let initramfs = dir.0.join("initramfs");
-    std::fs::write(
-        &initramfs,
-        section(
-            &fat_file(&default, extent(&json, disk::BOOT_A).0, "liftoff.efi"),
-            ".initrd",
-        ),
-    )
-    .unwrap();
+    let uki = fat_file(&default, extent(&json, disk::BOOT_A).0, "liftoff.efi");
+    let cmdline = String::from_utf8(section(&uki, ".cmdline").to_vec()).unwrap();
+    let tail = uki::signed_cmdline_archive(&cmdline).unwrap();
+    let initrd = section(&uki, ".initrd");
+    let (head, signed) = initrd.split_at(initrd.len() - tail.len());
+    assert_eq!(signed, tail.as_slice());
+    std::fs::write(&initramfs, head).unwrap();
     let given = dir.0.join("given.img");
     built(
         &[

@@ -109,7 +109,7 @@ pub fn build_uki(keys: &KeySet, spec: &UkiSpec<'_>, work: &Path) -> Result<Vec<u
 
 /// The archive the kernel unpacks after the initramfs (archives may follow one another):
 /// the command line as PID 1's `etc/liftoff/cmdline`.
-fn signed_cmdline_archive(cmdline: &str) -> Result<Vec<u8>, ImageError> {
+pub fn signed_cmdline_archive(cmdline: &str) -> Result<Vec<u8>, ImageError> {
     let mut archive = Archive::new();
     let path = SIGNED_CMDLINE;
     let made = archive
