@@ -56,6 +56,8 @@ pub enum Failure {
     Closed,
     /// A frame larger than the size we accept.
     FrameTooLarge(usize),
+    /// A response body or header block that grew past [`MAX_RESPONSE`] (bytes so far).
+    ResponseTooLarge(usize),
     Protocol(ProtocolError),
     /// The server ended the connection.
     GoAway {
@@ -91,6 +93,10 @@ impl fmt::Display for Failure {
             Failure::TimedOut(t) => write!(f, "no answer within {} ms", t.as_millis()),
             Failure::Closed => f.write_str("the server closed the connection mid-call"),
             Failure::FrameTooLarge(n) => write!(f, "{n}-byte frame (the limit is 16384)"),
+            Failure::ResponseTooLarge(n) => write!(
+                f,
+                "response of {n} bytes or more (the limit is {MAX_RESPONSE})"
+            ),
             Failure::Protocol(e) => write!(f, "protocol error: {e}"),
             Failure::GoAway { code } => write!(f, "the server sent GOAWAY (error code {code})"),
             Failure::Reset { code } => write!(f, "the server reset the stream (error code {code})"),
@@ -196,6 +202,20 @@ pub fn parse_version(message: &[u8]) -> Result<Version, Failure> {
     Ok(v)
 }
 
+/// The most PID 1 keeps of one response's body, or of one header block: a version answer
+/// is tens of bytes, and a server that sends more is not spending PID 1's memory.
+pub const MAX_RESPONSE: usize = 65_536;
+
+/// Appends `more` to `buf`, or fails once the total would pass [`MAX_RESPONSE`].
+fn append_bounded(buf: &mut Vec<u8>, more: &[u8]) -> Result<(), Failure> {
+    let total = buf.len().saturating_add(more.len());
+    if total > MAX_RESPONSE {
+        return Err(Failure::ResponseTooLarge(total));
+    }
+    buf.extend_from_slice(more);
+    Ok(())
+}
+
 /// What the response on stream 1 has shown so far.
 #[derive(Debug, Default)]
 pub struct Response {
@@ -249,9 +269,8 @@ pub fn on_frame(
             return Err(Failure::Reset { code });
         }
         kind::DATA if header.stream == 1 => {
-            response
-                .body
-                .extend(h2::frame_content(header, payload).map_err(protocol)?);
+            let content = h2::frame_content(header, payload).map_err(protocol)?;
+            append_bounded(&mut response.body, &content)?;
             if header.flags & flag::END_STREAM != 0 {
                 response.ended = true;
             }
@@ -267,7 +286,7 @@ pub fn on_frame(
         }
         kind::CONTINUATION => {
             if let Some((mut block, end_stream)) = response.pending_block.take() {
-                block.extend_from_slice(payload);
+                append_bounded(&mut block, payload)?;
                 if header.flags & flag::END_HEADERS == 0 {
                     response.pending_block = Some((block, end_stream));
                 } else {
@@ -623,6 +642,26 @@ mod tests {
                 "bad settings length",
                 vec![h2::encode_frame(kind::SETTINGS, 0, 0, &[0, 4, 0])],
                 Err("protocol error: frame of type 4 has a bad length 3"),
+            ),
+            (
+                "a body that never ends",
+                std::iter::once(ok_headers.clone())
+                    .chain(std::iter::repeat_n(
+                        h2::encode_frame(kind::DATA, 0, 1, &[0; 16_384]),
+                        5,
+                    ))
+                    .collect(),
+                Err("response of 81920 bytes or more (the limit is 65536)"),
+            ),
+            (
+                "a header block that never ends",
+                std::iter::once(h2::encode_frame(kind::HEADERS, 0, 1, &[0x88]))
+                    .chain(std::iter::repeat_n(
+                        h2::encode_frame(kind::CONTINUATION, 0, 1, &[0; 16_384]),
+                        5,
+                    ))
+                    .collect(),
+                Err("response of 65537 bytes or more (the limit is 65536)"),
             ),
         ];
         for (what, server, want) in cases {
