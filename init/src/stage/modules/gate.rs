@@ -15,17 +15,14 @@
 //! on the `scsi` bus may not exist yet when PID 1 decides: a `scsi:` alias counts as present
 //! when the bus itself is there (some host driver, virtio-scsi or libata, was loaded).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Buses whose drivers PID 1 loads only for a device that is there. `of:` aliases match the
 /// modalias of device-tree platform devices, `acpi:` ones that of ACPI devices.
 pub const HARDWARE_BUSES: &[&str] = &["pci", "virtio", "xen", "acpi", "of", "platform", "scsi"];
-
 /// Buses whose devices appear after their host driver loaded, in the background.
 const ASYNC_BUSES: &[&str] = &["scsi"];
-
-/// The sysfs buses whose devices' modaliases are read.
-const SCANNED_BUSES: &[&str] = &["pci", "virtio", "xen", "acpi", "platform"];
 
 /// The hardware bus an alias is on (`acpi*:MSFT0101:*` is on `acpi`), if it is on one.
 pub fn alias_bus(alias: &str) -> Option<&'static str> {
@@ -34,57 +31,71 @@ pub fn alias_bus(alias: &str) -> Option<&'static str> {
     HARDWARE_BUSES.iter().copied().find(|bus| *bus == prefix)
 }
 
-/// What sysfs says is there: every device modalias on the scanned buses, and which buses
-/// exist at all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Present {
-    pub modaliases: Vec<String>,
-    pub buses: Vec<String>,
+/// The sysfs bus whose devices carry the modaliases an alias on `bus` matches: device-tree
+/// devices (`of:`) are platform devices; every other bus is its own.
+fn sysfs_bus(bus: &'static str) -> &'static str {
+    match bus {
+        "of" => "platform",
+        other => other,
+    }
 }
 
-impl Present {
-    /// Reads `<root>/sys/bus/*`: the bus names and the `modalias` of each device on the
-    /// [`SCANNED_BUSES`]. Unreadable entries are left out (a device going away while it is
-    /// read is not an error).
-    pub fn scan(root: &Path) -> Present {
-        let bus_dir = root.join("sys/bus");
-        let mut present = Present::default();
-        let Ok(buses) = std::fs::read_dir(&bus_dir) else {
-            return present;
-        };
-        for bus in buses.flatten() {
-            let name = bus.file_name().to_string_lossy().into_owned();
-            if SCANNED_BUSES.contains(&name.as_str()) {
-                let Ok(devices) = std::fs::read_dir(bus.path().join("devices")) else {
-                    continue;
-                };
-                for device in devices.flatten() {
-                    if let Ok(alias) = std::fs::read_to_string(device.path().join("modalias")) {
-                        present.modaliases.push(alias.trim_end().to_owned());
-                    }
-                }
+/// The `modalias` of every device on `<root>/sys/bus/<bus>`, or `None` when there is no
+/// such bus (its driver core is not loaded). Unreadable entries are left out: a device
+/// going away while it is read is not an error.
+pub fn read_bus(root: &Path, bus: &str) -> Option<Vec<String>> {
+    let dir = root.join("sys/bus").join(bus);
+    if !dir.is_dir() {
+        return None;
+    }
+    let mut aliases = Vec::new();
+    if let Ok(devices) = std::fs::read_dir(dir.join("devices")) {
+        for device in devices.flatten() {
+            if let Ok(alias) = std::fs::read_to_string(device.path().join("modalias")) {
+                aliases.push(alias.trim_end().to_owned());
             }
-            present.buses.push(name);
         }
-        present
+    }
+    Some(aliases)
+}
+
+/// What PID 1 has seen of the hardware since it last loaded something: each bus is read at
+/// most once (a look at sysfs costs a few milliseconds under emulation, the ACPI and
+/// platform buses having dozens of devices), and only the buses some alias is on.
+#[derive(Debug, Default)]
+pub struct Seen {
+    buses: BTreeMap<&'static str, Option<Vec<String>>>,
+}
+
+impl Seen {
+    /// Forgets everything: drivers were loaded and may have brought up devices.
+    pub fn clear(&mut self) {
+        self.buses.clear();
     }
 
     /// Whether a module with these aliases has something to drive: `None` when none of
     /// them is on a hardware bus (the module is not a device driver, or drives something
     /// PID 1 does not look for), else whether one of them matches a device that is there.
-    pub fn wants(&self, aliases: &[String]) -> Option<bool> {
+    /// `read` reads a bus ([`read_bus`]) the first time it is needed.
+    pub fn wants(
+        &mut self,
+        aliases: &[String],
+        read: &mut impl FnMut(&str) -> Option<Vec<String>>,
+    ) -> Option<bool> {
         let mut gated = false;
         for alias in aliases {
             let Some(bus) = alias_bus(alias) else {
                 continue;
             };
             gated = true;
-            let matched = if ASYNC_BUSES.contains(&bus) {
-                self.buses.iter().any(|b| b == bus)
-            } else {
-                self.modaliases
+            let sysfs = sysfs_bus(bus);
+            let devices = self.buses.entry(sysfs).or_insert_with(|| read(sysfs));
+            let matched = match devices {
+                None => false,
+                Some(_) if ASYNC_BUSES.contains(&bus) => true,
+                Some(modaliases) => modaliases
                     .iter()
-                    .any(|m| glob_match(alias.as_bytes(), m.as_bytes()))
+                    .any(|m| glob_match(alias.as_bytes(), m.as_bytes())),
             };
             if matched {
                 return Some(true);
@@ -256,14 +267,22 @@ mod tests {
 
     #[test]
     fn wants_only_present_hardware() {
-        let present = Present {
-            modaliases: strings(&[
-                "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
-                "virtio:d00000002v00001AF4",
-                "platform:efivars",
-            ]),
-            buses: strings(&["pci", "virtio", "platform", "acpi"]),
+        let sysfs: BTreeMap<&str, Vec<String>> = [
+            (
+                "pci",
+                strings(&["pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"]),
+            ),
+            ("virtio", strings(&["virtio:d00000002v00001AF4"])),
+            ("platform", strings(&["platform:efivars"])),
+            ("acpi", strings(&["acpi:PNP0A08:PNP0A03:"])),
+        ]
+        .into();
+        let mut reads = Vec::new();
+        let mut read = |bus: &str| {
+            reads.push(bus.to_owned());
+            sysfs.get(bus).cloned()
         };
+        let mut seen = Seen::default();
         let ena = strings(&["pci:v00001D0Fd0000EC20sv*sd*bc*sc*i*"]);
         let virtio_pci = strings(&["pci:v00001AF4d*sv*sd*bc*sc*i*"]);
         let virtio_blk = strings(&["virtio:d00000002v*"]);
@@ -271,33 +290,29 @@ mod tests {
         let sd_mod = strings(&["scsi:t-0x00*", "block-major-8-*"]);
         let blkfront = strings(&["xenblk", "xen:vbd", "block-major-202-*"]);
         let pstore = strings(&["platform:efivars"]);
+        let tpm_tis = strings(&["of:N*T*Ctcg,tpm-tis-mmio", "acpi*:MSFT0101:*"]);
         let dm_mod = strings(&["devname:mapper/control", "char-major-10-236"]);
-        assert_eq!(present.wants(&ena), Some(false));
-        assert_eq!(present.wants(&virtio_pci), Some(true));
-        assert_eq!(present.wants(&virtio_blk), Some(true));
-        assert_eq!(present.wants(&virtio_scsi), Some(false));
-        assert_eq!(
-            present.wants(&sd_mod),
-            Some(false),
-            "no SCSI host driver loaded"
-        );
-        assert_eq!(present.wants(&blkfront), Some(false));
-        assert_eq!(present.wants(&pstore), Some(true));
-        assert_eq!(present.wants(&dm_mod), None);
-        assert_eq!(present.wants(&[]), None);
-        let with_scsi = Present {
-            buses: strings(&["pci", "scsi"]),
-            ..present
-        };
-        assert_eq!(
-            with_scsi.wants(&sd_mod),
-            Some(true),
-            "the scan may still be running"
-        );
+        assert_eq!(seen.wants(&ena, &mut read), Some(false));
+        assert_eq!(seen.wants(&virtio_pci, &mut read), Some(true));
+        assert_eq!(seen.wants(&virtio_blk, &mut read), Some(true));
+        assert_eq!(seen.wants(&virtio_scsi, &mut read), Some(false));
+        assert_eq!(seen.wants(&sd_mod, &mut read), Some(false), "no SCSI host");
+        assert_eq!(seen.wants(&blkfront, &mut read), Some(false));
+        assert_eq!(seen.wants(&pstore, &mut read), Some(true));
+        assert_eq!(seen.wants(&tpm_tis, &mut read), Some(false));
+        assert_eq!(seen.wants(&dm_mod, &mut read), None);
+        assert_eq!(seen.wants(&[], &mut read), None);
+        // Each bus read once, only those some alias is on; of: looks at platform devices.
+        assert_eq!(reads, ["pci", "virtio", "scsi", "xen", "platform", "acpi"]);
+
+        // A SCSI host driver was loaded: the bus exists, its disks may still be scanned.
+        seen.clear();
+        let mut with_scsi = |bus: &str| (bus == "scsi").then(Vec::new);
+        assert_eq!(seen.wants(&sd_mod, &mut with_scsi), Some(true));
     }
 
     #[test]
-    fn scans_a_sysfs_tree() {
+    fn reads_a_sysfs_tree() {
         let root = std::env::temp_dir().join(format!("liftoff-gate-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let device = |bus: &str, dev: &str, alias: Option<&str>| {
@@ -313,23 +328,15 @@ mod tests {
             Some("pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02"),
         );
         device("pci", "0000:00:00.0", None);
-        device("virtio", "virtio0", Some("virtio:d00000002v00001AF4"));
-        device("scsi", "host0", None);
-        device("memory", "memory0", Some("memory:ignored"));
-        let mut present = Present::scan(&root);
-        present.modaliases.sort();
-        present.buses.sort();
+        std::fs::create_dir_all(root.join("sys/bus/scsi")).unwrap();
         assert_eq!(
-            present,
-            Present {
-                modaliases: strings(&[
-                    "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02",
-                    "virtio:d00000002v00001AF4",
-                ]),
-                buses: strings(&["memory", "pci", "scsi", "virtio"]),
-            }
+            read_bus(&root, "pci"),
+            Some(strings(&[
+                "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02"
+            ]))
         );
-        assert_eq!(Present::scan(&root.join("nowhere")), Present::default());
+        assert_eq!(read_bus(&root, "scsi"), Some(Vec::new()));
+        assert_eq!(read_bus(&root, "xen"), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -11,9 +11,9 @@
 //! device in sysfs matches it, so an image can list the drivers of every machine it may boot
 //! on (NVMe, virtio, SCSI, ENA, Xen) and each machine pays only for its own. Modules that
 //! only others depend on (`scsi_mod`, `virtio_ring`) load with the first module that needs
-//! them. The list is gone through again after each load, since a driver may bring up a bus
-//! that others drive (virtio_pci the virtio devices, virtio_scsi the SCSI disks), until a
-//! pass loads nothing.
+//! them. The list is gone through in passes, each looking at each bus in sysfs at most once,
+//! until a pass loads nothing: a driver may bring up a bus that others drive (virtio_pci the
+//! virtio devices, virtio_scsi the SCSI disks).
 //!
 //! Each module gets the parameters the kernel command line gives it
 //! (`nvme_core.io_timeout=4294967295`), as modprobe passes them from `/proc/cmdline`: the
@@ -294,8 +294,9 @@ pub enum Outcome {
 pub trait Loader {
     /// Loads the module at `path` with `params` (`name=value ...`, may be empty).
     fn load(&mut self, path: &Path, params: &str) -> io::Result<()>;
-    /// What hardware is there now ([`gate::Present::scan`] of the root).
-    fn present(&mut self) -> gate::Present;
+    /// The modaliases of the devices on a sysfs bus now, `None` without such a bus
+    /// ([`gate::read_bus`] on the root).
+    fn bus(&mut self, bus: &str) -> Option<Vec<String>>;
 }
 
 /// `finit_module(2)` on the file; the hardware in the root's sysfs.
@@ -312,8 +313,8 @@ impl Loader for Kernel<'_> {
         rustix::system::finit_module(&file, &params, 0).map_err(io::Error::from)
     }
 
-    fn present(&mut self) -> gate::Present {
-        gate::Present::scan(self.root)
+    fn bus(&mut self, bus: &str) -> Option<Vec<String>> {
+        gate::read_bus(self.root, bus)
     }
 }
 
@@ -401,27 +402,25 @@ pub fn load_listed(
         done: Vec::with_capacity(infos.len()),
     };
     let mut decided: Vec<bool> = is_dependency.clone();
-    let mut present: Option<gate::Present> = None;
+    let mut seen = gate::Seen::default();
     loop {
+        // Each pass looks at each bus at most once; what a load in this pass brings up is
+        // seen by the next.
+        seen.clear();
         let mut progress = false;
         for (i, info) in infos.iter().enumerate() {
             if decided.get(i).copied().unwrap_or(true) {
                 continue;
             }
-            let gated = info.aliases.iter().any(|a| gate::alias_bus(a).is_some());
-            if gated {
-                let now = present.get_or_insert_with(|| state.loader.present());
-                if now.wants(&info.aliases) != Some(true) {
-                    continue;
-                }
+            let wanted = seen.wants(&info.aliases, &mut |bus| state.loader.bus(bus));
+            if wanted == Some(false) {
+                continue;
             }
             state.load_with_dependencies(i)?;
             if let Some(d) = decided.get_mut(i) {
                 *d = true;
             }
             progress = true;
-            // A driver may have brought up devices that others drive.
-            present = None;
         }
         if !progress {
             break;
@@ -768,9 +767,9 @@ mod tests {
             }
         }
 
-        fn present(&mut self) -> gate::Present {
+        fn bus(&mut self, bus: &str) -> Option<Vec<String>> {
             self.scans += 1;
-            gate::Present::scan(&self.root)
+            gate::read_bus(&self.root, bus)
         }
     }
 
@@ -953,7 +952,12 @@ mod tests {
             names(&done, Outcome::Skipped),
             ["virtio_blk", "ena", "xen_blkfront"]
         );
-        assert!(loader.scans <= 8, "sysfs read {} times", loader.scans);
+        // Four passes (virtio_pci, virtio_scsi, sd_mod, nothing new), a few buses each.
+        assert!(
+            loader.scans <= 16,
+            "sysfs buses read {} times",
+            loader.scans
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
