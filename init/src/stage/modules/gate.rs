@@ -21,6 +21,7 @@ use std::path::Path;
 /// Buses whose drivers PID 1 loads only for a device that is there. `of:` aliases match the
 /// modalias of device-tree platform devices, `acpi:` ones that of ACPI devices.
 pub const HARDWARE_BUSES: &[&str] = &["pci", "virtio", "xen", "acpi", "of", "platform", "scsi"];
+
 /// Buses whose devices appear after their host driver loaded, in the background.
 const ASYNC_BUSES: &[&str] = &["scsi"];
 
