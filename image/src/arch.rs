@@ -44,11 +44,18 @@ impl Arch {
         }
     }
 
-    /// The serial console's device name in the guest.
-    pub fn console(self) -> &'static str {
+    /// The console to name on the kernel command line (`console=`), if any.
+    ///
+    /// x86_64: `ttyS0`, the first 16550 UART (QEMU, EC2's serial console, most servers);
+    /// PC firmware rarely describes its console to the kernel. aarch64: none, so the kernel
+    /// takes the console the firmware describes: ACPI's SPCR table (QEMU `virt` under AAVMF:
+    /// the PL011, `ttyAMA0`; Graviton: a 16550, `ttyS0`), or the device tree's
+    /// `/chosen/stdout-path` when there is no ACPI (QEMU `virt` booted with `-kernel`).
+    /// Naming one would lose the other machines' consoles.
+    pub fn console(self) -> Option<&'static str> {
         match self {
-            Arch::X86_64 => "ttyS0",
-            Arch::Aarch64 => "ttyAMA0",
+            Arch::X86_64 => Some("ttyS0"),
+            Arch::Aarch64 => None,
         }
     }
 }

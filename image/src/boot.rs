@@ -79,10 +79,19 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BootError {
     move |source| BootError::Io { what, source }
 }
 
+/// Kernel parameters every slot gets for the machines it runs on: NVMe commands never time
+/// out (`nvme_core.io_timeout`, the largest value, as Amazon Linux and Bottlerocket set it
+/// for EC2: an EBS volume may stall for longer than the default 30 s, and a timed-out
+/// command on the root disk would fail reads the verified root cannot lose). PID 1 passes
+/// module parameters like this one to modules it loads, so it holds where NVMe is a module
+/// too.
+pub const PLATFORM_ARGS: &str = "nvme_core.io_timeout=4294967295";
+
 /// The kernel command line of `slot` on `disk` (DESIGN.md section 6): the BOOT partition's
 /// unique GUID when known (first, as the boot disk's name), the slot, the root hash and
-/// salt, the serial console of `arch`, `panic=-1` (a kernel that dies reboots, so GRUB's
-/// pending flag can make the other slot boot) and `extra`.
+/// salt, the console of `arch` if it must be named ([`Arch::console`]: x86_64 only;
+/// aarch64 takes the one the firmware describes), [`PLATFORM_ARGS`], `panic=-1` (a kernel
+/// that dies reboots, so GRUB's pending flag can make the other slot boot) and `extra`.
 pub fn slot_cmdline(
     arch: Arch,
     slot: Slot,
@@ -93,12 +102,15 @@ pub fn slot_cmdline(
     let partuuid = boot_partuuid
         .map(|u| format!("liftoff.boot_partuuid={u} "))
         .unwrap_or_default();
+    let console = arch
+        .console()
+        .map(|c| format!("console={c} "))
+        .unwrap_or_default();
     format!(
-        "{partuuid}liftoff.slot={} liftoff.roothash={} liftoff.salt={} console={} panic=-1 {extra}",
+        "{partuuid}liftoff.slot={} liftoff.roothash={} liftoff.salt={} {console}{PLATFORM_ARGS} panic=-1 {extra}",
         slot.name(),
         disk.root_hash,
         disk.salt,
-        arch.console()
     )
     .trim_end()
     .to_owned()
@@ -292,7 +304,8 @@ mod tests {
                 Slot::A,
                 None,
                 "",
-                "liftoff.slot=A liftoff.roothash=12ab liftoff.salt=cd console=ttyS0 panic=-1",
+                "liftoff.slot=A liftoff.roothash=12ab liftoff.salt=cd console=ttyS0 \
+                 nvme_core.io_timeout=4294967295 panic=-1",
             ),
             (
                 Arch::Aarch64,
@@ -300,7 +313,8 @@ mod tests {
                 Some("0123abcd-89ab-4def-8123-456789abcdef"),
                 "liftoff.debug",
                 "liftoff.boot_partuuid=0123abcd-89ab-4def-8123-456789abcdef liftoff.slot=B \
-                 liftoff.roothash=12ab liftoff.salt=cd console=ttyAMA0 panic=-1 liftoff.debug",
+                 liftoff.roothash=12ab liftoff.salt=cd nvme_core.io_timeout=4294967295 panic=-1 \
+                 liftoff.debug",
             ),
         ] {
             assert_eq!(slot_cmdline(arch, slot, &disk, uuid, extra), want);

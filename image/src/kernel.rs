@@ -86,7 +86,8 @@ impl Kernel {
     }
 
     /// The named modules and everything they depend on, as paths relative to the module
-    /// tree (`kernel/drivers/md/dm-mod.ko`), dependencies first.
+    /// tree (`kernel/drivers/md/dm-mod.ko`), dependencies first. A name the kernel has built
+    /// in (`modules.builtin`: NVMe on Debian's cloud kernels) needs no file and is left out.
     pub fn module_closure(&self, names: &[&str]) -> Result<Vec<String>, KernelError> {
         let dep_file = self.modules_dir.join("modules.dep");
         let text = std::fs::read_to_string(&dep_file).map_err(|source| KernelError::Read {
@@ -96,16 +97,20 @@ impl Kernel {
         let deps = parse_modules_dep(&text);
         let by_name: BTreeMap<String, &String> =
             deps.keys().map(|path| (module_name(path), path)).collect();
+        let built_in = self.built_in()?;
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         for name in names {
-            let path =
-                by_name
-                    .get(&name.replace('-', "_"))
-                    .ok_or_else(|| KernelError::UnknownModule {
-                        name: name.to_string(),
-                        dep_file: dep_file.clone(),
-                    })?;
+            let name = name.replace('-', "_");
+            if built_in.contains(&name) {
+                continue;
+            }
+            let path = by_name
+                .get(&name)
+                .ok_or_else(|| KernelError::UnknownModule {
+                    name: name.clone(),
+                    dep_file: dep_file.clone(),
+                })?;
             // modules.dep lists the full closure of each module, deepest last.
             let closure = deps.get(*path).map(Vec::as_slice).unwrap_or(&[]);
             for p in closure.iter().rev().chain(std::iter::once(*path)) {
@@ -115,6 +120,32 @@ impl Kernel {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the kernel has module `name`, built in or as a file.
+    pub fn has_module(&self, name: &str) -> Result<bool, KernelError> {
+        let name = name.replace('-', "_");
+        if self.built_in()?.contains(&name) {
+            return Ok(true);
+        }
+        let dep_file = self.modules_dir.join("modules.dep");
+        let text = std::fs::read_to_string(&dep_file).map_err(|source| KernelError::Read {
+            path: dep_file.clone(),
+            source,
+        })?;
+        Ok(parse_modules_dep(&text)
+            .keys()
+            .any(|path| module_name(path) == name))
+    }
+
+    /// The names in `modules.builtin` (none when the file is missing).
+    fn built_in(&self) -> Result<BTreeSet<String>, KernelError> {
+        let path = self.modules_dir.join("modules.builtin");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text.lines().map(module_name).collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+            Err(source) => Err(KernelError::Read { path, source }),
+        }
     }
 }
 
@@ -168,6 +199,14 @@ mod tests {
                 k.module_closure(&["no_such_module"]),
                 Err(KernelError::UnknownModule { .. })
             ));
+            // Built in on Debian's cloud kernels: no file, nothing to load.
+            assert_eq!(
+                k.module_closure(&["nvme", "tpm_crb"]).unwrap(),
+                Vec::<String>::new()
+            );
+            assert!(k.has_module("nvme").unwrap() && k.has_module("xen-blkfront").unwrap());
+            // Neither built in nor a module there.
+            assert!(!k.has_module("ahci").unwrap());
         }
     }
 }

@@ -46,14 +46,25 @@ pub struct SystemSpec {
     pub disk: DiskSpec,
 }
 
-/// The modules PID 1 loads on Debian's cloud kernel: virtio disks, device-mapper for
-/// verity and crypt, the XTS mode dm-crypt's aes-xts-plain64 needs (the kernel cannot
-/// load it on demand without modprobe), erofs for the root, overlay for /etc, and softdog
-/// for `liftoff.watchdog` on machines without a hardware watchdog, and efivarfs for the
-/// firmware variables that name the boot disk (clones, Secure Boot's unified images).
+/// The modules PID 1 loads on Debian's cloud kernel: the disk controllers of QEMU, EC2 and
+/// other clouds (virtio-blk, virtio-scsi with the SCSI disk driver, NVMe, Xen blkfront),
+/// device-mapper for verity and crypt, the XTS mode dm-crypt's aes-xts-plain64 needs (the
+/// kernel cannot load it on demand without modprobe), erofs for the root, overlay for /etc,
+/// softdog for `liftoff.watchdog` on machines without a hardware watchdog, efivarfs for the
+/// firmware variables that name the boot disk (clones, Secure Boot's unified images), the
+/// network cards of QEMU and EC2 (virtio_net, ENA), efi-pstore (crash logs kept in EFI
+/// variables), and the TPM interfaces (CRB: EC2's NitroTPM; TIS: swtpm, most servers).
+///
+/// PID 1 loads a driver only when its hardware is there (`liftoff_init::stage::modules`),
+/// so a machine pays only for its own. Names the kernel has built in (NVMe and the TPM
+/// drivers on amd64) are left out of the initramfs.
 pub const SYSTEM_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
+    "virtio_scsi",
+    "sd_mod",
+    "nvme",
+    "xen-blkfront",
     "dm-mod",
     "dm-verity",
     "dm-crypt",
@@ -63,7 +74,17 @@ pub const SYSTEM_MODULES: &[&str] = &[
     "overlay",
     "softdog",
     "efivarfs",
+    "virtio_net",
+    "ena",
+    "efi-pstore",
+    "tpm_crb",
+    "tpm_tis",
 ];
+
+/// Drivers taken when the kernel has them: SATA (AHCI through libata and the SCSI disk
+/// driver). Debian's cloud kernels have no AHCI driver at all; a kernel for bare metal
+/// does.
+pub const OPTIONAL_MODULES: &[&str] = &["ahci"];
 
 /// The architecture's AES and SHA-256 acceleration, for dm-crypt and dm-verity. On a CPU
 /// without the instructions the module refuses to load (ENODEV) and PID 1 goes on.
@@ -72,6 +93,28 @@ pub fn arch_modules(arch: Arch) -> &'static [&'static str] {
         Arch::X86_64 => &["aesni_intel", "sha256_ssse3"],
         Arch::Aarch64 => &["aes_ce_blk", "sha2_ce"],
     }
+}
+
+/// Every module name the initramfs for `kernel` gets: [`SYSTEM_MODULES`], the
+/// architecture's, and those of [`OPTIONAL_MODULES`] the kernel has.
+pub fn module_names(arch: Arch, kernel: &Kernel) -> Result<Vec<&'static str>, ImageError> {
+    let mut names: Vec<&'static str> = SYSTEM_MODULES
+        .iter()
+        .chain(arch_modules(arch))
+        .copied()
+        .collect();
+    for name in OPTIONAL_MODULES {
+        if kernel.has_module(name).map_err(|e| ImageError::Io {
+            what: format!(
+                "looking for module {name} in {}",
+                kernel.modules_dir.display()
+            ),
+            source: io::Error::other(e.to_string()),
+        })? {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// The Debian root tree for `arch`, built by `scripts/build-rootfs` if missing.
@@ -296,11 +339,7 @@ pub fn initramfs(arch: Arch, kernel: &Kernel) -> Result<Vec<u8>, String> {
     initramfs
         .host_file("init", 0o755, &init)
         .map_err(|e| e.to_string())?;
-    let modules: Vec<&str> = SYSTEM_MODULES
-        .iter()
-        .chain(arch_modules(arch))
-        .copied()
-        .collect();
+    let modules = module_names(arch, kernel).map_err(|e| e.to_string())?;
     initramfs
         .modules(kernel, &modules)
         .map_err(|e| e.to_string())?;

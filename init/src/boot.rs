@@ -54,7 +54,7 @@ pub fn run() -> ! {
     }
     timeline::mark("cmdline");
 
-    load_modules(root);
+    load_modules(root, &cmdline.others);
     timeline::mark("modules");
     check_signed_cmdline(root);
     let watchdog = arm_watchdog(&cmdline.config);
@@ -279,18 +279,31 @@ fn arm_watchdog(config: &Config) -> Option<Watchdog> {
     }
 }
 
-fn load_modules(root: &Path) {
-    match modules::load_listed(&mut modules::Kernel, root) {
+fn load_modules(root: &Path, cmdline: &[prairiedog::cmdline::Param]) {
+    match modules::load_listed(&mut modules::Kernel { root }, root, cmdline) {
         Ok(done) => {
+            let mut skipped = Vec::new();
+            let mut loaded = 0;
             for (name, outcome) in &done {
                 match outcome {
                     modules::Outcome::NoDevice => {
                         kmsg::warn(&format!("module {name}: no device for it, skipped"))
                     }
-                    other => kmsg::debug(&format!("module {name}: {other:?}")),
+                    modules::Outcome::Skipped => skipped.push(name.as_str()),
+                    other => {
+                        loaded += 1;
+                        kmsg::debug(&format!("module {name}: {other:?}"));
+                    }
                 }
             }
-            kmsg::info(&format!("loaded {} modules", done.len()));
+            if skipped.is_empty() {
+                kmsg::info(&format!("loaded {loaded} modules"));
+            } else {
+                kmsg::info(&format!(
+                    "loaded {loaded} modules; no hardware for {}",
+                    skipped.join(", ")
+                ));
+            }
         }
         Err(e) => fail(e.into()),
     }

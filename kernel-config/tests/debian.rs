@@ -78,6 +78,7 @@ const COMMON_MODULES: &[&str] = &[
     "CONFIG_SOFT_WATCHDOG",
     "CONFIG_EFI_VARS_PSTORE",
     "CONFIG_EFIVAR_FS",
+    "CONFIG_ENA_ETHERNET",
 ];
 
 /// Recommended options the cloud kernels lack: no bootconfig, no AHCI, no i6300esb, and no
@@ -98,6 +99,8 @@ const RECOMMENDED_MODULES: &[&str] = &[
     "CONFIG_VIRTIO_NET",
     "CONFIG_EFI_VARS_PSTORE",
     "CONFIG_ARM_SBSA_WATCHDOG",
+    "CONFIG_ENA_ETHERNET",
+    "CONFIG_TCG_TIS",
 ];
 
 struct Case {
@@ -116,6 +119,8 @@ const CASES: &[Case] = &[
         debian_arch: "arm64",
         arch: Arch::Aarch64,
         arch_modules: &[
+            // NitroTPM's CRB driver is built in there, the TIS one a module.
+            "CONFIG_TCG_TIS",
             "CONFIG_ARM_SBSA_WATCHDOG",
             "CONFIG_CRYPTO_SHA2_ARM64_CE",
             "CONFIG_CRYPTO_AES_ARM64_CE_BLK",

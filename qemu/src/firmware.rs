@@ -136,7 +136,7 @@ pub fn vm_config(arch: Arch, mode: Mode, vars: &Path, log: &Path) -> VmConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::Disk;
+    use crate::vm::{Bus, Disk};
 
     #[test]
     fn qemu_arguments() {
@@ -150,6 +150,7 @@ mod tests {
             path: "/d.img".into(),
             read_only: false,
             serial: Some("boot".into()),
+            bus: Bus::VirtioBlk,
         });
         assert_eq!(
             config.args().join(" "),

@@ -40,14 +40,108 @@ pub fn log_dir() -> PathBuf {
     artifacts::target_dir().join("vm-logs")
 }
 
-/// A raw disk image, attached as a virtio block device ([`VmConfig::disks`]) or as the
-/// namespace of an NVMe controller ([`VmConfig::nvme`]).
+/// The controller a disk is attached to, each on the PCI bus with a controller of its own.
+///
+/// What the guest kernel calls the disk follows from it: `vdX` (virtio-blk), `nvmeNn1`
+/// (NVMe namespace 1), `sdX` (SCSI: virtio-scsi, and AHCI through libata).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Bus {
+    /// `virtio-blk-pci`: QEMU/KVM's usual disk.
+    #[default]
+    VirtioBlk,
+    /// `nvme` with the disk as namespace 1: EC2 Nitro (EBS), Graviton, current servers.
+    Nvme,
+    /// `virtio-scsi-pci` with the disk as `scsi-hd` on its bus: GCE, Proxmox.
+    VirtioScsi,
+    /// `ich9-ahci` with the disk as `ide-hd` on its first port: SATA on bare metal.
+    /// x86_64 `q35` only in these tests (Debian's cloud kernels have no AHCI driver).
+    Ahci,
+}
+
+impl std::str::FromStr for Bus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Bus, String> {
+        match s {
+            "virtio-blk" => Ok(Bus::VirtioBlk),
+            "nvme" => Ok(Bus::Nvme),
+            "virtio-scsi" => Ok(Bus::VirtioScsi),
+            "ahci" => Ok(Bus::Ahci),
+            other => Err(format!(
+                "unknown bus {other:?} (virtio-blk, nvme, virtio-scsi or ahci)"
+            )),
+        }
+    }
+}
+
+impl Bus {
+    /// The guest's name for partition `number` of the first disk on this bus (when no other
+    /// disk shares the bus's naming: `vda`, `nvme0n1`, `sda`).
+    pub fn first_partition(self, number: u32) -> String {
+        match self {
+            Bus::VirtioBlk => format!("vda{number}"),
+            Bus::Nvme => format!("nvme0n1p{number}"),
+            Bus::VirtioScsi | Bus::Ahci => format!("sda{number}"),
+        }
+    }
+
+    /// The `-device` arguments that put drive `id` on this bus: the controller (if the bus
+    /// needs one of its own) and the disk. `bootindex` orders the firmware's boot options.
+    fn devices(self, id: &str, serial: Option<&str>, bootindex: Option<usize>) -> Vec<String> {
+        let mut disk = match self {
+            Bus::VirtioBlk => format!("virtio-blk-pci,drive={id}"),
+            Bus::Nvme => format!("nvme,drive={id}"),
+            Bus::VirtioScsi => format!("scsi-hd,drive={id},bus={id}-scsi.0"),
+            Bus::Ahci => format!("ide-hd,drive={id},bus={id}-ahci.0"),
+        };
+        match (self, serial) {
+            (_, Some(serial)) => disk.push_str(&format!(",serial={serial}")),
+            // NVMe controllers must have a serial number.
+            (Bus::Nvme, None) => disk.push_str(&format!(",serial={id}")),
+            _ => {}
+        }
+        if let Some(index) = bootindex {
+            disk.push_str(&format!(",bootindex={index}"));
+        }
+        let controller = match self {
+            Bus::VirtioBlk | Bus::Nvme => None,
+            Bus::VirtioScsi => Some(format!("virtio-scsi-pci,id={id}-scsi")),
+            Bus::Ahci => Some(format!("ich9-ahci,id={id}-ahci")),
+        };
+        controller
+            .into_iter()
+            .chain(std::iter::once(disk))
+            .flat_map(|d| ["-device".to_owned(), d])
+            .collect()
+    }
+}
+
+/// A raw disk image and the controller it is attached to.
 #[derive(Debug, Clone)]
 pub struct Disk {
     pub path: PathBuf,
     pub read_only: bool,
-    /// Serial number the guest sees in `/sys/block/*/serial`.
+    /// Serial number the guest sees in `/sys/block/*/serial` (NVMe: the controller's; one
+    /// is made up when `None`, as NVMe requires one).
     pub serial: Option<String>,
+    pub bus: Bus,
+}
+
+impl Disk {
+    /// A writable virtio-blk disk with this serial number.
+    pub fn new(path: &Path, serial: &str) -> Disk {
+        Disk {
+            path: path.to_path_buf(),
+            read_only: false,
+            serial: Some(serial.to_owned()),
+            bus: Bus::VirtioBlk,
+        }
+    }
+
+    /// The same disk on `bus`.
+    pub fn on(self, bus: Bus) -> Disk {
+        Disk { bus, ..self }
+    }
 }
 
 /// How to start a guest.
@@ -61,11 +155,10 @@ pub struct VmConfig {
     /// Kernel command line; the console and `panic=-1` are prepended.
     pub append: String,
     pub memory_mib: u32,
+    /// The disks, each on its [`Bus`], in this order on the PCI bus. When they are not all
+    /// on one bus, this is also the firmware's boot order (`bootindex`): otherwise the
+    /// firmware would order them by controller type.
     pub disks: Vec<Disk>,
-    /// Disks on NVMe controllers of their own (namespace 1 each), after the virtio ones on
-    /// the PCI bus. With any of them, the virtio disks come first in the firmware's boot
-    /// order (`bootindex`).
-    pub nvme: Vec<Disk>,
     /// Extra QEMU arguments.
     pub extra: Vec<String>,
     /// A QMP socket for [`Vm::qmp`] (e.g. `block_resize` while the guest runs).
@@ -83,7 +176,6 @@ impl VmConfig {
             append: String::new(),
             memory_mib: 512,
             disks: Vec::new(),
-            nvme: Vec::new(),
             extra: Vec::new(),
             qmp: None,
             log: log.to_path_buf(),
@@ -120,8 +212,13 @@ impl VmConfig {
                 args.push(initrd.display().to_string());
             }
             args.push("-append".into());
+            let console = self
+                .arch
+                .console()
+                .map(|c| format!("console={c} "))
+                .unwrap_or_default();
             args.push(
-                format!("console={} panic=-1 {}", self.arch.console(), self.append)
+                format!("{console}panic=-1 {}", self.append)
                     .trim_end()
                     .to_owned(),
             );
@@ -136,26 +233,18 @@ impl VmConfig {
             }
             drive
         };
+        let mixed = self.disks.windows(2).any(|w| match w {
+            [a, b] => a.bus != b.bus,
+            _ => false,
+        });
         for (i, disk) in self.disks.iter().enumerate() {
+            let id = format!("disk{i}");
             args.push("-drive".into());
-            args.push(drive(disk, &format!("disk{i}")));
-            let mut device = format!("virtio-blk-pci,drive=disk{i}");
-            if let Some(serial) = &disk.serial {
-                device.push_str(&format!(",serial={serial}"));
-            }
-            if !self.nvme.is_empty() {
-                device.push_str(&format!(",bootindex={i}"));
-            }
-            args.push("-device".into());
-            args.push(device);
-        }
-        for (i, disk) in self.nvme.iter().enumerate() {
-            args.push("-drive".into());
-            args.push(drive(disk, &format!("nvme{i}")));
-            // NVMe controllers must have a serial number.
-            let serial = disk.serial.clone().unwrap_or_else(|| format!("nvme{i}"));
-            args.push("-device".into());
-            args.push(format!("nvme,drive=nvme{i},serial={serial}"));
+            args.push(drive(disk, &id));
+            args.extend(
+                disk.bus
+                    .devices(&id, disk.serial.as_deref(), mixed.then_some(i)),
+            );
         }
         if let Some(qmp) = &self.qmp {
             args.push("-qmp".into());
@@ -552,25 +641,56 @@ mod tests {
             path: "/d.img".into(),
             read_only: true,
             serial: Some("boot".into()),
+            bus: Bus::VirtioBlk,
         });
         let args = c.args().join(" ");
         assert_eq!(
             args,
             "-M virt -accel tcg -cpu max,pauth-impdef=on -m 512 -smp 1 -nodefaults \
              -no-user-config -display none -serial stdio -no-reboot -kernel /k -initrd /i \
-             -append console=ttyAMA0 panic=-1 liftoff.debug \
+             -append panic=-1 liftoff.debug \
              -drive file=/d.img,format=raw,if=none,id=disk0,cache=unsafe,readonly=on \
              -device virtio-blk-pci,drive=disk0,serial=boot"
         );
-        c.nvme.push(Disk {
+        c.disks.push(Disk {
             path: "/n.img".into(),
             read_only: false,
             serial: None,
+            bus: Bus::Nvme,
         });
         assert!(c.args().join(" ").ends_with(
             "-device virtio-blk-pci,drive=disk0,serial=boot,bootindex=0 \
-             -drive file=/n.img,format=raw,if=none,id=nvme0,cache=unsafe \
-             -device nvme,drive=nvme0,serial=nvme0"
+             -drive file=/n.img,format=raw,if=none,id=disk1,cache=unsafe \
+             -device nvme,drive=disk1,serial=disk1,bootindex=1"
         ));
+    }
+
+    #[test]
+    fn every_bus() {
+        let mut c = VmConfig::new(Arch::X86_64, Path::new("/k"), Path::new("/tmp/x.log"));
+        c.append = "liftoff.debug".into();
+        for (name, bus) in [("s", Bus::VirtioScsi), ("a", Bus::Ahci), ("n", Bus::Nvme)] {
+            c.disks = vec![Disk::new(Path::new("/d.img"), name).on(bus)];
+            let args = c.args().join(" ");
+            let devices = args.split_once("cache=unsafe ").unwrap().1;
+            let want = match bus {
+                Bus::VirtioScsi => {
+                    "-device virtio-scsi-pci,id=disk0-scsi \
+                     -device scsi-hd,drive=disk0,bus=disk0-scsi.0,serial=s"
+                }
+                Bus::Ahci => {
+                    "-device ich9-ahci,id=disk0-ahci -device ide-hd,drive=disk0,bus=disk0-ahci.0,serial=a"
+                }
+                _ => "-device nvme,drive=disk0,serial=n",
+            };
+            assert_eq!(devices, want, "{bus:?}");
+            assert!(args.contains("-append console=ttyS0 panic=-1 liftoff.debug"));
+        }
+        assert_eq!(Bus::Nvme.first_partition(9), "nvme0n1p9");
+        assert_eq!(Bus::Ahci.first_partition(3), "sda3");
+        assert_eq!(Bus::VirtioScsi.first_partition(3), "sda3");
+        assert_eq!(Bus::VirtioBlk.first_partition(4), "vda4");
+        assert_eq!("virtio-scsi".parse(), Ok(Bus::VirtioScsi));
+        assert!("sata".parse::<Bus>().is_err());
     }
 }

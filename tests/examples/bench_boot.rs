@@ -135,7 +135,23 @@ fn busybox_initramfs(arch: Arch, kernel: &Kernel, work: &Path) -> PathBuf {
         }
         a.file(rel, 0o755, &std::fs::read(&path).unwrap()).unwrap();
     }
-    let mut modules: Vec<&str> = system::SYSTEM_MODULES.to_vec();
+    // The modules Liftoff's PID 1 loads on this virtio guest (it skips the drivers of
+    // absent hardware; busybox's insmod cannot tell, so it gets only these).
+    let mut modules: Vec<&str> = system::SYSTEM_MODULES
+        .iter()
+        .copied()
+        .filter(|m| {
+            ![
+                "virtio_scsi",
+                "sd_mod",
+                "xen-blkfront",
+                "virtio_net",
+                "ena",
+                "efi-pstore",
+            ]
+            .contains(m)
+        })
+        .collect();
     modules.extend(system::arch_modules(arch));
     let closure = kernel.module_closure(&modules).unwrap();
     let mut order = String::new();

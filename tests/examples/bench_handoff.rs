@@ -30,7 +30,7 @@ use liftoff_image::kernel::Kernel;
 use liftoff_image::root::RootFsType;
 use liftoff_image::system::{self, RootFile, RootLink, SystemSpec};
 use liftoff_image::Arch;
-use liftoff_qemu::vm::{self, Disk, Vm, VmConfig};
+use liftoff_qemu::vm::{self, Bus, Disk, Vm, VmConfig};
 
 const TIMEOUT: Duration = Duration::from_secs(400);
 const READY: &str = "bench: containerd-ready";
@@ -90,6 +90,7 @@ fn main() {
             path: disk.path.clone(),
             read_only: false,
             serial: Some("liftoff-boot".into()),
+            bus: Bus::VirtioBlk,
         });
         let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
         let needle = if mode == "containerd" {

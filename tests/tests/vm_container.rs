@@ -21,7 +21,7 @@ use liftoff_image::kernel::Kernel;
 use liftoff_image::root::RootFsType;
 use liftoff_image::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
 use liftoff_image::{oci, Arch};
-use liftoff_qemu::vm::{Disk, Vm, VmConfig};
+use liftoff_qemu::vm::{Bus, Disk, Vm, VmConfig};
 
 mod common;
 
@@ -132,6 +132,7 @@ fn boot(arch: Arch, test: &str, archive: Vec<u8>) -> (Vm, String) {
         path: disk.path.clone(),
         read_only: false,
         serial: Some("liftoff-boot".into()),
+        bus: Bus::VirtioBlk,
     });
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     let end = vm

@@ -35,7 +35,7 @@ use liftoff_image::system::{self, BuiltSystem, RootFile, SystemSpec};
 use liftoff_image::{artifacts, esp, Arch};
 use liftoff_probe::Report;
 use liftoff_qemu::firmware::{self, Mode};
-use liftoff_qemu::vm::{Disk, Vm, VmConfig};
+use liftoff_qemu::vm::{Bus, Disk, Vm, VmConfig};
 
 /// A firmware boot to the probe takes 20-30 s under TCG; the deadline leaves room for a
 /// loaded machine.
@@ -136,6 +136,10 @@ struct Setup {
     tamper_a: Option<Tamper>,
     tamper_b: Option<Tamper>,
     loader: Loader,
+    /// The controller the boot disk is on (issue 16's matrix).
+    bus: Bus,
+    /// The disk is this many MiB bigger than the image, so that PID 1 grows DATA.
+    grow_mib: u64,
 }
 
 /// As `install` leaves a disk: grubenv on slot A, not pending; only slot A has a kernel;
@@ -157,6 +161,8 @@ impl Default for Setup {
             tamper_a: None,
             tamper_b: None,
             loader: Loader::Signed,
+            bus: Bus::VirtioBlk,
+            grow_mib: 0,
         }
     }
 }
@@ -312,22 +318,26 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
             path: other.path.clone(),
             read_only: false,
             serial: Some("other".into()),
+            bus: Bus::VirtioBlk,
         });
         other
     });
-    config.disks.push(Disk {
-        path: disk.path.clone(),
-        read_only: false,
-        serial: Some("liftoff-boot".into()),
-    });
+    if setup.grow_mib > 0 {
+        // The disk is bigger than the image: the boot grows DATA to fill it.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk.path)
+            .unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len + (setup.grow_mib << 20)).unwrap();
+    }
+    config
+        .disks
+        .push(Disk::new(&disk.path, "liftoff-boot").on(setup.bus));
     if setup.clone_on_nvme {
         let clone = work.join("clone.img");
         std::fs::copy(&disk.path, &clone).unwrap();
-        config.nvme.push(Disk {
-            path: clone,
-            read_only: false,
-            serial: Some("clone".into()),
-        });
+        config.disks.push(Disk::new(&clone, "clone").on(Bus::Nvme));
     }
     let vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     Boot {
@@ -497,10 +507,19 @@ fn assert_runs_slot(b: &Boot, r: &Report, slot: Slot) {
     assert_eq!(root.fstype, "erofs");
     let dev = r.block_by_dev(&r.root_dev).expect("root device");
     assert_eq!(dev.dm_name.as_deref(), Some("root"));
-    let want = match slot {
-        Slot::A => ["vda3", "vda4"],
-        Slot::B => ["vda6", "vda7"],
+    // The boot disk is the first disk on its bus.
+    let bus = b
+        .config
+        .disks
+        .iter()
+        .find(|d| d.path == b.disk.path)
+        .unwrap()
+        .bus;
+    let (root, hash) = match slot {
+        Slot::A => (disk::ROOT_A, disk::HASH_A),
+        Slot::B => (disk::ROOT_B, disk::HASH_B),
     };
+    let want = [bus.first_partition(root), bus.first_partition(hash)];
     assert_eq!(dev.slaves, want, "root and hash of slot {}", slot.name());
     let verity: Vec<_> = r.dm.iter().filter(|t| t.device == "root").collect();
     assert_eq!(verity.len(), 1);
@@ -516,7 +535,100 @@ fn console_has(b: &Boot, text: &str) -> bool {
     b.vm.lines().iter().any(|l| l.contains(text))
 }
 
-/// grubenv says A, nothing pending: GRUB boots A and arms the flag, PID 1 clears it.
+/// The console the kernel chose: ttyS0 named on x86_64; on aarch64 no `console=` at all,
+/// and the kernel took the firmware's ACPI SPCR table (the PL011 under AAVMF), whose lines
+/// (the kernel's, PID 1's, the probe's) are what this test reads.
+fn assert_console(b: &Boot, arch: Arch) {
+    let cmdline =
+        b.vm.lines()
+            .iter()
+            .find(|l| l.contains("Kernel command line:"))
+            .cloned()
+            .unwrap_or_default();
+    match arch {
+        Arch::X86_64 => assert!(cmdline.contains("console=ttyS0"), "{cmdline}"),
+        Arch::Aarch64 => {
+            assert!(!cmdline.contains("console="), "{cmdline}");
+            assert!(
+                console_has(b, "ACPI: SPCR: console: pl011,mmio"),
+                "the console comes from SPCR; log {}",
+                b.vm.log_path().display()
+            );
+        }
+    }
+    assert!(
+        cmdline.contains("nvme_core.io_timeout=4294967295"),
+        "{cmdline}"
+    );
+    assert!(console_has(b, "liftoff: timeline stage=handoff"));
+}
+
+/// How much bigger than the image the disks of the controller matrix are.
+const GROW_MIB: u64 = 64;
+
+/// The boot grew DATA to the end of the (bigger) disk, opened it with dm-crypt on the
+/// disk's own DATA partition and mounted it; the GPT is clean afterwards, with DATA ending
+/// where the disk's usable space ends.
+fn assert_data_grew(b: &Boot, r: &Report) {
+    let bus = b
+        .config
+        .disks
+        .iter()
+        .find(|d| d.path == b.disk.path)
+        .unwrap()
+        .bus;
+    let line = r
+        .liftoff_log
+        .iter()
+        .find(|l| l.starts_with("data: "))
+        .unwrap_or_else(|| panic!("no data line: {:?}", r.liftoff_log));
+    assert!(line.contains("grown to fill the disk"), "{line}");
+    let local = r.mount("/local").expect("/local mounted");
+    assert_eq!(local.fstype, "ext4");
+    let crypt = r
+        .block
+        .iter()
+        .find(|d| Some(d.name.as_str()) == local.source.strip_prefix("/dev/"))
+        .unwrap_or_else(|| panic!("{} not in /sys/block", local.source));
+    assert_eq!(crypt.dm_name.as_deref(), Some("data"));
+    assert_eq!(crypt.slaves, [bus.first_partition(disk::DATA)]);
+    // 32 MiB in the image (about 28 MiB of ext4), GROW_MIB more on the disk.
+    assert!(
+        r.local_bytes > (32 + GROW_MIB / 2) << 20,
+        "/local has {} bytes",
+        r.local_bytes
+    );
+    common::assert_sgdisk_clean(&b.disk.path);
+    let sgdisk = |args: &[&str]| {
+        let out = Command::new("sgdisk")
+            .args(args)
+            .arg(&b.disk.path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let number = |text: &str, after: &str| -> u64 {
+        let at = text
+            .find(after)
+            .unwrap_or_else(|| panic!("{after:?} in {text}"))
+            + after.len();
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    let last = number(&sgdisk(&["-i", &disk::DATA.to_string()]), "Last sector: ");
+    let end = number(&sgdisk(&["-p"]), "last usable sector is ");
+    // DATA reaches the end of the grown disk (within its 1 MiB alignment).
+    assert!(
+        end - last < 2048,
+        "DATA ends at {last}, the disk's usable end is {end}"
+    );
+}
+
+/// grubenv says A, nothing pending: GRUB boots A and arms the flag, PID 1 clears it. The
+/// disk is on NVMe (EC2 Nitro's EBS, Graviton) and bigger than the image.
 fn boots_slot_a(arch: Arch) {
     let mut b = boot(
         arch,
@@ -524,10 +636,14 @@ fn boots_slot_a(arch: Arch) {
         Setup {
             grubenv: Env::Keys(Slot::A, false),
             slots: vec![Slot::A],
+            bus: Bus::Nvme,
+            grow_mib: GROW_MIB,
             ..Setup::default()
         },
     );
     let r = report(&mut b);
+    assert_data_grew(&b, &r);
+    assert_console(&b, arch);
     assert!(console_has(
         &b,
         "liftoff-grub: booting slot A from (hd0,gpt2)"
@@ -721,7 +837,8 @@ fn vm_x86_64_firmware_tells_its_disk_from_a_clone_on_nvme() {
 
 /// grubenv says B (an update: B has priority 2 and one try), nothing pending: GRUB boots B,
 /// PID 1 spends B's try and, as B is not successful yet, points grubenv back at A for the
-/// case that this boot never reaches health.
+/// case that this boot never reaches health. The disk is on virtio-scsi (GCE, Proxmox) and
+/// bigger than the image.
 fn boots_slot_b(arch: Arch) {
     let mut b = boot(
         arch,
@@ -731,10 +848,13 @@ fn boots_slot_b(arch: Arch) {
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((word(1, 0, true, 0), word(2, 1, false, 0))),
+            bus: Bus::VirtioScsi,
+            grow_mib: GROW_MIB,
             ..Setup::default()
         },
     );
     let r = report(&mut b);
+    assert_data_grew(&b, &r);
     assert!(console_has(
         &b,
         "liftoff-grub: booting slot B from (hd0,gpt5)"

@@ -19,7 +19,7 @@ use liftoff_image::disk::{self, BuiltDisk};
 use liftoff_image::kernel::Kernel;
 use liftoff_image::{system, Arch};
 use liftoff_probe::Report;
-use liftoff_qemu::vm::{Disk, Vm, VmConfig};
+use liftoff_qemu::vm::{Bus, Disk, Vm, VmConfig};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -72,6 +72,7 @@ fn boot_disk(
         path: disk.path.clone(),
         read_only: false,
         serial: Some("liftoff-boot".into()),
+        bus: Bus::VirtioBlk,
     });
     config.disks.extend(extra);
     // For tests that change the machine while it runs (block_resize).
@@ -412,6 +413,7 @@ fn vm_x86_64_cloned_disk_without_firmware_stops() {
             path: clone,
             read_only: false,
             serial: Some("clone".into()),
+            bus: Bus::VirtioBlk,
         }]
     });
     let line =

@@ -26,7 +26,7 @@ use liftoff_image::secureboot::KeySet;
 use liftoff_image::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
 use liftoff_image::{artifacts, esp, Arch};
 use liftoff_qemu::firmware::{self, Mode};
-use liftoff_qemu::vm::{Disk, Vm};
+use liftoff_qemu::vm::{Bus, Disk, Vm};
 
 mod common;
 use common::{attributes, word};
@@ -196,11 +196,13 @@ fn update(arch: Arch) {
         path: disk.path.clone(),
         read_only: false,
         serial: Some("liftoff-boot".into()),
+        bus: Bus::VirtioBlk,
     });
     config.disks.push(Disk {
         path: payload,
         read_only: true,
         serial: Some("payload".into()),
+        bus: Bus::VirtioBlk,
     });
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     vm.wait_for_text("LIFTOFF-UPDATE-INSTALLED", TIMEOUT)

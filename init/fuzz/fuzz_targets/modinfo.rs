@@ -10,11 +10,16 @@
 //! - as several sections separated by 0xff bytes, one module each (at most 64, more than
 //!   an image lists and enough for deep chains): `load_order` never panics; it returns every module once with each listed dependency before its user, or
 //!   names a module that really is on a dependency cycle.
+//!
+//! The aliases it finds go through the alias matcher (`gate::glob_match`) against the input
+//! and each other: it never panics, `*` matches everything, and an alias without glob
+//! characters matches exactly itself.
 #![no_main]
 
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
+use liftoff_init::stage::modules::gate::glob_match;
 use liftoff_init::stage::modules::{load_order, modinfo, modinfo_section, ModInfo};
 
 fuzz_target!(|data: &[u8]| {
@@ -31,6 +36,17 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(!info.name.contains('-') && info.depends.iter().all(|d| !d.contains('-')));
     assert!(info.depends.iter().all(|d| !d.is_empty()));
+    for alias in &info.aliases {
+        let _ = glob_match(alias.as_bytes(), data);
+        assert!(glob_match(b"*", alias.as_bytes()));
+        if !alias.bytes().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+            assert!(glob_match(alias.as_bytes(), alias.as_bytes()));
+            assert!(!glob_match(alias.as_bytes(), format!("{alias}x").as_bytes()));
+        }
+        for other in &info.aliases {
+            let _ = glob_match(alias.as_bytes(), other.as_bytes());
+        }
+    }
 
     let mods: Vec<ModInfo> = data
         .split(|b| *b == 0xff)

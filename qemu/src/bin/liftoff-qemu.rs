@@ -16,7 +16,7 @@ use liftoff_image::secureboot::varstore::{self, Format};
 use liftoff_image::secureboot::KeySet;
 use liftoff_image::{artifacts, system, tool};
 use liftoff_qemu::firmware::Mode;
-use liftoff_qemu::vm::{self, Disk, Vm};
+use liftoff_qemu::vm::{self, Bus, Disk, Vm};
 use liftoff_qemu::{console, firmware, Arch};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -25,7 +25,7 @@ const USAGE: &str = "\
 usage: liftoff-qemu image   --root DIR|TARBALL --out DISK [options]
        liftoff-qemu payload --root DIR|TARBALL --out-dir DIR [--slot A|B] [options]
        liftoff-qemu boot    [--arch A] [--disk DISK | --append ARGS] [--keys DIR]
-                            [--no-secure-boot] [--timeout S] [--stay]
+                            [--no-secure-boot] [--timeout S] [--stay] [--bus B]
        liftoff-qemu keys    --out DIR [--name TEXT] [--db-key KEY --db-cert CERT]
        liftoff-qemu uefi-vars --out FILE [--arch A] [--keys DIR] [--aws]
 
@@ -88,6 +88,7 @@ Exit status: 0 done; 1 the build failed (the payload files in DIR are left as th
 
 const BOOT_USAGE: &str = "\
 usage: liftoff-qemu boot [--arch x86_64|aarch64] [--disk DISK | --append ARGS] [--timeout SECONDS] [--stay]
+                         [--bus virtio-blk|nvme|virtio-scsi|ahci]
 
 Without --disk: builds the container-host disk from the Debian root tree of
 scripts/build-rootfs (systemd, containerd, runc) with `liftoff-qemu image`'s builder and
@@ -98,7 +99,9 @@ real machine writes to its disk). QEMU (TCG) starts it through OVMF (x86_64) or 
 development set) enrolled; --no-secure-boot boots the same disk with Secure Boot off. The
 serial console streams here, and once containerd answers and the
 slot is marked successful the boot timeline is printed. --stay keeps the machine running
-(stop it with Ctrl-C). The console log is kept in target/vm-logs/boot-<arch>/console.log.
+(stop it with Ctrl-C). --bus puts the disk on another controller (default virtio-blk;
+ahci on x86_64 needs a kernel with an AHCI driver, which Debian's cloud kernel lacks). The
+console log is kept in target/vm-logs/boot-<arch>/console.log.
 
 Exit status: 0 the host reached health; 1 it did not within the timeout; 2 usage or setup.";
 
@@ -160,6 +163,7 @@ struct BootArgs {
     mode: Mode,
     timeout: Duration,
     stay: bool,
+    bus: Bus,
 }
 
 struct KeysArgs {
@@ -332,6 +336,7 @@ fn parse_boot(rest: Vec<String>) -> Result<BootArgs, Usage> {
         mode: Mode::SecureBoot,
         timeout: Duration::from_secs(600),
         stay: false,
+        bus: Bus::VirtioBlk,
     };
     let mut args = rest.into_iter();
     while let Some(arg) = args.next() {
@@ -354,6 +359,11 @@ fn parse_boot(rest: Vec<String>) -> Result<BootArgs, Usage> {
             "--keys" => parsed.keys = Some(PathBuf::from(value("--keys")?)),
             "--no-secure-boot" => parsed.mode = Mode::Off,
             "--stay" => parsed.stay = true,
+            "--bus" => {
+                parsed.bus = value("--bus")?
+                    .parse()
+                    .map_err(|e: String| usage(text, e))?
+            }
             "-h" | "--help" => return Err(usage(text, "")),
             other => return Err(usage(text, format!("unknown option {other:?}"))),
         }
@@ -710,11 +720,9 @@ fn run_boot(args: &BootArgs) -> Result<bool, String> {
     let vars = work.join("vars.fd");
     firmware::fresh_vars(arch, args.mode, &keys, &vars).map_err(|e| e.to_string())?;
     let mut config = firmware::vm_config(arch, args.mode, &vars, &work.join("console.log"));
-    config.disks.push(Disk {
-        path: disk.clone(),
-        read_only: false,
-        serial: Some("liftoff-boot".into()),
-    });
+    config
+        .disks
+        .push(Disk::new(&disk, "liftoff-boot").on(args.bus));
     eprintln!(
         "liftoff-qemu: booting {} through the firmware, shim and GRUB under TCG (console log {})",
         disk.display(),

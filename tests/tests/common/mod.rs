@@ -10,7 +10,7 @@ use liftoff_image::disk::{BuiltDisk, DiskSpec};
 use liftoff_image::root::RootFsType;
 use liftoff_image::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
 use liftoff_image::{artifacts, Arch};
-use liftoff_qemu::vm::{self, Disk, Vm, VmConfig};
+use liftoff_qemu::vm::{self, Bus, Disk, Vm, VmConfig};
 
 pub const PROBE: &str = "/usr/local/bin/liftoff-probe";
 
@@ -257,6 +257,7 @@ pub fn boot_to_probe(
         path: disk.path.clone(),
         read_only: false,
         serial: Some("liftoff-boot".into()),
+        bus: Bus::VirtioBlk,
     });
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     vm.wait_for_text(liftoff_probe::MARKER, timeout)

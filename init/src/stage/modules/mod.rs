@@ -6,9 +6,24 @@
 //! them with `finit_module(2)`. A dependency that is not listed is taken to be built into
 //! the kernel; if it is not, the kernel refuses the module and the error names both.
 //!
+//! Drivers are loaded only for hardware that is there ([`gate`]): a module with an alias on
+//! a hardware bus (PCI, virtio, Xen, ACPI, device tree, platform, SCSI) is skipped unless a
+//! device in sysfs matches it, so an image can list the drivers of every machine it may boot
+//! on (NVMe, virtio, SCSI, ENA, Xen) and each machine pays only for its own. Modules that
+//! only others depend on (`scsi_mod`, `virtio_ring`) load with the first module that needs
+//! them. The list is gone through in passes, each looking at each bus in sysfs at most once,
+//! until a pass loads nothing: a driver may bring up a bus that others drive (virtio_pci the
+//! virtio devices, virtio_scsi the SCSI disks).
+//!
+//! Each module gets the parameters the kernel command line gives it
+//! (`nvme_core.io_timeout=4294967295`), as modprobe passes them from `/proc/cmdline`: the
+//! kernel applies `module.param=` itself only to built-in code.
+//!
 //! Outcomes per module: loaded; already there (`EEXIST`: built in or loaded before); no
-//! such hardware (`ENODEV`, a driver with nothing to drive: a warning); anything else is a
-//! failure of the modules stage.
+//! such hardware (skipped by the alias check, or `ENODEV` from the module: a driver with
+//! nothing to drive); anything else is a failure of the modules stage.
+
+pub mod gate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +39,8 @@ pub struct ModInfo {
     /// Module name with `-` written as `_`, as the kernel names it.
     pub name: String,
     pub depends: Vec<String>,
+    /// `alias=` entries: the devices (and other names) the module is loaded for.
+    pub aliases: Vec<String>,
 }
 
 /// Why a module file could not be read as a module.
@@ -118,6 +135,7 @@ pub fn modinfo(elf: &[u8], file_stem: &str) -> Result<ModInfo, ElfError> {
     let section = modinfo_section(elf)?;
     let mut name = None;
     let mut depends = Vec::new();
+    let mut aliases = Vec::new();
     for entry in section.split(|b| *b == 0) {
         let Ok(entry) = std::str::from_utf8(entry) else {
             continue;
@@ -126,11 +144,14 @@ pub fn modinfo(elf: &[u8], file_stem: &str) -> Result<ModInfo, ElfError> {
             name = Some(normalize(n));
         } else if let Some(d) = entry.strip_prefix("depends=") {
             depends.extend(d.split(',').filter(|s| !s.is_empty()).map(normalize));
+        } else if let Some(a) = entry.strip_prefix("alias=") {
+            aliases.push(a.to_owned());
         }
     }
     Ok(ModInfo {
         name: name.unwrap_or_else(|| normalize(file_stem)),
         depends,
+        aliases,
     })
 }
 
@@ -263,30 +284,71 @@ impl std::error::Error for ModuleError {}
 pub enum Outcome {
     Loaded,
     AlreadyPresent,
+    /// The module refused: `ENODEV`.
     NoDevice,
+    /// Not loaded: no device matches its aliases.
+    Skipped,
 }
 
-/// The effect of loading one module file.
+/// The effects of the modules stage: loading one module file, and looking at the hardware.
 pub trait Loader {
-    fn load(&mut self, path: &Path) -> io::Result<()>;
+    /// Loads the module at `path` with `params` (`name=value ...`, may be empty).
+    fn load(&mut self, path: &Path, params: &str) -> io::Result<()>;
+    /// The modaliases of the devices on a sysfs bus now, `None` without such a bus
+    /// ([`gate::read_bus`] on the root).
+    fn bus(&mut self, bus: &str) -> Option<Vec<String>>;
 }
 
-/// `finit_module(2)` on the file.
-#[derive(Debug, Default)]
-pub struct Kernel;
+/// `finit_module(2)` on the file; the hardware in the root's sysfs.
+#[derive(Debug)]
+pub struct Kernel<'a> {
+    pub root: &'a Path,
+}
 
-impl Loader for Kernel {
-    fn load(&mut self, path: &Path) -> io::Result<()> {
+impl Loader for Kernel<'_> {
+    fn load(&mut self, path: &Path, params: &str) -> io::Result<()> {
         let file = std::fs::File::open(path)?;
-        rustix::system::finit_module(&file, c"", 0).map_err(io::Error::from)
+        let params = std::ffi::CString::new(params)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        rustix::system::finit_module(&file, &params, 0).map_err(io::Error::from)
+    }
+
+    fn bus(&mut self, bus: &str) -> Option<Vec<String>> {
+        gate::read_bus(self.root, bus)
     }
 }
 
-/// Loads every module in `<root>/etc/liftoff/modules` in dependency order. A missing list
-/// means the kernel needs no modules. Returns each module's name and outcome in load order.
+/// The parameters the kernel command line gives module `name`: each `name.key=value`
+/// (module names compare with `-` and `_` alike), as `key=value` words for
+/// `finit_module`, values with a space quoted.
+pub fn cmdline_params(others: &[prairiedog::cmdline::Param], name: &str) -> String {
+    let name = normalize(name);
+    let mut out = Vec::new();
+    for param in others {
+        let Some((module, key)) = param.key.split_once('.') else {
+            continue;
+        };
+        if normalize(module) != name || key.is_empty() {
+            continue;
+        }
+        out.push(match &param.value {
+            None => key.to_owned(),
+            Some(v) if v.contains(' ') => format!("{key}=\"{v}\""),
+            Some(v) => format!("{key}={v}"),
+        });
+    }
+    out.join(" ")
+}
+
+/// Loads the modules in `<root>/etc/liftoff/modules` in dependency order, drivers only for
+/// hardware that is there (see the module docs), each with its parameters from `cmdline`
+/// (the command line's other parameters). A missing list means the kernel needs no
+/// modules. Returns each module's name and outcome: those loaded in load order, then the
+/// skipped ones in list order (a module only others depend on is not named when skipped).
 pub fn load_listed(
     loader: &mut impl Loader,
     root: &Path,
+    cmdline: &[prairiedog::cmdline::Param],
 ) -> Result<Vec<(String, Outcome)>, ModuleError> {
     let list_path = root.join(LIST);
     let text = match std::fs::read_to_string(&list_path) {
@@ -319,13 +381,91 @@ pub fn load_listed(
         paths.push(path);
         infos.push(info);
     }
-    let order = load_order(&infos).map_err(|module| ModuleError::Cycle { module })?;
-    let mut done = Vec::with_capacity(order.len());
-    for i in order {
-        let (Some(path), Some(info)) = (paths.get(i), infos.get(i)) else {
-            continue;
+    // Checks for cycles; the order itself comes from each wanted module's dependencies.
+    load_order(&infos).map_err(|module| ModuleError::Cycle { module })?;
+    let by_name: BTreeMap<&str, usize> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.as_str(), i))
+        .collect();
+    let is_dependency: Vec<bool> = infos
+        .iter()
+        .map(|m| infos.iter().any(|other| other.depends.contains(&m.name)))
+        .collect();
+    let mut state = LoadState {
+        loader,
+        paths: &paths,
+        infos: &infos,
+        by_name: &by_name,
+        cmdline,
+        loaded: vec![false; infos.len()],
+        done: Vec::with_capacity(infos.len()),
+    };
+    let mut decided: Vec<bool> = is_dependency.clone();
+    let mut seen = gate::Seen::default();
+    loop {
+        // Each pass looks at each bus at most once; what a load in this pass brings up is
+        // seen by the next.
+        seen.clear();
+        let mut progress = false;
+        for (i, info) in infos.iter().enumerate() {
+            if decided.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            let wanted = seen.wants(&info.aliases, &mut |bus| state.loader.bus(bus));
+            if wanted == Some(false) {
+                continue;
+            }
+            state.load_with_dependencies(i)?;
+            if let Some(d) = decided.get_mut(i) {
+                *d = true;
+            }
+            progress = true;
+        }
+        if !progress {
+            break;
+        }
+    }
+    let mut done = state.done;
+    for (i, info) in infos.iter().enumerate() {
+        if !decided.get(i).copied().unwrap_or(true) {
+            done.push((info.name.clone(), Outcome::Skipped));
+        }
+    }
+    Ok(done)
+}
+
+/// What [`load_listed`] has loaded so far.
+struct LoadState<'a, L> {
+    loader: &'a mut L,
+    paths: &'a [PathBuf],
+    infos: &'a [ModInfo],
+    by_name: &'a BTreeMap<&'a str, usize>,
+    cmdline: &'a [prairiedog::cmdline::Param],
+    loaded: Vec<bool>,
+    done: Vec<(String, Outcome)>,
+}
+
+impl<L: Loader> LoadState<'_, L> {
+    /// Loads module `i` after the listed modules it depends on (each once). The list has
+    /// no cycles ([`load_order`] said so), so the recursion ends.
+    fn load_with_dependencies(&mut self, i: usize) -> Result<(), ModuleError> {
+        if self.loaded.get(i).copied().unwrap_or(true) {
+            return Ok(());
+        }
+        if let Some(l) = self.loaded.get_mut(i) {
+            *l = true;
+        }
+        let (Some(path), Some(info)) = (self.paths.get(i), self.infos.get(i)) else {
+            return Ok(());
         };
-        let outcome = match loader.load(path) {
+        for dep in &info.depends {
+            if let Some(&d) = self.by_name.get(dep.as_str()) {
+                self.load_with_dependencies(d)?;
+            }
+        }
+        let params = cmdline_params(self.cmdline, &info.name);
+        let outcome = match self.loader.load(path, &params) {
             Ok(()) => Outcome::Loaded,
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
                 Outcome::AlreadyPresent
@@ -342,9 +482,9 @@ pub fn load_listed(
                 })
             }
         };
-        done.push((info.name.clone(), outcome));
+        self.done.push((info.name.clone(), outcome));
+        Ok(())
     }
-    Ok(done)
 }
 
 /// Switches the kernel's module auto-loading off while PID 1 sets the machine up and gives
@@ -480,7 +620,7 @@ mod tests {
             (".text", b"\x90\x90"),
             (
                 ".modinfo",
-                b"license=GPL\0depends=dm-mod,dm-bufio,reed_solomon\0name=dm_verity\0",
+                b"license=GPL\0alias=devname:x\0depends=dm-mod,dm-bufio,reed_solomon\0name=dm_verity\0alias=pci:v*\0",
             ),
         ]);
         assert_eq!(
@@ -488,6 +628,7 @@ mod tests {
             ModInfo {
                 name: "dm_verity".into(),
                 depends: vec!["dm_mod".into(), "dm_bufio".into(), "reed_solomon".into()],
+                aliases: vec!["devname:x".into(), "pci:v*".into()],
             }
         );
         let image = elf(&[(".modinfo", b"depends=\0")]);
@@ -496,6 +637,7 @@ mod tests {
             ModInfo {
                 name: "virtio_blk".into(),
                 depends: vec![],
+                aliases: vec![],
             }
         );
     }
@@ -529,6 +671,7 @@ mod tests {
         ModInfo {
             name: name.into(),
             depends: deps.iter().map(|d| d.to_string()).collect(),
+            aliases: Vec::new(),
         }
     }
 
@@ -579,19 +722,54 @@ mod tests {
         );
     }
 
+    /// Records loads; a loaded module may bring up devices (files it writes under the
+    /// fixture root's sysfs), as a bus driver does.
     struct FakeLoader {
+        root: PathBuf,
         loaded: Vec<String>,
+        params: Vec<String>,
         errno: BTreeMap<String, i32>,
+        /// Module file -> (sysfs path under the root, modalias) it makes appear.
+        brings_up: BTreeMap<String, (String, String)>,
+        scans: usize,
+    }
+
+    impl FakeLoader {
+        fn new(root: &Path) -> Self {
+            FakeLoader {
+                root: root.to_path_buf(),
+                loaded: vec![],
+                params: vec![],
+                errno: BTreeMap::new(),
+                brings_up: BTreeMap::new(),
+                scans: 0,
+            }
+        }
     }
 
     impl Loader for FakeLoader {
-        fn load(&mut self, path: &Path) -> io::Result<()> {
+        fn load(&mut self, path: &Path, params: &str) -> io::Result<()> {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             self.loaded.push(name.clone());
+            if !params.is_empty() {
+                self.params.push(format!("{name}: {params}"));
+            }
+            if let Some((dir, alias)) = self.brings_up.get(&name) {
+                let dir = self.root.join(dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                if !alias.is_empty() {
+                    std::fs::write(dir.join("modalias"), format!("{alias}\n")).unwrap();
+                }
+            }
             match self.errno.get(&name) {
                 Some(e) => Err(io::Error::from_raw_os_error(*e)),
                 None => Ok(()),
             }
+        }
+
+        fn bus(&mut self, bus: &str) -> Option<Vec<String>> {
+            self.scans += 1;
+            gate::read_bus(&self.root, bus)
         }
     }
 
@@ -612,19 +790,23 @@ mod tests {
             "/lib/modules/b.ko\n/lib/modules/a.ko\n/lib/modules/wdt.ko\n",
         )
         .unwrap();
-        let mut loader = FakeLoader {
-            loaded: vec![],
-            errno: [
-                ("a.ko".to_string(), rustix::io::Errno::EXIST.raw_os_error()),
-                (
-                    "wdt.ko".to_string(),
-                    rustix::io::Errno::NODEV.raw_os_error(),
-                ),
-            ]
-            .into(),
-        };
-        let done = load_listed(&mut loader, &root).unwrap();
+        let mut loader = FakeLoader::new(&root);
+        loader.errno = [
+            ("a.ko".to_string(), rustix::io::Errno::EXIST.raw_os_error()),
+            (
+                "wdt.ko".to_string(),
+                rustix::io::Errno::NODEV.raw_os_error(),
+            ),
+        ]
+        .into();
+        let cmdline = prairiedog::cmdline::parse("b.opt=1 wdt.x a.y=\"p q\" c.z=2").others;
+        let done = load_listed(&mut loader, &root, &cmdline).unwrap();
         assert_eq!(loader.loaded, ["a.ko", "b.ko", "wdt.ko"]);
+        assert_eq!(
+            loader.params,
+            ["a.ko: y=\"p q\"", "b.ko: opt=1", "wdt.ko: x"]
+        );
+        assert_eq!(loader.scans, 0, "no driver listed, no look at sysfs");
         assert_eq!(
             done,
             [
@@ -637,18 +819,145 @@ mod tests {
         loader
             .errno
             .insert("b.ko".into(), rustix::io::Errno::NOENT.raw_os_error());
-        let err = load_listed(&mut loader, &root).unwrap_err().to_string();
+        let err = load_listed(&mut loader, &root, &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("loading module b (") && err.ends_with("(it depends on a)"),
             "{err}"
         );
 
         std::fs::write(root.join(LIST), "/lib/modules/missing.ko\n").unwrap();
-        let err = load_listed(&mut loader, &root).unwrap_err().to_string();
+        let err = load_listed(&mut loader, &root, &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing.ko"), "{err}");
 
         std::fs::remove_file(root.join(LIST)).unwrap();
-        assert_eq!(load_listed(&mut loader, &root).unwrap(), vec![]);
+        assert_eq!(load_listed(&mut loader, &root, &[]).unwrap(), vec![]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The Debian list on a machine with NVMe only, then with virtio-scsi: drivers load only
+    /// for hardware that is there, after the driver that brings their bus up, and libraries
+    /// only with a module that needs them.
+    #[test]
+    fn drivers_load_only_for_their_hardware() {
+        let root = std::env::temp_dir().join(format!("liftoff-gated-{}", std::process::id()));
+        let setup = |pci: &[&str]| {
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("etc/liftoff")).unwrap();
+            std::fs::create_dir_all(root.join("lib/modules")).unwrap();
+            for (i, alias) in pci.iter().enumerate() {
+                let dir = root.join(format!("sys/bus/pci/devices/0000:00:0{i}.0"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("modalias"), alias).unwrap();
+            }
+            std::fs::create_dir_all(root.join("sys/bus/virtio/devices")).unwrap();
+            let mods: &[(&str, &[u8])] = &[
+                // sd_mod first: it must still come after the SCSI host driver.
+                (
+                    "sd_mod",
+                    b"name=sd_mod\0depends=scsi_mod\0alias=scsi:t-0x00*\0alias=block-major-8-*\0",
+                ),
+                ("scsi_mod", b"name=scsi_mod\0"),
+                (
+                    "virtio_scsi",
+                    b"name=virtio_scsi\0depends=scsi_mod,virtio\0alias=virtio:d00000008v*\0",
+                ),
+                (
+                    "virtio_blk",
+                    b"name=virtio_blk\0depends=virtio\0alias=virtio:d00000002v*\0",
+                ),
+                ("virtio", b"name=virtio\0"),
+                (
+                    "virtio_pci",
+                    b"name=virtio_pci\0depends=virtio\0alias=pci:v00001AF4d*sv*sd*bc*sc*i*\0",
+                ),
+                (
+                    "ena",
+                    b"name=ena\0alias=pci:v00001D0Fd0000EC20sv*sd*bc*sc*i*\0",
+                ),
+                (
+                    "xen_blkfront",
+                    b"name=xen_blkfront\0alias=xenblk\0alias=xen:vbd\0",
+                ),
+                ("dm_mod", b"name=dm_mod\0alias=devname:mapper/control\0"),
+                ("erofs", b"name=erofs\0alias=fs-erofs\0"),
+            ];
+            let mut list = String::new();
+            for (name, info) in mods {
+                let file = format!("lib/modules/{name}.ko");
+                std::fs::write(root.join(&file), elf(&[(".modinfo", info)])).unwrap();
+                list.push_str(&format!("/{file}\n"));
+            }
+            std::fs::write(root.join(LIST), list).unwrap();
+        };
+        let names = |done: &[(String, Outcome)], want: Outcome| -> Vec<String> {
+            done.iter()
+                .filter(|(_, o)| *o == want)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+
+        // NVMe only (built in): no virtio, SCSI, ENA or Xen driver, no library for them.
+        setup(&["pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02"]);
+        let mut loader = FakeLoader::new(&root);
+        let done = load_listed(&mut loader, &root, &[]).unwrap();
+        assert_eq!(loader.loaded, ["dm_mod.ko", "erofs.ko"]);
+        assert_eq!(
+            names(&done, Outcome::Skipped),
+            [
+                "sd_mod",
+                "virtio_scsi",
+                "virtio_blk",
+                "virtio_pci",
+                "ena",
+                "xen_blkfront"
+            ]
+        );
+
+        // virtio-scsi: virtio_pci brings up the virtio device, virtio_scsi the SCSI bus
+        // (its disks are still being scanned), then sd_mod; virtio_blk has no device.
+        setup(&["pci:v00001AF4d00001048sv00001AF4sd00001100bc01sc00i00"]);
+        let mut loader = FakeLoader::new(&root);
+        loader.brings_up = [
+            (
+                "virtio_pci.ko".to_string(),
+                (
+                    "sys/bus/virtio/devices/virtio0".to_string(),
+                    "virtio:d00000008v00001AF4".to_string(),
+                ),
+            ),
+            (
+                "virtio_scsi.ko".to_string(),
+                ("sys/bus/scsi/devices/host0".to_string(), String::new()),
+            ),
+        ]
+        .into();
+        let done = load_listed(&mut loader, &root, &[]).unwrap();
+        assert_eq!(
+            loader.loaded,
+            [
+                "virtio.ko",
+                "virtio_pci.ko",
+                "dm_mod.ko",
+                "erofs.ko",
+                "scsi_mod.ko",
+                "virtio_scsi.ko",
+                "sd_mod.ko"
+            ]
+        );
+        assert_eq!(
+            names(&done, Outcome::Skipped),
+            ["virtio_blk", "ena", "xen_blkfront"]
+        );
+        // Four passes (virtio_pci, virtio_scsi, sd_mod, nothing new), a few buses each.
+        assert!(
+            loader.scans <= 16,
+            "sysfs buses read {} times",
+            loader.scans
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
