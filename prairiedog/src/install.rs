@@ -9,9 +9,24 @@
 //! root <bytes> <blake3 hex>
 //! hash <bytes> <blake3 hex>
 //! verity-root-hash <hex>
+//! version <dotted numbers>
 //! ```
 //!
-//! All four are required; [`Manifest::for_files`] makes one from image files.
+//! The first four are required. `version` is the UKI's `IMAGE_VERSION=` (its `.osrel`,
+//! [`crate::uki`]); a manifest without it promises a UKI without one. [`Manifest::for_files`]
+//! makes one from image files, taking the version from the BOOT image's UKI.
+//!
+//! # Signature
+//!
+//! `manifest.sig` beside it (or `--manifest-sig`) is a detached RSA PKCS#1 v1.5 SHA-256
+//! signature over the manifest's exact bytes by the db key, the key that signs the UKI
+//! ([`crate::authenticode::detached`]; `openssl dgst -sha256 -sign db.key`). Whenever the
+//! UKI's signature is checked ([`Signature::Verify`]: `--trust` or Secure Boot), so is the
+//! manifest's, with the same certificates, before the manifest is parsed ([`read_manifest`]);
+//! a missing or bad signature stops the install before anything is written. It covers the
+//! sizes and digests of all three images, the version and the root hash: a payload whose
+//! ROOT or HASH was swapped together with the manifest's digests is refused unless the
+//! db key signed that manifest. With no trust in force neither signature is checked.
 //!
 //! # Order (crash safety)
 //!
@@ -19,8 +34,10 @@
 //!    its kernel image's signature must verify when [`InstallOptions::signature`] asks
 //!    (Authenticode against db/dbx or `--trust` certificates), its command line must name
 //!    the inactive slot and the manifest's verity root hash
-//!    ([`crate::uki::check_boot_image`]), and its version must not be lower than the
-//!    running slot's unless the caller allows a downgrade. The HASH image's superblock
+//!    ([`crate::uki::check_boot_image`]), its `IMAGE_VERSION=` must be the manifest's
+//!    `version`, and not lower than the running slot's unless the caller allows a
+//!    downgrade. (The manifest's own signature was checked when it was read,
+//!    [`read_manifest`].) The HASH image's superblock
 //!    and the top block of its tree must give that root hash, with the salt the UKI names
 //!    ([`check_hash_image`]): HASH is tied to the signed UKI before anything is written,
 //!    and ROOT to HASH in step 5. A refusal here writes nothing.
@@ -37,9 +54,9 @@
 //! 6. `mark-inactive-valid` (one try, priority still 0). The slot boots only after
 //!    `upgrade-to-inactive`.
 //!
-//! So the manifest needs no signature of its own: what boots is decided by the signed UKI
-//! (kernel, initramfs, command line with the root hash), and the manifest's root hash must
-//! be the UKI's; its sizes and BLAKE3 digests only catch a damaged payload early.
+//! What boots is decided by the signed UKI (kernel, initramfs, command line with the root
+//! hash); the manifest's root hash and version must be the UKI's, and its signature makes
+//! the sizes and BLAKE3 digests the db key holder's word, not only a check for damage.
 //!
 //! Any failure stops the install and leaves the slot as step 1 left it: not bootable. An
 //! interrupted install (power cut) is the same. Running it again starts over.
@@ -79,6 +96,8 @@ pub struct Manifest {
     pub hash: ImageDigest,
     /// The verity root hash of ROOT with HASH, hex.
     pub verity_root_hash: String,
+    /// The UKI's `IMAGE_VERSION=` (`None`: the UKI has none).
+    pub version: Option<Version>,
 }
 
 /// A manifest that cannot be parsed.
@@ -103,6 +122,9 @@ pub enum ManifestError {
     /// An item missing.
     #[error("manifest has no {0} line")]
     Missing(&'static str),
+    /// Bytes that are not UTF-8.
+    #[error("the manifest is not UTF-8 text")]
+    NotText,
 }
 
 impl Manifest {
@@ -110,6 +132,7 @@ impl Manifest {
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         let mut images: [Option<ImageDigest>; 3] = [None; 3];
         let mut root_hash: Option<String> = None;
+        let mut version: Option<Version> = None;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let fields: Vec<&str> = raw.split_whitespace().collect();
@@ -117,6 +140,15 @@ impl Manifest {
             match fields.as_slice() {
                 [] => {}
                 [first, ..] if first.starts_with('#') => {}
+                ["version", v] => {
+                    let v = Version::parse(v).ok_or(bad("version is not dotted numbers"))?;
+                    if version.replace(v).is_some() {
+                        return Err(ManifestError::Duplicate {
+                            line,
+                            item: "version".into(),
+                        });
+                    }
+                }
                 ["verity-root-hash", h] => {
                     if verity::hex::decode(h).is_err() {
                         return Err(bad("verity root hash is not hex"));
@@ -132,7 +164,9 @@ impl Manifest {
                     let index = Part::ALL
                         .iter()
                         .position(|p| p.as_str() == *name)
-                        .ok_or(bad("unknown item (boot, root, hash, verity-root-hash)"))?;
+                        .ok_or(bad(
+                            "unknown item (boot, root, hash, verity-root-hash, version)",
+                        ))?;
                     let size = size.parse().map_err(|_| bad("size is not a number"))?;
                     let blake3 = verity::hex::decode_array(digest)
                         .map_err(|_| bad("digest is not 64 hex digits"))?;
@@ -144,11 +178,9 @@ impl Manifest {
                         });
                     }
                 }
-                _ => {
-                    return Err(bad(
-                        "expected `<item> <bytes> <blake3>` or `verity-root-hash <hex>`",
-                    ))
-                }
+                _ => return Err(bad(
+                    "expected `<item> <bytes> <blake3>`, `verity-root-hash <hex>` or `version <v>`",
+                )),
             }
         }
         let [boot, root, hash] = images;
@@ -157,6 +189,7 @@ impl Manifest {
             root: root.ok_or(ManifestError::Missing("root"))?,
             hash: hash.ok_or(ManifestError::Missing("hash"))?,
             verity_root_hash: root_hash.ok_or(ManifestError::Missing("verity-root-hash"))?,
+            version,
         })
     }
 
@@ -173,6 +206,9 @@ impl Manifest {
             ));
         }
         out.push_str(&format!("verity-root-hash {}\n", self.verity_root_hash));
+        if let Some(v) = &self.version {
+            out.push_str(&format!("version {v}\n"));
+        }
         out
     }
 
@@ -185,8 +221,20 @@ impl Manifest {
         }
     }
 
-    /// A manifest for image files (digests computed here) and a verity root hash.
+    /// A manifest for image files (digests computed here) and a verity root hash; the
+    /// version is the one the BOOT image's UKI names (its signature is not checked here).
     pub fn for_files(payload: &Payload, verity_root_hash: &str) -> Result<Manifest, InstallError> {
+        let boot = payload.path(Part::Boot);
+        let bytes = std::fs::read(boot).map_err(|source| InstallError::Read {
+            path: boot.to_owned(),
+            source,
+        })?;
+        let version = crate::uki::read_boot_image(&bytes)
+            .map_err(|source| InstallError::Uki {
+                path: boot.to_owned(),
+                source,
+            })?
+            .version;
         let digest = |part| -> Result<ImageDigest, InstallError> {
             let path = payload.path(part);
             let (size, blake3) = digest_file(path)?;
@@ -197,8 +245,72 @@ impl Manifest {
             root: digest(Part::Root)?,
             hash: digest(Part::Hash)?,
             verity_root_hash: verity_root_hash.to_ascii_lowercase(),
+            version,
         })
     }
+}
+
+/// The detached signature's file for `manifest` when none is named: `<manifest>.sig`.
+pub fn default_signature_path(manifest: &Path) -> PathBuf {
+    let mut name = manifest.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// Reads the manifest at `path` and, when `signature` asks for checks, first checks its
+/// detached signature `sig` over the bytes read (see the module docs), so an unsigned or
+/// changed manifest is not even parsed. Returns the manifest and, when checked, the subject
+/// of the certificate whose key signed it. Does not write.
+pub fn read_manifest(
+    path: &Path,
+    sig: &Path,
+    signature: &Signature,
+) -> Result<(Manifest, Option<String>), InstallError> {
+    let bytes = std::fs::read(path).map_err(|source| InstallError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let signed_by = match signature {
+        Signature::Unchecked => None,
+        #[cfg(feature = "authenticode")]
+        Signature::Verify(trust) => {
+            let signature = match std::fs::read(sig) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(InstallError::ManifestUnsigned {
+                        sig: sig.to_owned(),
+                        manifest: path.to_owned(),
+                    })
+                }
+                Err(source) => {
+                    return Err(InstallError::Read {
+                        path: sig.to_owned(),
+                        source,
+                    })
+                }
+            };
+            Some(
+                crate::authenticode::verify_detached(&bytes, &signature, trust).map_err(
+                    |source| InstallError::ManifestSignature {
+                        sig: sig.to_owned(),
+                        manifest: path.to_owned(),
+                        source,
+                    },
+                )?,
+            )
+        }
+    };
+    #[cfg(not(feature = "authenticode"))]
+    let _ = sig;
+    let text = std::str::from_utf8(&bytes).map_err(|_| InstallError::Manifest {
+        path: path.to_owned(),
+        source: ManifestError::NotText,
+    })?;
+    let manifest = Manifest::parse(text).map_err(|source| InstallError::Manifest {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((manifest, signed_by))
 }
 
 /// The image files of an update.
@@ -362,6 +474,50 @@ pub enum InstallError {
         root_hash: String,
         /// What differs.
         reason: String,
+    },
+    /// The manifest does not parse.
+    #[error("{path}: {source}", path = path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        source: ManifestError,
+    },
+    /// Signatures are checked and the manifest has none.
+    #[error(
+        "{sig}: missing: with --trust or Secure Boot on, {manifest} must be signed \
+         (openssl dgst -sha256 -sign db.key -out {sig} {manifest})",
+        sig = sig.display(), manifest = manifest.display()
+    )]
+    ManifestUnsigned {
+        /// The signature file looked for.
+        sig: PathBuf,
+        /// The manifest.
+        manifest: PathBuf,
+    },
+    /// The manifest's signature is refused.
+    #[cfg(feature = "authenticode")]
+    #[error("{sig}: the signature of {manifest} {source}", sig = sig.display(), manifest = manifest.display())]
+    ManifestSignature {
+        /// The signature file.
+        sig: PathBuf,
+        /// The manifest.
+        manifest: PathBuf,
+        /// Why.
+        source: crate::authenticode::DetachedError,
+    },
+    /// The manifest's version is not the signed kernel image's.
+    #[error(
+        "{path}: {uki_file} has IMAGE_VERSION {uki}, the manifest says version {manifest}",
+        path = path.display(), uki_file = crate::uki::UKI_FILE
+    )]
+    Version {
+        /// The BOOT image.
+        path: PathBuf,
+        /// The UKI's version (`none` when it has none).
+        uki: String,
+        /// The manifest's (`none` when it has none).
+        manifest: String,
     },
     /// The BOOT image's signed kernel image does not match the update.
     #[error("{path}: {source}")]
@@ -675,6 +831,15 @@ pub fn install<D: BlockIo + DropCache + Sync>(
     // asked, for this slot and this root hash, not older than the running one; HASH
     // carries that root hash. Nothing is written before this holds.
     let checked = check_boot(manifest, payload.path(Part::Boot), slot, &options.signature)?;
+    if checked.uki.version != manifest.version {
+        let show =
+            |v: &Option<Version>| v.as_ref().map_or_else(|| "none".into(), Version::to_string);
+        return Err(InstallError::Version {
+            path: payload.path(Part::Boot).to_owned(),
+            uki: show(&checked.uki.version),
+            manifest: show(&manifest.version),
+        });
+    }
     if !options.allow_downgrade {
         check_downgrade(disk, active, checked.uki.version.clone())?;
     }
@@ -838,6 +1003,16 @@ mod tests {
         assert_eq!((m.boot.size, m.root.size, m.hash.size), (10, 20, 30));
         assert_eq!(m.verity_root_hash, "abcd");
         assert_eq!(Manifest::parse(&m.render()).unwrap(), m);
+        assert_eq!(m.version, None);
+        let v = Manifest::parse(&format!("{text}version 2.10\n")).unwrap();
+        assert_eq!(
+            v.version.as_ref().map(Version::to_string).as_deref(),
+            Some("2.10")
+        );
+        assert!(v
+            .render()
+            .ends_with("verity-root-hash abcd\nversion 2.10\n"));
+        assert_eq!(Manifest::parse(&v.render()).unwrap(), v);
         let table: &[(&str, &str)] = &[
             ("boot 1 00\n", "digest"),
             ("boot x {D}\n", "size"),
@@ -847,6 +1022,8 @@ mod tests {
             ("boot 1 {D}\nroot 1 {D}\nverity-root-hash ab\n", "no hash"),
             ("verity-root-hash xyz\n", "not hex"),
             ("boot 1\n", "expected"),
+            ("version 1.x\n", "dotted"),
+            ("version 1\nversion 2\n", "version given twice"),
         ];
         for (text, want) in table {
             let err = Manifest::parse(&text.replace("{D}", D))

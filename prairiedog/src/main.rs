@@ -70,9 +70,14 @@ enum Command {
     },
     /// Write BOOT, ROOT and HASH images into the inactive slot, verified against a manifest.
     Install {
-        /// The manifest (`boot|root|hash <bytes> <blake3>`, `verity-root-hash <hex>`).
+        /// The manifest (`boot|root|hash <bytes> <blake3>`, `verity-root-hash <hex>`,
+        /// `version <v>`).
         #[arg(long)]
         manifest: PathBuf,
+        /// The manifest's detached signature (RSA PKCS#1 v1.5, SHA-256, by the db key),
+        /// checked whenever the kernel image's signature is [default: MANIFEST.sig].
+        #[arg(long, value_name = "FILE")]
+        manifest_sig: Option<PathBuf>,
         /// BOOT image.
         #[arg(long)]
         boot: PathBuf,
@@ -85,15 +90,16 @@ enum Command {
         /// Install even when the update's kernel image is older than the running slot's.
         #[arg(long)]
         allow_downgrade: bool,
-        /// Check the kernel image's signature against this certificate (PEM or DER;
-        /// repeatable) instead of the running machine's db.
+        /// Check the kernel image's and the manifest's signatures against this certificate
+        /// (PEM or DER; repeatable) instead of the running machine's db.
         #[arg(long = "trust", value_name = "CERT")]
         trust: Vec<PathBuf>,
         /// efivarfs to read SecureBoot, db and dbx from.
         #[arg(long, default_value = "/sys/firmware/efi/efivars")]
         efivars: PathBuf,
     },
-    /// Print a manifest for BOOT, ROOT and HASH images.
+    /// Print a manifest for BOOT, ROOT and HASH images (the version from the BOOT image's
+    /// kernel image); sign it with `openssl dgst -sha256 -sign db.key -out M.sig M`.
     Manifest {
         /// BOOT image.
         #[arg(long)]
@@ -355,6 +361,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         Command::Install {
             manifest,
+            manifest_sig,
             boot,
             root,
             hash,
@@ -362,21 +369,23 @@ fn run(cli: &Cli) -> Result<(), String> {
             trust,
             efivars,
         } => {
-            let text = std::fs::read_to_string(manifest)
-                .map_err(|e| format!("reading {}: {e}", manifest.display()))?;
-            let m = Manifest::parse(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
             let signature = match Trust::for_install(efivars, trust)
                 .map_err(|e| format!("finding the certificates to trust: {e}"))?
             {
                 Some(trust) => Signature::Verify(trust),
                 None => {
                     println!(
-                        "Secure Boot is off and no --trust given: the update's kernel image \
-                         signature is not checked"
+                        "Secure Boot is off and no --trust given: the signatures of the \
+                         update's kernel image and manifest are not checked"
                     );
                     Signature::Unchecked
                 }
             };
+            let sig = manifest_sig
+                .clone()
+                .unwrap_or_else(|| install::default_signature_path(manifest));
+            let (m, manifest_signer) =
+                install::read_manifest(manifest, &sig, &signature).map_err(|e| e.to_string())?;
             let (mut disk, active) = open(cli, true)?;
             let active = need_active(active)?;
             let payload = Payload {
@@ -390,6 +399,9 @@ fn run(cli: &Cli) -> Result<(), String> {
             };
             let report = install::install(&mut disk, active, &m, &payload, &options)
                 .map_err(|e| format!("installing into slot {}: {e}", active.other()))?;
+            if let Some(signer) = &manifest_signer {
+                println!("manifest signed by {signer}");
+            }
             if let Some(signer) = &report.signed_by {
                 println!("kernel image signed by {signer}");
             }

@@ -199,6 +199,16 @@ impl BootUki {
     }
 }
 
+/// What the UKI on the BOOT image `boot` (its bytes) says, signature not checked: what
+/// [`crate::install::Manifest::for_files`] takes the version from.
+pub fn read_boot_image(boot: &[u8]) -> Result<BootUki, UkiError> {
+    let whole = Region {
+        offset: 0,
+        len: boot.len() as u64,
+    };
+    parse_uki(&read_uki_file(&Bytes(boot), whole)?)
+}
+
 /// Checks that the UKI on the BOOT image `boot` is signed as `signature` asks, and boots
 /// `target` with `root_hash`; returns what it says.
 pub fn check_boot_image(

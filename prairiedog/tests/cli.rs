@@ -220,6 +220,15 @@ fn write_manifest(u: &Update) {
     std::fs::write(&u.manifest, text).unwrap();
 }
 
+/// Signs `u`'s manifest with `keys`' db key into `manifest.sig` beside it, the default
+/// `install` reads (`openssl dgst -sha256 -sign`, through the image builder's
+/// `sign_detached`).
+fn sign_manifest(u: &Update, keys: &KeySet) -> PathBuf {
+    let sig = u.manifest.with_file_name("manifest.sig");
+    secureboot::sign_detached(keys, &u.manifest, &sig).unwrap();
+    sig
+}
+
 /// `install` of `u` into slot B of `disk`, with no UEFI variables (`--efivars` names a
 /// folder that does not exist: Secure Boot off, so nothing is trusted unless a test adds
 /// `--trust`), whatever the machine running the tests has.
@@ -651,6 +660,8 @@ fn kernel_image_signatures_are_checked_before_anything_is_written() {
             boot_image_with(d, "boot.img", &u.uki, 512);
             write_manifest(&u);
         }
+        // The manifest is signed by the trusted key in every case: only the UKI differs.
+        sign_manifest(&u, &ours);
         let vars = if secure_boot {
             let revoked = case.starts_with("revoked").then_some(u.uki.as_path());
             efivars_with(d, &ours.db.cert, revoked)
@@ -688,4 +699,168 @@ fn kernel_image_signatures_are_checked_before_anything_is_written() {
             }
         }
     }
+}
+
+/// The manifest's signature (`manifest.sig`, RSA PKCS#1 v1.5 SHA-256 by the db key),
+/// checked whenever the UKI's is, with the same certificates, before anything is written.
+/// Every signature here is made by `openssl dgst -sha256 -sign` and `openssl dgst
+/// -sha256 -verify` gives the same verdict as `install` on each manifest and signature.
+/// A manifest changed after signing (a digest, a size, the version, the root hash, a
+/// comment), signed by a key not trusted, or unsigned is refused with one line naming the
+/// signature file, and the disk stays byte for byte as it was; without Secure Boot or
+/// `--trust` nothing is checked and the one-line notice says so.
+#[test]
+fn manifest_signatures_are_checked_before_anything_is_written() {
+    let keys = tempfile::tempdir().unwrap();
+    let ours = KeySet::create(&keys.path().join("ours"), "Ours", None).unwrap();
+    let other = KeySet::create(&keys.path().join("other"), "Other", None).unwrap();
+    let trusted = ours.db.cert.to_str().unwrap().to_owned();
+    // How the trust is given: --trust, Secure Boot db in efivarfs, or none.
+    #[derive(Clone, Copy, PartialEq)]
+    enum By {
+        Flag,
+        Db,
+        Nothing,
+    }
+    let bad = "manifest.sig: the signature of ";
+    let not_verified = "does not verify with any trusted certificate's key";
+    // (case, trust, expected: Ok(stdout) or Err(stderr))
+    let cases: [(&str, By, Result<&str, &str>); 14] = [
+        ("signed", By::Flag, Ok("manifest signed by CN=Ours Secure Boot db")),
+        ("signed", By::Db, Ok("manifest signed by CN=Ours Secure Boot db")),
+        ("--manifest-sig", By::Flag, Ok("manifest signed by CN=Ours")),
+        ("boot digest", By::Flag, Err(not_verified)),
+        ("root size", By::Flag, Err(not_verified)),
+        ("version", By::Db, Err(not_verified)),
+        ("root hash", By::Flag, Err(not_verified)),
+        ("comment", By::Flag, Err(not_verified)),
+        ("other key", By::Flag, Err(not_verified)),
+        ("other key", By::Db, Err(not_verified)),
+        ("missing", By::Flag, Err("manifest.sig: missing: with --trust or Secure Boot on")),
+        ("missing", By::Db, Err("manifest.sig: missing: with --trust or Secure Boot on")),
+        ("missing", By::Nothing, Ok("Secure Boot is off and no --trust given: the signatures of the update's kernel image and manifest are not checked")),
+        ("other key", By::Nothing, Ok("are not checked")),
+    ];
+    for (case, by, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let img = make_image(d, "d.img", 512, w(2, 0, 1, 0), w(1, 0, 1, 0));
+        let u = make_update_with(d, "IMAGE_VERSION=2.1\n", Some(&ours));
+        let text = std::fs::read_to_string(&u.manifest).unwrap();
+        assert!(text.ends_with("version 2.1\n"), "{text}");
+        let signer = if case == "other key" { &other } else { &ours };
+        let mut sig = sign_manifest(&u, signer);
+        // Changed after signing; each edit still parses.
+        let edited = match case {
+            "boot digest" => {
+                let line = text.lines().next().unwrap();
+                let (head, digest) = line.rsplit_once(' ').unwrap();
+                let flipped = if digest.starts_with('0') { "1" } else { "0" };
+                text.replacen(line, &format!("{head} {flipped}{}", &digest[1..]), 1)
+            }
+            "root size" => text.replacen("root 1048576 ", "root 1048577 ", 1),
+            "version" => text.replacen("version 2.1\n", "version 2.2\n", 1),
+            "root hash" => text.replacen(&u.root_hash, &"00".repeat(32), 1),
+            "comment" => format!("# release 2.1\n{text}"),
+            _ => text.clone(),
+        };
+        assert!(case != "boot digest" || edited != text);
+        std::fs::write(&u.manifest, &edited).unwrap();
+        if case == "missing" {
+            std::fs::remove_file(&sig).unwrap();
+        }
+        if case == "--manifest-sig" {
+            let elsewhere = d.join("elsewhere.sig");
+            std::fs::rename(&sig, &elsewhere).unwrap();
+            sig = elsewhere;
+        }
+        // The peer tool's verdict on the same files, whenever there is a signature.
+        if case != "missing" {
+            let peer = secureboot::verifies_detached(&u.manifest, &sig, &ours.db.cert).unwrap();
+            assert_eq!(
+                peer,
+                matches!(case, "signed" | "--manifest-sig"),
+                "{case}: openssl"
+            );
+            if by != By::Nothing {
+                assert_eq!(peer, want.is_ok(), "{case}: install and openssl disagree");
+            }
+        }
+        let vars = match by {
+            By::Db => efivars_with(d, &ours.db.cert, None),
+            _ => PathBuf::from("/nonexistent/efivars"),
+        };
+        let mut args: Vec<String> = install_args(&u, img.to_str().unwrap())
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        args[2] = vars.to_str().unwrap().to_owned();
+        if by == By::Flag {
+            args.extend(["--trust".to_owned(), trusted.clone()]);
+        }
+        if case == "--manifest-sig" {
+            args.extend([
+                "--manifest-sig".to_owned(),
+                sig.to_str().unwrap().to_owned(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let before = std::fs::read(&img).unwrap();
+        match want {
+            Ok(line) => {
+                let out = ok(&args);
+                assert!(out.contains(line), "{case}: {out}");
+                assert!(out.contains("into slot B"), "{case}: {out}");
+                assert_eq!(status(&img)["slots"]["B"]["tries"], 1, "{case}");
+            }
+            Err(line) => {
+                let err = fails(&args);
+                assert!(err.contains(line), "{case}: {err}");
+                assert_eq!(err.lines().count(), 1, "{case}: one line: {err}");
+                assert!(
+                    err.starts_with(&format!("prairiedog: {}", sig.display())),
+                    "{case}: names the signature file: {err}"
+                );
+                if line == not_verified {
+                    assert!(err.contains(bad), "{case}: {err}");
+                }
+                assert!(
+                    std::fs::read(&img).unwrap() == before,
+                    "{case}: the disk changed"
+                );
+            }
+        }
+    }
+}
+
+/// The manifest's version is the UKI's: `prairiedog manifest` writes the UKI's
+/// `IMAGE_VERSION=` (none without one), and a manifest that names another version, even
+/// correctly signed, is refused before anything is written.
+#[test]
+fn the_manifest_version_is_the_kernel_image_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let img = make_image(d, "d.img", 512, w(2, 0, 1, 0), w(1, 0, 1, 0));
+    let u = make_update_version(d, "NAME=x\nIMAGE_VERSION=\"3.0.1\"\n");
+    let text = std::fs::read_to_string(&u.manifest).unwrap();
+    assert!(text.ends_with("version 3.0.1\n"), "{text}");
+    for (edit, want) in [
+        (
+            "version 3.0.2\n",
+            "IMAGE_VERSION 3.0.1, the manifest says version 3.0.2",
+        ),
+        ("", "IMAGE_VERSION 3.0.1, the manifest says version none"),
+    ] {
+        std::fs::write(&u.manifest, text.replace("version 3.0.1\n", edit)).unwrap();
+        let before = std::fs::read(&img).unwrap();
+        let err = fails(&install_args(&u, img.to_str().unwrap()));
+        assert!(err.contains(want), "{edit:?}: {err}");
+        assert!(std::fs::read(&img).unwrap() == before, "{edit:?}");
+    }
+    let plain = d.join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let u = make_update_version(&plain, "NAME=x\n");
+    let text = std::fs::read_to_string(&u.manifest).unwrap();
+    assert!(!text.contains("version"), "{text}");
+    ok(&install_args(&u, img.to_str().unwrap()));
 }

@@ -142,7 +142,13 @@ fn signed_by_dev_db(image: &[u8], dir: &Path) -> bool {
     liftoff_image::secureboot::verifies(&path, &keys.db.cert).unwrap()
 }
 
-const PAYLOAD_FILES: [&str; 4] = ["boot.img", "root.img", "hash.img", "manifest"];
+const PAYLOAD_FILES: [&str; 5] = [
+    "boot.img",
+    "root.img",
+    "hash.img",
+    "manifest",
+    "manifest.sig",
+];
 
 /// Builds the disk and the payloads (for `slot`) of `root` with `extra` options; returns the
 /// image's and the payload's JSON. The payload's UKI names the disk's BOOT partition of
@@ -228,9 +234,16 @@ fn same_inputs_same_bytes() {
         assert_eq!(a.0, b.0, "{fs}: the same tree made in another order");
         assert_eq!(a.0, c.0, "{fs}: the tarball of the tree");
         assert_eq!(a.1["root_hash"], c.1["root_hash"]);
-        for (i, what) in ["disk", "boot.img", "root.img", "hash.img", "manifest"]
-            .iter()
-            .enumerate()
+        for (i, what) in [
+            "disk",
+            "boot.img",
+            "root.img",
+            "hash.img",
+            "manifest",
+            "manifest.sig",
+        ]
+        .iter()
+        .enumerate()
         {
             assert_ne!(a.0[i], d.0[i], "{fs}: another seed, the same {what}");
         }
@@ -499,20 +512,35 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     assert_eq!(
         manifest,
         format!(
-            "boot {} {}\nroot {} {}\nhash {} {}\nverity-root-hash {root_hash}\n",
+            "boot {} {}\nroot {} {}\nhash {} {}\nverity-root-hash {root_hash}\nversion {}\n",
             json["boot"]["bytes"],
             json["boot"]["blake3"].as_str().unwrap(),
             json["root"]["bytes"],
             json["root"]["blake3"].as_str().unwrap(),
             json["hash"]["bytes"],
             json["hash"]["blake3"].as_str().unwrap(),
+            liftoff_image::build::DEFAULT_VERSION,
         )
+    );
+    // The manifest's signature, made with the db key, as the peer tool checks it.
+    let (keys, _) = KeySet::development().unwrap();
+    assert_eq!(json["manifest_sig"], s(&pb.join("manifest.sig")));
+    assert!(
+        liftoff_image::secureboot::verifies_detached(
+            &pb.join("manifest"),
+            &pb.join("manifest.sig"),
+            &keys.db.cert
+        )
+        .unwrap(),
+        "openssl dgst -verify refuses the builder's manifest.sig"
     );
     let prairiedog = host_binary("prairiedog", "prairiedog");
     let install = || {
         Command::new(&prairiedog)
             .args(["--disk", s(&disk), "--active", "A", "install", "--manifest"])
             .arg(pb.join("manifest"))
+            .args(["--efivars", "/nonexistent/efivars", "--trust"])
+            .arg(&keys.db.cert)
             .arg("--boot")
             .arg(pb.join("boot.img"))
             .arg("--root")
@@ -524,6 +552,8 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     };
     let out = install();
     assert!(out.status.success(), "prairiedog install: {out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("manifest signed by CN="), "{stdout}");
     assert_eq!(attributes(&disk, disk::BOOT_B), word(0, 1, false, 0));
     let uki = fat_file(&disk, extent(&image_json, disk::BOOT_B).0, "liftoff.efi");
     let cmdline = String::from_utf8_lossy(section(&uki, ".cmdline")).into_owned();

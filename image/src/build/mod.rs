@@ -18,9 +18,12 @@
 //!
 //! A folder with `boot.img` (the BOOT partition's FAT image for the slot the update goes to,
 //! holding its signed unified kernel image),
-//! `root.img`, `hash.img` and `manifest` (`boot|root|hash <bytes> <blake3>` and
-//! `verity-root-hash <hex>`, made by `prairiedog`'s own [`prairiedog::install::Manifest::for_files`]), exactly the
-//! arguments of `prairiedog install --manifest --boot --root --hash`.
+//! `root.img`, `hash.img`, `manifest` (`boot|root|hash <bytes> <blake3>`,
+//! `verity-root-hash <hex>` and `version <v>`, made by `prairiedog`'s own
+//! [`prairiedog::install::Manifest::for_files`]) and `manifest.sig` (the manifest signed with
+//! the db key, [`crate::secureboot::sign_detached`]), exactly the arguments of
+//! `prairiedog install --manifest --boot --root --hash`, which reads `manifest.sig` beside
+//! the manifest.
 //!
 //! # Steps
 //!

@@ -1,5 +1,5 @@
 //! Update payloads: the files `prairiedog install` takes (`boot.img`, `root.img`,
-//! `hash.img` and the BLAKE3 `manifest`) for one slot, made from a root tree
+//! `hash.img`, the BLAKE3 `manifest` and its db-key signature `manifest.sig`) for one slot, made from a root tree
 //! ([`build_payloads`]) or from an existing root image ([`write_payloads`]).
 
 use std::path::{Path, PathBuf};
@@ -36,12 +36,14 @@ pub struct BuiltPayloads {
     pub root: PayloadFile,
     pub hash: PayloadFile,
     pub manifest: PathBuf,
+    /// The manifest's detached signature by the db key ([`crate::secureboot::sign_detached`]).
+    pub manifest_sig: PathBuf,
     /// The BOOT image's kernel command line.
     pub cmdline: String,
 }
 
 /// Writes the update payloads of `spec` for `slot` into `out_dir` (created if missing; only
-/// the four payload files in it are replaced).
+/// the five payload files in it are replaced).
 pub fn build_payloads(
     spec: &ImageSpec,
     slot: Slot,
@@ -75,7 +77,7 @@ pub struct PayloadSpec<'a> {
     /// same root hash as a disk of the same version.
     pub seed: &'a str,
     pub boot: &'a BootSpec,
-    /// Signs the slot's unified kernel image.
+    /// Signs the slot's unified kernel image and the manifest.
     pub keys: &'a KeySet,
     /// The unique GUID of the BOOT partition the payload goes to, when known: it names the
     /// boot disk on the command line (`liftoff.boot_partuuid=`).
@@ -87,7 +89,7 @@ pub struct PayloadSpec<'a> {
 }
 
 /// Writes the payloads for an existing root file system image `root` (copied, not moved)
-/// into `out_dir`: its verity tree, the BOOT image and the manifest.
+/// into `out_dir`: its verity tree, the BOOT image, the manifest and its signature.
 pub fn write_payloads(
     spec: &PayloadSpec<'_>,
     root: &Path,
@@ -158,8 +160,16 @@ pub fn write_payloads(
     let manifest = Manifest::for_files(&payload, &root_hash).map_err(BuildError::Manifest)?;
     std::fs::write(staged("manifest"), manifest.render())
         .map_err(io_err(format!("writing {}", staged("manifest").display())))?;
+    progress("signing the manifest with the db key");
+    crate::secureboot::sign_detached(spec.keys, &staged("manifest"), &staged("manifest.sig"))?;
     std::fs::create_dir_all(out_dir).map_err(io_err(format!("creating {}", out_dir.display())))?;
-    for name in ["boot.img", "root.img", "hash.img", "manifest"] {
+    for name in [
+        "boot.img",
+        "root.img",
+        "hash.img",
+        "manifest",
+        "manifest.sig",
+    ] {
         let dest = out_dir.join(name);
         std::fs::rename(staged(name), &dest)
             .map_err(io_err(format!("renaming to {}", dest.display())))?;
@@ -177,6 +187,7 @@ pub fn write_payloads(
         root: file("root.img", manifest.root),
         hash: file("hash.img", manifest.hash),
         manifest: out_dir.join("manifest"),
+        manifest_sig: out_dir.join("manifest.sig"),
         cmdline,
     })
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `PK.crt`, `PK.key` | owns the platform: enrolling PK ends setup mode |
 //! | `KEK.crt`, `KEK.key` | may update db and dbx from a running system |
-//! | `db.crt`, `db.key` | signs shim, GRUB and every unified kernel image; the one key a build uses |
+//! | `db.crt`, `db.key` | signs shim, GRUB, every unified kernel image and every payload manifest; the one key a build uses |
 //!
 //! Only `db.key` is needed to build images; PK and KEK private keys belong in a vault (or an
 //! HSM) and are never read by a build. [`KeySet::create`] makes a set (RSA 2048, SHA-256,

@@ -80,6 +80,56 @@ pub fn sign(keys: &KeySet, input: &Path, output: &Path) -> Result<(), ImageError
     Ok(())
 }
 
+/// Signs the bytes of `file` (an update manifest) with the key set's db key into `sig`: a
+/// detached RSA PKCS#1 v1.5 SHA-256 signature, the raw bytes `openssl dgst -sha256 -sign`
+/// writes, which `prairiedog install` checks with the db certificate
+/// (`prairiedog::authenticode::detached`). The private key is used by openssl only, as by
+/// sbsign, so a key an operator keeps behind an openssl provider works here too. PKCS#1
+/// v1.5 signatures are deterministic: the same manifest and key give the same bytes.
+pub fn sign_detached(keys: &KeySet, file: &Path, sig: &Path) -> Result<(), ImageError> {
+    run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(&keys.db.key)
+        .arg("-out")
+        .arg(sig)
+        .arg(file))
+}
+
+/// Whether `sig` is a detached signature of `file` by `cert`'s key, as `openssl dgst
+/// -sha256 -verify` (the peer tool of `prairiedog install`'s check) sees it.
+pub fn verifies_detached(file: &Path, sig: &Path, cert: &Path) -> Result<bool, ImageError> {
+    let key = Command::new("openssl")
+        .args(["x509", "-pubkey", "-noout", "-in"])
+        .arg(cert)
+        .output()
+        .map_err(io_err("running openssl x509 -pubkey"))?;
+    if !key.status.success() {
+        return Err(ImageError::Tool {
+            command: format!("openssl x509 -pubkey -in {}", cert.display()),
+            output: String::from_utf8_lossy(&key.stderr).into_owned(),
+        });
+    }
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify", "/dev/stdin", "-signature"])
+        .arg(sig)
+        .arg(file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(io_err("running openssl dgst -verify"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin
+            .write_all(&key.stdout)
+            .map_err(io_err("writing the public key to openssl dgst -verify"))?;
+    }
+    let status = child
+        .wait()
+        .map_err(io_err("waiting for openssl dgst -verify"))?;
+    Ok(status.success())
+}
+
 /// Sets the COFF header's time stamp and the optional header's checksum (which covers the
 /// time stamp) of the PE image at `path` to 0: objcopy writes the current time there,
 /// which would make every build different. Authenticode leaves the checksum out of the

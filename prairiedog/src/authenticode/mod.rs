@@ -31,10 +31,13 @@
 //! 6. `dbx`: an image whose digest is listed (`EFI_CERT_SHA256_GUID`) is revoked, and so
 //!    is a signer or issuing certificate listed as `EFI_CERT_X509_GUID`.
 //!
+//! [`detached`] checks the update manifest's detached signature with the same trust.
+//!
 //! Every parser here takes untrusted bytes (an update payload): lengths are checked, no
 //! panics, and a refusal names the step that failed.
 
 pub mod der;
+pub mod detached;
 pub mod trust;
 pub mod x509;
 
@@ -42,6 +45,7 @@ use sha2::{Digest, Sha256};
 
 use crate::pe::{PeError, PeInfo};
 use der::{tag, DerError, Reader};
+pub use detached::{verify_detached, DetachedError};
 pub use trust::{Trust, TrustError};
 use x509::{Certificate, KeyError};
 

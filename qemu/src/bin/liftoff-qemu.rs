@@ -587,6 +587,7 @@ fn payload_json(args: &BuildArgs, built: &BuiltPayloads) -> serde_json::Value {
         "salt": built.salt,
         "cmdline": built.cmdline,
         "manifest": built.manifest,
+        "manifest_sig": built.manifest_sig,
         "boot": file(&built.boot),
         "root": file(&built.root),
         "hash": file(&built.hash),
@@ -640,6 +641,7 @@ fn run_payload(args: &BuildArgs) -> Result<(), String> {
         text.push_str(&format!("slot       {}\n", built.slot.name()));
         text.push_str(&format!("root hash  {}\n", built.root_hash));
         text.push_str(&format!("manifest   {}\n", built.manifest.display()));
+        text.push_str(&format!("signature  {}\n", built.manifest_sig.display()));
         for f in [&built.boot, &built.root, &built.hash] {
             text.push_str(&format!(
                 "{} {} bytes blake3 {}\n",
