@@ -1,6 +1,7 @@
 //! The update of issue 8, end to end through firmware and GRUB: a running v1 host (slot A,
 //! systemd) installs v2's payloads from a second disk into slot B with `prairiedog install`,
-//! runs `prairiedog upgrade-to-inactive` and reboots; GRUB boots B, Liftoff's PID 1 spends
+//! runs `prairiedog upgrade-to-inactive` and reboots (a forged manifest is refused first,
+//! against the firmware's db); GRUB boots B, Liftoff's PID 1 spends
 //! B's try, opens v2's verified root and hands off to containerd, and containerd's answer
 //! marks B successful. A stays as the fallback.
 
@@ -39,6 +40,16 @@ const UPDATE_SCRIPT: &str = "#!/bin/sh
 set -e
 mkdir -p /run/payload
 mount -o ro /dev/vdb /run/payload
+# A forged manifest (a line added after signing) is refused against this machine's db.
+mkdir -p /run/forged
+cp /run/payload/manifest.sig /run/forged/manifest.sig
+{ cat /run/payload/manifest; echo '# forged'; } > /run/forged/manifest
+if prairiedog install --manifest /run/forged/manifest --boot /run/payload/boot.img \\
+  --root /run/payload/root.img --hash /run/payload/hash.img; then
+  echo LIFTOFF-FORGED-INSTALLED
+  exit 1
+fi
+echo LIFTOFF-FORGED-REFUSED
 prairiedog install --manifest /run/payload/manifest --boot /run/payload/boot.img \\
   --root /run/payload/root.img --hash /run/payload/hash.img
 prairiedog upgrade-to-inactive
@@ -208,6 +219,17 @@ fn update(arch: Arch) {
     vm.wait_for_text("LIFTOFF-UPDATE-INSTALLED", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    // Under Secure Boot the guest's prairiedog checks the update against the firmware's db:
+    // the forged manifest was refused before a write, the real one and its UKI verified.
+    let console = vm.lines().join("\n");
+    for line in [
+        "/run/forged/manifest.sig: the signature of /run/forged/manifest does not verify",
+        "LIFTOFF-FORGED-REFUSED",
+        "kernel image signed by CN=",
+        "manifest signed by CN=",
+    ] {
+        assert!(console.contains(line), "{line:?}: {}", config.log.display());
+    }
     // B is next with one try; A is the fallback.
     assert_eq!(
         attributes(&disk.path, disk::BOOT_B) & (0xff << 48 | 1 << 56),
