@@ -1,7 +1,7 @@
 //! The update of issue 8, end to end through firmware and GRUB: a running v1 host (slot A,
 //! systemd) installs v2's payloads from a second disk into slot B with `prairiedog install`,
-//! runs `prairiedog upgrade-to-inactive` and reboots (a forged manifest is refused first,
-//! against the firmware's db); GRUB boots B, Liftoff's PID 1 spends
+//! runs `prairiedog upgrade-to-inactive` and reboots (a forged manifest and a UKI changed
+//! after signing are refused first, against the firmware's db); GRUB boots B, Liftoff's PID 1 spends
 //! B's try, opens v2's verified root and hands off to containerd, and containerd's answer
 //! marks B successful. A stays as the fallback.
 
@@ -45,6 +45,12 @@ mkdir -p /run/forged
 cp /run/payload/manifest.sig /run/forged/manifest.sig
 { cat /run/payload/manifest; echo '# forged'; } > /run/forged/manifest
 if prairiedog install --manifest /run/forged/manifest --boot /run/payload/boot.img \\
+  --root /run/payload/root.img --hash /run/payload/hash.img; then
+  echo LIFTOFF-FORGED-INSTALLED
+  exit 1
+fi
+# So is a UKI changed after signing: it no longer has the signed manifest's digest.
+if prairiedog install --manifest /run/payload/manifest --boot /run/payload/forged-boot.img \\
   --root /run/payload/root.img --hash /run/payload/hash.img; then
   echo LIFTOFF-FORGED-INSTALLED
   exit 1
@@ -161,6 +167,13 @@ fn payload_disk(
     .unwrap_or_else(|e| panic!("{e}"));
     std::fs::remove_file(&root).unwrap();
     assert_eq!(payloads.root_hash, v2.disk.root_hash);
+    // A forged BOOT image: one hex digit of the root hash in the UKI's command line changed
+    // after signing.
+    let mut forged = std::fs::read(dir.join("boot.img")).unwrap();
+    let key = b"liftoff.roothash=";
+    let at = forged.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    forged[at] = if forged[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(dir.join("forged-boot.img"), forged).unwrap();
     let size: u64 = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
@@ -224,6 +237,7 @@ fn update(arch: Arch) {
     let console = vm.lines().join("\n");
     for line in [
         "/run/forged/manifest.sig: the signature of /run/forged/manifest does not verify",
+        "/run/payload/forged-boot.img has BLAKE3",
         "LIFTOFF-FORGED-REFUSED",
         "kernel image signed by CN=",
         "manifest signed by CN=",
