@@ -17,9 +17,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use liftoff_init::health::{self, Failure};
+
+/// Held while a test spawns processes or needs a listener socket to be closed for good: a
+/// process forked by one test thread holds a copy of every descriptor the other has open
+/// until it execs, so a listener "closed" at that moment still takes a connection, which
+/// is then reset (seen once in CI as "Connection reset by peer").
+static FORKS: Mutex<()> = Mutex::new(());
 
 /// Stops containerd and removes its directory however the test ends.
 struct Containerd {
@@ -102,8 +109,10 @@ fn start(bin: &Path) -> Containerd {
 #[test]
 fn containerd_answers_with_the_version_it_prints() {
     let bin = containerd_binary();
+    let forks = FORKS.lock().unwrap_or_else(|e| e.into_inner());
     let (version, revision) = reported_version(&bin);
     let mut containerd = start(&bin);
+    drop(forks);
     let socket = containerd.dir.join("sock");
 
     let started = Instant::now();
@@ -169,6 +178,7 @@ fn a_socket_nobody_listens_on_is_refused_at_once() {
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("sock");
     // A socket file whose listener is gone, as after containerd died.
+    let _forks = FORKS.lock().unwrap_or_else(|e| e.into_inner());
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     let t = Instant::now();
     let e = health::version(&socket, Duration::from_secs(2)).unwrap_err();
