@@ -33,7 +33,6 @@
 //!
 //! docs/luks2.md explains the choices and how the tests compare with cryptsetup.
 
-pub mod base64;
 pub mod crypto;
 pub mod error;
 pub mod header;

@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::base64;
 use crate::error::MetadataError;
 use crate::json::{Object, Value};
+use verity::base64;
 
 /// Most keyslots and tokens LUKS2 allows (cryptsetup's `LUKS2_KEYSLOTS_MAX`,
 /// `LUKS2_TOKENS_MAX`).

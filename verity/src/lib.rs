@@ -29,6 +29,7 @@
 //! The library never writes to a data device, and is built without unwrap, indexing or
 //! panics so that untrusted superblocks cannot take PID 1 down.
 
+pub mod base64;
 pub mod device;
 pub mod geometry;
 pub mod hex;

@@ -189,7 +189,7 @@ pub fn pem_certificates(text: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
         match (&mut body, line) {
             (None, "-----BEGIN CERTIFICATE-----") => body = Some(String::new()),
             (Some(b), "-----END CERTIFICATE-----") => {
-                out.push(base64(b).ok_or("PEM with bad base64")?);
+                out.push(verity::base64::decode(b).ok_or("PEM with bad base64")?);
                 body = None;
             }
             (Some(b), l) => b.push_str(l),
@@ -205,62 +205,9 @@ pub fn pem_certificates(text: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
     Ok(out)
 }
 
-/// Standard base64 with padding (RFC 4648 section 4); `None` on anything else.
-fn base64(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    };
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    let quads = bytes.len() / 4;
-    for (i, quad) in bytes.chunks_exact(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|c| **c == b'=').count();
-        if pad > 2 || (pad > 0 && i + 1 != quads) {
-            return None;
-        }
-        let mut n = 0u32;
-        for c in quad.get(..4 - pad)? {
-            n = (n << 6) | value(*c)?;
-        }
-        n <<= 6 * pad as u32;
-        let three = n.to_be_bytes();
-        out.extend_from_slice(three.get(1..4 - pad)?);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_vectors() {
-        // RFC 4648 section 10.
-        for (plain, coded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(coded).unwrap(), plain.as_bytes(), "{coded}");
-        }
-        for bad in ["Zg=", "Z===", "Zg==Zg==", "Zm9*", "Zm9v\n"] {
-            assert_eq!(base64(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn pem_blocks() {

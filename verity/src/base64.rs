@@ -1,5 +1,6 @@
-//! Base64 (RFC 4648, standard alphabet, with padding): how LUKS2 metadata writes salts and
-//! digests. Decoding refuses anything but canonical padded text, so a value reads back to
+//! Base64 (RFC 4648, standard alphabet, with padding), the workspace's one codec beside
+//! [`crate::hex`]: how LUKS2 metadata writes salts and digests, and what PEM certificates
+//! hold. Decoding refuses anything but canonical padded text, so a value reads back to
 //! the same bytes it was written from.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn refuses_non_canonical() {
         for bad in [
-            "Zg=", "Zg", "Zh==", "Zm9=", "Z===", "Zg==Zg==", "Zm9v!", "Zm 9",
+            "Zg=", "Zg", "Zh==", "Zm9=", "Z===", "Zg==Zg==", "Zm9v!", "Zm 9", "Zm9*", "Zm9v\n",
         ] {
             assert_eq!(decode(bad), None, "{bad}");
         }
