@@ -114,12 +114,12 @@ pub fn derive(kdf: &Kdf, secret: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>
             cpus,
             salt,
         } => {
-            let (alg, name) = match kind {
-                Argon2Type::Argon2i => (argon2::Algorithm::Argon2i, "argon2i"),
-                Argon2Type::Argon2id => (argon2::Algorithm::Argon2id, "argon2id"),
+            let alg = match kind {
+                Argon2Type::Argon2i => argon2::Algorithm::Argon2i,
+                Argon2Type::Argon2id => argon2::Algorithm::Argon2id,
             };
             let bad = |e: argon2::Error| Error::Kdf {
-                kdf: name,
+                kdf: kind.name(),
                 detail: e.to_string(),
             };
             let params = argon2::Params::new(*memory, *time, *cpus, Some(len)).map_err(bad)?;

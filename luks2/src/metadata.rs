@@ -57,6 +57,16 @@ pub enum Argon2Type {
     Argon2id,
 }
 
+impl Argon2Type {
+    /// The name in the metadata's `kdf.type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Argon2Type::Argon2i => "argon2i",
+            Argon2Type::Argon2id => "argon2id",
+        }
+    }
+}
+
 /// A keyslot's key derivation function (spec section 3.2, "kdf").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kdf {
@@ -581,11 +591,7 @@ fn keyslot_json(k: &Keyslot) -> Value {
             cpus,
             salt,
         } => {
-            let name = match kind {
-                Argon2Type::Argon2i => "argon2i",
-                Argon2Type::Argon2id => "argon2id",
-            };
-            kdf.insert("type", Value::str(name));
+            kdf.insert("type", Value::str(kind.name()));
             kdf.insert("time", Value::int(u64::from(*time)));
             kdf.insert("memory", Value::int(u64::from(*memory)));
             kdf.insert("cpus", Value::int(u64::from(*cpus)));
