@@ -535,6 +535,17 @@ fn console_has(b: &Boot, text: &str) -> bool {
     b.vm.lines().iter().any(|l| l.contains(text))
 }
 
+/// Asserts that each of `lines` is on the console, naming the first missing one and the log.
+fn assert_console_has(b: &Boot, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            console_has(b, line),
+            "{line:?} missing; log {}",
+            b.vm.log_path().display()
+        );
+    }
+}
+
 /// The console the kernel chose: ttyS0 named on x86_64; on aarch64 no `console=` at all,
 /// and the kernel took the firmware's ACPI SPCR table (the PL011 under AAVMF), whose lines
 /// (the kernel's, PID 1's, the probe's) are what this test reads.
@@ -898,18 +909,15 @@ fn vm_x86_64_firmware_rewrites_a_broken_grubenv() {
     b.vm.wait_for_text("slot B must boot instead: rebooting", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    for line in [
-        "liftoff-grub: cannot read (hd0,gpt1)/grubenv, booting slot A",
-        "liftoff-grub: booting slot A from (hd0,gpt2)",
-        "liftoff-grub: cannot write (hd0,gpt1)/grubenv",
-        "grubenv was torn",
-    ] {
-        assert!(
-            console_has(&b, line),
-            "{line:?} missing; log {}",
-            b.vm.log_path().display()
-        );
-    }
+    assert_console_has(
+        &b,
+        &[
+            "liftoff-grub: cannot read (hd0,gpt1)/grubenv, booting slot A",
+            "liftoff-grub: booting slot A from (hd0,gpt2)",
+            "liftoff-grub: cannot write (hd0,gpt1)/grubenv",
+            "grubenv was torn",
+        ],
+    );
     assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
 
     b.restart("console-2");
@@ -971,17 +979,14 @@ fn reboots_when_nothing_boots(arch: Arch) {
         },
     );
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    for line in [
-        "liftoff-grub: slot B has no kernel on (hd0,gpt5)",
-        "liftoff-grub: slot A has no kernel on (hd0,gpt2)",
-        "liftoff-grub: no slot can boot, rebooting",
-    ] {
-        assert!(
-            console_has(&b, line),
-            "{line:?} missing; log {}",
-            b.vm.log_path().display()
-        );
-    }
+    assert_console_has(
+        &b,
+        &[
+            "liftoff-grub: slot B has no kernel on (hd0,gpt5)",
+            "liftoff-grub: slot A has no kernel on (hd0,gpt2)",
+            "liftoff-grub: no slot can boot, rebooting",
+        ],
+    );
     assert!(!console_has(&b, "Linux version"));
     println!(
         "GRUB gave up and reset after {:.1} s",
@@ -1273,19 +1278,16 @@ fn refuses_a_tampered_kernel(arch: Arch) {
         },
     );
     let r = report(&mut b);
-    for line in [
-        "liftoff-grub: booting slot A from (hd0,gpt2)",
-        "error: bad shim signature.",
-        "liftoff-grub: slot A: (hd0,gpt2)/liftoff.efi refused (signature) or unreadable",
-        "liftoff-grub: booting slot B from (hd0,gpt5)",
-        "Secure boot enabled",
-    ] {
-        assert!(
-            console_has(&b, line),
-            "{line:?}: {}",
-            b.vm.log_path().display()
-        );
-    }
+    assert_console_has(
+        &b,
+        &[
+            "liftoff-grub: booting slot A from (hd0,gpt2)",
+            "error: bad shim signature.",
+            "liftoff-grub: slot A: (hd0,gpt2)/liftoff.efi refused (signature) or unreadable",
+            "liftoff-grub: booting slot B from (hd0,gpt5)",
+            "Secure boot enabled",
+        ],
+    );
     assert_runs_slot(&b, &r, Slot::B);
     assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 0));
@@ -1325,17 +1327,14 @@ fn refuses_both(arch: Arch, test: &str, a: Tamper, b_tamper: Tamper) {
             .filter(|l| l.contains("error: bad shim signature."))
             .count();
     assert_eq!(refusals, 2, "{}", b.vm.log_path().display());
-    for line in [
-        "liftoff-grub: slot A: (hd0,gpt2)/liftoff.efi refused (signature) or unreadable",
-        "liftoff-grub: slot B: (hd0,gpt5)/liftoff.efi refused (signature) or unreadable",
-        "liftoff-grub: no slot can boot, rebooting",
-    ] {
-        assert!(
-            console_has(&b, line),
-            "{line:?}: {}",
-            b.vm.log_path().display()
-        );
-    }
+    assert_console_has(
+        &b,
+        &[
+            "liftoff-grub: slot A: (hd0,gpt2)/liftoff.efi refused (signature) or unreadable",
+            "liftoff-grub: slot B: (hd0,gpt5)/liftoff.efi refused (signature) or unreadable",
+            "liftoff-grub: no slot can boot, rebooting",
+        ],
+    );
     assert!(!console_has(&b, "Linux version"));
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
@@ -1457,16 +1456,13 @@ fn refuses_command_lines_it_did_not_sign(arch: Arch) {
 
     b.restart("console-2");
     let r = report(&mut b);
-    for line in [
-        "liftoff-grub: slot A never reached PID 1, falling back to slot B",
-        "liftoff: cmdline: Secure Boot is on; every liftoff. key is the signed image's",
-    ] {
-        assert!(
-            console_has(&b, line),
-            "{line:?}: {}",
-            b.vm.log_path().display()
-        );
-    }
+    assert_console_has(
+        &b,
+        &[
+            "liftoff-grub: slot A never reached PID 1, falling back to slot B",
+            "liftoff: cmdline: Secure Boot is on; every liftoff. key is the signed image's",
+        ],
+    );
     assert_runs_slot(&b, &r, Slot::B);
     assert!(!r.cmdline.contains("/bin/sh"), "{}", r.cmdline);
     assert!(!r.cmdline.contains(&zeros), "{}", r.cmdline);
