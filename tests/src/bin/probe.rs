@@ -280,6 +280,10 @@ fn main() {
         Ok(json) => format!("{MARKER}{json}\n"),
         Err(e) => format!("PROBE-ERROR: {e}\n"),
     };
+    // The kernel prints to the same serial console without the tty's write lock, so a
+    // message logged while the line goes out splits it. Only emergencies (the "Power down"
+    // line among them) reach the console from here on; the line is written in one piece.
+    let _ = std::fs::write("/proc/sys/kernel/printk", "1");
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(line.as_bytes());
     let _ = out.flush();
