@@ -22,7 +22,7 @@ use xts_mode::Xts128;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::Error;
-use crate::metadata::{Argon2Type, Hash, Kdf};
+use crate::metadata::{Hash, Kdf};
 
 /// The volume key (the dm-crypt key of the data segment). Zeroed on drop; `Debug` never
 /// shows its bytes.
@@ -107,6 +107,7 @@ pub fn derive(kdf: &Kdf, secret: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>
             }
             pbkdf2(*hash, secret, salt, *iterations, &mut out);
         }
+        #[cfg(feature = "argon2")]
         Kdf::Argon2 {
             kind,
             time,
@@ -114,6 +115,7 @@ pub fn derive(kdf: &Kdf, secret: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>
             cpus,
             salt,
         } => {
+            use crate::metadata::Argon2Type;
             let alg = match kind {
                 Argon2Type::Argon2i => argon2::Algorithm::Argon2i,
                 Argon2Type::Argon2id => argon2::Algorithm::Argon2id,
@@ -126,6 +128,15 @@ pub fn derive(kdf: &Kdf, secret: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>
             argon2::Argon2::new(alg, argon2::Version::V0x13, params)
                 .hash_password_into(secret, salt, &mut out)
                 .map_err(bad)?;
+        }
+        #[cfg(not(feature = "argon2"))]
+        Kdf::Argon2 { kind, .. } => {
+            return Err(Error::Kdf {
+                kdf: kind.name(),
+                detail: "this build has no Argon2 (the crate's `argon2` feature is off); \
+                         open this keyslot with cryptsetup or prairiedog"
+                    .to_owned(),
+            });
         }
     }
     Ok(out)
@@ -338,8 +349,9 @@ mod tests {
 
     #[test]
     fn argon2_bad_params_are_errors() {
+        // With the `argon2` feature: Argon2's own parameter check; without: no Argon2.
         let kdf = Kdf::Argon2 {
-            kind: Argon2Type::Argon2id,
+            kind: crate::metadata::Argon2Type::Argon2id,
             time: 0,
             memory: 8,
             cpus: 1,

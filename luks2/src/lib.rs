@@ -24,8 +24,8 @@
 //!   higher seqid; [`Luks2::unlock`] tries a secret on each keyslot and returns the
 //!   [`VolumeKey`]; [`Luks2::crypt_table`] gives the dm-crypt target.
 //! - **Create**: [`Luks2::format`] with a [`VolumeKey::random`], then
-//!   [`Luks2::add_keyslot`] per secret ([`KdfParams::RECOVERY`] for a passphrase,
-//!   [`KdfParams::MACHINE_SECRET`] for a random machine secret), optionally
+//!   [`Luks2::add_keyslot`] per secret ([`KdfParams::PASSPHRASE`] for a passphrase a person chose,
+//!   [`KdfParams::MACHINE_SECRET`] for a random secret: key file, TPM secret, recovery key), optionally
 //!   [`Luks2::add_token`], then [`Luks2::write`].
 //! - **Change**: read, unlock (to get the volume key a new keyslot needs), add or remove
 //!   keyslots and tokens, write. Mutators only change memory; `write` documents its
@@ -36,6 +36,7 @@
 pub mod crypto;
 pub mod error;
 pub mod header;
+pub mod idmap;
 pub mod json;
 pub mod metadata;
 pub mod table;

@@ -7,9 +7,8 @@
 //! may exceed 2^53); small counts are JSON numbers. [`Metadata::to_json`] writes the same
 //! shape cryptsetup writes.
 
-use std::collections::BTreeMap;
-
 use crate::error::MetadataError;
+use crate::idmap::IdMap;
 use crate::json::{Object, Value};
 use verity::base64;
 
@@ -176,10 +175,10 @@ pub struct Config {
 /// The whole JSON area.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
-    pub keyslots: BTreeMap<u32, Keyslot>,
-    pub tokens: BTreeMap<u32, Token>,
-    pub segments: BTreeMap<u32, Segment>,
-    pub digests: BTreeMap<u32, Digest>,
+    pub keyslots: IdMap<Keyslot>,
+    pub tokens: IdMap<Token>,
+    pub segments: IdMap<Segment>,
+    pub digests: IdMap<Digest>,
     pub config: Config,
 }
 
@@ -310,11 +309,11 @@ impl Metadata {
     /// size from the binary header, which `config.json_size` must equal.
     pub fn from_json(v: &Value, json_area: u64) -> R<Metadata> {
         let root = object(v, "(top)")?;
-        let mut keyslots = BTreeMap::new();
+        let mut keyslots = IdMap::new();
         for (n, o) in section(root, "keyslots", MAX_KEYSLOTS)? {
             keyslots.insert(n, parse_keyslot(o, &format!("keyslots.{n}"))?);
         }
-        let mut tokens = BTreeMap::new();
+        let mut tokens = IdMap::new();
         for (n, o) in section(root, "tokens", MAX_TOKENS)? {
             let p = format!("tokens.{n}");
             tokens.insert(
@@ -326,11 +325,11 @@ impl Metadata {
                 },
             );
         }
-        let mut segments = BTreeMap::new();
+        let mut segments = IdMap::new();
         for (n, o) in section(root, "segments", MAX_SEGMENTS)? {
             segments.insert(n, parse_segment(o, &format!("segments.{n}"))?);
         }
-        let mut digests = BTreeMap::new();
+        let mut digests = IdMap::new();
         for (n, o) in section(root, "digests", MAX_DIGESTS)? {
             let p = format!("digests.{n}");
             let kind = string(o, &p, "type")?;

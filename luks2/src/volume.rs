@@ -94,24 +94,23 @@ pub enum KdfParams {
 }
 
 impl KdfParams {
-    /// For the recovery passphrase: argon2id with 4 passes over 64 MiB on one lane.
+    /// For a passphrase a person chose: argon2id with 4 passes over 64 MiB on one lane
+    /// (needs the `argon2` feature to open).
     ///
     /// cryptsetup benchmarks argon2id to 2 s of one machine's time with up to 1 GiB and 4
-    /// lanes. PID 1 computes this once, at first boot, on machines as small as a 512 MiB VM,
-    /// so the cost is fixed instead: 64 MiB fits any guest, and the recovery secret is made
-    /// by Liftoff with at least 128 bits of entropy, so the KDF is defence in depth and not
-    /// what stops a guess. cryptsetup opens the slot on any machine (it reads the cost from
-    /// the header).
-    pub const RECOVERY: KdfParams = KdfParams::Argon2id {
+    /// lanes; the cost here is fixed so that a 512 MiB guest can open the slot too.
+    /// cryptsetup opens it on any machine (it reads the cost from the header).
+    pub const PASSPHRASE: KdfParams = KdfParams::Argon2id {
         time: 4,
         memory_kib: 64 * 1024,
         cpus: 1,
     };
 
-    /// For high-entropy machine secrets (a TPM-sealed secret, a key file): PBKDF2-SHA512 with
-    /// 1000 iterations, what systemd-cryptenroll uses for its TPM2 keyslots
-    /// (`cryptsetup_set_minimal_pbkdf`: the NIST SP 800-132 minimum). A random 256-bit
-    /// secret gains nothing from a costly KDF, and unlocking stays in the microseconds.
+    /// For high-entropy secrets (a TPM-sealed secret, a key file, a generated 256-bit
+    /// recovery key): PBKDF2-SHA512 with 1000 iterations, what systemd-cryptenroll uses for
+    /// its TPM2 and its recovery-key keyslots (`cryptsetup_set_minimal_pbkdf`: the NIST
+    /// SP 800-132 minimum). A random 256-bit secret gains nothing from a costly KDF, and
+    /// unlocking stays in the microseconds.
     pub const MACHINE_SECRET: KdfParams = KdfParams::Pbkdf2 {
         hash: Hash::Sha512,
         iterations: 1000,
@@ -941,7 +940,7 @@ mod tests {
     fn a_damaged_keyslot_area_opens_no_more_but_the_other_does() {
         let (dev, l, key) = formatted();
         let mut img = dev.get_ref().clone();
-        img[l.metadata.keyslots[&0].area.offset as usize + 1000] ^= 1;
+        img[l.metadata.keyslots.get(&0).unwrap().area.offset as usize + 1000] ^= 1;
         let mut d = Cursor::new(img);
         let r = Luks2::read(&mut d).unwrap();
         assert!(matches!(
@@ -1082,18 +1081,21 @@ mod tests {
         assert!(l.add_token(untyped).is_err());
         l.write(&mut dev).unwrap();
         let r = Luks2::read(&mut dev).unwrap();
-        assert_eq!(r.metadata.tokens[&0].kind, "systemd-tpm2");
-        assert_eq!(r.metadata.tokens[&0].object, obj);
+        assert_eq!(r.metadata.tokens.get(&0).unwrap().kind, "systemd-tpm2");
+        assert_eq!(r.metadata.tokens.get(&0).unwrap().object, obj);
         // Removing keyslot 1 unassigns it from the token; the token stays.
         let mut l = r;
         l.remove_keyslot(1).unwrap();
-        assert!(l.metadata.tokens[&0].keyslots.is_empty());
+        assert!(l.metadata.tokens.get(&0).unwrap().keyslots.is_empty());
         l.remove_token(0).unwrap();
         assert!(matches!(l.remove_token(0), Err(Error::NoSuchToken(0))));
         // Freed areas are reused once written.
         l.write(&mut dev).unwrap();
         assert_eq!(l.add_keyslot(&key, b"again", FAST).unwrap(), 1);
-        assert_eq!(l.metadata.keyslots[&1].area.offset, 32768 + 258048);
+        assert_eq!(
+            l.metadata.keyslots.get(&1).unwrap().area.offset,
+            32768 + 258048
+        );
     }
 
     #[test]

@@ -368,7 +368,11 @@ fn we_open_what_cryptsetup_writes() {
             .unwrap()
             .parse()
             .unwrap();
-        assert_eq!(l.metadata.segments[&0].sector_size, sector, "{name}");
+        assert_eq!(
+            l.metadata.segments.get(&0).unwrap().sector_size,
+            sector,
+            "{name}"
+        );
         assert_eq!(
             table.options.iter().any(|o| o == "sector_size:4096"),
             sector == 4096,
@@ -435,7 +439,7 @@ fn cryptsetup_headers_survive_our_rewrite() {
     assert_eq!(again.metadata, before);
     assert_eq!(again.header.seqid, seqid + 1);
     assert_eq!(again.header.label, "theirs");
-    assert_eq!(again.metadata.keyslots[&0].priority, Some(2));
+    assert_eq!(again.metadata.keyslots.get(&0).unwrap().priority, Some(2));
     assert!(test_passphrase(&img, &kf, 0));
     let dump = ok(&["luksDump", s(&img)]);
     assert!(
@@ -445,7 +449,15 @@ fn cryptsetup_headers_survive_our_rewrite() {
     assert!(dump.contains("Priority:   preferred"), "{dump}");
     assert!(dump.contains("0: other-tool"), "{dump}");
     assert_eq!(
-        again.metadata.tokens[&0].object.get("x").unwrap().to_text(),
+        again
+            .metadata
+            .tokens
+            .get(&0)
+            .unwrap()
+            .object
+            .get("x")
+            .unwrap()
+            .to_text(),
         r#"[1,{"y":null,"z":-2.5e3}]"#
     );
 }
