@@ -134,7 +134,7 @@ pub fn run() -> ! {
         let mode = config.data.unwrap_or(DataMode::Keyfile);
         let mounts = match data::setup(&boot_disk.node, data_node, private_node.as_deref(), mode) {
             Ok(outcome) => {
-                data::log(&outcome, mode);
+                data::log(&outcome);
                 outcome.mounts
             }
             Err(e) => {
