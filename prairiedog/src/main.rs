@@ -43,6 +43,22 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum DataAction {
+    /// Crypto-erase DATA: zero its first 16 MiB (both LUKS2 header copies and every
+    /// keyslot, or a plain file system's superblocks). The next boot finds DATA fresh and
+    /// formats it. Without the header nothing can decrypt an encrypted DATA again, not
+    /// even the recovery key; a plain (liftoff.data=none) DATA's other blocks keep their
+    /// bytes.
+    Erase {
+        /// The DATA partition (for example /dev/nvme0n1p9) or an image file.
+        device: PathBuf,
+        /// Confirm: this destroys every file on DATA for good.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Show both slots, the active and next slot, the counters and why.
     Status {
@@ -125,6 +141,11 @@ enum Command {
         /// Where to write the bootconfig initrd.
         #[arg(long)]
         output: PathBuf,
+    },
+    /// The DATA partition.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
     },
     /// Show the settings in a bootconfig initrd.
     ReadBootConfig {
@@ -449,6 +470,22 @@ fn run(cli: &Cli) -> Result<(), String> {
                 bytes.len()
             );
         }
+        Command::Data {
+            action: DataAction::Erase { device, yes },
+        } => {
+            if !yes {
+                return Err(format!(
+                    "erasing {} destroys every file on it for good; add --yes to do it",
+                    device.display()
+                ));
+            }
+            erase_data(device)?;
+            println!(
+                "{}: first {} MiB zeroed; the next boot formats it",
+                device.display(),
+                DATA_ERASE_BYTES >> 20
+            );
+        }
         Command::ReadBootConfig { path, json } => {
             let bytes =
                 std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -473,6 +510,34 @@ fn run(cli: &Cli) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// Bytes [`erase_data`] zeroes: LUKS2's data offset in the layout Liftoff and cryptsetup
+/// make (two 16 KiB header copies and the keyslots area), more than PID 1's "fresh" test
+/// reads (1 MiB) and every file system superblock DATA can hold.
+const DATA_ERASE_BYTES: u64 = 16 << 20;
+
+/// Zeroes the start of `device` and flushes it to the disk.
+fn erase_data(device: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(device)
+        .map_err(|e| format!("opening {}: {e}", device.display()))?;
+    let size = rustix::fs::seek(&f, rustix::fs::SeekFrom::End(0))
+        .map_err(|e| format!("sizing {}: {e}", device.display()))?;
+    rustix::fs::seek(&f, rustix::fs::SeekFrom::Start(0))
+        .map_err(|e| format!("seeking {}: {e}", device.display()))?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = DATA_ERASE_BYTES.min(size);
+    while left > 0 {
+        let n = usize::try_from(left.min(1 << 20)).unwrap_or(1 << 20);
+        f.write_all(zeros.get(..n).unwrap_or_default())
+            .map_err(|e| format!("writing zeros to {}: {e}", device.display()))?;
+        left -= n as u64;
+    }
+    f.sync_all()
+        .map_err(|e| format!("flushing {}: {e}", device.display()))
 }
 
 /// Writes `bytes` to a temporary file beside `path`, fsyncs it and renames it over `path`.

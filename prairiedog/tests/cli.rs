@@ -864,3 +864,55 @@ fn the_manifest_version_is_the_kernel_image_version() {
     assert!(!text.contains("version"), "{text}");
     ok(&install_args(&u, img.to_str().unwrap()));
 }
+
+/// `data erase` on a LUKS2 volume cryptsetup made: refused without `--yes` (nothing
+/// written), then the header and keyslots are gone, cryptsetup no longer sees a LUKS
+/// device, and what follows the first 16 MiB is untouched.
+#[test]
+fn data_erase_destroys_the_luks2_header_only_when_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("data.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, b"a passphrase for the test").unwrap();
+    let made = Command::new("cryptsetup")
+        .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
+        .args(["--pbkdf-force-iterations", "1000", "--key-file"])
+        .arg(&key)
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Something in the data segment, to show it is left alone.
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[(20 << 20)..(20 << 20) + 4].copy_from_slice(b"DATA");
+    std::fs::write(&image, &bytes).unwrap();
+    let path = image.to_str().unwrap();
+
+    let err = fails(&["data", "erase", path]);
+    assert!(
+        err.contains("destroys every file on it for good; add --yes"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&image).unwrap(), bytes);
+
+    let out = ok(&["data", "erase", path, "--yes"]);
+    assert_eq!(
+        out,
+        format!("{path}: first 16 MiB zeroed; the next boot formats it\n")
+    );
+    let after = std::fs::read(&image).unwrap();
+    assert!(after[..16 << 20].iter().all(|b| *b == 0));
+    assert_eq!(after[16 << 20..], bytes[16 << 20..]);
+    let is_luks = Command::new("cryptsetup")
+        .args(["isLuks"])
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(!is_luks.success(), "cryptsetup still sees a LUKS device");
+    let err = fails(&["data", "erase", "/nonexistent/data", "--yes"]);
+    assert!(err.contains("opening /nonexistent/data"), "{err}");
+}

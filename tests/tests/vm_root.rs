@@ -160,15 +160,24 @@ fn verified_root_under_systemd(arch: Arch) {
             })
             .collect();
     assert!(complaints.is_empty(), "systemd complained: {complaints:?}");
-    // cryptsetup's plain mode reads DATA with PID 1's key file exactly as PID 1 does, and
-    // the key (read back from PRIVATE on the host) never reached the console.
-    assert!(
-        b.vm.lines()
-            .iter()
-            .any(|l| l.contains("LIFTOFF-CRYPT-COMPAT-OK")),
-        "cryptsetup compatibility; log {}",
-        b.vm.log_path().display()
-    );
+    // cryptsetup opens DATA's LUKS2 with PID 1's key file and loads the same table, reads
+    // the same plaintext, and takes the recovery key PID 1 left in /run; the key (read back
+    // from PRIVATE on the host) never reached the console.
+    for want in [
+        "LIFTOFF-RECOVERY-KEY-OK",
+        "LIFTOFF-CRYPT-TABLE-SAME",
+        "LIFTOFF-CRYPT-COMPAT-OK",
+    ] {
+        assert!(
+            b.vm.lines().iter().any(|l| l.contains(want)),
+            "{want} missing; log {}",
+            b.vm.log_path().display()
+        );
+    }
+    assert!(r
+        .liftoff_log
+        .iter()
+        .any(|l| l.contains("recovery key in /run/liftoff/recovery-key")));
     let key = private_key(&b.disk, &b.work);
     assert_eq!(key.len(), 64);
     let hex: String = key.iter().map(|x| format!("{x:02x}")).collect();
@@ -545,7 +554,10 @@ fn data_persists_and_grows(arch: Arch) {
     let r1 = report(&mut first);
     let marker = r1.local_marker.clone().expect("marker written on /local");
     assert_eq!(marker.len(), 32);
-    assert!(r1.liftoff_log.iter().any(|l| l.contains("key created")));
+    assert!(r1
+        .liftoff_log
+        .iter()
+        .any(|l| l.contains("LUKS2 header and keys created")));
 
     // The disk grows by 256 MiB while the machine is off.
     let file = std::fs::OpenOptions::new()
@@ -583,10 +595,37 @@ fn data_persists_and_grows(arch: Arch) {
         .unwrap();
     assert!(line.contains("grown to fill the disk"), "{line}");
     assert!(
-        !line.contains("key created") && !line.contains("new ext4"),
+        !line.contains("keys created") && !line.contains("new ext4"),
+        "{line}"
+    );
+    assert!(
+        line.contains("LUKS2 opened with the key on PRIVATE"),
         "{line}"
     );
     assert_sgdisk_clean(&second.disk.path);
+
+    // On the host, cryptsetup reads the grown DATA's header (4096-byte sectors, two PBKDF2
+    // keyslots) and the key file from PRIVATE opens it.
+    let data = partition_copy(&second.disk, disk::DATA, &second.work, "data.part");
+    let key = private_key(&second.disk, &second.work);
+    let key_file = second.work.join("data.key");
+    std::fs::write(&key_file, &key).unwrap();
+    let dump = Command::new("cryptsetup")
+        .arg("luksDump")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{dump:?}");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("sector: 4096 [bytes]"), "{dump}");
+    assert_eq!(dump.matches("PBKDF:      pbkdf2").count(), 2, "{dump}");
+    let open = Command::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file"])
+        .arg(&key_file)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(open.status.success(), "{open:?}");
 }
 
 #[test]

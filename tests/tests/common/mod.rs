@@ -32,11 +32,16 @@ TTYPath=/dev/console
 WantedBy=multi-user.target
 ";
 
-/// cryptsetup's plain mode, given the key file PID 1 made on PRIVATE, must decrypt DATA
-/// exactly as PID 1's own table does: the first 4 MiB of both mappings, read past the page
-/// cache, are compared.
-/// `--shared` because PID 1's mapping already holds the partition; `DM_DISABLE_UDEV`
-/// because the root has no device-mapper udev rules.
+/// cryptsetup, given the key file PID 1 made on PRIVATE, opens DATA's LUKS2 volume and
+/// loads the very table PID 1 loaded (keys included, compared in /run and never printed),
+/// and both mappings read the same plaintext (the first 4 MiB, past the page cache). The
+/// recovery key in /run opens it too, typed on stdin as an operator would.
+///
+/// cryptsetup opens a LUKS2 device exclusively, and PID 1's mapping holds the partition,
+/// so cryptsetup gets a dm-linear alias of it (device-mapper targets may share a device);
+/// the tables are compared with the device field set aside. `--disable-keyring` puts the
+/// key in the table rather than a keyring reference, as PID 1 does. `DM_DISABLE_UDEV`:
+/// the root has no device-mapper udev rules.
 const CRYPT_COMPAT: &str = "#!/bin/sh
 set -e
 exec 2>&1
@@ -44,11 +49,23 @@ export DM_DISABLE_UDEV=1
 for d in /sys/block/dm-*; do
   [ \"$(cat \"$d/dm/name\")\" = data ] && data=/dev/${d##*/}
 done
+dmsetup create liftoff-alias --table \"0 $(blockdev --getsz /dev/vda9) linear /dev/vda9 0\"
+if cryptsetup open --test-passphrase /dev/mapper/liftoff-alias < /run/liftoff/recovery-key; then
+  echo LIFTOFF-RECOVERY-KEY-OK
+fi
 mkdir -p /run/liftoff-compat
 mount -o ro,noload /dev/vda8 /run/liftoff-compat
-cryptsetup open --type plain --cipher aes-xts-plain64 --key-size 512 --readonly --shared \\
-  --key-file /run/liftoff-compat/data.key /dev/vda9 liftoff-compat
+cryptsetup open --readonly --disable-keyring --key-file /run/liftoff-compat/data.key \\
+  /dev/mapper/liftoff-alias liftoff-compat
 umount /run/liftoff-compat
+dmsetup table --showkeys data | awk '{$7 = \"DEV\"; print}' > /run/liftoff-compat.t1
+dmsetup table --showkeys liftoff-compat | awk '{$7 = \"DEV\"; print}' > /run/liftoff-compat.t2
+if cmp -s /run/liftoff-compat.t1 /run/liftoff-compat.t2; then
+  echo LIFTOFF-CRYPT-TABLE-SAME
+else
+  echo LIFTOFF-CRYPT-TABLE-DIFFERENT
+fi
+rm -f /run/liftoff-compat.t1 /run/liftoff-compat.t2
 # Both read from the disk itself (O_DIRECT), not from PID 1's mapping's page cache.
 sync
 dd if=\"$data\" of=/run/liftoff-compat.ours iflag=direct bs=1M count=4 status=none
@@ -58,7 +75,9 @@ if cmp /run/liftoff-compat.ours /run/liftoff-compat.theirs; then
 else
   echo LIFTOFF-CRYPT-COMPAT-DIFFERENT
 fi
+rm -f /run/liftoff-compat.ours /run/liftoff-compat.theirs
 cryptsetup close liftoff-compat
+dmsetup remove liftoff-alias
 ";
 
 /// Deletes a VM test's disks when the test passes; see [`work_dir`].

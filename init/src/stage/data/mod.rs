@@ -787,7 +787,8 @@ pub fn describe(o: &Outcome) -> String {
         },
         MOUNT_POINT,
         if o.keys_created {
-            "; LUKS2 header and keys created"
+            "; LUKS2 header and keys created; recovery key in /run/liftoff/recovery-key \
+             until the next boot (save it, then delete the file)"
         } else {
             ""
         },
@@ -925,8 +926,9 @@ mod tests {
         assert_eq!(
             describe(&o),
             "data: /dev/dm-1 (64 MiB, grown to fill the disk, LUKS2 opened with the key on \
-             PRIVATE) mounted at /local; LUKS2 header and keys created; new ext4 file \
-             system; /var and /opt bound from it"
+             PRIVATE) mounted at /local; LUKS2 header and keys created; recovery key in \
+             /run/liftoff/recovery-key until the next boot (save it, then delete the file); \
+             new ext4 file system; /var and /opt bound from it"
         );
     }
 }
