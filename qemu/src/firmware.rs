@@ -103,12 +103,17 @@ pub fn fresh_vars(arch: Arch, mode: Mode, keys: &KeySet, vars: &Path) -> Result<
 
 /// A guest of `arch` that boots through its firmware in `mode`: no kernel for QEMU to load,
 /// the firmware code read-only and the variable store `vars` (see [`fresh_vars`]) writable
-/// as pflash, 1 GiB of memory. Add the disks and start it with [`crate::vm::Vm::start`].
+/// as pflash, 1 GiB of memory, and a TPM 2.0 (swtpm) whose state sits beside the variable
+/// store in `<vars>.tpm/`: the machine's own, kept across its boots like its variables.
+/// Add the disks and start it with [`crate::vm::Vm::start`].
 pub fn vm_config(arch: Arch, mode: Mode, vars: &Path, log: &Path) -> VmConfig {
     let code = firmware_code(arch, mode);
     let mut config = VmConfig::new(arch, &code, log);
     config.kernel = None;
     config.memory_mib = 1024;
+    let mut tpm = vars.as_os_str().to_owned();
+    tpm.push(".tpm");
+    config.tpm = Some(PathBuf::from(tpm));
     if (arch, mode) == (Arch::X86_64, Mode::SecureBoot) {
         // SMM guards the variable store; only SMM code may write the secure pflash.
         config.extra.extend(
@@ -158,6 +163,8 @@ mod tests {
              -display none -serial stdio -no-reboot \
              -drive file=/d.img,format=raw,if=none,id=disk0,cache=unsafe \
              -device virtio-blk-pci,drive=disk0,serial=boot \
+             -chardev socket,id=chrtpm,path=/v.fd.tpm/swtpm.sock \
+             -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
              -machine smm=on -global driver=cfi.pflash01,property=secure,value=on \
              -drive if=pflash,format=raw,unit=0,readonly=on,\
              file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd \

@@ -163,8 +163,17 @@ pub struct VmConfig {
     pub extra: Vec<String>,
     /// A QMP socket for [`Vm::qmp`] (e.g. `block_resize` while the guest runs).
     pub qmp: Option<PathBuf>,
+    /// A TPM 2.0 for the guest: swtpm keeps its state in this folder (it survives the VM,
+    /// as a real TPM's does across reboots; a new folder is a cleared TPM). x86_64 gets a
+    /// `tpm-tis` device, aarch64 `virt` a `tpm-tis-device`; the firmware measures into it.
+    pub tpm: Option<PathBuf>,
     /// Where the console log goes.
     pub log: PathBuf,
+}
+
+/// The swtpm control socket in a TPM state folder.
+pub fn tpm_socket(state: &Path) -> PathBuf {
+    state.join("swtpm.sock")
 }
 
 impl VmConfig {
@@ -178,6 +187,7 @@ impl VmConfig {
             disks: Vec::new(),
             extra: Vec::new(),
             qmp: None,
+            tpm: None,
             log: log.to_path_buf(),
         }
     }
@@ -250,9 +260,73 @@ impl VmConfig {
             args.push("-qmp".into());
             args.push(format!("unix:{},server=on,wait=off", qmp.display()));
         }
+        if let Some(state) = &self.tpm {
+            let device = match self.arch {
+                Arch::X86_64 => "tpm-tis",
+                Arch::Aarch64 => "tpm-tis-device",
+            };
+            args.extend([
+                "-chardev".into(),
+                format!("socket,id=chrtpm,path={}", tpm_socket(state).display()),
+                "-tpmdev".into(),
+                "emulator,id=tpm0,chardev=chrtpm".into(),
+                "-device".into(),
+                format!("{device},tpmdev=tpm0"),
+            ]);
+        }
         args.extend(self.extra.iter().cloned());
         args
     }
+}
+
+/// Starts swtpm for a VM: a TPM 2.0 whose state lives in `state`, listening on
+/// [`tpm_socket`], ending when QEMU disconnects. Waits (up to 10 s) for the socket.
+fn start_swtpm(state: &Path) -> Result<Child, VmError> {
+    let failed = |source: io::Error| VmError::Start {
+        binary: "swtpm".into(),
+        source,
+    };
+    std::fs::create_dir_all(state).map_err(failed)?;
+    let socket = tpm_socket(state);
+    let _ = std::fs::remove_file(&socket);
+    let mut child = Command::new("swtpm")
+        .arg("socket")
+        .arg("--tpm2")
+        .arg("--tpmstate")
+        .arg(format!("dir={}", state.display()))
+        .arg("--ctrl")
+        .arg(format!("type=unixio,path={}", socket.display()))
+        .arg("--terminate")
+        .arg("--log")
+        .arg(format!(
+            "file={},level=1",
+            state.join("swtpm.log").display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(failed)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(failed(io::Error::other(format!(
+                "swtpm exited ({status}) before making {}; see {}",
+                socket.display(),
+                state.join("swtpm.log").display()
+            ))));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed(io::Error::other(format!(
+                "no {} after 10 s",
+                socket.display()
+            ))));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
 
 /// Something the test waited for did not happen.
@@ -318,6 +392,8 @@ impl std::error::Error for VmError {}
 pub struct Vm {
     qmp: Option<PathBuf>,
     child: Child,
+    /// swtpm, when the VM has a TPM.
+    tpm: Option<Child>,
     lines: Receiver<String>,
     seen: Vec<String>,
     log: PathBuf,
@@ -337,6 +413,7 @@ impl Vm {
             path: config.log.clone(),
             source,
         })?;
+        let tpm = config.tpm.as_deref().map(start_swtpm).transpose()?;
         let binary = qemu_binary(config.arch);
         // The command line goes first in the log so a failed run can be reproduced.
         let _ = writeln!(log, "# {binary} {}", config.args().join(" "));
@@ -398,6 +475,7 @@ impl Vm {
         Ok(Vm {
             qmp: config.qmp.clone(),
             child,
+            tpm,
             lines: rx,
             seen: Vec::new(),
             log: config.log.clone(),
@@ -557,6 +635,11 @@ impl Drop for Vm {
         // Always kill QEMU: a test that failed half-way must not leave a guest running.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // swtpm ends when QEMU's connection goes; make sure of it.
+        if let Some(tpm) = &mut self.tpm {
+            let _ = tpm.kill();
+            let _ = tpm.wait();
+        }
     }
 }
 
@@ -662,6 +745,11 @@ mod tests {
             "-device virtio-blk-pci,drive=disk0,serial=boot,bootindex=0 \
              -drive file=/n.img,format=raw,if=none,id=disk1,cache=unsafe \
              -device nvme,drive=disk1,serial=disk1,bootindex=1"
+        ));
+        c.tpm = Some("/t".into());
+        assert!(c.args().join(" ").ends_with(
+            "-chardev socket,id=chrtpm,path=/t/swtpm.sock -tpmdev emulator,id=tpm0,chardev=chrtpm \
+             -device tpm-tis-device,tpmdev=tpm0"
         ));
     }
 

@@ -63,6 +63,10 @@ pub struct Report {
     /// Size of the file system on /local in bytes.
     #[serde(default)]
     pub local_bytes: u64,
+    /// PCR 7 of the TPM's SHA-256 bank in hex (`/sys/class/tpm/tpm0/pcr-sha256/7`), when
+    /// the guest has a TPM and its driver loaded.
+    #[serde(default)]
+    pub tpm_pcr7: Option<String>,
     /// With the argument `read-root`: reading the whole root device back.
     #[serde(default)]
     pub read_root: Option<ReadBack>,
@@ -273,6 +277,7 @@ mod tests {
             degraded: None,
             local_marker: None,
             local_bytes: 0,
+            tpm_pcr7: None,
             read_root: None,
             grow_live: None,
             liftoff_log: vec![

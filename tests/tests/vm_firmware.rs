@@ -669,6 +669,15 @@ fn boots_slot_a(arch: Arch) {
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
     // Slot A stays successful and this boot is counted until it reaches health.
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 1));
+    assert_firmware_measured(&r);
+}
+
+/// The machine's TPM (swtpm) reached the booted system, and the firmware extended PCR 7
+/// (Secure Boot state and keys).
+fn assert_firmware_measured(r: &Report) {
+    let pcr7 = r.tpm_pcr7.as_deref().expect("a TPM with PCR 7 in sysfs");
+    assert_eq!(pcr7.len(), 64, "{pcr7}");
+    assert_ne!(pcr7, "0".repeat(64), "PCR 7 never extended");
 }
 
 #[test]
@@ -1501,4 +1510,5 @@ fn vm_x86_64_firmware_boots_without_secure_boot() {
     assert!(console_has(&b, "Secure boot disabled") || !console_has(&b, "Secure boot enabled"));
     assert!(!console_has(&b, "Kernel is locked down"));
     assert_runs_slot(&b, &r, Slot::A);
+    assert_firmware_measured(&r);
 }

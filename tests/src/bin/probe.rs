@@ -269,6 +269,9 @@ fn main() {
             .map(|s| s.trim_end().to_owned()),
         local_marker: std::fs::read_to_string(MARKER_FILE).ok(),
         local_bytes: local_bytes(),
+        tpm_pcr7: std::fs::read_to_string("/sys/class/tpm/tpm0/pcr-sha256/7")
+            .ok()
+            .map(|s| s.trim_end().to_lowercase()),
         pid: rustix::process::getpid().as_raw_nonzero().get(),
         argv: std::env::args().collect(),
         cmdline: read("/proc/cmdline").trim_end().to_owned(),
