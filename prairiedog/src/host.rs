@@ -133,6 +133,14 @@ pub fn running_root_partition() -> Result<RootPartition, HostError> {
 /// root: one line on the tmpfs `/run`, so it lasts exactly as long as the boot.
 pub const DEGRADED_FILE: &str = "run/liftoff/degraded";
 
+/// Where PID 1 hands a DATA recovery key over (tmpfs, mode 0400): docs/data.md.
+pub const RECOVERY_KEY_FILE: &str = "/run/liftoff/recovery-key";
+
+/// The `type` of the LUKS2 token on DATA that marks a recovery key nobody has confirmed
+/// saving: while it is there, every boot gives its keyslot a new key in
+/// [`RECOVERY_KEY_FILE`]; `prairiedog data recovery-key-saved` removes it.
+pub const UNSAVED_RECOVERY_TOKEN: &str = "liftoff-recovery-unsaved";
+
 /// Why the running boot is degraded, read under `root` (`/` on a host); `None` when it is
 /// not (no file, or an empty one).
 pub fn degraded(root: &Path) -> Option<String> {

@@ -56,6 +56,15 @@ enum DataAction {
         #[arg(long)]
         yes: bool,
     },
+    /// Confirm that the recovery key PID 1 handed over in /run/liftoff/recovery-key is
+    /// saved: later boots keep it instead of making a new one, and the file is removed.
+    RecoveryKeySaved {
+        /// The DATA partition (LUKS2).
+        device: PathBuf,
+        /// The file the key was handed over in.
+        #[arg(long, default_value = prairiedog::host::RECOVERY_KEY_FILE)]
+        recovery_key_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -486,6 +495,35 @@ fn run(cli: &Cli) -> Result<(), String> {
                 DATA_ERASE_BYTES >> 20
             );
         }
+        Command::Data {
+            action:
+                DataAction::RecoveryKeySaved {
+                    device,
+                    recovery_key_file,
+                },
+        } => {
+            let keyslot = recovery_key_saved(device)?;
+            match keyslot {
+                Some(keyslots) => println!(
+                    "{}: recovery key in keyslot {} marked saved; later boots keep it",
+                    device.display(),
+                    keyslots
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => println!(
+                    "{}: no unsaved recovery key; nothing to do",
+                    device.display()
+                ),
+            }
+            match std::fs::remove_file(recovery_key_file) {
+                Ok(()) => println!("removed {}", recovery_key_file.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("removing {}: {e}", recovery_key_file.display())),
+            }
+        }
         Command::ReadBootConfig { path, json } => {
             let bytes =
                 std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -538,6 +576,32 @@ fn erase_data(device: &Path) -> Result<(), String> {
     }
     f.sync_all()
         .map_err(|e| format!("flushing {}: {e}", device.display()))
+}
+
+/// Removes DATA's unsaved-recovery token (the luks2 crate's crash-safe write); the
+/// keyslots it named, or `None` when there was none.
+fn recovery_key_saved(device: &Path) -> Result<Option<Vec<u32>>, String> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map_err(|e| format!("opening {}: {e}", device.display()))?;
+    let mut header =
+        luks2::Luks2::read(&mut f).map_err(|e| format!("{}: {e}", device.display()))?;
+    let Some((token, keyslot)) = header
+        .metadata
+        .tokens
+        .iter()
+        .find(|(_, t)| t.kind == prairiedog::host::UNSAVED_RECOVERY_TOKEN)
+        .map(|(n, t)| (*n, t.keyslots.clone()))
+    else {
+        return Ok(None);
+    };
+    header
+        .remove_token(token)
+        .and_then(|()| header.write(&mut f))
+        .map_err(|e| format!("{}: {e}", device.display()))?;
+    Ok(Some(keyslot))
 }
 
 /// Writes `bytes` to a temporary file beside `path`, fsyncs it and renames it over `path`.

@@ -916,3 +916,85 @@ fn data_erase_destroys_the_luks2_header_only_when_confirmed() {
     let err = fails(&["data", "erase", "/nonexistent/data", "--yes"]);
     assert!(err.contains("opening /nonexistent/data"), "{err}");
 }
+
+/// `data recovery-key-saved`: the unsaved-recovery token PID 1 puts on DATA goes (so later
+/// boots keep the key), the keyslot stays, cryptsetup still reads the header and opens it,
+/// the handed-over file is removed; a second run has nothing to do.
+#[test]
+fn recovery_key_saved_removes_the_token_and_keeps_the_keyslot() {
+    use luks2::json::{Object, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("data.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(20 << 20)
+        .unwrap();
+    let vk = luks2::VolumeKey::random(64).unwrap();
+    let mut header = luks2::Luks2::format(20 << 20, &vk, &luks2::FormatOptions::default()).unwrap();
+    let slot = header
+        .add_keyslot(&vk, b"recovery", luks2::KdfParams::MACHINE_SECRET)
+        .unwrap();
+    let mut token = Object::new();
+    token.insert("type", Value::str("liftoff-recovery-unsaved"));
+    token.insert("keyslots", Value::Array(vec![Value::str(slot.to_string())]));
+    header.add_token(token).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&image)
+        .unwrap();
+    header.write(&mut f).unwrap();
+    drop(f);
+    let handed_over = dir.path().join("recovery-key");
+    std::fs::write(&handed_over, "the key\n").unwrap();
+    let path = image.to_str().unwrap();
+    let file = handed_over.to_str().unwrap();
+
+    let out = ok(&[
+        "data",
+        "recovery-key-saved",
+        path,
+        "--recovery-key-file",
+        file,
+    ]);
+    assert_eq!(
+        out,
+        format!(
+            "{path}: recovery key in keyslot 0 marked saved; later boots keep it\nremoved {file}\n"
+        )
+    );
+    assert!(!handed_over.exists());
+    let h = luks2::Luks2::read(&mut std::fs::File::open(&image).unwrap()).unwrap();
+    assert!(h.metadata.tokens.is_empty());
+    assert_eq!(h.metadata.keyslots.len(), 1);
+    let dump = Command::new("cryptsetup")
+        .arg("luksDump")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(dump.status.success());
+    assert!(!String::from_utf8_lossy(&dump.stdout).contains("liftoff-recovery-unsaved"));
+    let key = dir.path().join("key");
+    std::fs::write(&key, b"recovery").unwrap();
+    let opened = Command::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file"])
+        .arg(&key)
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(opened.success());
+
+    let out = ok(&[
+        "data",
+        "recovery-key-saved",
+        path,
+        "--recovery-key-file",
+        file,
+    ]);
+    assert_eq!(
+        out,
+        format!("{path}: no unsaved recovery key; nothing to do\n")
+    );
+    let err = fails(&["data", "recovery-key-saved", "/nonexistent/data"]);
+    assert!(err.contains("opening /nonexistent/data"), "{err}");
+}

@@ -591,9 +591,18 @@ fn data_persists_and_grows(arch: Arch) {
     let line = r2
         .liftoff_log
         .iter()
-        .find(|l| l.starts_with("data: "))
+        .find(|l| l.starts_with("data: /dev/dm-"))
         .unwrap();
     assert!(line.contains("grown to fill the disk"), "{line}");
+    // Nobody confirmed saving the first boot's recovery key: this boot made a new one.
+    assert!(
+        r2.liftoff_log.iter().any(|l| l.contains(
+            "nobody confirmed saving the recovery key of /dev/vda9: a new one is in \
+             /run/liftoff/recovery-key"
+        )),
+        "{:?}",
+        r2.liftoff_log
+    );
     assert!(
         !line.contains("keys created") && !line.contains("new ext4"),
         "{line}"

@@ -32,6 +32,34 @@ use super::{
     create_mapping, disposable, mkfs, open_plain, read_key, remove_durably, write_durably,
     DataError, Encryption, Fresh, Key, Opened, PrivateMount, FIRST_USE_RECORD, KEY_BYTES, KEY_FILE,
 };
+use crate::infra::kmsg;
+use prairiedog::host::RECOVERY_KEY_FILE;
+
+// The token that marks a recovery key nobody has confirmed saving: while it is there,
+// every boot gives its keyslot a new recovery key and hands that over in /run, so a
+// reboot before the operator saved it loses nothing.
+use prairiedog::host::UNSAVED_RECOVERY_TOKEN as UNSAVED_RECOVERY;
+
+fn unsaved_token(keyslot: u32) -> luks2::json::Object {
+    use luks2::json::{Object, Value};
+    let mut token = Object::new();
+    token.insert("type", Value::str(UNSAVED_RECOVERY));
+    token.insert(
+        "keyslots",
+        Value::Array(vec![Value::str(keyslot.to_string())]),
+    );
+    token
+}
+
+/// The unsaved recovery token's number and its keyslot, if the header has one.
+fn unsaved_recovery(header: &Luks2) -> Option<(u32, u32)> {
+    header
+        .metadata
+        .tokens
+        .iter()
+        .find(|(_, t)| t.kind == UNSAVED_RECOVERY)
+        .and_then(|(n, t)| Some((*n, *t.keyslots.first()?)))
+}
 
 /// What DATA's first bytes hold.
 #[derive(Debug)]
@@ -134,9 +162,37 @@ pub fn open_keyfile(private: &Path, data: &Path, part_bytes: u64) -> Result<Open
                     device: data.to_path_buf(),
                 });
             };
-            let table = unlock(&header, data, part_bytes, &key, &dir)?;
+            let mut header = header;
+            let (volume_key, table) = unlock(&header, data, part_bytes, &key, &dir)?;
             drop(key);
             let device = create_mapping(table)?;
+            if let Some((token, keyslot)) = unsaved_recovery(&header) {
+                // DATA is open either way: a failure here costs only the new key.
+                let recovery_file = Path::new(RECOVERY_KEY_FILE);
+                match renew_recovery(
+                    &mut header,
+                    &volume_key,
+                    token,
+                    keyslot,
+                    data,
+                    recovery_file,
+                ) {
+                    Ok(()) => kmsg::warn(&format!(
+                        "data: nobody confirmed saving the recovery key of {}: a new one is in \
+                         {} until the next boot (save it, then run `prairiedog data \
+                         recovery-key-saved {}`)",
+                        data.display(),
+                        recovery_file.display(),
+                        data.display()
+                    )),
+                    Err(e) => kmsg::warn(&format!(
+                        "data: making a new recovery key for {}: {e}; the old one still \
+                         opens it",
+                        data.display()
+                    )),
+                }
+            }
+            drop(volume_key);
             if record {
                 private_mount.writable()?;
                 remove_durably(&dir, FIRST_USE_RECORD)?;
@@ -164,7 +220,7 @@ pub fn open_keyfile(private: &Path, data: &Path, part_bytes: u64) -> Result<Open
                 data,
                 &mut dev,
                 part_bytes,
-                Path::new(super::recovery::FILE),
+                Path::new(RECOVERY_KEY_FILE),
                 |target| {
                     let device = create_mapping(target)?;
                     mkfs(&device)?;
@@ -205,7 +261,7 @@ fn unlock(
     part_bytes: u64,
     key: &Key,
     dir: &Path,
-) -> Result<dm::Target, DataError> {
+) -> Result<(VolumeKey, dm::Target), DataError> {
     let luks_err = |source| DataError::Luks {
         device: data.to_path_buf(),
         source,
@@ -227,7 +283,41 @@ fn unlock(
     let table = header
         .crypt_table(&volume_key, &data.display().to_string(), part_bytes)
         .map_err(luks_err)?;
-    Ok(table.target())
+    Ok((volume_key, table.target()))
+}
+
+/// Replaces recovery keyslot `keyslot` (named by unsaved token `token`) with one for a new
+/// recovery key, writes the header (the luks2 crate's crash-safe order: a cut leaves the
+/// old header or the new one), then hands the new key over in `recovery_file`.
+fn renew_recovery(
+    header: &mut Luks2,
+    volume_key: &VolumeKey,
+    token: u32,
+    keyslot: u32,
+    data: &Path,
+    recovery_file: &Path,
+) -> Result<(), DataError> {
+    let luks_err = |source| DataError::Luks {
+        device: data.to_path_buf(),
+        source,
+    };
+    let recovery = RecoveryKey::random().map_err(DataError::Random)?;
+    let added = header
+        .add_keyslot(volume_key, recovery.as_bytes(), KdfParams::MACHINE_SECRET)
+        .map_err(luks_err)?;
+    header.remove_keyslot(keyslot).map_err(luks_err)?;
+    header.remove_token(token).map_err(luks_err)?;
+    header.add_token(unsaved_token(added)).map_err(luks_err)?;
+    let mut dev = File::options()
+        .read(true)
+        .write(true)
+        .open(data)
+        .map_err(|source| DataError::Size {
+            device: data.to_path_buf(),
+            source,
+        })?;
+    header.write(&mut dev).map_err(luks_err)?;
+    recovery.save(recovery_file).map_err(DataError::Recovery)
 }
 
 /// The encryption sector size for a data segment of `part_bytes - 16 MiB`: 4096 when it is
@@ -288,11 +378,15 @@ pub fn first_use<S: luks2::Storage>(
         uuid: None,
     };
     let mut header = Luks2::format(part_bytes, &volume_key, &opts).map_err(luks_err)?;
-    for secret in [secret.as_bytes(), recovery.as_bytes()] {
-        header
-            .add_keyslot(&volume_key, secret, KdfParams::MACHINE_SECRET)
-            .map_err(luks_err)?;
-    }
+    header
+        .add_keyslot(&volume_key, secret.as_bytes(), KdfParams::MACHINE_SECRET)
+        .map_err(luks_err)?;
+    let recovery_slot = header
+        .add_keyslot(&volume_key, recovery.as_bytes(), KdfParams::MACHINE_SECRET)
+        .map_err(luks_err)?;
+    header
+        .add_token(unsaved_token(recovery_slot))
+        .map_err(luks_err)?;
     let table = header
         .crypt_table(&volume_key, &data.display().to_string(), part_bytes)
         .map_err(luks_err)?;
@@ -596,9 +690,51 @@ mod tests {
             )
         );
         let key = read_key(run.private.path()).unwrap().unwrap();
-        let target = unlock(&h, &image, PART, &key, Path::new("/x")).unwrap();
+        let (_, target) = unlock(&h, &image, PART, &key, Path::new("/x")).unwrap();
         assert!(target.params.starts_with("aes-xts-plain64 "));
         assert_eq!(target.length, (PART - luks2::volume::DATA_OFFSET) / 512);
+    }
+
+    /// An unsaved recovery key is replaced on the next boot: the old one stops opening
+    /// DATA, the new one and the key file open it, and the token follows the keyslot.
+    #[test]
+    fn an_unsaved_recovery_key_is_renewed() {
+        let mut run = Run::new();
+        run.first_use(None, usize::MAX).unwrap();
+        let old = std::fs::read_to_string(run.recovery_file()).unwrap();
+        let image = run.private.path().join("data.img");
+        std::fs::write(&image, run.disk.bytes.get_ref()).unwrap();
+        let mut f = File::open(&image).unwrap();
+        let Found::Luks2(mut h) = inspect_from(&mut f).unwrap() else {
+            panic!()
+        };
+        assert_eq!(unsaved_recovery(&h), Some((0, 1)));
+        let key = read_key(run.private.path()).unwrap().unwrap();
+        let (vk, _) = unlock(&h, &image, PART, &key, Path::new("/x")).unwrap();
+        let fresh = run.private.path().join("new-recovery-key");
+        renew_recovery(&mut h, &vk, 0, 1, &image, &fresh).unwrap();
+
+        let mut f = File::open(&image).unwrap();
+        let Found::Luks2(h) = inspect_from(&mut f).unwrap() else {
+            panic!()
+        };
+        let new = std::fs::read_to_string(&fresh).unwrap();
+        assert_ne!(old, new);
+        assert_eq!(h.metadata.keyslots.len(), 2);
+        let (slot, by_new) = h.unlock(&mut f, new.trim_end().as_bytes()).unwrap();
+        assert_eq!(unsaved_recovery(&h), Some((0, slot)));
+        assert_eq!(by_new.as_bytes(), vk.as_bytes());
+        assert!(matches!(
+            h.unlock(&mut f, old.trim_end().as_bytes()),
+            Err(luks2::Error::WrongSecret { .. })
+        ));
+        assert_eq!(h.unlock(&mut f, key.as_bytes()).unwrap().0, 0);
+        // The new key went to keyslot 2, and keyslot 1's area is zeroed: the old key's
+        // material is gone, not just unlisted.
+        assert_eq!(slot, 2);
+        let bytes = std::fs::read(&image).unwrap();
+        let area = 32768 + 258048;
+        assert!(bytes[area..area + 258048].iter().all(|b| *b == 0));
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl fmt::Display for DataError {
             DataError::Recovery(e) => write!(
                 f,
                 "writing the DATA recovery key to {}: {e}",
-                recovery::FILE
+                prairiedog::host::RECOVERY_KEY_FILE
             ),
             DataError::Mkfs { device, output } => {
                 write!(f, "making a file system on {}: {output}", device.display())

@@ -17,9 +17,6 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-/// Where the recovery key waits for the operator (memory only: /run is a tmpfs).
-pub const FILE: &str = "/run/liftoff/recovery-key";
-
 const MODHEX: &[u8; 16] = b"cbdefghijklnrtuv";
 /// Random bytes in a key.
 const BYTES: usize = 32;
