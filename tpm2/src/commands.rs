@@ -78,8 +78,10 @@ impl<T: Transport> Tpm<T> {
         }
     }
 
-    /// One exchange: returns the handles and the parameter bytes of a successful
-    /// response.
+    /// One command: returns the handles and the parameter bytes of a successful
+    /// response. A TPM that answers `TPM_RC_RETRY`, `TPM_RC_YIELDED` or `TPM_RC_TESTING`
+    /// asks for the same command again (Part 2, 6.6.3); this resends it a bounded number
+    /// of times, as tpm2-tss does.
     fn run(
         &mut self,
         command: Command,
@@ -88,9 +90,27 @@ impl<T: Transport> Tpm<T> {
         params: &[u8],
         n_handles: usize,
     ) -> Result<(Vec<u32>, Vec<u8>), Error> {
-        let bytes = wire::command(command, handles, auths, params);
-        let result = self.transport.transact(&bytes);
-        let response = match result {
+        let bytes = Zeroizing::new(wire::command(command, handles, auths, params));
+        let mut tries = 0;
+        loop {
+            match self.exchange(command, &bytes, n_handles, !auths.is_empty()) {
+                Err(Error::Tpm { rc, .. }) if RESEND.contains(&rc.0) && tries < MAX_RESENDS => {
+                    tries += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn exchange(
+        &mut self,
+        command: Command,
+        bytes: &[u8],
+        n_handles: usize,
+        with_sessions: bool,
+    ) -> Result<(Vec<u32>, Vec<u8>), Error> {
+        let result = self.transport.transact(bytes);
+        let response = Zeroizing::new(match result {
             Ok(r) => r,
             Err(TransportError::Send(source)) => {
                 return Err(Error::Send {
@@ -106,8 +126,8 @@ impl<T: Transport> Tpm<T> {
                     source,
                 })
             }
-        };
-        match wire::parse_response(&response, n_handles, !auths.is_empty()) {
+        });
+        match wire::parse_response(&response, n_handles, with_sessions) {
             Ok(r) => Ok((r.handles, r.params.to_vec())),
             Err(ResponseError::Code(rc)) => Err(Error::Tpm {
                 device: self.device().to_owned(),
@@ -376,6 +396,11 @@ impl<T: Transport> Tpm<T> {
         Ok(())
     }
 }
+
+/// The warnings that ask for the command to be sent again: `TPM_RC_RETRY`,
+/// `TPM_RC_YIELDED`, `TPM_RC_TESTING`.
+const RESEND: [u32; 3] = [0x922, 0x908, 0x90A];
+const MAX_RESENDS: u32 = 16;
 
 /// `TPM_ALG_NULL` as a `TPMT_SYM_DEF` (no key bits or mode follow).
 const ALG_NULL_SYM: u16 = object::ALG_NULL;
