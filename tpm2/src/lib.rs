@@ -14,7 +14,7 @@
 //! - [`commands`]: one method per TPM command ([`Tpm`]).
 //! - [`policy`], [`object`]: PCR selections, the PolicyPCR digest computed in software,
 //!   the templates of the storage primary key (systemd 252's) and of the sealed object.
-//! - [`seal`]: [`seal()`], [`unseal()`], [`extend_pcr`]: what PID 1 calls.
+//! - [`mod@seal`]: [`seal()`], [`unseal()`], [`extend_pcr`]: what PID 1 calls.
 //! - [`token`]: the `systemd-tpm2` token JSON, to and from luks2's [`luks2::metadata::Token`].
 //!
 //! # Lifecycle in PID 1 (docs/tpm2.md)
