@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use prairiedog::cmdline::{Config, DataMode, Handoff};
+use prairiedog::cmdline::{Config, Handoff};
 use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
 
 use crate::infra::failure::{self, fail, OrFail};
@@ -131,8 +131,12 @@ pub fn run() -> ! {
 
     let mut unmount = Vec::new();
     if let Some(data_node) = &data_node {
-        let mode = config.data.unwrap_or(DataMode::Keyfile);
-        let mounts = match data::setup(&boot_disk.node, data_node, private_node.as_deref(), mode) {
+        let mounts = match data::setup(
+            &boot_disk.node,
+            data_node,
+            private_node.as_deref(),
+            config.data,
+        ) {
             Ok(outcome) => {
                 data::log(&outcome);
                 outcome.mounts

@@ -133,6 +133,8 @@ pub enum DataMode {
     Ephemeral,
     /// A key kept on PRIVATE, made on the first boot.
     Keyfile,
+    /// A secret sealed in the TPM to PCR 7 (Secure Boot), made on the first boot.
+    Tpm2,
     /// No encryption.
     None,
 }
@@ -355,7 +357,8 @@ fn apply(config: &mut Config, name: &str, param: &Param) -> Result<(), Problem> 
                 Some("ephemeral") => DataMode::Ephemeral,
                 Some("keyfile") => DataMode::Keyfile,
                 Some("none") => DataMode::None,
-                _ => return Err(malformed("ephemeral, keyfile or none")),
+                Some("tpm2") => DataMode::Tpm2,
+                _ => return Err(malformed("tpm2, keyfile, ephemeral or none")),
             })
         }
         "handoff" => {

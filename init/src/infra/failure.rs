@@ -259,6 +259,11 @@ mod tests {
             }),
             BootError::from(DataError::NoPrivatePartition {
                 disk: "/dev/vda".into(),
+                mode: "keyfile".into(),
+            }),
+            BootError::from(DataError::Tpm(tpm2::Error::Token("no blob".into()))),
+            BootError::from(DataError::WrongTpmSecret {
+                device: "/dev/vda9".into(),
             }),
             BootError::from(DataError::NotEmpty {
                 device: "/dev/vda9".into(),
@@ -288,7 +293,7 @@ mod tests {
         }));
         assert_eq!(decide(&clones), Outcome::Stop);
         assert_eq!(
-            degraded_line(Stage::Data, &degraded[2], "DATA left untouched"),
+            degraded_line(Stage::Data, &degraded[4], "DATA left untouched"),
             "stage data failed: /dev/vda9 holds data but no ext4 or xfs file system: \
              refusing to format it; action: boot degraded (DATA left untouched)"
         );

@@ -468,7 +468,8 @@ pub fn find_boot_disk(
         let disks = scan(sys);
         let mut seen = Vec::new();
         let mut candidates = Vec::new();
-        let mut tables = BTreeMap::new();
+        // A few disks at most: a Vec, not a map (a BTreeMap<String, Gpt> costs PID 1 5 KiB).
+        let mut tables = Vec::new();
         for disk in &disks {
             let node = disk.node(dev);
             match reader.read(disk, &node) {
@@ -487,7 +488,7 @@ pub fn find_boot_disk(
                         disk: disk.name.clone(),
                         boot_partuuids,
                     });
-                    tables.insert(disk.name.clone(), table);
+                    tables.push((disk.name.clone(), table));
                 }
                 Err(e) => seen.push(format!("{} ({e})", disk.name)),
             }
@@ -504,7 +505,11 @@ pub fn find_boot_disk(
         };
         if let Some(name) = chosen {
             let disk = disks.iter().find(|d| d.name == name);
-            if let (Some(disk), Some(table)) = (disk, tables.remove(&name)) {
+            let table = tables
+                .iter()
+                .position(|(n, _)| *n == name)
+                .map(|i| tables.swap_remove(i).1);
+            if let (Some(disk), Some(table)) = (disk, table) {
                 return Ok(BootDisk {
                     node: disk.node(dev),
                     disk: disk.clone(),

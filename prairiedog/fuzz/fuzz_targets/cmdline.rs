@@ -121,6 +121,7 @@ fn write_config(c: &Config) -> (String, Config) {
             DataMode::Ephemeral => "ephemeral",
             DataMode::Keyfile => "keyfile",
             DataMode::None => "none",
+            DataMode::Tpm2 => "tpm2",
         };
         keys.push(format!("liftoff.data={d}"));
     }

@@ -30,7 +30,7 @@ use luks2::{FormatOptions, KdfParams, Luks2, VolumeKey};
 use super::recovery::RecoveryKey;
 use super::{
     create_mapping, disposable, mkfs, open_plain, read_key, remove_durably, write_durably,
-    DataError, Encryption, Fresh, Key, Opened, PrivateMount, FIRST_USE_RECORD, KEY_BYTES, KEY_FILE,
+    DataError, Encryption, Fresh, Key, Opened, PrivateMount, FIRST_USE_RECORD, KEY_FILE,
 };
 use crate::infra::kmsg;
 use prairiedog::host::RECOVERY_KEY_FILE;
@@ -162,41 +162,19 @@ pub fn open_keyfile(private: &Path, data: &Path, part_bytes: u64) -> Result<Open
                     device: data.to_path_buf(),
                 });
             };
-            let mut header = header;
-            let (volume_key, table) = unlock(&header, data, part_bytes, &key, &dir)?;
+            let wrong = || DataError::WrongKey {
+                device: data.to_path_buf(),
+                key: dir.join(KEY_FILE),
+            };
+            let (volume_key, table) = unlock(&header, data, part_bytes, key.as_bytes(), wrong)?;
             drop(key);
-            let device = create_mapping(table)?;
-            if let Some((token, keyslot)) = unsaved_recovery(&header) {
-                // DATA is open either way: a failure here costs only the new key.
-                let recovery_file = Path::new(RECOVERY_KEY_FILE);
-                match renew_recovery(
-                    &mut header,
-                    &volume_key,
-                    token,
-                    keyslot,
-                    data,
-                    recovery_file,
-                ) {
-                    Ok(()) => kmsg::warn(&format!(
-                        "data: nobody confirmed saving the recovery key of {}: a new one is in \
-                         {} until the next boot (save it, then run `prairiedog data \
-                         recovery-key-saved {}`)",
-                        data.display(),
-                        recovery_file.display(),
-                        data.display()
-                    )),
-                    Err(e) => kmsg::warn(&format!(
-                        "data: making a new recovery key for {}: {e}; the old one still \
-                         opens it",
-                        data.display()
-                    )),
-                }
-            }
-            drop(volume_key);
-            if record {
-                private_mount.writable()?;
-                remove_durably(&dir, FIRST_USE_RECORD)?;
-            }
+            let device = map_and_tidy(
+                *header,
+                volume_key,
+                table,
+                data,
+                record.then_some(&mut private_mount),
+            )?;
             Ok(Opened {
                 device,
                 encryption: Encryption::Luks2Keyfile,
@@ -215,11 +193,18 @@ pub fn open_keyfile(private: &Path, data: &Path, part_bytes: u64) -> Result<Open
                     device: data.to_path_buf(),
                     source,
                 })?;
+            let key = Key::random()?;
+            let secret = MachineSecret {
+                passphrase: key.as_bytes(),
+                key_file: Some(key.as_bytes()),
+                token: None,
+            };
             let device = first_use(
                 &dir,
                 data,
                 &mut dev,
                 part_bytes,
+                &secret,
                 Path::new(RECOVERY_KEY_FILE),
                 |target| {
                     let device = create_mapping(target)?;
@@ -254,13 +239,58 @@ pub fn open_keyfile(private: &Path, data: &Path, part_bytes: u64) -> Result<Open
     }
 }
 
-/// The crypt target of the data segment, from the keyslot the key file opens.
-fn unlock(
+/// Maps DATA with `table`, then the chores of an opened volume: a new recovery key while
+/// the old one is unsaved, and the removal of a stale first-use record (`private`, when
+/// there is one to remove).
+pub fn map_and_tidy(
+    mut header: Luks2,
+    volume_key: VolumeKey,
+    table: dm::Target,
+    data: &Path,
+    private: Option<&mut PrivateMount>,
+) -> Result<PathBuf, DataError> {
+    let device = create_mapping(table)?;
+    if let Some((token, keyslot)) = unsaved_recovery(&header) {
+        // DATA is open either way: a failure here costs only the new key.
+        let recovery_file = Path::new(RECOVERY_KEY_FILE);
+        match renew_recovery(
+            &mut header,
+            &volume_key,
+            token,
+            keyslot,
+            data,
+            recovery_file,
+        ) {
+            Ok(()) => kmsg::warn(&format!(
+                "data: nobody confirmed saving the recovery key of {}: a new one is in \
+                 {} until the next boot (save it, then run `prairiedog data \
+                 recovery-key-saved {}`)",
+                data.display(),
+                recovery_file.display(),
+                data.display()
+            )),
+            Err(e) => kmsg::warn(&format!(
+                "data: making a new recovery key for {}: {e}; the old one still opens it",
+                data.display()
+            )),
+        }
+    }
+    drop(volume_key);
+    if let Some(private) = private {
+        private.writable()?;
+        remove_durably(private.dir(), FIRST_USE_RECORD)?;
+    }
+    Ok(device)
+}
+
+/// The volume key and the crypt target of the data segment, from the keyslot `secret`
+/// opens; `wrong` names the secret when it opens none.
+pub fn unlock(
     header: &Luks2,
     data: &Path,
     part_bytes: u64,
-    key: &Key,
-    dir: &Path,
+    secret: &[u8],
+    wrong: impl FnOnce() -> DataError,
 ) -> Result<(VolumeKey, dm::Target), DataError> {
     let luks_err = |source| DataError::Luks {
         device: data.to_path_buf(),
@@ -270,14 +300,9 @@ fn unlock(
         device: data.to_path_buf(),
         source,
     })?;
-    let (_, volume_key) = match header.unlock(&mut dev, key.as_bytes()) {
+    let (_, volume_key) = match header.unlock(&mut dev, secret) {
         Ok(found) => found,
-        Err(luks2::Error::WrongSecret { .. }) => {
-            return Err(DataError::WrongKey {
-                device: data.to_path_buf(),
-                key: dir.join(KEY_FILE),
-            })
-        }
+        Err(luks2::Error::WrongSecret { .. }) => return Err(wrong()),
         Err(e) => return Err(luks_err(e)),
     };
     let table = header
@@ -334,6 +359,22 @@ fn sector_size(part_bytes: u64) -> u32 {
     }
 }
 
+/// What opens DATA's machine keyslot, as [`first_use`] stores it.
+pub struct MachineSecret<'a> {
+    /// The keyslot's passphrase.
+    pub passphrase: &'a [u8],
+    /// Bytes for [`KEY_FILE`] on PRIVATE (keyfile mode).
+    pub key_file: Option<&'a [u8]>,
+    /// Makes the token that names the keyslot (tpm2 mode: the sealed blob).
+    pub token: Option<&'a dyn Fn(u32) -> Result<luks2::json::Object, DataError>>,
+}
+
+impl std::fmt::Debug for MachineSecret<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MachineSecret(<hidden>)")
+    }
+}
+
 /// A durable step of [`first_use`], for the cut-point tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -348,11 +389,13 @@ pub enum Step {
 /// order of the module documentation. `format` maps a crypt target and makes the file
 /// system (returning the mapped device); `after` is told each durable step and may stop
 /// there (a power cut, in tests). `dir` is PRIVATE, writable.
+#[allow(clippy::too_many_arguments)] // each is one thing first use needs; a struct would only rename them
 pub fn first_use<S: luks2::Storage>(
     dir: &Path,
     data: &Path,
     dev: &mut S,
     part_bytes: u64,
+    secret: &MachineSecret<'_>,
     recovery_file: &Path,
     format: impl FnOnce(dm::Target) -> Result<PathBuf, DataError>,
     mut after: impl FnMut(Step) -> Result<(), DataError>,
@@ -370,7 +413,6 @@ pub fn first_use<S: luks2::Storage>(
     after(Step::Record)?;
 
     let volume_key = VolumeKey::random(luks2::volume::VOLUME_KEY_BYTES).map_err(luks_err)?;
-    let secret = Key::random()?;
     let recovery = RecoveryKey::random().map_err(DataError::Random)?;
     let opts = FormatOptions {
         sector_size: sector_size(part_bytes),
@@ -378,9 +420,12 @@ pub fn first_use<S: luks2::Storage>(
         uuid: None,
     };
     let mut header = Luks2::format(part_bytes, &volume_key, &opts).map_err(luks_err)?;
-    header
-        .add_keyslot(&volume_key, secret.as_bytes(), KdfParams::MACHINE_SECRET)
+    let machine_slot = header
+        .add_keyslot(&volume_key, secret.passphrase, KdfParams::MACHINE_SECRET)
         .map_err(luks_err)?;
+    if let Some(token) = secret.token {
+        header.add_token(token(machine_slot)?).map_err(luks_err)?;
+    }
     let recovery_slot = header
         .add_keyslot(&volume_key, recovery.as_bytes(), KdfParams::MACHINE_SECRET)
         .map_err(luks_err)?;
@@ -395,9 +440,9 @@ pub fn first_use<S: luks2::Storage>(
     drop(table);
     after(Step::FileSystem)?;
 
-    debug_assert_eq!(secret.as_bytes().len(), KEY_BYTES);
-    write_durably(dir, KEY_FILE, secret.as_bytes(), 0o400)?;
-    drop(secret);
+    if let Some(key) = secret.key_file {
+        write_durably(dir, KEY_FILE, key, 0o400)?;
+    }
     recovery.save(recovery_file).map_err(DataError::Recovery)?;
     drop(recovery);
     after(Step::KeyFile)?;
@@ -484,11 +529,18 @@ mod tests {
             self.disk.budget = writes;
             let mut fs_written = false;
             let recovery = self.recovery_file();
+            let key = Key::random().unwrap();
+            let secret = MachineSecret {
+                passphrase: key.as_bytes(),
+                key_file: Some(key.as_bytes()),
+                token: None,
+            };
             let r = first_use(
                 self.private.path(),
                 Path::new("/dev/vda9"),
                 &mut self.disk,
                 PART,
+                &secret,
                 &recovery,
                 |target| {
                     assert_eq!(target.target_type, "crypt");
@@ -678,7 +730,11 @@ mod tests {
         let image = run.private.path().join("data.img");
         std::fs::write(&image, run.disk.bytes.get_ref()).unwrap();
         let other = Key::random().unwrap();
-        let e = unlock(&h, &image, PART, &other, Path::new("/run/liftoff/private"))
+        let wrong = || DataError::WrongKey {
+            device: image.clone(),
+            key: "/run/liftoff/private/data.key".into(),
+        };
+        let e = unlock(&h, &image, PART, other.as_bytes(), wrong)
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -690,7 +746,7 @@ mod tests {
             )
         );
         let key = read_key(run.private.path()).unwrap().unwrap();
-        let (_, target) = unlock(&h, &image, PART, &key, Path::new("/x")).unwrap();
+        let (_, target) = unlock(&h, &image, PART, key.as_bytes(), || unreachable!()).unwrap();
         assert!(target.params.starts_with("aes-xts-plain64 "));
         assert_eq!(target.length, (PART - luks2::volume::DATA_OFFSET) / 512);
     }
@@ -710,7 +766,7 @@ mod tests {
         };
         assert_eq!(unsaved_recovery(&h), Some((0, 1)));
         let key = read_key(run.private.path()).unwrap().unwrap();
-        let (vk, _) = unlock(&h, &image, PART, &key, Path::new("/x")).unwrap();
+        let (vk, _) = unlock(&h, &image, PART, key.as_bytes(), || unreachable!()).unwrap();
         let fresh = run.private.path().join("new-recovery-key");
         renew_recovery(&mut h, &vk, 0, 1, &image, &fresh).unwrap();
 

@@ -43,6 +43,7 @@ use prairiedog::cmdline::DataMode;
 
 pub mod luks;
 pub mod recovery;
+pub mod tpm;
 
 /// Device-mapper name of the decrypted DATA partition.
 pub const DM_NAME: &str = "data";
@@ -75,6 +76,7 @@ pub enum DataError {
     },
     NoPrivatePartition {
         disk: PathBuf,
+        mode: String,
     },
     Grow(growpart::Error),
     Random(io::Error),
@@ -123,6 +125,12 @@ pub enum DataError {
     },
     /// Handing the recovery key over in /run.
     Recovery(io::Error),
+    /// The TPM: absent, refusing to unseal, or failing.
+    Tpm(tpm2::Error),
+    /// The TPM unsealed a secret that opens none of DATA's keyslots.
+    WrongTpmSecret {
+        device: PathBuf,
+    },
     Mkfs {
         device: PathBuf,
         output: String,
@@ -140,9 +148,9 @@ impl fmt::Display for DataError {
             DataError::NoDataPartition { disk } => {
                 write!(f, "{} has no DATA partition", disk.display())
             }
-            DataError::NoPrivatePartition { disk } => write!(
+            DataError::NoPrivatePartition { disk, mode } => write!(
                 f,
-                "{} has no PRIVATE partition for the DATA key (liftoff.data=keyfile)",
+                "{} has no PRIVATE partition for the DATA key (liftoff.data={mode})",
                 disk.display()
             ),
             DataError::Grow(e) => write!(f, "growing DATA: {e}"),
@@ -202,6 +210,20 @@ impl fmt::Display for DataError {
                 f,
                 "writing the DATA recovery key to {}: {e}",
                 prairiedog::host::RECOVERY_KEY_FILE
+            ),
+            DataError::Tpm(e) if tpm2::is_policy_fail(e) => write!(
+                f,
+                "{e}: the TPM refuses to unseal the DATA key because PCR 7 is not what it \
+                 was when the key was sealed (Secure Boot turned off, other keys enrolled) \
+                 or the TPM was cleared; DATA is left as it is, and its recovery key \
+                 opens it (docs/data.md)"
+            ),
+            DataError::Tpm(e) => write!(f, "TPM2 key for DATA: {e}"),
+            DataError::WrongTpmSecret { device } => write!(
+                f,
+                "the secret the TPM unsealed opens none of the LUKS2 keyslots of {}: \
+                 refusing to format it",
+                device.display()
             ),
             DataError::Mkfs { device, output } => {
                 write!(f, "making a file system on {}: {output}", device.display())
@@ -565,6 +587,8 @@ pub enum Encryption {
     Luks2Keyfile,
     /// Plain dm-crypt with the key file as the volume key (DATA made before LUKS2).
     PlainKeyfile,
+    /// LUKS2, opened with a secret the TPM unsealed.
+    Luks2Tpm,
 }
 
 /// DATA opened (or not encrypted): the device to mount and what may be done to it.
@@ -646,13 +670,26 @@ pub struct Outcome {
     pub mounts: Vec<String>,
 }
 
+/// The mode when `liftoff.data` names none: what opens the LUKS2 volume already there
+/// (`tpm2` with a TPM2 token, else `keyfile`), and for a DATA still to be made `tpm2` when
+/// the machine has a TPM 2.0, else `keyfile`. A DATA that is neither (a plain file
+/// system, unknown bytes, a DATA made before LUKS2) is `keyfile`'s to open or refuse.
+pub fn default_mode(data: &Path) -> Result<DataMode, DataError> {
+    Ok(match luks::inspect(data)? {
+        luks::Found::Luks2(header) if tpm::token(&header).is_some() => DataMode::Tpm2,
+        luks::Found::Luks2(_) | luks::Found::Damaged(_) => DataMode::Keyfile,
+        luks::Found::NotLuks2 if tpm::present() && disposable(data)?.is_some() => DataMode::Tpm2,
+        luks::Found::NotLuks2 => DataMode::Keyfile,
+    })
+}
+
 /// Runs the DATA stage: `disk` is the boot disk, `data` and `private` its DATA and
-/// PRIVATE partition nodes.
+/// PRIVATE partition nodes, `mode` the command line's (see [`default_mode`] for none).
 pub fn setup(
     disk: &Path,
     data: &Path,
     private: Option<&Path>,
-    mode: DataMode,
+    mode: Option<DataMode>,
 ) -> Result<Outcome, DataError> {
     let mut disk_file = File::options()
         .read(true)
@@ -667,15 +704,21 @@ pub fn setup(
     let grown = report.written;
     let part_bytes = device_size(data)?;
 
+    let mode = match mode {
+        Some(mode) => mode,
+        None => default_mode(data)?,
+    };
+    let private_of = |mode: &str| {
+        private.ok_or_else(|| DataError::NoPrivatePartition {
+            disk: disk.to_path_buf(),
+            mode: mode.to_owned(),
+        })
+    };
     let opened = match mode {
         DataMode::None => open_unencrypted(data)?,
         DataMode::Ephemeral => open_ephemeral(data, part_bytes)?,
-        DataMode::Keyfile => {
-            let private = private.ok_or_else(|| DataError::NoPrivatePartition {
-                disk: disk.to_path_buf(),
-            })?;
-            luks::open_keyfile(private, data, part_bytes)?
-        }
+        DataMode::Keyfile => luks::open_keyfile(private_of("keyfile")?, data, part_bytes)?,
+        DataMode::Tpm2 => tpm::open(private_of("tpm2")?, data, part_bytes)?,
     };
     let device = opened.device;
     let formatted = opened.formatted
@@ -784,6 +827,7 @@ pub fn describe(o: &Outcome) -> String {
             Encryption::Luks2Keyfile => ", LUKS2 opened with the key on PRIVATE",
             Encryption::PlainKeyfile =>
                 ", plain dm-crypt with the key on PRIVATE (made before LUKS2)",
+            Encryption::Luks2Tpm => ", LUKS2 opened with the key sealed in the TPM",
         },
         MOUNT_POINT,
         if o.keys_created {

@@ -25,13 +25,32 @@
 
 pub mod gate;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where the image lists its modules, relative to the root.
 pub const LIST: &str = "etc/liftoff/modules";
+
+/// Module name -> its index in a list, for dependency lookups: a sorted `Vec` (a few dozen
+/// modules) rather than a `BTreeMap`, which costs PID 1 about 2.5 KiB. A name listed twice
+/// finds its last entry, as a map built from the list would.
+#[derive(Debug)]
+struct Names<'a>(Vec<(&'a str, usize)>);
+
+impl<'a> Names<'a> {
+    fn new(names: impl Iterator<Item = &'a str>) -> Names<'a> {
+        let mut v: Vec<(&str, usize)> = names.enumerate().map(|(i, n)| (n, i)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+        v.dedup_by(|later, first| later.0 == first.0);
+        Names(v)
+    }
+
+    fn get(&self, name: &str) -> Option<&usize> {
+        let i = self.0.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
+        self.0.get(i).map(|(_, index)| index)
+    }
+}
 
 /// What `.modinfo` says about one module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +191,7 @@ pub fn load_order(mods: &[ModInfo]) -> Result<Vec<usize>, String> {
     fn visit(
         i: usize,
         mods: &[ModInfo],
-        by_name: &BTreeMap<&str, usize>,
+        by_name: &Names<'_>,
         marks: &mut [Mark],
         order: &mut Vec<usize>,
     ) -> Result<(), String> {
@@ -198,11 +217,7 @@ pub fn load_order(mods: &[ModInfo]) -> Result<Vec<usize>, String> {
         order.push(i);
         Ok(())
     }
-    let by_name: BTreeMap<&str, usize> = mods
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.name.as_str(), i))
-        .collect();
+    let by_name = Names::new(mods.iter().map(|m| m.name.as_str()));
     let mut marks = vec![Mark::New; mods.len()];
     let mut order = Vec::with_capacity(mods.len());
     for i in 0..mods.len() {
@@ -383,11 +398,7 @@ pub fn load_listed(
     }
     // Checks for cycles; the order itself comes from each wanted module's dependencies.
     load_order(&infos).map_err(|module| ModuleError::Cycle { module })?;
-    let by_name: BTreeMap<&str, usize> = infos
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.name.as_str(), i))
-        .collect();
+    let by_name = Names::new(infos.iter().map(|m| m.name.as_str()));
     let is_dependency: Vec<bool> = infos
         .iter()
         .map(|m| infos.iter().any(|other| other.depends.contains(&m.name)))
@@ -440,7 +451,7 @@ struct LoadState<'a, L> {
     loader: &'a mut L,
     paths: &'a [PathBuf],
     infos: &'a [ModInfo],
-    by_name: &'a BTreeMap<&'a str, usize>,
+    by_name: &'a Names<'a>,
     cmdline: &'a [prairiedog::cmdline::Param],
     loaded: Vec<bool>,
     done: Vec<(String, Outcome)>,
@@ -539,6 +550,17 @@ impl AutoloadGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn names_find_the_last_entry_of_a_name() {
+        let names = Names::new(["b", "a", "c", "a"].into_iter());
+        assert_eq!(names.get("a"), Some(&3));
+        assert_eq!(names.get("b"), Some(&0));
+        assert_eq!(names.get("c"), Some(&2));
+        assert_eq!(names.get("d"), None);
+        assert_eq!(Names::new(std::iter::empty()).get("a"), None);
+    }
 
     #[test]
     fn autoload_guard_empties_and_restores_the_helper() {
