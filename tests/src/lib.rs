@@ -67,6 +67,10 @@ pub struct Report {
     /// the guest has a TPM and its driver loaded.
     #[serde(default)]
     pub tpm_pcr7: Option<String>,
+    /// What became of an attempt, from the booted system, to unseal DATA's TPM2 token
+    /// (`refused: <error>` or `UNSEALED`); `None` without a TPM or a token.
+    #[serde(default)]
+    pub tpm_unseal: Option<String>,
     /// With the argument `read-root`: reading the whole root device back.
     #[serde(default)]
     pub read_root: Option<ReadBack>,
@@ -278,6 +282,7 @@ mod tests {
             local_marker: None,
             local_bytes: 0,
             tpm_pcr7: None,
+            tpm_unseal: None,
             read_root: None,
             grow_live: None,
             liftoff_log: vec![

@@ -670,6 +670,21 @@ fn boots_slot_a(arch: Arch) {
     // Slot A stays successful and this boot is counted until it reaches health.
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 1));
     assert_firmware_measured(&r);
+    // The machine has a TPM, so DATA's key was sealed there (the default for a new DATA),
+    // and once PID 1 had unsealed it, the booted system cannot unseal it again.
+    assert!(
+        r.liftoff_log.iter().any(|l| l.contains(
+            "LUKS2 opened with the key sealed in the TPM) mounted at /local; LUKS2 header and \
+             keys created"
+        )),
+        "{:?}",
+        r.liftoff_log
+    );
+    let attempt = r.tpm_unseal.clone().unwrap_or_default();
+    assert!(
+        attempt.starts_with("refused: ") && attempt.contains("TPM_RC_POLICY_FAIL"),
+        "{attempt}"
+    );
 }
 
 /// The machine's TPM (swtpm) reached the booted system, and the firmware extended PCR 7

@@ -236,6 +236,9 @@ fn update(arch: Arch) {
     // the forged manifest was refused before a write, the real one and its UKI verified.
     let console = vm.lines().join("\n");
     for line in [
+        // The machine has a TPM: DATA's first use seals its key there (the default).
+        "LUKS2 opened with the key sealed in the TPM) mounted at /local; LUKS2 header and \
+         keys created",
         "/run/forged/manifest.sig: the signature of /run/forged/manifest does not verify",
         "/run/payload/forged-boot.img has BLAKE3",
         "LIFTOFF-FORGED-REFUSED",
@@ -266,6 +269,19 @@ fn update(arch: Arch) {
         .unwrap_or_default();
     assert!(verity.contains(&v2.disk.root_hash), "{verity}");
     assert!(verity.contains("ROOT-B"), "{verity}");
+    // DATA, made on v1's first boot with its key sealed in the machine's TPM (swtpm, kept
+    // with the variable store), unseals on the new slot: PCR 7 does not change with an
+    // update signed by the same key.
+    let data = vm
+        .lines()
+        .iter()
+        .find(|l| l.contains("liftoff: data: /dev/dm-"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        data.contains("LUKS2 opened with the key sealed in the TPM") && !data.contains("created"),
+        "{data}"
+    );
     drop(vm);
     let b = attributes(&disk.path, disk::BOOT_B);
     assert_eq!(

@@ -9,6 +9,49 @@ use liftoff_probe::{
     Report, MARKER, MARKER_FILE, WAITING_FOR_GROWTH,
 };
 
+/// Tries what an attacker with root in the booted system would: unseal DATA's TPM2 token.
+/// PID 1 extended PCR 15 after its own unseal, so the TPM must refuse.
+fn tpm_unseal_attempt() -> Option<String> {
+    let tpm_dev = Path::new(tpm2::Device::RESOURCE_MANAGER);
+    if !tpm_dev.exists() {
+        return None;
+    }
+    // DATA: what the device-mapper device named "data" is stacked on.
+    let data = std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .find_map(|d| {
+            let name = std::fs::read_to_string(d.path().join("dm/name")).ok()?;
+            if name.trim_end() != "data" {
+                return None;
+            }
+            let slave = std::fs::read_dir(d.path().join("slaves"))
+                .ok()?
+                .flatten()
+                .next()?;
+            Some(Path::new("/dev").join(slave.file_name()))
+        })?;
+    let mut f = std::fs::File::open(&data).ok()?;
+    let header = luks2::Luks2::read(&mut f).ok()?;
+    let token = header
+        .metadata
+        .tokens
+        .values()
+        .find(|t| t.kind == tpm2::token::TYPE)?;
+    let sealed = match tpm2::Tpm2Token::from_token(token) {
+        Ok(t) => t.sealed,
+        Err(e) => return Some(format!("token: {e}")),
+    };
+    let mut tpm = match tpm2::Device::open(tpm_dev) {
+        Ok(d) => tpm2::Tpm::new(d),
+        Err(e) => return Some(format!("refused: {e}")),
+    };
+    Some(match tpm2::unseal(&mut tpm, &sealed) {
+        Ok(_) => "UNSEALED".to_owned(),
+        Err(e) => format!("refused: {e}"),
+    })
+}
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -269,6 +312,7 @@ fn main() {
             .map(|s| s.trim_end().to_owned()),
         local_marker: std::fs::read_to_string(MARKER_FILE).ok(),
         local_bytes: local_bytes(),
+        tpm_unseal: tpm_unseal_attempt(),
         tpm_pcr7: std::fs::read_to_string("/sys/class/tpm/tpm0/pcr-sha256/7")
             .ok()
             .map(|s| s.trim_end().to_lowercase()),
