@@ -184,42 +184,19 @@ pub fn open_keyfile(private: &Path, data: &Path, part_bytes: u64) -> Result<Open
             })
         }
         Plan::FirstUse => {
-            private_mount.writable()?;
-            let mut dev = File::options()
-                .read(true)
-                .write(true)
-                .open(data)
-                .map_err(|source| DataError::Size {
-                    device: data.to_path_buf(),
-                    source,
-                })?;
             let key = Key::random()?;
             let secret = MachineSecret {
                 passphrase: key.as_bytes(),
                 key_file: Some(key.as_bytes()),
                 token: None,
             };
-            let device = first_use(
-                &dir,
+            first_use_on(
+                &mut private_mount,
                 data,
-                &mut dev,
                 part_bytes,
                 &secret,
-                Path::new(RECOVERY_KEY_FILE),
-                |target| {
-                    let device = create_mapping(target)?;
-                    mkfs(&device)?;
-                    Ok(device)
-                },
-                |_| Ok(()),
-            )?;
-            Ok(Opened {
-                device,
-                encryption: Encryption::Luks2Keyfile,
-                fresh: false,
-                formatted: true,
-                keys_created: true,
-            })
+                Encryption::Luks2Keyfile,
+            )
         }
         Plan::Plain => {
             let Some(key) = key else {
@@ -333,15 +310,7 @@ fn renew_recovery(
     header.remove_keyslot(keyslot).map_err(luks_err)?;
     header.remove_token(token).map_err(luks_err)?;
     header.add_token(unsaved_token(added)).map_err(luks_err)?;
-    let mut dev = File::options()
-        .read(true)
-        .write(true)
-        .open(data)
-        .map_err(|source| DataError::Size {
-            device: data.to_path_buf(),
-            source,
-        })?;
-    header.write(&mut dev).map_err(luks_err)?;
+    header.write(&mut open_rw(data)?).map_err(luks_err)?;
     recovery.save(recovery_file).map_err(DataError::Recovery)
 }
 
@@ -357,6 +326,52 @@ fn sector_size(part_bytes: u64) -> u32 {
     } else {
         512
     }
+}
+
+/// DATA opened for reading and writing.
+fn open_rw(data: &Path) -> Result<File, DataError> {
+    File::options()
+        .read(true)
+        .write(true)
+        .open(data)
+        .map_err(|source| DataError::Size {
+            device: data.to_path_buf(),
+            source,
+        })
+}
+
+/// [`first_use`] on the real DATA and PRIVATE (made writable): the mapping is
+/// [`DM_NAME`](super::DM_NAME) and the file system ext4.
+pub fn first_use_on(
+    private_mount: &mut PrivateMount,
+    data: &Path,
+    part_bytes: u64,
+    secret: &MachineSecret<'_>,
+    encryption: Encryption,
+) -> Result<Opened, DataError> {
+    private_mount.writable()?;
+    let dir = private_mount.dir().to_path_buf();
+    let device = first_use(
+        &dir,
+        data,
+        &mut open_rw(data)?,
+        part_bytes,
+        secret,
+        Path::new(RECOVERY_KEY_FILE),
+        |target| {
+            let device = create_mapping(target)?;
+            mkfs(&device)?;
+            Ok(device)
+        },
+        |_| Ok(()),
+    )?;
+    Ok(Opened {
+        device,
+        encryption,
+        fresh: false,
+        formatted: true,
+        keys_created: true,
+    })
 }
 
 /// What opens DATA's machine keyslot, as [`first_use`] stores it.

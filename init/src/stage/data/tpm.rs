@@ -10,17 +10,13 @@
 //! First use is [`luks::first_use`] with the sealed secret instead of a key file: the same
 //! order, the same record on PRIVATE, the same cut-point behaviour.
 
-use std::fs::File;
 use std::path::Path;
 
 use tpm2::{Device, Tpm, Tpm2Token};
 use zeroize::Zeroizing;
 
 use super::luks::{self, Found, MachineSecret};
-use super::{
-    create_mapping, disposable, mkfs, DataError, Encryption, Opened, PrivateMount, FIRST_USE_RECORD,
-};
-use prairiedog::host::RECOVERY_KEY_FILE;
+use super::{disposable, DataError, Encryption, Opened, PrivateMount, FIRST_USE_RECORD};
 
 /// Bytes of the sealed secret (systemd-cryptenroll seals 32 as well).
 const SECRET_BYTES: usize = 32;
@@ -140,29 +136,12 @@ fn first_use(
         key_file: None,
         token: Some(&make_token),
     };
-    private_mount.writable()?;
-    let mut dev = File::options()
-        .read(true)
-        .write(true)
-        .open(data)
-        .map_err(|source| DataError::Size {
-            device: data.to_path_buf(),
-            source,
-        })?;
-    let dir = private_mount.dir().to_path_buf();
-    let device = luks::first_use(
-        &dir,
+    let opened = luks::first_use_on(
+        private_mount,
         data,
-        &mut dev,
         part_bytes,
         &machine,
-        Path::new(RECOVERY_KEY_FILE),
-        |target| {
-            let device = create_mapping(target)?;
-            mkfs(&device)?;
-            Ok(device)
-        },
-        |_| Ok(()),
+        Encryption::Luks2Tpm,
     )?;
     drop(passphrase);
     let uuid = match luks::inspect(data)? {
@@ -170,11 +149,5 @@ fn first_use(
         _ => String::new(),
     };
     lock(&mut tpm, &uuid)?;
-    Ok(Opened {
-        device,
-        encryption: Encryption::Luks2Tpm,
-        fresh: false,
-        formatted: true,
-        keys_created: true,
-    })
+    Ok(opened)
 }
