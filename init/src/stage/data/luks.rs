@@ -168,20 +168,14 @@ pub fn open_keyfile(private: &Path, data: &Path, part_bytes: u64) -> Result<Open
             };
             let (volume_key, table) = unlock(&header, data, part_bytes, key.as_bytes(), wrong)?;
             drop(key);
-            let device = map_and_tidy(
+            map_and_tidy(
                 *header,
                 volume_key,
                 table,
                 data,
                 record.then_some(&mut private_mount),
-            )?;
-            Ok(Opened {
-                device,
-                encryption: Encryption::Luks2Keyfile,
-                fresh: false,
-                formatted: false,
-                keys_created: false,
-            })
+                Encryption::Luks2Keyfile,
+            )
         }
         Plan::FirstUse => {
             let key = Key::random()?;
@@ -218,14 +212,15 @@ pub fn open_keyfile(private: &Path, data: &Path, part_bytes: u64) -> Result<Open
 
 /// Maps DATA with `table`, then the chores of an opened volume: a new recovery key while
 /// the old one is unsaved, and the removal of a stale first-use record (`private`, when
-/// there is one to remove).
+/// there is one to remove). DATA, opened, with its `encryption`.
 pub fn map_and_tidy(
     mut header: Luks2,
     volume_key: VolumeKey,
     table: dm::Target,
     data: &Path,
     private: Option<&mut PrivateMount>,
-) -> Result<PathBuf, DataError> {
+    encryption: Encryption,
+) -> Result<Opened, DataError> {
     let device = create_mapping(table)?;
     if let Some((token, keyslot)) = unsaved_recovery(&header) {
         // DATA is open either way: a failure here costs only the new key.
@@ -257,7 +252,13 @@ pub fn map_and_tidy(
         private.writable()?;
         remove_durably(private.dir(), FIRST_USE_RECORD)?;
     }
-    Ok(device)
+    Ok(Opened {
+        device,
+        encryption,
+        fresh: false,
+        formatted: false,
+        keys_created: false,
+    })
 }
 
 /// The volume key and the crypt target of the data segment, from the keyslot `secret`

@@ -76,20 +76,14 @@ pub fn open(private: &Path, data: &Path, part_bytes: u64) -> Result<Opened, Data
             let (volume_key, table) =
                 luks::unlock(&header, data, part_bytes, passphrase.as_bytes(), wrong)?;
             drop(passphrase);
-            let device = luks::map_and_tidy(
+            luks::map_and_tidy(
                 *header,
                 volume_key,
                 table,
                 data,
                 record.then_some(&mut private_mount),
-            )?;
-            Ok(Opened {
-                device,
-                encryption: Encryption::Luks2Tpm,
-                fresh: false,
-                formatted: false,
-                keys_created: false,
-            })
+                Encryption::Luks2Tpm,
+            )
         }
         Found::Damaged(_) if record => first_use(&mut private_mount, data, part_bytes),
         Found::Damaged(source) => Err(DataError::Damaged {
