@@ -71,6 +71,11 @@ pub struct Report {
     /// (`refused: <error>` or `UNSEALED`); `None` without a TPM or a token.
     #[serde(default)]
     pub tpm_unseal: Option<String>,
+    /// The recovery key PID 1 handed over in /run/liftoff/recovery-key, if any. The probe
+    /// gives it away so the host can test it with cryptsetup, and so a test can show that
+    /// nothing else on the console carries it.
+    #[serde(default)]
+    pub recovery_key: Option<String>,
     /// With the argument `read-root`: reading the whole root device back.
     #[serde(default)]
     pub read_root: Option<ReadBack>,
@@ -283,6 +288,7 @@ mod tests {
             local_bytes: 0,
             tpm_pcr7: None,
             tpm_unseal: None,
+            recovery_key: None,
             read_root: None,
             grow_live: None,
             liftoff_log: vec![

@@ -9,6 +9,9 @@ use liftoff_probe::{
     Report, MARKER, MARKER_FILE, WAITING_FOR_GROWTH,
 };
 
+/// Where PID 1 hands DATA's recovery key over (`prairiedog::host::RECOVERY_KEY_FILE`).
+const RECOVERY_KEY_FILE: &str = "/run/liftoff/recovery-key";
+
 /// Tries what an attacker with root in the booted system would: unseal DATA's TPM2 token.
 /// PID 1 extended PCR 15 after its own unseal, so the TPM must refuse.
 fn tpm_unseal_attempt() -> Option<String> {
@@ -313,6 +316,9 @@ fn main() {
         local_marker: std::fs::read_to_string(MARKER_FILE).ok(),
         local_bytes: local_bytes(),
         tpm_unseal: tpm_unseal_attempt(),
+        recovery_key: std::fs::read_to_string(RECOVERY_KEY_FILE)
+            .ok()
+            .map(|s| s.trim_end().to_owned()),
         tpm_pcr7: std::fs::read_to_string("/sys/class/tpm/tpm0/pcr-sha256/7")
             .ok()
             .map(|s| s.trim_end().to_lowercase()),
