@@ -689,7 +689,10 @@ fn boots_slot_a(arch: Arch) {
     );
     // The recovery key went to /run only: on the console it is in the probe's line, which
     // gives it away on purpose, and nowhere else.
-    let recovery = r.recovery_key.clone().expect("a recovery key in /run/liftoff");
+    let recovery = r
+        .recovery_key
+        .clone()
+        .expect("a recovery key in /run/liftoff");
     assert_recovery_key_format(&recovery);
     let carrying: Vec<&String> =
         b.vm.lines()
@@ -817,7 +820,10 @@ fn open_with_recovery_key(b: &Boot, data: &std::path::Path, recovery: &str) {
         .arg(&plain)
         .output()
         .unwrap();
-    assert!(fsck.status.success(), "e2fsck -fn on DATA's plaintext: {fsck:?}");
+    assert!(
+        fsck.status.success(),
+        "e2fsck -fn on DATA's plaintext: {fsck:?}"
+    );
     for f in [&plain, &volume_key, &key] {
         std::fs::remove_file(f).unwrap();
     }

@@ -131,7 +131,7 @@ pub fn plan(found: &Found, key: bool, record: bool, fresh: Option<Fresh>, device
 
 /// `luks2::Error` holds `io::Error`s and is not `Clone`; a damaged header's error is a
 /// `NoValidHeader`, whose parts are.
-fn clone_error(e: &luks2::Error) -> luks2::Error {
+pub fn clone_error(e: &luks2::Error) -> luks2::Error {
     match e {
         luks2::Error::NoValidHeader { primary, secondary } => luks2::Error::NoValidHeader {
             primary: primary.clone(),

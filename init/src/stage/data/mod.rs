@@ -956,6 +956,153 @@ mod tests {
         assert_eq!(std::fs::read(&data).unwrap(), before);
     }
 
+    /// What a boot in `mode` would do with DATA at `data` (with a key file on PRIVATE or
+    /// not): "format", "open", "plain" or "refuse: <the line>". Stops short of device-mapper
+    /// and the TPM, which the VM tests cover.
+    fn decision(mode: DataMode, data: &Path, key: bool) -> String {
+        let refuse = |e: DataError| format!("refuse: {e}");
+        let found = luks::inspect(data).unwrap();
+        let fresh = match found {
+            luks::Found::Luks2(_) => None,
+            _ => disposable(data).unwrap(),
+        };
+        let planned = |plan| match plan {
+            luks::Plan::Unlock => "open".to_owned(),
+            luks::Plan::FirstUse => "format".to_owned(),
+            luks::Plan::Plain => "plain".to_owned(),
+            luks::Plan::Refuse(e) => refuse(e),
+        };
+        match mode {
+            DataMode::None => match open_unencrypted(data) {
+                Ok(o) if o.fresh => "format".to_owned(),
+                Ok(_) if detect(data).unwrap().is_some() => "open".to_owned(),
+                Ok(_) => refuse(DataError::NotEmpty {
+                    device: data.to_path_buf(),
+                }),
+                Err(e) => refuse(e),
+            },
+            DataMode::Ephemeral if fresh.is_some() => "format".to_owned(),
+            DataMode::Ephemeral => refuse(open_ephemeral(data, 20 << 20).unwrap_err()),
+            DataMode::Keyfile => planned(luks::plan(&found, key, false, fresh, data)),
+            DataMode::Tpm2 => {
+                let what = what_is_there(data).unwrap();
+                planned(tpm::plan(&found, false, fresh.is_some(), data, what))
+            }
+        }
+    }
+
+    /// Every pair of (what an earlier mode left on DATA, the mode of this boot): DATA is
+    /// taken only when it is provably fresh or opens in this mode; every other pair is a
+    /// refusal with one line that names DATA, and leaves its bytes as they were.
+    #[test]
+    fn every_mode_switch_opens_formats_fresh_data_or_refuses_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 20usize << 20;
+        let luks2_volume = |token: bool| {
+            let key = luks2::VolumeKey::random(64).unwrap();
+            let mut l =
+                luks2::Luks2::format(size as u64, &key, &luks2::FormatOptions::default()).unwrap();
+            if token {
+                let object =
+                    luks2::json::parse(r#"{"type":"systemd-tpm2","keyslots":[]}"#).unwrap();
+                let luks2::json::Value::Object(object) = object else {
+                    panic!()
+                };
+                l.add_token(object).unwrap();
+            }
+            let mut bytes = std::io::Cursor::new(vec![0u8; size]);
+            l.write(&mut bytes).unwrap();
+            bytes.into_inner()
+        };
+        let ext4 = {
+            let path = dir.path().join("ext4");
+            std::fs::write(&path, vec![0u8; size]).unwrap();
+            let out = std::process::Command::new("mkfs.ext4")
+                .args(["-q", "-F"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            std::fs::read(&path).unwrap()
+        };
+        let mut ephemeral = vec![0u8; size];
+        ephemeral[..EPHEMERAL_MAGIC.len()].copy_from_slice(EPHEMERAL_MAGIC);
+        // (what DATA holds, whether PRIVATE has a key file, its bytes)
+        let sources: [(&str, bool, Vec<u8>); 7] = [
+            ("blank", false, vec![0u8; size]),
+            ("ephemeral", false, ephemeral),
+            ("none: ext4", false, ext4),
+            ("unknown bytes", false, vec![0x5a; size]),
+            ("keyfile: LUKS2", true, luks2_volume(false)),
+            ("tpm2: LUKS2 + token", false, luks2_volume(true)),
+            ("plain dm-crypt (before LUKS2)", true, vec![0x5a; size]),
+        ];
+        let modes = [
+            DataMode::None,
+            DataMode::Ephemeral,
+            DataMode::Keyfile,
+            DataMode::Tpm2,
+        ];
+        const NO_KEY: &str = "refuse: PRIVATE has no key";
+        const NOT_EMPTY: &str = "refuse: holds data but no ext4 or xfs";
+        let expected: [[&str; 4]; 7] = [
+            ["format", "format", "format", "format"],
+            ["format", "format", "format", "format"],
+            [
+                "open",
+                "refuse: a plain file system, which liftoff.data=ephemeral",
+                NO_KEY,
+                "refuse: a plain file system, which liftoff.data=tpm2",
+            ],
+            [
+                NOT_EMPTY,
+                "refuse: data this host cannot read, which liftoff.data=ephemeral",
+                NO_KEY,
+                "refuse: data this host cannot read, which liftoff.data=tpm2",
+            ],
+            [
+                "refuse: a LUKS2 volume, which liftoff.data=none",
+                "refuse: a LUKS2 volume, which liftoff.data=ephemeral",
+                "open",
+                "refuse: a LUKS2 volume without a TPM2 token, which liftoff.data=tpm2",
+            ],
+            [
+                "refuse: a LUKS2 volume, which liftoff.data=none",
+                "refuse: a LUKS2 volume, which liftoff.data=ephemeral",
+                NO_KEY,
+                "open",
+            ],
+            [
+                NOT_EMPTY,
+                "refuse: data this host cannot read, which liftoff.data=ephemeral",
+                "plain",
+                "refuse: data this host cannot read, which liftoff.data=tpm2",
+            ],
+        ];
+        for ((name, key, bytes), row) in sources.iter().zip(expected) {
+            for (mode, want) in modes.iter().zip(row) {
+                let data = dir.path().join("data");
+                std::fs::write(&data, bytes).unwrap();
+                let got = decision(*mode, &data, *key);
+                let (verb, line) = got.split_once(": ").unwrap_or((&got, ""));
+                let (want_verb, want_line) = want.split_once(": ").unwrap_or((want, ""));
+                assert_eq!(verb, want_verb, "{name} under {mode:?}: {got}");
+                if verb == "refuse" {
+                    assert!(
+                        line.starts_with(&data.display().to_string())
+                            && line.contains(want_line)
+                            && line.contains("refusing to"),
+                        "{name} under {mode:?}: {got}"
+                    );
+                    assert!(
+                        &std::fs::read(&data).unwrap() == bytes,
+                        "{name} under {mode:?}: DATA changed"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn description_says_no_key() {
         let o = Outcome {

@@ -15,8 +15,10 @@ use std::path::Path;
 use tpm2::{Device, Tpm, Tpm2Token};
 use zeroize::Zeroizing;
 
-use super::luks::{self, Found, MachineSecret};
-use super::{disposable, DataError, Encryption, Opened, PrivateMount, FIRST_USE_RECORD};
+use super::luks::{self, Found, MachineSecret, Plan};
+use super::{
+    disposable, what_is_there, DataError, Encryption, Opened, PrivateMount, FIRST_USE_RECORD,
+};
 
 /// Bytes of the sealed secret (systemd-cryptenroll seals 32 as well).
 const SECRET_BYTES: usize = 32;
@@ -47,22 +49,53 @@ fn lock(tpm: &mut Tpm<Device>, uuid: &str) -> Result<(), DataError> {
     tpm2::extend_pcr(tpm, tpm2::LOCK_PCR, event.as_bytes()).map_err(DataError::Tpm)
 }
 
+/// The decision in tpm2 mode, from what DATA holds, whether PRIVATE has a first-use record
+/// and whether DATA is provably fresh (`what` names what a foreign DATA holds).
+/// [`Plan::Unlock`] means unseal the token's secret and open the volume with it.
+pub fn plan(found: &Found, record: bool, fresh: bool, device: &Path, what: &'static str) -> Plan {
+    let foreign = |found| {
+        Plan::Refuse(DataError::Foreign {
+            device: device.to_path_buf(),
+            mode: "tpm2",
+            found,
+        })
+    };
+    match found {
+        Found::Luks2(header) if token(header).is_some() => Plan::Unlock,
+        Found::Luks2(_) => foreign("a LUKS2 volume without a TPM2 token"),
+        Found::Damaged(_) | Found::NotLuks2 if record => Plan::FirstUse,
+        Found::Damaged(e) => Plan::Refuse(DataError::Damaged {
+            device: device.to_path_buf(),
+            source: luks::clone_error(e),
+        }),
+        Found::NotLuks2 if fresh => Plan::FirstUse,
+        Found::NotLuks2 => foreign(what),
+    }
+}
+
 /// Opens DATA in tpm2 mode: unseal and unlock a LUKS2 volume with a `systemd-tpm2` token,
 /// or make one on a provably fresh DATA. Anything else is refused, untouched.
 pub fn open(private: &Path, data: &Path, part_bytes: u64) -> Result<Opened, DataError> {
     let mut private_mount = PrivateMount::read_only(private)?;
     let record = private_mount.dir().join(FIRST_USE_RECORD).exists();
     let found = luks::inspect(data)?;
-    match found {
-        Found::Luks2(header) => {
-            let Some(found_token) = token(&header) else {
-                return Err(DataError::Foreign {
+    let (fresh, what) = match found {
+        Found::NotLuks2 => (disposable(data)?.is_some(), what_is_there(data)?),
+        _ => (false, ""),
+    };
+    match plan(&found, record, fresh, data, what) {
+        Plan::Unlock => {
+            let Found::Luks2(header) = found else {
+                return Err(DataError::NoKey {
                     device: data.to_path_buf(),
-                    mode: "tpm2",
-                    found: "a LUKS2 volume without a TPM2 token",
                 });
             };
-            let sealed = Tpm2Token::from_token(found_token).map_err(DataError::Tpm)?;
+            let sealed = token(&header)
+                .map(Tpm2Token::from_token)
+                .ok_or(DataError::NoKey {
+                    device: data.to_path_buf(),
+                })?
+                .map_err(DataError::Tpm)?;
             let mut tpm = open_tpm()?;
             let unsealed = tpm2::unseal(&mut tpm, &sealed.sealed);
             // Locked whatever the outcome: a refused unseal must not be retried later on.
@@ -85,18 +118,11 @@ pub fn open(private: &Path, data: &Path, part_bytes: u64) -> Result<Opened, Data
                 Encryption::Luks2Tpm,
             )
         }
-        Found::Damaged(_) if record => first_use(&mut private_mount, data, part_bytes),
-        Found::Damaged(source) => Err(DataError::Damaged {
+        Plan::FirstUse => first_use(&mut private_mount, data, part_bytes),
+        Plan::Refuse(e) => Err(e),
+        // Never planned in tpm2 mode: plain dm-crypt is keyfile mode's legacy.
+        Plan::Plain => Err(DataError::NoKey {
             device: data.to_path_buf(),
-            source,
-        }),
-        Found::NotLuks2 if record || disposable(data)?.is_some() => {
-            first_use(&mut private_mount, data, part_bytes)
-        }
-        Found::NotLuks2 => Err(DataError::Foreign {
-            device: data.to_path_buf(),
-            mode: "tpm2",
-            found: super::what_is_there(data)?,
         }),
     }
 }
