@@ -757,7 +757,49 @@ fn secure_boot_turned_off(b: &mut Boot, arch: Arch, first: &Report, recovery: &s
         "DATA changed during the degraded boot"
     );
     std::fs::remove_file(&before).unwrap();
-    open_with_recovery_key(b, &after, recovery);
+    let volume_key = open_with_recovery_key(b, &after, recovery);
+    std::fs::remove_file(&after).unwrap();
+    assert_no_key_in_the_clear(b, &volume_key);
+}
+
+/// Neither half of DATA's volume key (the two AES keys) is anywhere on the disk in the
+/// clear or, in hex, in either boot's console log; PRIVATE has no key file (tpm2 mode keeps
+/// none).
+fn assert_no_key_in_the_clear(b: &Boot, volume_key: &[u8]) {
+    let disk_bytes = std::fs::read(&b.disk.path).unwrap();
+    let consoles: Vec<String> = ["console.log", "console-no-secure-boot.log"]
+        .iter()
+        .map(|l| {
+            std::fs::read_to_string(b.work.join(l))
+                .unwrap()
+                .to_lowercase()
+        })
+        .collect();
+    for half in volume_key.chunks(32) {
+        assert!(
+            memchr::memmem::find(&disk_bytes, half).is_none(),
+            "a volume key half is on the disk in the clear"
+        );
+        let hex: String = half.iter().map(|x| format!("{x:02x}")).collect();
+        for console in &consoles {
+            assert!(!console.contains(&hex), "a volume key half on the console");
+        }
+    }
+    let (offset, len) = b.disk.extent(disk::PRIVATE);
+    let private = work_file(b, "private.part");
+    disk::extract(&b.disk.path, offset, len, &private).unwrap();
+    let ls = Command::new("debugfs")
+        .args(["-R", "ls -l /"])
+        .arg(&private)
+        .output()
+        .unwrap();
+    assert!(ls.status.success(), "{ls:?}");
+    let listing = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        listing.contains("lost+found") && !listing.contains("data.key"),
+        "{listing}"
+    );
+    std::fs::remove_file(&private).unwrap();
 }
 
 /// `work/<name>` of boot `b`.
@@ -768,8 +810,9 @@ fn work_file(b: &Boot, name: &str) -> PathBuf {
 /// On the host (no device-mapper here), cryptsetup checks the recovery key against the
 /// copy of DATA at `data` and hands out the volume key it unlocks; the payload decrypted
 /// with that key (aes-xts-plain64, 4096-byte sectors, the IV counting 512-byte sectors as
-/// dm-crypt does for LUKS2) is an ext4 that `e2fsck -fn` finds clean.
-fn open_with_recovery_key(b: &Boot, data: &std::path::Path, recovery: &str) {
+/// dm-crypt does for LUKS2) is an ext4 that `e2fsck -fn` finds clean. Returns the volume
+/// key.
+fn open_with_recovery_key(b: &Boot, data: &std::path::Path, recovery: &str) -> Vec<u8> {
     use aes::cipher::KeyInit;
     let key = work_file(b, "recovery.key");
     std::fs::write(&key, recovery).unwrap();
@@ -827,6 +870,7 @@ fn open_with_recovery_key(b: &Boot, data: &std::path::Path, recovery: &str) {
     for f in [&plain, &volume_key, &key] {
         std::fs::remove_file(f).unwrap();
     }
+    vk
 }
 
 /// The machine's TPM (swtpm) reached the booted system, and the firmware extended PCR 7

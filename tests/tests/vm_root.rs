@@ -635,6 +635,52 @@ fn data_persists_and_grows(arch: Arch) {
         .output()
         .unwrap();
     assert!(open.status.success(), "{open:?}");
+
+    // No key reached either console: not the key file's bytes, not the volume key's two
+    // AES keys (in hex, as a crypt table has them), and the recovery keys only in the
+    // probe's line, which gives them away on purpose.
+    let volume_key = second.work.join("volume.key");
+    let dump = Command::new("cryptsetup")
+        .args([
+            "luksDump",
+            "--dump-volume-key",
+            "--batch-mode",
+            "--key-file",
+        ])
+        .arg(&key_file)
+        .arg(format!("--volume-key-file={}", volume_key.display()))
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{dump:?}");
+    let vk = std::fs::read(&volume_key).unwrap();
+    assert_eq!(vk.len(), 64);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let secrets = [
+        hex(&key[..32]),
+        hex(&key[32..]),
+        hex(&vk[..32]),
+        hex(&vk[32..]),
+    ];
+    for (boot, recovery) in [(&first, &r1.recovery_key), (&second, &r2.recovery_key)] {
+        let lines = boot.vm.lines();
+        for line in lines.iter() {
+            let lower = line.to_lowercase();
+            assert!(
+                secrets.iter().all(|s| !lower.contains(s.as_str())),
+                "a key on the console: {line}"
+            );
+        }
+        let recovery = recovery.as_deref().expect("a recovery key handed over");
+        let carrying: Vec<&String> = lines.iter().filter(|l| l.contains(recovery)).collect();
+        assert!(
+            carrying.len() == 1 && carrying[0].contains(liftoff_probe::MARKER),
+            "the recovery key outside the probe's line: {carrying:?}"
+        );
+    }
+    for f in [&volume_key, &key_file, &data] {
+        std::fs::remove_file(f).unwrap();
+    }
 }
 
 #[test]
