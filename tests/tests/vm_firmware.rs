@@ -1102,11 +1102,10 @@ fn vm_aarch64_firmware_boots_slot_b() {
 /// writes a fresh block naming B into the file's sectors and reboots; GRUB then boots B,
 /// which spends its try (issue 17: nobody used to rewrite the file, and GRUB kept booting
 /// A).
-#[test]
-fn vm_x86_64_firmware_rewrites_a_broken_grubenv() {
+fn rewrites_a_broken_grubenv(arch: Arch) {
     let garbage = vec![b'x'; 1024];
     let mut b = boot(
-        Arch::X86_64,
+        arch,
         "broken_grubenv",
         Setup {
             grubenv: Env::Raw(garbage),
@@ -1142,13 +1141,22 @@ fn vm_x86_64_firmware_rewrites_a_broken_grubenv() {
     assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(2, 0, false, 0));
 }
 
+#[test]
+fn vm_x86_64_firmware_rewrites_a_broken_grubenv() {
+    rewrites_a_broken_grubenv(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_rewrites_a_broken_grubenv() {
+    rewrites_a_broken_grubenv(Arch::Aarch64);
+}
+
 /// No grubenv on the ESP after an update to slot B: GRUB boots slot A, and PID 1 cannot
 /// point GRUB at B. Rebooting would bring A back for ever (issue 17), so PID 1 says so and
 /// boots A, counting nothing (grubenv is a mirror; the GPT stays the source of truth).
-#[test]
-fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
+fn without_grubenv_boots_slot_a(arch: Arch) {
     let mut b = boot(
-        Arch::X86_64,
+        arch,
         "no_grubenv",
         Setup {
             grubenv: Env::Missing,
@@ -1174,6 +1182,16 @@ fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
     assert_runs_slot(&b, &r, Slot::A);
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
     assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(2, 1, false, 0));
+}
+
+#[test]
+fn vm_x86_64_firmware_without_grubenv_boots_slot_a() {
+    without_grubenv_boots_slot_a(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_without_grubenv_boots_slot_a() {
+    without_grubenv_boots_slot_a(Arch::Aarch64);
 }
 
 /// Neither slot has a kernel: GRUB says so and reboots (QEMU's -no-reboot ends it) instead
