@@ -52,6 +52,7 @@ pub mod secureboot;
 pub mod seed;
 pub mod system;
 pub mod tool;
+pub mod tools;
 
 pub use arch::Arch;
 

@@ -177,6 +177,8 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     for l in &spec.links {
         key.update(format!("{} -> {}", l.path, l.target));
     }
+    // What crate::tools adds: a new prairiedog or unit makes a new image.
+    key.update(crate::tools::fingerprint(spec.arch)?);
     let key = verity::hex::encode(key.finalize().get(..8).unwrap_or_default());
     let dir = artifacts::target_dir()
         .join("vm-images")
@@ -209,6 +211,7 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
         let path = stage.join(dir);
         std::fs::create_dir_all(&path).map_err(io_err(format!("creating {}", path.display())))?;
     }
+    crate::tools::add(&stage, spec.arch)?;
     for f in &spec.files {
         let dest = stage.join(f.path.trim_start_matches('/'));
         if let Some(parent) = dest.parent() {

@@ -209,6 +209,8 @@ pub fn make_root_image(
         RootSource::Tarball(p) => format!("unpacking {}", p.display()),
     });
     stage_root(&source, &stage)?;
+    crate::tools::add(&stage, spec.arch)?;
+    zero_times(&stage)?;
     progress(&format!(
         "making the {} root file system",
         match spec.fs {
