@@ -158,6 +158,7 @@ fn payload_disk(
             keys,
             boot_partuuid: Some(boot_b),
             boot_mib: 64,
+            sector_size: v2.disk.sector_size,
             slot: Slot::B,
         },
         &root,
