@@ -22,7 +22,7 @@ use liftoff_image::secureboot::uki;
 use liftoff_image::secureboot::KeySet;
 
 mod common;
-use common::{assert_sgdisk_clean, attributes, host_binary, word};
+use common::{assert_sgdisk_clean, attributes, host_binary, word, Loop};
 
 /// One step of making a tree.
 type Step = Box<dyn Fn(&Path)>;
@@ -959,84 +959,6 @@ fn aarch64_disk() {
         "{cmdline}"
     );
     assert_eq!(attributes(&one, disk::BOOT_A), word(1, 0, true, 0));
-}
-
-/// A loop device over a disk image with `sector`-byte logical blocks
-/// (`losetup --sector-size N -f --show -P`), detached when dropped, whether the test
-/// passed or not.
-struct Loop(PathBuf);
-
-impl Loop {
-    fn attach(image: &Path, sector: u32) -> Loop {
-        let out = Command::new("losetup")
-            .args(["--sector-size", &sector.to_string(), "-f", "--show", "-P"])
-            .arg(image)
-            .output()
-            .expect("losetup (util-linux)");
-        assert!(
-            out.status.success(),
-            "losetup {}: {}",
-            image.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Loop(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-    }
-
-    fn name(&self) -> String {
-        self.0.file_name().unwrap().to_string_lossy().into_owned()
-    }
-
-    /// What `cmd DEVICE` prints on stdout, and whether it succeeded.
-    fn run(&self, cmd: &str, args: &[&str]) -> (bool, String) {
-        let out = Command::new(cmd).args(args).arg(&self.0).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    }
-
-    /// The partitions' device nodes. A kernel without a GPT parser (this host's has
-    /// `CONFIG_EFI_PARTITION` off) finds none on `-P`; then `partx -a` (util-linux, reading
-    /// the table with libblkid in the device's sectors) adds them with BLKPG.
-    fn partitions(&self, count: u32) -> Vec<PathBuf> {
-        let node = |n: u32| PathBuf::from(format!("{}p{n}", self.0.display()));
-        let sysfs = |n: u32| {
-            Path::new("/sys/block")
-                .join(self.name())
-                .join(format!("{}p{n}", self.name()))
-        };
-        if !sysfs(1).exists() {
-            let (ok, _) = self.run("partx", &["-a"]);
-            assert!(ok, "partx -a {}", self.0.display());
-        }
-        // devtmpfs makes the nodes after the kernel adds the partitions.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !(1..=count).all(|n| node(n).exists()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{}: no partition nodes after 10 s",
-                self.0.display()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        (1..=count).map(node).collect()
-    }
-
-    /// First byte of partition `n` as the kernel has it (sysfs `start`, 512-byte units).
-    fn partition_start(&self, n: u32) -> u64 {
-        let start = Path::new("/sys/block")
-            .join(self.name())
-            .join(format!("{}p{n}", self.name()))
-            .join("start");
-        let text = std::fs::read_to_string(&start).unwrap();
-        text.trim().parse::<u64>().unwrap() * 512
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
 }
 
 /// `--sector-size 4096` makes a 4Kn disk that the reference tools accept on a loop device

@@ -222,12 +222,14 @@ fn update(arch: Arch) {
         read_only: false,
         serial: Some("liftoff-boot".into()),
         bus: Bus::VirtioBlk,
+        block_size: None,
     });
     config.disks.push(Disk {
         path: payload,
         read_only: true,
         serial: Some("payload".into()),
         bus: Bus::VirtioBlk,
+        block_size: None,
     });
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     vm.wait_for_text("LIFTOFF-UPDATE-INSTALLED", TIMEOUT)
