@@ -45,6 +45,40 @@ pub struct Entry {
 pub struct NameTooLong(pub String);
 
 impl Entry {
+    /// A new 128-byte entry for a partition.
+    pub fn new(
+        type_guid: Guid,
+        unique_guid: Guid,
+        first_lba: u64,
+        last_lba: u64,
+        attributes: u64,
+        name: &str,
+    ) -> Result<Entry, NameTooLong> {
+        let mut entry = Entry {
+            type_guid,
+            unique_guid,
+            first_lba,
+            last_lba,
+            attributes,
+            ..Entry::unused()
+        };
+        entry.set_name(name)?;
+        Ok(entry)
+    }
+
+    /// An unused 128-byte entry: all zero.
+    pub(crate) fn unused() -> Entry {
+        Entry {
+            type_guid: Guid::NIL,
+            unique_guid: Guid::NIL,
+            first_lba: 0,
+            last_lba: 0,
+            attributes: 0,
+            name: [0; NAME_BYTES],
+            extra: Vec::new(),
+        }
+    }
+
     /// Parses one entry; `None` when `raw` is shorter than 128 bytes.
     pub(crate) fn parse(raw: &[u8]) -> Option<Entry> {
         let name: [u8; NAME_BYTES] = raw.get(56..128)?.try_into().ok()?;

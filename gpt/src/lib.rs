@@ -24,6 +24,8 @@
 //!
 //! # Lifecycle
 //!
+//! 0. [`Gpt::new`] lays out a table for a blank disk as `sgdisk --clear` does (an image
+//!    builder's start; [`mbr::ProtectiveMbr::new`] makes LBA 0).
 //! 1. [`Gpt::read`] validates both copies fully (signature, revision, header size and
 //!    CRC32, `my_lba`/`alternate_lba`, usable range, entry geometry, entry array CRC32,
 //!    partitions inside the usable range and not overlapping; and that a valid backup
@@ -59,7 +61,8 @@ pub use entry::{Entry, NameTooLong, ENTRY_MIN_SIZE, NAME_BYTES};
 pub use guid::{Guid, ParseGuidError};
 pub use io::BlockIo;
 pub use table::{
-    Gpt, Health, Problem, HEADER_MIN_SIZE, MAX_ENTRY_ARRAY_BYTES, REVISION_1_0, SIGNATURE,
+    Gpt, Health, Problem, HEADER_MIN_SIZE, MAX_ENTRY_ARRAY_BYTES, NEW_ENTRIES, REVISION_1_0,
+    SIGNATURE,
 };
 
 /// A logical sector size: a power of two from 512 to 4096 bytes.

@@ -54,6 +54,22 @@ impl ProtectiveMbr {
         ProtectiveMbr { raw }
     }
 
+    /// The protective MBR of a blank disk of `disk_sectors` logical sectors, as `sgdisk
+    /// --clear` writes it: no boot code, disk signature 0, one 0xEE record from LBA 1 (start
+    /// CHS 0/0/2) covering the disk ([`ProtectiveMbr::fit_to_disk`]), the 0x55AA signature.
+    pub fn new(disk_sectors: u64) -> ProtectiveMbr {
+        let mut raw = [0u8; 512];
+        if let Some(r) = raw.get_mut(RECORDS..RECORDS + 16) {
+            r.copy_from_slice(&[0, 0, 2, 0, TYPE_PROTECTIVE, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        if let Some(sig) = raw.get_mut(510..512) {
+            sig.copy_from_slice(&[0x55, 0xAA]);
+        }
+        let mut mbr = ProtectiveMbr { raw };
+        mbr.fit_to_disk(disk_sectors);
+        mbr
+    }
+
     /// The raw 512 bytes.
     pub fn as_bytes(&self) -> &[u8; 512] {
         &self.raw
@@ -171,6 +187,15 @@ mod tests {
         for (lba, want) in cases {
             assert_eq!(lba_to_chs(lba), want, "LBA {lba}");
         }
+    }
+
+    #[test]
+    fn new_is_protective_and_fits() {
+        let m = ProtectiveMbr::new(262_144);
+        assert_eq!(m.kind(), MbrKind::Protective { size: 262_143 });
+        assert_eq!(m.as_bytes()[446..450], [0, 0, 2, 0]);
+        assert_eq!(m.as_bytes()[451..454], lba_to_chs(262_143));
+        assert!(m.as_bytes()[..446].iter().all(|b| *b == 0));
     }
 
     #[test]

@@ -334,3 +334,65 @@ fn duplicate_unique_guids_are_reported() {
         .duplicate_unique_guids()
         .is_empty());
 }
+
+/// A new table made from the entries sgdisk wrote is the bytes `sgdisk -o --new ...` made,
+/// protective MBR included, for both sector sizes.
+#[test]
+fn new_table_matches_sgdisk_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    for sector in SECTORS {
+        let image = liftoff_image(dir.path(), sector, 64);
+        let theirs = std::fs::read(&image).unwrap();
+        let read = Gpt::read(&load(&image), &image, Some(ss(sector))).unwrap();
+        let partitions: Vec<_> = read.used().map(|(_, e)| e.clone()).collect();
+        let mut t = Gpt::new(ss(sector), 64 << 20, read.disk_guid(), partitions).unwrap();
+        let mut disk = MemDisk::zeroed(64 << 20);
+        ProtectiveMbr::new((64 << 20) / u64::from(sector))
+            .write(&mut disk, &image)
+            .unwrap();
+        t.write(&mut disk, &image).unwrap();
+        assert!(
+            disk.bytes() == theirs.as_slice(),
+            "{sector}: differs from sgdisk"
+        );
+    }
+}
+
+/// A new table refuses what cannot be laid out: too many partitions, a partition past the
+/// usable range, overlaps, a disk too small for both copies.
+#[test]
+fn new_table_refuses_impossible_layouts() {
+    let part = |first, last| {
+        gpt::Entry::new(
+            gpt::types::DATA,
+            gpt::Guid::from_u128(1),
+            first,
+            last,
+            0,
+            "P",
+        )
+        .unwrap()
+    };
+    let mib = 1 << 20;
+    for sector in SECTORS {
+        let s = ss(sector);
+        let lbas = mib / u64::from(sector);
+        let ok = Gpt::new(s, mib, gpt::Guid::from_u128(9), vec![]).unwrap();
+        assert_eq!(ok.first_usable_lba(), 2 + 16384 / u64::from(sector));
+        assert_eq!(ok.last_usable_lba(), lbas - 2 - 16384 / u64::from(sector));
+        assert_eq!(ok.entries().len(), 128);
+        let cases = [
+            vec![part(ok.first_usable_lba() - 1, ok.first_usable_lba() + 1)],
+            vec![part(ok.last_usable_lba(), ok.last_usable_lba() + 1)],
+            vec![part(40, 50), part(50, 60)],
+            vec![part(40, 40); 129],
+        ];
+        for parts in cases {
+            assert!(Gpt::new(s, mib, gpt::Guid::NIL, parts).is_err());
+        }
+        assert!(matches!(
+            Gpt::new(s, 8 * u64::from(sector), gpt::Guid::NIL, vec![]),
+            Err(Problem::UsableRange { .. })
+        ));
+    }
+}

@@ -155,7 +155,8 @@ pub fn boot_files(
 }
 
 /// Writes a FAT file system with `files` over partition `number` of `disk` (the whole
-/// extent: the image is made at the partition's size). Writes to the disk.
+/// extent: the image is made at the partition's size, with the disk's sector size). Writes
+/// to the disk.
 pub fn write_fat_partition(
     disk: &BuiltDisk,
     number: u32,
@@ -167,7 +168,15 @@ pub fn write_fat_partition(
     std::fs::create_dir_all(work).map_err(io_err(format!("creating {}", work.display())))?;
     let (offset, extent) = disk.extent(number);
     let fat = work.join(format!("part{number}.fat"));
-    make_fat_tree(&fat, extent / MIB, label, label, files, work)?;
+    make_fat_tree(
+        &fat,
+        extent / MIB,
+        disk.sector_size,
+        label,
+        label,
+        files,
+        work,
+    )?;
     let image = std::fs::metadata(&fat)
         .map_err(io_err(format!("reading the size of {}", fat.display())))?
         .len();
@@ -297,6 +306,7 @@ mod tests {
             salt: "cd".into(),
             partuuids: Vec::new(),
             extents: Vec::new(),
+            sector_size: disk::SectorSize::S512,
         };
         for (arch, slot, uuid, extra, want) in [
             (

@@ -2,15 +2,28 @@
 //! (BOOT, ROOT, HASH), PRIVATE and DATA, all 1 MiB aligned; the partition numbers, labels and
 //! type GUIDs, and [`build_disk`], which assembles the partitions into one disk image.
 //!
-//! The partition table is made by `sgdisk` (the reference tool), the root and its hash tree
-//! by [`crate::root`], the ESP and BOOT-A by [`crate::fat`], PRIVATE by `mkfs.ext4`. GUIDs
-//! and every file system's UUID derive from a seed ([`crate::seed`]), so the same inputs give
-//! the same bytes.
+//! The partition table is made by the `gpt` crate, laid out as `sgdisk --clear` lays it out
+//! (byte for byte: its tests compare), for 512- or 4096-byte logical sectors
+//! ([`DiskSpec::sector_size`]); the root and its hash tree by [`crate::root`], the ESP and
+//! BOOT-A by [`crate::fat`], PRIVATE by `mkfs.ext4`. GUIDs and every file system's UUID
+//! derive from a seed ([`crate::seed`]), so the same inputs give the same bytes.
+//!
+//! # 4Kn disks
+//!
+//! A disk made with 4096-byte sectors is for a device whose logical block is 4096 bytes (4Kn
+//! NVMe namespaces, `logical_block_size=4096`): its GPT counts 4096-byte LBAs (the usable
+//! range starts at LBA 6, not 34), its FAT file systems have 4096-byte sectors, and on a
+//! 512-byte device it is not a valid GPT disk, nor the other way round. Partitions stay
+//! 1 MiB aligned either way; dm-verity and the root file systems use 4096-byte blocks
+//! ([`crate::root::VERITY_BLOCK`]) and DATA's dm-crypt picks 4096-byte sectors in PID 1, so
+//! nothing else depends on the sector size.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub use gpt::SectorSize;
 
 use crate::fat::make_fat_tree;
 use crate::root::make_hash;
@@ -27,6 +40,8 @@ pub struct DiskSpec {
     pub boot_mib: u64,
     pub private_mib: u64,
     pub data_mib: u64,
+    /// Logical sector size of the disk the image is for (default 512).
+    pub sector_size: SectorSize,
     /// Files to put on the ESP (name, contents), e.g. `grubenv`.
     pub esp_files: Vec<(String, Vec<u8>)>,
     /// Files for BOOT-A's FAT file system; empty means BOOT-A stays blank.
@@ -41,6 +56,7 @@ impl Default for DiskSpec {
             boot_mib: 64,
             private_mib: 16,
             data_mib: 64,
+            sector_size: SectorSize::S512,
             esp_files: Vec::new(),
             boot_a_files: Vec::new(),
         }
@@ -105,6 +121,8 @@ pub struct BuiltDisk {
     pub partuuids: Vec<String>,
     /// (first byte, length in bytes) of each partition, by number (index 0 = partition 1).
     pub extents: Vec<(u64, u64)>,
+    /// Logical sector size the GPT and the FAT file systems are made for.
+    pub sector_size: SectorSize,
 }
 
 impl BuiltDisk {
@@ -130,6 +148,17 @@ impl BuiltDisk {
             self.root_hash,
             self.salt
         )
+    }
+}
+
+/// The sector size `bytes` names: 512 or 4096, else an error that says so.
+pub fn sector_size(bytes: u64) -> Result<SectorSize, String> {
+    match bytes {
+        512 => Ok(SectorSize::S512),
+        4096 => Ok(SectorSize::S4096),
+        other => Err(format!(
+            "unsupported sector size {other}: a Liftoff disk has 512- or 4096-byte sectors"
+        )),
     }
 }
 
@@ -205,34 +234,52 @@ pub fn build_disk(
     disk.set_len(total)
         .map_err(io_err(format!("sizing {}", out.display())))?;
 
-    let mut sgdisk = Command::new("sgdisk");
-    sgdisk.arg("--clear");
-    sgdisk.arg(format!("--disk-guid={}", seeded_guid(&spec.seed, "disk")));
     let mut extents = Vec::new();
     let mut partuuids = Vec::new();
+    let mut entries = Vec::new();
+    let ss = spec.sector_size.bytes();
     let mut start = MIB;
     for ((number, label, type_guid), size) in PARTITIONS.iter().zip(sizes) {
-        let first = start / 512;
-        let last = (start + size) / 512 - 1;
         let guid = seeded_guid(&spec.seed, label);
-        sgdisk.arg(format!("--new={number}:{first}:{last}"));
-        sgdisk.arg(format!("--typecode={number}:{type_guid}"));
-        sgdisk.arg(format!("--change-name={number}:{label}"));
-        sgdisk.arg(format!("--partition-guid={number}:{guid}"));
+        // Slot A: priority 1 (bit 48) and successful (bit 56).
+        let attributes = if *number == BOOT_A {
+            1 << 48 | 1 << 56
+        } else {
+            0
+        };
+        entries.push(
+            gpt::Entry::new(
+                parse_guid(type_guid, out)?,
+                parse_guid(&guid, out)?,
+                start / ss,
+                (start + size) / ss - 1,
+                attributes,
+                label,
+            )
+            .map_err(|e| layout_err(out, e.to_string()))?,
+        );
         extents.push((start, size));
         partuuids.push(guid);
         start += size;
     }
-    // Slot A: priority 1 (bit 48) and successful (bit 56).
-    sgdisk.arg(format!("--attributes={BOOT_A}:set:48"));
-    sgdisk.arg(format!("--attributes={BOOT_A}:set:56"));
-    sgdisk.arg(out);
-    run(&mut sgdisk)?;
+    let disk_guid = parse_guid(&seeded_guid(&spec.seed, "disk"), out)?;
+    let mut table =
+        gpt::Gpt::new(spec.sector_size, total, disk_guid, entries).map_err(|problem| {
+            ImageError::Gpt(gpt::Error::Layout {
+                device: out.to_path_buf(),
+                problem,
+            })
+        })?;
+    gpt::mbr::ProtectiveMbr::new(total / ss)
+        .write(&mut disk, out)
+        .map_err(ImageError::Gpt)?;
+    table.write(&mut disk, out).map_err(ImageError::Gpt)?;
 
     let esp = work.join("esp.img");
     make_fat_tree(
         &esp,
         spec.esp_mib,
+        spec.sector_size,
         "EFI-SYSTEM",
         &spec.seed,
         &spec.esp_files,
@@ -255,6 +302,7 @@ pub fn build_disk(
         make_fat_tree(
             &boot,
             spec.boot_mib,
+            spec.sector_size,
             "BOOT-A",
             &spec.seed,
             &spec.boot_a_files,
@@ -295,7 +343,20 @@ pub fn build_disk(
         salt,
         partuuids,
         extents,
+        sector_size: spec.sector_size,
     })
+}
+
+fn parse_guid(text: &str, disk: &Path) -> Result<gpt::Guid, ImageError> {
+    text.parse()
+        .map_err(|e: gpt::ParseGuidError| layout_err(disk, format!("GUID {text:?}: {e}")))
+}
+
+fn layout_err(disk: &Path, message: String) -> ImageError {
+    ImageError::Io {
+        what: format!("laying out the partitions of {}", disk.display()),
+        source: io::Error::other(message),
+    }
 }
 
 fn file_len(path: &Path) -> Result<u64, ImageError> {
@@ -372,9 +433,44 @@ mod tests {
         assert!(out.status.success(), "{out:?}");
         // Same seed, same bytes.
         let again = build_disk(&root, &work.join("disk2.img"), &spec, &work.join("w2")).unwrap();
-        assert_eq!(
-            std::fs::read(&disk.path).unwrap(),
-            std::fs::read(&again.path).unwrap()
+        let bytes = std::fs::read(&disk.path).unwrap();
+        assert_eq!(bytes, std::fs::read(&again.path).unwrap());
+        // The table is what sgdisk made before the builder had its own (the first and last
+        // MiB hold only the MBR and the two GPT copies), so 512-byte disks are unchanged.
+        let reference = work.join("sgdisk.img");
+        File::create(&reference)
+            .unwrap()
+            .set_len(bytes.len() as u64)
+            .unwrap();
+        let mut sgdisk = Command::new("sgdisk");
+        sgdisk.arg("--clear");
+        sgdisk.arg(format!("--disk-guid={}", seeded_guid("t", "disk")));
+        for (number, label, type_guid) in PARTITIONS {
+            let (start, size) = disk.extent(number);
+            sgdisk.arg(format!(
+                "--new={number}:{}:{}",
+                start / 512,
+                (start + size) / 512 - 1
+            ));
+            sgdisk.arg(format!("--typecode={number}:{type_guid}"));
+            sgdisk.arg(format!("--change-name={number}:{label}"));
+            sgdisk.arg(format!(
+                "--partition-guid={number}:{}",
+                disk.partuuid(number)
+            ));
+        }
+        sgdisk.args(["--attributes=2:set:48", "--attributes=2:set:56"]);
+        assert!(sgdisk.arg(&reference).status().unwrap().success());
+        let theirs = std::fs::read(&reference).unwrap();
+        let mib = MIB as usize;
+        assert!(
+            bytes[..mib] == theirs[..mib],
+            "primary GPT differs from sgdisk's"
+        );
+        let tail = bytes.len() - mib;
+        assert!(
+            bytes[tail..] == theirs[tail..],
+            "backup GPT differs from sgdisk's"
         );
         std::fs::remove_dir_all(&work).unwrap();
     }

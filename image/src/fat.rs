@@ -1,9 +1,15 @@
 //! FAT images, the file system of the ESP and the BOOT partitions: made by `mkfs.vfat` and
 //! mtools, the same bytes for the same inputs (volume ID from the seed, every time stamp at
 //! [`FAT_EPOCH`], and in UTC: FAT stores local time, so mtools runs with `TZ=UTC`).
+//!
+//! A FAT's logical sector is the disk's (`mkfs.vfat -S`): Linux refuses to mount a FAT whose
+//! sectors are smaller than the device's logical block, so a 4Kn disk gets 4096-byte FAT
+//! sectors (UEFI's FAT driver and GRUB read both).
 
 use std::path::Path;
 use std::process::Command;
+
+use gpt::SectorSize;
 
 use crate::seed::seeded_guid;
 use crate::tool::{io_err, run, ImageError};
@@ -12,11 +18,13 @@ use crate::tool::{io_err, run, ImageError};
 /// FAT can store (0, the Unix epoch, comes out as 2098 in a FAT directory entry).
 pub const FAT_EPOCH: &str = "315532800";
 
-/// Makes a FAT file system image of `mib` MiB holding `files` in its root folder. The
-/// volume ID comes from the seed (`-i` after `--invariant`, which would set 1234-ABCD).
+/// Makes a FAT file system image of `mib` MiB with `sector`-byte logical sectors holding
+/// `files` in its root folder. The volume ID comes from the seed (`-i` after `--invariant`,
+/// which would set 1234-ABCD).
 pub fn make_fat(
     out: &Path,
     mib: u64,
+    sector: SectorSize,
     label: &str,
     seed: &str,
     files: &[(String, Vec<u8>)],
@@ -26,6 +34,8 @@ pub fn make_fat(
     let volid = &seeded_guid(seed, label)[..8];
     run(Command::new("mkfs.vfat")
         .args(["-C", "-n", label, "--invariant", "-i", volid])
+        .arg("-S")
+        .arg(sector.bytes().to_string())
         .arg(out)
         .arg((mib * 1024).to_string())
         .env("TZ", "UTC"))?;
@@ -59,12 +69,13 @@ pub fn make_fat(
 pub fn make_fat_tree(
     out: &Path,
     mib: u64,
+    sector: SectorSize,
     label: &str,
     seed: &str,
     files: &[(String, Vec<u8>)],
     work: &Path,
 ) -> Result<(), ImageError> {
-    make_fat(out, mib, label, seed, &[], work)?;
+    make_fat(out, mib, sector, label, seed, &[], work)?;
     let mut made: Vec<&str> = Vec::new();
     for (name, data) in files {
         // Every folder on the way, parents first: "EFI", then "EFI/BOOT".
@@ -118,8 +129,9 @@ mod tests {
         ];
         let one = dir.join("one.img");
         let two = dir.join("two.img");
-        make_fat_tree(&one, 2, "EFI-SYSTEM", "s", &files, &dir).unwrap();
-        make_fat_tree(&two, 2, "EFI-SYSTEM", "s", &files, &dir).unwrap();
+        let s512 = SectorSize::S512;
+        make_fat_tree(&one, 2, s512, "EFI-SYSTEM", "s", &files, &dir).unwrap();
+        make_fat_tree(&two, 2, s512, "EFI-SYSTEM", "s", &files, &dir).unwrap();
         for (name, data) in &files {
             let out = Command::new("mtype")
                 .arg("-i")

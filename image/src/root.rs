@@ -70,6 +70,11 @@ fn dir_size(dir: &Path) -> u64 {
     total
 }
 
+/// dm-verity's data and hash block size: the root file systems' block size (erofs and ext4
+/// both use 4096), and no smaller than any logical sector size a disk may have (the kernel
+/// refuses verity blocks smaller than the device's logical block, so 4Kn disks need 4096).
+pub const VERITY_BLOCK: u32 = 4096;
+
 /// Builds the verity hash image for `root` and returns (root hash hex, salt hex).
 pub fn make_hash(root: &Path, hash: &Path, seed: &str) -> Result<(String, String), ImageError> {
     let salt_bytes = seeded_bytes(seed, "verity-salt", 32);
@@ -82,6 +87,8 @@ pub fn make_hash(root: &Path, hash: &Path, seed: &str) -> Result<(String, String
             output: e.to_string(),
         })?,
         uuid: verity::Uuid(uuid),
+        data_block_size: VERITY_BLOCK,
+        hash_block_size: VERITY_BLOCK,
         ..verity::FormatOptions::default()
     };
     let _ = std::fs::remove_file(hash);

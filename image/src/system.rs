@@ -278,8 +278,11 @@ fn prune(keep: &Path) {
 fn write_meta(path: &Path, system: &BuiltSystem) -> Result<(), ImageError> {
     let disk = &system.disk;
     let mut text = format!(
-        "root_hash={}\nsalt={}\nroot_bytes={}\n",
-        disk.root_hash, disk.salt, system.root_bytes
+        "root_hash={}\nsalt={}\nroot_bytes={}\nsector_size={}\n",
+        disk.root_hash,
+        disk.salt,
+        system.root_bytes,
+        disk.sector_size.bytes()
     );
     for (i, (uuid, (off, len))) in disk.partuuids.iter().zip(&disk.extents).enumerate() {
         text.push_str(&format!("part{}={uuid},{off},{len}\n", i + 1));
@@ -298,6 +301,7 @@ fn read_meta(path: &Path, disk_path: &Path) -> Option<BuiltSystem> {
         salt: String::new(),
         partuuids: Vec::new(),
         extents: Vec::new(),
+        sector_size: disk::SectorSize::S512,
     };
     let mut root_bytes = None;
     for line in text.lines() {
@@ -306,6 +310,7 @@ fn read_meta(path: &Path, disk_path: &Path) -> Option<BuiltSystem> {
             "root_hash" => disk.root_hash = v.to_owned(),
             "salt" => disk.salt = v.to_owned(),
             "root_bytes" => root_bytes = Some(v.parse().ok()?),
+            "sector_size" => disk.sector_size = disk::sector_size(v.parse().ok()?).ok()?,
             _ => {
                 let mut parts = v.split(',');
                 disk.partuuids.push(parts.next()?.to_owned());

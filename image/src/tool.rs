@@ -1,4 +1,4 @@
-//! The host tools the builder drives (`sgdisk`, `mkfs.*`, mtools, `grub-editenv`, ...) and
+//! The host tools the builder drives (`mkfs.*`, mtools, `grub-editenv`, ...) and
 //! [`ImageError`], the error of every step below the whole-build level: a tool that failed
 //! with its output, or a file with the path it was read from or written to.
 
@@ -8,9 +8,17 @@ use std::process::Command;
 
 #[derive(Debug)]
 pub enum ImageError {
-    Io { what: String, source: io::Error },
-    Tool { command: String, output: String },
+    Io {
+        what: String,
+        source: io::Error,
+    },
+    Tool {
+        command: String,
+        output: String,
+    },
     Verity(verity::Error),
+    /// Laying out or writing the partition table (the error names the disk).
+    Gpt(gpt::Error),
 }
 
 impl fmt::Display for ImageError {
@@ -19,6 +27,7 @@ impl fmt::Display for ImageError {
             ImageError::Io { what, source } => write!(f, "{what}: {source}"),
             ImageError::Tool { command, output } => write!(f, "{command} failed: {output}"),
             ImageError::Verity(e) => write!(f, "building the verity tree: {e}"),
+            ImageError::Gpt(e) => write!(f, "writing the partition table: {e}"),
         }
     }
 }

@@ -156,6 +156,7 @@ mod tests {
             read_only: false,
             serial: Some("boot".into()),
             bus: Bus::VirtioBlk,
+            block_size: None,
         });
         assert_eq!(
             config.args().join(" "),

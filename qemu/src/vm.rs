@@ -87,7 +87,13 @@ impl Bus {
 
     /// The `-device` arguments that put drive `id` on this bus: the controller (if the bus
     /// needs one of its own) and the disk. `bootindex` orders the firmware's boot options.
-    fn devices(self, id: &str, serial: Option<&str>, bootindex: Option<usize>) -> Vec<String> {
+    fn devices(
+        self,
+        id: &str,
+        serial: Option<&str>,
+        block_size: Option<u32>,
+        bootindex: Option<usize>,
+    ) -> Vec<String> {
         let mut disk = match self {
             Bus::VirtioBlk => format!("virtio-blk-pci,drive={id}"),
             Bus::Nvme => format!("nvme,drive={id}"),
@@ -99,6 +105,11 @@ impl Bus {
             // NVMe controllers must have a serial number.
             (Bus::Nvme, None) => disk.push_str(&format!(",serial={id}")),
             _ => {}
+        }
+        if let Some(bytes) = block_size {
+            disk.push_str(&format!(
+                ",logical_block_size={bytes},physical_block_size={bytes}"
+            ));
         }
         if let Some(index) = bootindex {
             disk.push_str(&format!(",bootindex={index}"));
@@ -125,6 +136,9 @@ pub struct Disk {
     /// is made up when `None`, as NVMe requires one).
     pub serial: Option<String>,
     pub bus: Bus,
+    /// Logical and physical block size the guest sees (`logical_block_size=`,
+    /// `physical_block_size=`); `None` is QEMU's 512. 4096 makes a 4Kn disk.
+    pub block_size: Option<u32>,
 }
 
 impl Disk {
@@ -135,12 +149,21 @@ impl Disk {
             read_only: false,
             serial: Some(serial.to_owned()),
             bus: Bus::VirtioBlk,
+            block_size: None,
         }
     }
 
     /// The same disk on `bus`.
     pub fn on(self, bus: Bus) -> Disk {
         Disk { bus, ..self }
+    }
+
+    /// The same disk with `bytes`-byte logical and physical blocks.
+    pub fn with_block_size(self, bytes: u32) -> Disk {
+        Disk {
+            block_size: Some(bytes),
+            ..self
+        }
     }
 }
 
@@ -251,10 +274,12 @@ impl VmConfig {
             let id = format!("disk{i}");
             args.push("-drive".into());
             args.push(drive(disk, &id));
-            args.extend(
-                disk.bus
-                    .devices(&id, disk.serial.as_deref(), mixed.then_some(i)),
-            );
+            args.extend(disk.bus.devices(
+                &id,
+                disk.serial.as_deref(),
+                disk.block_size,
+                mixed.then_some(i),
+            ));
         }
         if let Some(qmp) = &self.qmp {
             args.push("-qmp".into());
@@ -725,6 +750,7 @@ mod tests {
             read_only: true,
             serial: Some("boot".into()),
             bus: Bus::VirtioBlk,
+            block_size: None,
         });
         let args = c.args().join(" ");
         assert_eq!(
@@ -740,6 +766,7 @@ mod tests {
             read_only: false,
             serial: None,
             bus: Bus::Nvme,
+            block_size: None,
         });
         assert!(c.args().join(" ").ends_with(
             "-device virtio-blk-pci,drive=disk0,serial=boot,bootindex=0 \
@@ -774,6 +801,11 @@ mod tests {
             assert_eq!(devices, want, "{bus:?}");
             assert!(args.contains("-append console=ttyS0 panic=-1 liftoff.debug"));
         }
+        c.disks = vec![Disk::new(Path::new("/d.img"), "k").with_block_size(4096)];
+        assert!(c.args().join(" ").ends_with(
+            "-device virtio-blk-pci,drive=disk0,serial=k,\
+             logical_block_size=4096,physical_block_size=4096"
+        ));
         assert_eq!(Bus::Nvme.first_partition(9), "nvme0n1p9");
         assert_eq!(Bus::Ahci.first_partition(3), "sda3");
         assert_eq!(Bus::VirtioScsi.first_partition(3), "sda3");

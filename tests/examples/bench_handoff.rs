@@ -91,6 +91,7 @@ fn main() {
             read_only: false,
             serial: Some("liftoff-boot".into()),
             bus: Bus::VirtioBlk,
+            block_size: None,
         });
         let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
         let needle = if mode == "containerd" {

@@ -125,6 +125,8 @@ pub struct BlockDev {
     pub slaves: Vec<String>,
     /// The device-mapper name, for dm devices.
     pub dm_name: Option<String>,
+    /// `queue/logical_block_size`: 4096 on a 4Kn disk and on what is built on it.
+    pub logical_block_size: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +277,7 @@ mod tests {
                 dev: "253:0".into(),
                 slaves: vec!["vda3".into(), "vda4".into()],
                 dm_name: Some("root".into()),
+                logical_block_size: Some(4096),
             }],
             dm: vec![],
             etc_writable: true,

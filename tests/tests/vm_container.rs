@@ -133,6 +133,7 @@ fn boot(arch: Arch, test: &str, archive: Vec<u8>) -> (Vm, String) {
         read_only: false,
         serial: Some("liftoff-boot".into()),
         bus: Bus::VirtioBlk,
+        block_size: None,
     });
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     let end = vm

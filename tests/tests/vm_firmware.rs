@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use liftoff_image::boot::{self, Install, SlotBoot};
 use liftoff_image::build::DEFAULT_VERSION;
-use liftoff_image::disk::{self, BuiltDisk, DiskSpec, Slot};
+use liftoff_image::disk::{self, BuiltDisk, DiskSpec, SectorSize, Slot};
 use liftoff_image::kernel::{self, Kernel};
 use liftoff_image::root::RootFsType;
 use liftoff_image::secureboot::pe::PeInfo;
@@ -45,7 +45,7 @@ use common::{attributes, no_kernel_panic, set_attributes, word};
 const TIMEOUT: Duration = Duration::from_secs(240);
 const PROBE: &str = "/usr/local/bin/liftoff-probe";
 
-fn system(arch: Arch) -> BuiltSystem {
+fn system(arch: Arch, sector_size: SectorSize) -> BuiltSystem {
     let probe = artifacts::musl_binary(arch, "probe").unwrap_or_else(|e| panic!("{e}"));
     let spec = SystemSpec {
         arch,
@@ -61,6 +61,7 @@ fn system(arch: Arch) -> BuiltSystem {
             // Debian's arm64 kernel is a 27 MB uncompressed Image (DESIGN.md section 10).
             boot_mib: 64,
             data_mib: 32,
+            sector_size,
             ..DiskSpec::default()
         },
     };
@@ -140,6 +141,8 @@ struct Setup {
     bus: Bus,
     /// The disk is this many MiB bigger than the image, so that PID 1 grows DATA.
     grow_mib: u64,
+    /// The image's and the disk's logical sector size (4096: a 4Kn disk).
+    sector_size: SectorSize,
 }
 
 /// As `install` leaves a disk: grubenv on slot A, not pending; only slot A has a kernel;
@@ -163,6 +166,7 @@ impl Default for Setup {
             loader: Loader::Signed,
             bus: Bus::VirtioBlk,
             grow_mib: 0,
+            sector_size: SectorSize::S512,
         }
     }
 }
@@ -187,7 +191,7 @@ impl Boot {
 
 fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
-    let sys = system(arch);
+    let sys = system(arch, setup.sector_size);
     let (work, scratch) = common::work_dir(&format!("firmware-{test}-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let grubenv = match setup.grubenv {
@@ -319,6 +323,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
             read_only: false,
             serial: Some("other".into()),
             bus: Bus::VirtioBlk,
+            block_size: None,
         });
         other
     });
@@ -331,9 +336,11 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         let len = file.metadata().unwrap().len();
         file.set_len(len + (setup.grow_mib << 20)).unwrap();
     }
-    config
-        .disks
-        .push(Disk::new(&disk.path, "liftoff-boot").on(setup.bus));
+    let mut boot_disk = Disk::new(&disk.path, "liftoff-boot").on(setup.bus);
+    if setup.sector_size != SectorSize::S512 {
+        boot_disk = boot_disk.with_block_size(setup.sector_size.bytes() as u32);
+    }
+    config.disks.push(boot_disk);
     if setup.clone_on_nvme {
         let clone = work.join("clone.img");
         std::fs::copy(&disk.path, &clone).unwrap();
@@ -611,12 +618,7 @@ fn assert_data_grew(b: &Boot, r: &Report) {
     );
     common::assert_sgdisk_clean(&b.disk.path);
     let sgdisk = |args: &[&str]| {
-        let out = Command::new("sgdisk")
-            .args(args)
-            .arg(&b.disk.path)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&common::sgdisk(&b.disk.path, args).stdout).into_owned()
     };
     let number = |text: &str, after: &str| -> u64 {
         let at = text
@@ -893,7 +895,10 @@ fn vm_aarch64_firmware_boots_slot_a() {
 
 /// An update to slot A with one try left whose kernel died before PID 1 (grubenv still
 /// pending): GRUB boots slot B without touching liftoff_slot, PID 1 sees the fallback,
-/// spends A's last try and stays on B, and points grubenv at B.
+/// spends A's last try and stays on B, and points grubenv at B. The disk is 4Kn
+/// (4096-byte logical and physical blocks, a `--sector-size 4096` image) and bigger than
+/// the image: firmware and GRUB read its GPT and FATs, PID 1 writes its GPT and grubenv,
+/// sets up verity and grows DATA in 4096-byte sectors.
 fn falls_back_to_slot_b(arch: Arch) {
     let mut b = boot(
         arch,
@@ -903,10 +908,27 @@ fn falls_back_to_slot_b(arch: Arch) {
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
+            grow_mib: GROW_MIB,
+            sector_size: SectorSize::S4096,
             ..Setup::default()
         },
     );
     let r = report(&mut b);
+    assert_eq!(common::image_sector_size(&b.disk.path), 4096);
+    // The guest's disk, and the verity and crypt devices on it, have 4096-byte blocks.
+    for name in ["vda", "root", "data"] {
+        let dev = r
+            .block
+            .iter()
+            .find(|d| d.name == name || d.dm_name.as_deref() == Some(name));
+        assert_eq!(
+            dev.and_then(|d| d.logical_block_size),
+            Some(4096),
+            "{name}: {:?}",
+            r.block
+        );
+    }
+    assert_data_grew(&b, &r);
     assert!(console_has(
         &b,
         "liftoff-grub: slot A never reached PID 1, falling back to slot B"

@@ -73,6 +73,7 @@ fn boot_disk(
         read_only: false,
         serial: Some("liftoff-boot".into()),
         bus: Bus::VirtioBlk,
+        block_size: None,
     });
     config.disks.extend(extra);
     // For tests that change the machine while it runs (block_resize).
@@ -444,6 +445,7 @@ fn vm_x86_64_cloned_disk_without_firmware_stops() {
             read_only: false,
             serial: Some("clone".into()),
             bus: Bus::VirtioBlk,
+            block_size: None,
         }]
     });
     let line =

@@ -158,6 +158,7 @@ fn payload_disk(
             keys,
             boot_partuuid: Some(boot_b),
             boot_mib: 64,
+            sector_size: v2.disk.sector_size,
             slot: Slot::B,
         },
         &root,
@@ -221,12 +222,14 @@ fn update(arch: Arch) {
         read_only: false,
         serial: Some("liftoff-boot".into()),
         bus: Bus::VirtioBlk,
+        block_size: None,
     });
     config.disks.push(Disk {
         path: payload,
         read_only: true,
         serial: Some("payload".into()),
         bus: Bus::VirtioBlk,
+        block_size: None,
     });
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     vm.wait_for_text("LIFTOFF-UPDATE-INSTALLED", TIMEOUT)

@@ -168,7 +168,59 @@ fn sectors_for(bytes: u64, ss: SectorSize) -> u64 {
     bytes.div_ceil(ss.bytes())
 }
 
+/// Entries in a new table, and bytes per entry: what sgdisk and every UEFI tool make
+/// (a 16 KiB array).
+pub const NEW_ENTRIES: u32 = 128;
+const NEW_ENTRY_SIZE: u32 = 128;
+
 impl Gpt {
+    /// A new table for a blank disk of `disk_size` bytes, laid out as `sgdisk --clear`
+    /// lays it out: [`NEW_ENTRIES`] entries of 128 bytes at LBA 2, the usable range right
+    /// after that array and up to the backup array, which sits just before the backup
+    /// header in the last sector. `partitions` become entries 1, 2, ... and the rest are
+    /// unused. Refuses more than [`NEW_ENTRIES`] partitions, a disk too small for the two
+    /// copies, and partitions outside the usable range or overlapping. Does not write to
+    /// the disk: [`Gpt::write`] does, and [`crate::mbr::ProtectiveMbr::new`] makes LBA 0.
+    pub fn new(
+        sector_size: SectorSize,
+        disk_size: u64,
+        disk_guid: Guid,
+        partitions: Vec<Entry>,
+    ) -> Result<Gpt, Problem> {
+        let geometry = Problem::EntryGeometry {
+            count: u32::try_from(partitions.len()).unwrap_or(u32::MAX),
+            size: NEW_ENTRY_SIZE,
+        };
+        let unused = NEW_ENTRIES
+            .checked_sub(u32::try_from(partitions.len()).map_err(|_| geometry.clone())?)
+            .ok_or(geometry)?;
+        let mut entries = partitions;
+        entries.extend((0..unused).map(|_| Entry::unused()));
+        let ents = array_sectors(NEW_ENTRIES, NEW_ENTRY_SIZE, sector_size);
+        let last = (disk_size / sector_size.bytes()).saturating_sub(1);
+        let backup_entries_lba = last.saturating_sub(ents);
+        let table = Gpt {
+            sector_size,
+            disk_size,
+            revision: REVISION_1_0,
+            header_size: HEADER_MIN_SIZE,
+            reserved: 0,
+            disk_guid,
+            first_usable: 2 + ents,
+            last_usable: backup_entries_lba.saturating_sub(1),
+            primary_entries_lba: 2,
+            backup_lba: last,
+            backup_entries_lba,
+            entry_size: NEW_ENTRY_SIZE,
+            header_tail: Vec::new(),
+            entries,
+            health: Health::default(),
+            stale_backup_lba: None,
+        };
+        table.check_layout()?;
+        Ok(table)
+    }
+
     /// Logical sector size.
     pub fn sector_size(&self) -> SectorSize {
         self.sector_size

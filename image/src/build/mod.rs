@@ -104,6 +104,7 @@ pub fn build_image(
             boot_mib: spec.boot_mib,
             private_mib: spec.private_mib,
             data_mib: spec.data_mib,
+            sector_size: spec.sector_size,
             esp_files: Vec::new(),
             boot_a_files: Vec::new(),
         },

@@ -11,7 +11,7 @@ use super::error::{io_err, BuildError, WorkDir};
 use super::spec::{BootSpec, ImageSpec};
 use super::stage::make_root_image;
 use crate::boot;
-use crate::disk::{BuiltDisk, Slot};
+use crate::disk::{BuiltDisk, SectorSize, Slot};
 use crate::root;
 use crate::secureboot::KeySet;
 use crate::tool;
@@ -61,6 +61,7 @@ pub fn build_payloads(
             keys: &spec.keys,
             boot_partuuid: spec.boot_partuuid.as_deref(),
             boot_mib: spec.boot_mib,
+            sector_size: spec.sector_size,
             slot,
         },
         &root,
@@ -84,6 +85,8 @@ pub struct PayloadSpec<'a> {
     pub boot_partuuid: Option<&'a str>,
     /// Size of the BOOT image (the BOOT partitions of the disks it goes to).
     pub boot_mib: u64,
+    /// Logical sector size of the disks it goes to: the BOOT image's FAT sectors.
+    pub sector_size: SectorSize,
     /// The slot the update is installed into: it names the slot on the command line.
     pub slot: Slot,
 }
@@ -113,6 +116,7 @@ pub fn write_payloads(
         salt: salt.clone(),
         partuuids: Vec::new(),
         extents: Vec::new(),
+        sector_size: spec.sector_size,
     };
     let cmdline = boot::slot_cmdline(
         spec.arch,
@@ -146,6 +150,7 @@ pub fn write_payloads(
     crate::fat::make_fat_tree(
         &staged("boot.img"),
         spec.boot_mib,
+        spec.sector_size,
         &label,
         &label,
         &files,

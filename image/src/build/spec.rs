@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::BuildError;
-use crate::disk::DiskSpec;
+use crate::disk::{DiskSpec, SectorSize};
 use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
 use crate::root::RootFsType;
@@ -110,11 +110,13 @@ pub struct ImageSpec {
     pub boot_mib: u64,
     pub private_mib: u64,
     pub data_mib: u64,
+    /// Logical sector size of the disk (512, or 4096 for 4Kn devices).
+    pub sector_size: SectorSize,
 }
 
 impl ImageSpec {
     /// The defaults of DESIGN.md section 3 (ESP and PRIVATE 16 MiB, BOOT 64 MiB), erofs, a
-    /// 64 MiB DATA (PID 1 grows it to fill the disk), seed `liftoff`.
+    /// 64 MiB DATA (PID 1 grows it to fill the disk), seed `liftoff`, 512-byte sectors.
     pub fn new(arch: Arch, root: &Path, boot: BootSpec, keys: KeySet) -> ImageSpec {
         let disk = DiskSpec::default();
         ImageSpec {
@@ -129,6 +131,7 @@ impl ImageSpec {
             boot_mib: disk.boot_mib,
             private_mib: disk.private_mib,
             data_mib: disk.data_mib,
+            sector_size: disk.sector_size,
         }
     }
 }

@@ -60,6 +60,9 @@ options:
   --boot-mib N            BOOT partitions (default 64)
   --private-mib N         PRIVATE (default 16)
   --data-mib N            DATA (default 64; PID 1 grows it to fill a larger disk)
+  --sector-size 512|4096  logical sector size of the disk the image is for (default 512);
+                          4096 makes a 4Kn image (GPT in 4096-byte LBAs, FAT with
+                          4096-byte sectors) for devices with 4096-byte logical blocks
   --json                  print the result as one JSON object: paths, root hash, salt,
                           partition GUIDs and extents
 
@@ -81,7 +84,7 @@ With the same root and seed, root.img and hash.img are what `liftoff-qemu image`
 ROOT-A and HASH-A. --slot is the slot the update goes to (default B: the inactive slot of a
 new disk). --boot-partuuid GUID puts liftoff.boot_partuuid=GUID (the BOOT partition the
 update goes to) on its command line. Options as for `image` (--arch, --fs, --seed, --keys,
---kernel, --modules, --initramfs, --append, --boot-mib, --json).
+--kernel, --modules, --initramfs, --append, --boot-mib, --sector-size, --json).
 
 Exit status: 0 done; 1 the build failed (the payload files in DIR are left as they were);
 2 bad arguments.";
@@ -148,6 +151,7 @@ struct BuildArgs {
     boot_mib: u64,
     private_mib: u64,
     data_mib: u64,
+    sector_size: disk::SectorSize,
     slot: Slot,
     keys: Option<PathBuf>,
     boot_partuuid: Option<String>,
@@ -242,6 +246,7 @@ fn parse_args(args: Vec<String>) -> Result<Verb, Usage> {
         boot_mib: 64,
         private_mib: 16,
         data_mib: 64,
+        sector_size: disk::SectorSize::S512,
         slot: Slot::B,
         keys: None,
         boot_partuuid: None,
@@ -295,6 +300,10 @@ fn parse_args(args: Vec<String>) -> Result<Verb, Usage> {
             "--boot-mib" => parsed.boot_mib = number(&arg, &v, text)?,
             "--private-mib" => parsed.private_mib = number(&arg, &v, text)?,
             "--data-mib" => parsed.data_mib = number(&arg, &v, text)?,
+            "--sector-size" => {
+                parsed.sector_size = disk::sector_size(number(&arg, &v, text)?)
+                    .map_err(|e| usage(text, format!("--sector-size: {e}")))?
+            }
             "--slot" if payload => {
                 parsed.slot = match v.as_str() {
                     "A" | "a" => Slot::A,
@@ -523,6 +532,7 @@ fn image_spec(args: &BuildArgs) -> Result<ImageSpec, String> {
     spec.boot_mib = args.boot_mib;
     spec.private_mib = args.private_mib;
     spec.data_mib = args.data_mib;
+    spec.sector_size = args.sector_size;
     Ok(spec)
 }
 
@@ -564,6 +574,7 @@ fn image_json(args: &BuildArgs, built: &BuiltImage) -> serde_json::Value {
         "fs": if args.fs == RootFsType::Erofs { "erofs" } else { "ext4" },
         "seed": args.seed,
         "bytes": std::fs::metadata(&disk.path).map(|m| m.len()).unwrap_or(0),
+        "sector_size": disk.sector_size.bytes(),
         "disk_guid": built.disk_guid,
         "root_hash": disk.root_hash,
         "salt": disk.salt,

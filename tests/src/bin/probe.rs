@@ -112,6 +112,8 @@ fn block_devices() -> Vec<BlockDev> {
             Some(BlockDev {
                 dev: trimmed(&dir.join("dev"))?,
                 dm_name: trimmed(&dir.join("dm/name")),
+                logical_block_size: trimmed(&dir.join("queue/logical_block_size"))
+                    .and_then(|s| s.parse().ok()),
                 name,
                 slaves,
             })

@@ -185,19 +185,125 @@ pub fn no_kernel_panic(vm: &Vm) {
     }
 }
 
-/// Fails unless `sgdisk -v` finds the disk's GPT clean.
+/// Fails unless `sgdisk -v` finds the disk's GPT clean (on a 4Kn image: on a loop device
+/// with 4096-byte blocks, see [`sgdisk`]).
 pub fn assert_sgdisk_clean(disk: &Path) {
-    let out = Command::new("sgdisk")
-        .arg("-v")
-        .arg(disk)
-        .output()
-        .expect("sgdisk (scripts/setup)");
+    let out = sgdisk(disk, &["-v"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("No problems found"),
+        text.contains("No problems found") && !text.contains("Creating new GPT"),
         "{}: {text}",
         disk.display()
     );
+}
+
+/// The logical sector size a GPT disk image was made for: 512 or 4096, wherever its
+/// primary header ("EFI PART" at LBA 1) is.
+pub fn image_sector_size(disk: &Path) -> u32 {
+    let f = std::fs::File::open(disk).unwrap();
+    [512u32, 4096]
+        .into_iter()
+        .find(|&ss| {
+            let mut sig = [0u8; 8];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut sig, u64::from(ss)).is_ok()
+                && &sig == b"EFI PART"
+        })
+        .unwrap_or_else(|| panic!("{}: no GPT header at LBA 1", disk.display()))
+}
+
+/// `sgdisk ARGS` on a disk image, read with the sector size it was made for: on the file
+/// for 512-byte sectors; a 4Kn image on a loop device with 4096-byte blocks, since sgdisk
+/// on a plain file assumes 512.
+pub fn sgdisk(disk: &Path, args: &[&str]) -> std::process::Output {
+    let run = |target: &Path| {
+        Command::new("sgdisk")
+            .args(args)
+            .arg(target)
+            .output()
+            .expect("sgdisk (scripts/setup)")
+    };
+    match image_sector_size(disk) {
+        512 => run(disk),
+        ss => run(&Loop::attach(disk, ss).0),
+    }
+}
+
+/// A loop device over a disk image with `sector`-byte logical blocks
+/// (`losetup --sector-size N -f --show -P`), detached when dropped, whether the test
+/// passed or not.
+pub struct Loop(pub PathBuf);
+
+impl Loop {
+    pub fn attach(image: &Path, sector: u32) -> Loop {
+        let out = Command::new("losetup")
+            .args(["--sector-size", &sector.to_string(), "-f", "--show", "-P"])
+            .arg(image)
+            .output()
+            .expect("losetup (util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup {}: {}",
+            image.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    }
+
+    pub fn name(&self) -> String {
+        self.0.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    /// What `cmd DEVICE` prints on stdout, and whether it succeeded.
+    pub fn run(&self, cmd: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new(cmd).args(args).arg(&self.0).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// The partitions' device nodes. A kernel without a GPT parser (this host's has
+    /// `CONFIG_EFI_PARTITION` off) finds none on `-P`; then `partx -a` (util-linux, reading
+    /// the table with libblkid in the device's sectors) adds them with BLKPG.
+    pub fn partitions(&self, count: u32) -> Vec<PathBuf> {
+        let node = |n: u32| PathBuf::from(format!("{}p{n}", self.0.display()));
+        let sysfs = |n: u32| {
+            Path::new("/sys/block")
+                .join(self.name())
+                .join(format!("{}p{n}", self.name()))
+        };
+        if !sysfs(1).exists() {
+            let (ok, _) = self.run("partx", &["-a"]);
+            assert!(ok, "partx -a {}", self.0.display());
+        }
+        // devtmpfs makes the nodes after the kernel adds the partitions.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(1..=count).all(|n| node(n).exists()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: no partition nodes after 10 s",
+                self.0.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (1..=count).map(node).collect()
+    }
+
+    /// First byte of partition `n` as the kernel has it (sysfs `start`, 512-byte units).
+    pub fn partition_start(&self, n: u32) -> u64 {
+        let start = Path::new("/sys/block")
+            .join(self.name())
+            .join(format!("{}p{n}", self.name()))
+            .join("start");
+        let text = std::fs::read_to_string(&start).unwrap();
+        text.trim().parse::<u64>().unwrap() * 512
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
 }
 
 /// The benchmarks' one argument: how many measured boots (default 5).
@@ -210,12 +316,7 @@ pub fn boots_arg() -> usize {
 
 /// `sgdisk -i N` attribute word of a partition.
 pub fn attributes(disk: &Path, number: u32) -> u64 {
-    let out = Command::new("sgdisk")
-        .arg("-i")
-        .arg(number.to_string())
-        .arg(disk)
-        .output()
-        .expect("sgdisk (scripts/setup)");
+    let out = sgdisk(disk, &["-i", &number.to_string()]);
     let text = String::from_utf8_lossy(&out.stdout);
     let hex = text
         .lines()
@@ -226,11 +327,7 @@ pub fn attributes(disk: &Path, number: u32) -> u64 {
 
 /// Sets a partition's attribute word with sgdisk (both GPT copies).
 pub fn set_attributes(disk: &Path, number: u32, word: u64) {
-    let out = Command::new("sgdisk")
-        .arg(format!("--attributes={number}:=:{word:016x}"))
-        .arg(disk)
-        .output()
-        .unwrap();
+    let out = sgdisk(disk, &[&format!("--attributes={number}:=:{word:016x}")]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(attributes(disk, number), word);
 }
@@ -277,6 +374,7 @@ pub fn boot_to_probe(
         read_only: false,
         serial: Some("liftoff-boot".into()),
         bus: Bus::VirtioBlk,
+        block_size: None,
     });
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     vm.wait_for_text(liftoff_probe::MARKER, timeout)
