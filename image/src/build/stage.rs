@@ -209,6 +209,13 @@ pub fn make_root_image(
         RootSource::Tarball(p) => format!("unpacking {}", p.display()),
     });
     stage_root(&source, &stage)?;
+    if let Some(kernel) = &spec.boot.modules {
+        progress(&format!(
+            "installing kernel {}'s container-host modules",
+            kernel.version
+        ));
+        crate::system::install_root_modules(&stage, spec.arch, kernel)?;
+    }
     progress(&format!(
         "making the {} root file system",
         match spec.fs {
