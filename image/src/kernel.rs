@@ -122,6 +122,25 @@ impl Kernel {
         Ok(out)
     }
 
+    /// Every module file under the folders `dirs` of the module tree (`kernel/net/bridge`),
+    /// as paths relative to the tree, from `modules.dep`.
+    pub fn modules_under(&self, dirs: &[&str]) -> Result<Vec<String>, KernelError> {
+        let dep_file = self.modules_dir.join("modules.dep");
+        let text = std::fs::read_to_string(&dep_file).map_err(|source| KernelError::Read {
+            path: dep_file.clone(),
+            source,
+        })?;
+        Ok(parse_modules_dep(&text)
+            .into_keys()
+            .filter(|path| {
+                dirs.iter().any(|d| {
+                    path.strip_prefix(d)
+                        .is_some_and(|rest| rest.starts_with('/'))
+                })
+            })
+            .collect())
+    }
+
     /// Whether the kernel has module `name`, built in or as a file.
     pub fn has_module(&self, name: &str) -> Result<bool, KernelError> {
         let name = name.replace('-', "_");

@@ -117,6 +117,100 @@ pub fn module_names(arch: Arch, kernel: &Kernel) -> Result<Vec<&'static str>, Im
     Ok(names)
 }
 
+/// Folders of the module tree a container host loads from after boot, each taken whole:
+/// overlayfs (containerd's snapshotter), netfilter for IPv4, IPv6 and bridges (iptables and
+/// nftables rules of CNI's bridge, portmap and firewall plugins, kube-proxy's iptables and
+/// IPVS modes, conntrack), the bridge with `br_netfilter`, and the traffic-control
+/// schedulers and classifiers (CNI's bandwidth plugin).
+pub const CONTAINER_MODULE_DIRS: &[&str] = &[
+    "kernel/fs/overlayfs",
+    "kernel/net/netfilter",
+    "kernel/net/ipv4/netfilter",
+    "kernel/net/ipv6/netfilter",
+    "kernel/net/bridge",
+    "kernel/net/sched",
+];
+
+/// Single modules a container host loads after boot: the interfaces CNI plugins make
+/// (veth pairs, macvlan, ipvlan, VLANs, VXLAN and IP-in-IP overlays, WireGuard, dummy),
+/// `ifb` (ingress shaping of the bandwidth plugin), `tun` (user-mode networking, VPNs)
+/// and FUSE (fuse-overlayfs, lazy-pulling snapshotters).
+pub const CONTAINER_MODULES: &[&str] = &[
+    "veth",
+    "macvlan",
+    "ipvlan",
+    "8021q",
+    "vxlan",
+    "ipip",
+    "wireguard",
+    "dummy",
+    "ifb",
+    "tun",
+    "fuse",
+];
+
+/// The kernel modules the verified root carries, as paths of `kernel`'s module tree,
+/// dependencies included: [`CONTAINER_MODULE_DIRS`], [`CONTAINER_MODULES`] and those PID 1
+/// loads from the initramfs ([`module_names`]), so that `modprobe` in the root knows every
+/// module that is loaded.
+pub fn root_module_paths(arch: Arch, kernel: &Kernel) -> Result<Vec<String>, ImageError> {
+    let err = |e: crate::kernel::KernelError| ImageError::Io {
+        what: format!(
+            "choosing the root's modules from {}",
+            kernel.modules_dir.display()
+        ),
+        source: io::Error::other(e.to_string()),
+    };
+    let under = kernel.modules_under(CONTAINER_MODULE_DIRS).map_err(err)?;
+    let mut names: Vec<String> = under
+        .iter()
+        .map(|p| crate::kernel::module_name(p))
+        .collect();
+    names.extend(CONTAINER_MODULES.iter().map(|n| (*n).to_owned()));
+    names.extend(module_names(arch, kernel)?.iter().map(|n| (*n).to_owned()));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    kernel.module_closure(&names).map_err(err)
+}
+
+/// The index files of the module tree that depmod reads, not writes: the built-in
+/// modules (so `modprobe` of one succeeds) and the order of the kernel's build.
+const MODULE_INDEX_INPUTS: [&str; 3] = [
+    "modules.order",
+    "modules.builtin",
+    "modules.builtin.modinfo",
+];
+
+/// Installs [`root_module_paths`] into the staged root `stage` at
+/// `lib/modules/<version>` and runs `depmod -b stage <version>` (kmod), so that
+/// `modprobe` in the booted root (containerd's, CNI's, the kernel's module requests)
+/// finds them and their dependencies.
+pub fn install_root_modules(stage: &Path, arch: Arch, kernel: &Kernel) -> Result<(), ImageError> {
+    let dest = stage.join("lib/modules").join(&kernel.version);
+    for rel in root_module_paths(arch, kernel)?
+        .iter()
+        .map(String::as_str)
+        .chain(MODULE_INDEX_INPUTS)
+    {
+        let to = dest.join(rel);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        let from = kernel.modules_dir.join(rel);
+        std::fs::copy(&from, &to).map_err(io_err(format!(
+            "copying {} to {}",
+            from.display(),
+            to.display()
+        )))?;
+    }
+    tool::run(
+        Command::new("depmod")
+            .arg("-b")
+            .arg(stage)
+            .arg(&kernel.version),
+    )
+}
+
 /// The Debian root tree for `arch`, built by `scripts/build-rootfs` if missing.
 pub fn root_tree(arch: Arch) -> Result<PathBuf, ImageError> {
     let script = workspace_root().join("scripts/build-rootfs");
@@ -162,13 +256,20 @@ fn io_err(what: String) -> impl FnOnce(io::Error) -> ImageError {
 /// Builds (or reuses) the disk for `spec` under `<target>/vm-images`.
 pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     let tree = root_tree(spec.arch)?;
+    let kernel = Kernel::debian(spec.arch).map_err(|e| ImageError::Io {
+        what: format!("finding the {} kernel for the root's modules", spec.arch),
+        source: io::Error::other(e.to_string()),
+    })?;
     let mut key = Sha256::new();
     key.update(format!(
-        "v3 {} {:?} {:?} {}",
+        "v4 {} {:?} {:?} {} {} {:?} {:?}",
         spec.arch,
         spec.fs,
         spec.disk,
-        tree.display()
+        tree.display(),
+        kernel.version,
+        CONTAINER_MODULE_DIRS,
+        CONTAINER_MODULES
     ));
     for f in &spec.files {
         key.update(format!("{} {:o} {}", f.path, f.mode, f.data.len()));
@@ -205,6 +306,7 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
         std::fs::remove_dir_all(&stage).map_err(io_err(format!("removing {}", stage.display())))?;
     }
     tool::run(Command::new("cp").arg("-a").arg(&tree).arg(&stage))?;
+    install_root_modules(&stage, spec.arch, &kernel)?;
     // Mount points PID 1 needs in the read-only root: /local for DATA (DESIGN.md
     // section 8); the API file systems, /tmp and /opt are in every Debian tree.
     for dir in ["local", "opt"] {
@@ -357,6 +459,99 @@ pub fn initramfs(arch: Arch, kernel: &Kernel) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The root's module tree for both Debian kernels: depmod's modules.dep names every
+    /// module installed and only those, each dependency is there, and kmod's own tools
+    /// (`modprobe --show-depends`, `modinfo`) resolve the container modules inside it.
+    #[test]
+    fn root_modules_are_installed_and_depmoded() {
+        for arch in Arch::ALL {
+            let kernel = Kernel::debian(arch).expect("scripts/setup caches both kernels");
+            let stage = crate::test_work(&format!("root-modules-{arch}"));
+            install_root_modules(&stage, arch, &kernel).unwrap();
+            let tree = stage.join("lib/modules").join(&kernel.version);
+            let dep = std::fs::read_to_string(tree.join("modules.dep")).unwrap();
+            let deps = crate::kernel::parse_modules_dep(&dep);
+            let installed = root_module_paths(arch, &kernel).unwrap();
+            let listed: Vec<&String> = deps.keys().collect();
+            let mut want: Vec<&String> = installed.iter().collect();
+            want.sort();
+            assert_eq!(
+                listed, want,
+                "{arch}: modules.dep lists exactly what was installed"
+            );
+            for (module, needs) in &deps {
+                assert!(tree.join(module).is_file(), "{arch}: {module}");
+                for d in needs {
+                    assert!(
+                        deps.contains_key(d),
+                        "{arch}: {module} needs {d}, not installed"
+                    );
+                }
+            }
+            for f in [
+                "modules.dep.bin",
+                "modules.alias.bin",
+                "modules.builtin.bin",
+                "modules.symbols.bin",
+            ] {
+                assert!(tree.join(f).is_file(), "{arch}: depmod made {f}");
+            }
+            let names: Vec<String> = installed
+                .iter()
+                .map(|p| crate::kernel::module_name(p))
+                .collect();
+            for m in [
+                "overlay",
+                "veth",
+                "bridge",
+                "br_netfilter",
+                "nf_tables",
+                "nf_nat",
+                "xt_MASQUERADE",
+                "iptable_nat",
+                "vxlan",
+                "sch_tbf",
+                "dm_verity",
+                "erofs",
+            ] {
+                assert!(names.iter().any(|n| n == m), "{arch}: {m} in the root");
+            }
+            // kmod resolves a module and its dependencies in the tree, as modprobe in
+            // the guest does (a dry run: nothing is loaded).
+            let out = Command::new("modprobe")
+                .arg("-d")
+                .arg(&stage)
+                .args(["-S", &kernel.version, "--show-depends", "br_netfilter"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{arch}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                text.contains("/bridge.ko")
+                    && text.contains("/llc.ko")
+                    && text.contains("/br_netfilter.ko"),
+                "{arch}: {text}"
+            );
+            let out = Command::new("modinfo")
+                .arg("-b")
+                .arg(&stage)
+                .args(["-k", &kernel.version, "-n", "veth"])
+                .output()
+                .unwrap();
+            let path = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                path.trim().starts_with(&tree.display().to_string())
+                    && path.trim().ends_with("/veth.ko"),
+                "{arch}: {path}"
+            );
+            std::fs::remove_dir_all(&stage).unwrap();
+        }
+    }
 
     #[test]
     fn prune_removes_only_images_unused_for_a_day() {

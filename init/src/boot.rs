@@ -14,7 +14,8 @@ use crate::infra::watchdog::Watchdog;
 use crate::infra::{kmsg, timeline};
 use crate::stage::disk::{self, BootDisk};
 use crate::stage::{
-    caps, cmdline, data, handoff, modules, mounts, root, slots, switch_root, verity, BootError,
+    caps, cmdline, data, handoff, host, modules, mounts, root, slots, switch_root, verity,
+    BootError,
 };
 
 /// How long PID 1 waits for the boot disk without `liftoff.device_timeout`.
@@ -168,6 +169,7 @@ pub fn run() -> ! {
         Handoff::Path(p) => p.clone(),
         Handoff::Systemd => "/sbin/init".to_owned(),
         Handoff::Containerd => {
+            container_host(config);
             restore_autoload(autoload);
             timeline::log_peak_memory();
             timeline::mark("handoff");
@@ -202,6 +204,20 @@ pub fn run() -> ! {
     timeline::mark("handoff");
     devkmsg.restore();
     fail(handoff::exec(&target).into())
+}
+
+/// containerd mode: what runc, containerd and CNI expect of the system. A step that fails
+/// leaves the host degraded, not down.
+fn container_host(config: &Config) {
+    let name = config
+        .hostname
+        .as_ref()
+        .map_or(host::DEFAULT_HOSTNAME, |h| h.as_str());
+    let root = Path::new("/");
+    for e in host::setup(&mut mounts::System, root, name) {
+        failure::degrade_or_fail(e.into(), root, "the host goes on without it");
+    }
+    timeline::mark("host");
 }
 
 /// Under Secure Boot, refuses a boot whose `liftoff.` keys are not the signed image's

@@ -175,8 +175,34 @@ pub struct Config {
     /// `liftoff.stable_after`: seconds health must hold before the slot's crash-loop
     /// (unhealthy) count is cleared.
     pub stable_after_secs: Option<u32>,
+    /// `liftoff.hostname`: the host's name in containerd mode.
+    pub hostname: Option<Hostname>,
     /// `liftoff.debug`: debug lines.
     pub debug: bool,
+}
+
+/// A host name as `liftoff.hostname` takes it: 1 to 64 bytes (the kernel's
+/// `__NEW_UTS_LEN`), dot-separated labels of ASCII letters, digits and `-`, none empty,
+/// none starting or ending with `-` (RFC 1123 section 2.1), and no longer than 63 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hostname(String);
+
+impl Hostname {
+    /// `name` if it is a valid host name.
+    pub fn parse(name: &str) -> Option<Hostname> {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        (name.len() <= 64 && name.split('.').all(label_ok)).then(|| Hostname(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Something wrong with a `liftoff.` key; the key is ignored.
@@ -379,6 +405,12 @@ fn apply(config: &mut Config, name: &str, param: &Param) -> Result<(), Problem> 
         "stable_after" => {
             config.stable_after_secs = Some(seconds(value).ok_or_else(|| malformed("seconds > 0"))?)
         }
+        "hostname" => {
+            config.hostname =
+                Some(value.and_then(Hostname::parse).ok_or_else(|| {
+                    malformed("a host name (letters, digits, - and ., at most 64)")
+                })?)
+        }
         "debug" => {
             config.debug = match value {
                 None | Some("1") | Some("on") | Some("yes") | Some("true") => true,
@@ -465,7 +497,7 @@ mod tests {
             "console=ttyS0 liftoff.slot=B liftoff.boot_partuuid=0123ABCD-89ab-cdef-0123-456789ABCDEF \
              liftoff.roothash=ABCDEF01 liftoff.salt=- liftoff.verity=eio liftoff.data=keyfile \
              liftoff.handoff=/probe liftoff.watchdog=30 liftoff.device-timeout=7 liftoff.debug \
-             liftoff.stable_after=90",
+             liftoff.stable_after=90 liftoff.hostname=node-7.example",
         );
         assert_eq!(c.problems, vec![]);
         assert_eq!(
@@ -481,6 +513,7 @@ mod tests {
                 watchdog_secs: Some(30),
                 device_timeout_secs: Some(7),
                 stable_after_secs: Some(90),
+                hostname: Hostname::parse("node-7.example"),
                 debug: true,
             }
         );
@@ -554,6 +587,56 @@ mod tests {
             let got: Vec<String> = c.problems.iter().map(ToString::to_string).collect();
             assert_eq!(got, vec![message.to_string()], "{line}");
         }
+    }
+
+    #[test]
+    fn hostnames() {
+        let long_label = "a".repeat(63);
+        for good in [
+            "liftoff",
+            "a",
+            "node-7",
+            "x1.example.com",
+            "A-b.C",
+            long_label.as_str(),
+        ] {
+            assert_eq!(
+                parse(&format!("liftoff.hostname={good}")).config.hostname,
+                Some(Hostname(good.to_owned())),
+                "{good}"
+            );
+        }
+        let too_long = format!("{long_label}.b");
+        assert_eq!(too_long.len(), 65);
+        let label_too_long = "a".repeat(64);
+        for bad in [
+            "",
+            "-node",
+            "node-",
+            "a..b",
+            ".a",
+            "a.",
+            "a_b",
+            "a b",
+            "näme",
+            "a/b",
+            too_long.as_str(),
+            label_too_long.as_str(),
+        ] {
+            assert_eq!(Hostname::parse(bad), None, "{bad:?}");
+        }
+        let c = parse("liftoff.hostname=bad_name");
+        assert_eq!(c.config.hostname, None);
+        assert_eq!(
+            c.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["malformed command-line value liftoff.hostname=\"bad_name\": expected a host name (letters, digits, - and ., at most 64); ignored"]
+        );
+        assert!(parse("liftoff.hostname").config.hostname.is_none());
+        assert_eq!(Hostname::parse(&"a".repeat(64)), None);
+        assert_eq!(
+            Hostname::parse(&format!("{}.b", "a".repeat(62))).map(|h| h.as_str().len()),
+            Some(64)
+        );
     }
 
     #[test]

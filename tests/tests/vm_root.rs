@@ -490,19 +490,79 @@ fn vm_x86_64_unknown_key_is_logged_and_boot_goes_on() {
     assert!(!r.liftoff_log.iter().any(|l| l.contains("failed")));
 }
 
-/// `liftoff.handoff=containerd`: PID 1 stays PID 1, supervises containerd from the
-/// verified root and marks the slot successful once containerd's socket answers. The
-/// watchdog deadline asked for is more than softdog takes (65535 s): PID 1 arms it with
-/// softdog's maximum instead of leaving a default-timeout timer nobody pets (issue 17).
+/// The containerd of the container-host image: the first time it runs it reports on the
+/// console what the host looks like to containerd (`LIFTOFF-HOST ...` lines), then it is
+/// containerd. The sysctls reported are PID 1's list.
+fn host_report_containerd() -> String {
+    let sysctls: String = liftoff_init::stage::host::SYSCTLS
+        .iter()
+        .map(|(key, _)| {
+            format!(
+                "  echo \"LIFTOFF-HOST sysctl {key} $(cat /proc/sys/{})\"\n",
+                key.replace('.', "/")
+            )
+        })
+        .collect();
+    format!(
+        "#!/bin/sh
+if [ ! -e /run/liftoff-host-reported ]; then
+  : > /run/liftoff-host-reported
+  {{
+  grep -E ' /(sys/fs/cgroup|dev/pts|dev/shm|dev/mqueue) ' /proc/mounts | sed 's/^/LIFTOFF-HOST mount /'
+  echo \"LIFTOFF-HOST ptmx $(readlink /dev/ptmx)\"
+  echo \"LIFTOFF-HOST subtree_control $(cat /sys/fs/cgroup/cgroup.subtree_control)\"
+  echo \"LIFTOFF-HOST lo_flags $(cat /sys/class/net/lo/flags)\"
+  echo \"LIFTOFF-HOST lo_inet $(awk '/[|]-- /{{a=$2}} /host LOCAL/{{print a $1}}' /proc/net/fib_trie | sort -u | tr '\\n' ' ')\"
+  echo \"LIFTOFF-HOST hostname $(cat /proc/sys/kernel/hostname)\"
+{sysctls}  echo \"LIFTOFF-HOST uname $(uname -r)\"
+  modprobe overlay
+  echo \"LIFTOFF-HOST modprobe overlay exit $?\"
+  modprobe br_netfilter
+  echo \"LIFTOFF-HOST modprobe br_netfilter exit $? $(ls -d /sys/module/bridge /sys/module/br_netfilter | tr '\\n' ' ')\"
+  for m in veth bridge nf_tables xt_MASQUERADE vxlan; do
+    echo \"LIFTOFF-HOST modinfo $m $(modinfo -n $m 2>&1)\"
+  done
+  }} > /dev/console 2>&1
+fi
+exec /usr/bin/containerd.real \"$@\"
+"
+    )
+}
+
+/// `liftoff.handoff=containerd`: PID 1 stays PID 1, sets up the container host (cgroup2
+/// with its controllers, devpts, /dev/shm, /dev/mqueue, lo, the host name, sysctls),
+/// supervises containerd from the verified root and marks the slot successful once
+/// containerd's socket answers. containerd reports what it finds (modules from the
+/// root's depmod'ed /lib/modules/$(uname -r) included) before it starts; the image keeps
+/// CAP_SYS_MODULE (no bounding-set list) so `modprobe` really loads. The watchdog deadline
+/// asked for is more than softdog takes (65535 s): PID 1 arms it with softdog's maximum
+/// instead of leaving a default-timeout timer nobody pets (issue 17).
 fn containerd_handoff(arch: Arch) {
-    let mut b = boot(
+    let mut spec = common::system_spec(arch);
+    spec.files
+        .retain(|f| f.path != "/etc/liftoff/bounding-set.drop");
+    let tree = system::root_tree(arch).unwrap_or_else(|e| panic!("{e}"));
+    spec.files.push(system::RootFile {
+        path: "/usr/bin/containerd.real".into(),
+        mode: 0o755,
+        data: std::fs::read(tree.join("usr/bin/containerd")).unwrap(),
+    });
+    spec.files.push(system::RootFile {
+        path: "/usr/bin/containerd".into(),
+        mode: 0o755,
+        data: host_report_containerd().into_bytes(),
+    });
+    let sys = system::build(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let (work, _scratch) = common::work_dir(&format!("containerd-{arch}"));
+    let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+    set_attributes(&disk.path, disk::BOOT_A, word(1, 3, false, 0));
+    let mut b = boot_disk(
         arch,
-        "containerd",
-        "liftoff.handoff=containerd liftoff.watchdog=100000",
-        |disk, _| {
-            set_attributes(&disk.path, disk::BOOT_A, word(1, 3, false, 0));
-            vec![]
-        },
+        &work,
+        "console.log",
+        "liftoff.handoff=containerd liftoff.watchdog=100000 liftoff.hostname=ctr-host-7",
+        disk,
+        vec![],
     );
     let line =
         b.vm.wait_for_text("answers: slot A marked successful", TIMEOUT)
@@ -521,6 +581,87 @@ fn containerd_handoff(arch: Arch) {
         "{armed}"
     );
     no_kernel_panic(&b.vm);
+    let lines = b.vm.lines().to_vec();
+    let log = b.vm.log_path().display().to_string();
+    assert!(
+        !lines.iter().any(|l| l.contains("stage host failed")),
+        "no container-host step failed; log {log}"
+    );
+    let host: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_once("LIFTOFF-HOST ").map(|(_, r)| r.trim_end()))
+        .collect();
+    let value = |key: &str| -> String {
+        host.iter()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no LIFTOFF-HOST {key} line: {host:?}; log {log}"))
+            .to_owned()
+    };
+    let mount = |target: &str| -> Vec<String> {
+        let m = host
+            .iter()
+            .filter_map(|l| l.strip_prefix("mount "))
+            .map(|l| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+            .find(|f| f.get(1).map(String::as_str) == Some(target))
+            .unwrap_or_else(|| panic!("{target} not mounted: {host:?}; log {log}"));
+        let options = m[3].split(',').map(str::to_owned).collect();
+        println!("{target}: {} {options:?}", m[2]);
+        [vec![m[2].clone()], options].concat()
+    };
+    let cgroup = mount("/sys/fs/cgroup");
+    assert_eq!(cgroup[0], "cgroup2");
+    assert!(cgroup.contains(&"nsdelegate".into()), "{cgroup:?}");
+    let pts = mount("/dev/pts");
+    assert_eq!(pts[0], "devpts");
+    for o in ["nosuid", "noexec", "gid=5", "mode=620", "ptmxmode=666"] {
+        assert!(pts.contains(&o.into()), "{o}: {pts:?}");
+    }
+    let shm = mount("/dev/shm");
+    assert_eq!(shm[0], "tmpfs");
+    assert!(
+        shm.contains(&"nosuid".into()) && shm.contains(&"nodev".into()),
+        "{shm:?}"
+    );
+    assert_eq!(mount("/dev/mqueue")[0], "mqueue");
+    assert_eq!(value("ptmx"), "pts/ptmx");
+    let enabled: Vec<String> = value("subtree_control")
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    for c in liftoff_init::stage::host::CONTROLLERS {
+        assert!(enabled.contains(&c.into()), "{c} enabled: {enabled:?}");
+    }
+    let flags = u32::from_str_radix(value("lo_flags").trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is up: flags {flags:#x}");
+    let inet = value("lo_inet");
+    assert!(
+        inet.contains("127.0.0.1/32") && inet.contains("127.0.0.0/8"),
+        "127.0.0.1/8 on lo: {inet}"
+    );
+    assert_eq!(value("hostname"), "ctr-host-7");
+    for (key, want) in liftoff_init::stage::host::SYSCTLS {
+        assert_eq!(value(&format!("sysctl {key}")), want, "{key}");
+    }
+    let kernel = Kernel::debian(arch).unwrap();
+    assert_eq!(value("uname"), kernel.version);
+    assert_eq!(value("modprobe overlay"), "exit 0");
+    assert_eq!(
+        value("modprobe br_netfilter"),
+        "exit 0 /sys/module/br_netfilter /sys/module/bridge",
+        "loaded with its dependencies"
+    );
+    for (m, path) in [
+        ("veth", "kernel/drivers/net/veth.ko"),
+        ("bridge", "kernel/net/bridge/bridge.ko"),
+        ("nf_tables", "kernel/net/netfilter/nf_tables.ko"),
+        ("xt_MASQUERADE", "kernel/net/netfilter/xt_MASQUERADE.ko"),
+        ("vxlan", "kernel/drivers/net/vxlan/vxlan.ko"),
+    ] {
+        assert_eq!(
+            value(&format!("modinfo {m}")),
+            format!("/lib/modules/{}/{path}", kernel.version)
+        );
+    }
     let marks = liftoff_qemu::console::timeline(b.vm.lines());
     println!("{}", liftoff_qemu::console::format_timeline(&marks));
     drop(b.vm);

@@ -149,6 +149,7 @@ fn payload_disk(
         initramfs: system::initramfs(arch, kernel).unwrap(),
         append: "liftoff.handoff=containerd".into(),
         version: "2".into(),
+        modules: Some(kernel.clone()),
     };
     let payloads = build::write_payloads(
         &PayloadSpec {

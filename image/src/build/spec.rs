@@ -24,6 +24,10 @@ pub struct BootSpec {
     /// `IMAGE_VERSION=` of the UKI's `.osrel` (dotted numbers): `prairiedog install`
     /// refuses an update older than the running slot.
     pub version: String,
+    /// The kernel whose modules the root gets at `lib/modules/<version>`, depmod'ed
+    /// ([`system::install_root_modules`]): containerd's and CNI's `modprobe` load from
+    /// there. `None` for a kernel with everything built in.
+    pub modules: Option<Kernel>,
 }
 
 impl BootSpec {
@@ -34,10 +38,11 @@ impl BootSpec {
         let kernel = Kernel::debian(arch).map_err(|e| BuildError::Boot(e.to_string()))?;
         let initramfs = system::initramfs(arch, &kernel).map_err(BuildError::Boot)?;
         Ok(BootSpec {
-            kernel: kernel.image,
+            kernel: kernel.image.clone(),
             initramfs,
             append: append.to_owned(),
             version: DEFAULT_VERSION.into(),
+            modules: Some(kernel),
         })
     }
 
@@ -57,19 +62,17 @@ impl BootSpec {
                 kernel.display()
             )));
         }
-        let initramfs = match modules {
-            Some(dir) => {
-                let k = Kernel {
-                    arch,
-                    version: dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    image: kernel.to_path_buf(),
-                    modules_dir: dir.to_path_buf(),
-                };
-                system::initramfs(arch, &k).map_err(BuildError::Boot)?
-            }
+        let modules = modules.map(|dir| Kernel {
+            arch,
+            version: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            image: kernel.to_path_buf(),
+            modules_dir: dir.to_path_buf(),
+        });
+        let initramfs = match &modules {
+            Some(k) => system::initramfs(arch, k).map_err(BuildError::Boot)?,
             None => {
                 let init = artifacts::musl_binary(arch, "init").map_err(BuildError::Boot)?;
                 let mut initramfs =
@@ -87,6 +90,7 @@ impl BootSpec {
             initramfs,
             append: append.to_owned(),
             version: DEFAULT_VERSION.into(),
+            modules,
         })
     }
 }

@@ -210,6 +210,13 @@ pub fn make_root_image(
     });
     stage_root(&source, &stage)?;
     crate::tools::add(&stage, spec.arch)?;
+    if let Some(kernel) = &spec.boot.modules {
+        progress(&format!(
+            "installing kernel {}'s container-host modules",
+            kernel.version
+        ));
+        crate::system::install_root_modules(&stage, spec.arch, kernel)?;
+    }
     zero_times(&stage)?;
     progress(&format!(
         "making the {} root file system",

@@ -32,6 +32,7 @@
 //! | `Data` (`DataError`), kernel or root parts: random bytes, dm-crypt, the /var and /opt binds | yes: the slot's kernel or root | reboot |
 //! | `Data` (`DataError`), the disk's own state: PRIVATE or its key, growth, a DATA that is not provably fresh, its file system | no: rebooting cannot help | degraded: DATA left untouched and unmounted, /local in memory |
 //! | `Caps` (`CapsError`) | yes: the root's bounding-set list | reboot |
+//! | `Host` (`HostError`): a container-host mount, cgroup controller, lo, host name or sysctl | no: the kernel's features, the same on the next boot; a host without one still runs containerd | degraded: the step is left out |
 //! | `Handoff` (`HandoffError`) | yes: the root's systemd or containerd | reboot |
 
 use std::fmt;
@@ -82,6 +83,7 @@ pub fn decide(error: &BootError) -> Outcome {
         BootError::Data(e) if e.depends_on_slot() => Outcome::Reboot,
         BootError::Data(_) => Outcome::Degraded,
         BootError::Caps(_) => Outcome::Reboot,
+        BootError::Host(_) => Outcome::Degraded,
         BootError::Handoff(_) => Outcome::Reboot,
     }
 }
@@ -210,6 +212,7 @@ mod tests {
             Stage::SwitchRoot,
             Stage::Data,
             Stage::Caps,
+            Stage::Host,
             Stage::Handoff,
         ]
         .iter()
@@ -228,6 +231,7 @@ mod tests {
                 "switch-root",
                 "data",
                 "caps",
+                "host",
                 "handoff"
             ]
         );
@@ -281,6 +285,13 @@ mod tests {
             }),
             BootError::from(DataError::Size {
                 device: "/dev/vda9".into(),
+                source: io(),
+            }),
+            BootError::from(crate::stage::host::HostError::Controllers {
+                missing: vec!["io"],
+            }),
+            BootError::from(crate::stage::host::HostError::Sysctl {
+                key: "net.ipv4.ip_forward",
                 source: io(),
             }),
         ];

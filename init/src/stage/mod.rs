@@ -12,6 +12,7 @@
 //! | [`switch_root`] | switch-root | API mounts moved, initramfs freed, chroot |
 //! | [`data`] | data | DATA grown, encrypted, mounted at /local |
 //! | [`caps`] | caps | the image's capability bounding set |
+//! | [`host`] | host | containerd mode: cgroup2, devpts, /dev/shm, /dev/mqueue, lo, host name, sysctls |
 //! | [`handoff`] | handoff | exec the next stage, or supervise containerd |
 //!
 //! Each stage takes paths (`/sys`, `/dev`, a root) so tests can point it at a fixture tree,
@@ -28,6 +29,7 @@ pub mod cmdline;
 pub mod data;
 pub mod disk;
 pub mod handoff;
+pub mod host;
 pub mod modules;
 pub mod mounts;
 pub mod root;
@@ -48,6 +50,7 @@ pub enum Stage {
     SwitchRoot,
     Data,
     Caps,
+    Host,
     Handoff,
 }
 
@@ -65,6 +68,7 @@ impl Stage {
             Stage::SwitchRoot => "switch-root",
             Stage::Data => "data",
             Stage::Caps => "caps",
+            Stage::Host => "host",
             Stage::Handoff => "handoff",
         }
     }
@@ -90,6 +94,7 @@ pub enum BootError {
     SwitchRoot(switch_root::SwitchRootError),
     Data(data::DataError),
     Caps(caps::CapsError),
+    Host(host::HostError),
     Handoff(handoff::HandoffError),
 }
 
@@ -107,6 +112,7 @@ impl BootError {
             BootError::SwitchRoot(_) => Stage::SwitchRoot,
             BootError::Data(_) => Stage::Data,
             BootError::Caps(_) => Stage::Caps,
+            BootError::Host(_) => Stage::Host,
             BootError::Handoff(_) => Stage::Handoff,
         }
     }
@@ -126,6 +132,7 @@ impl fmt::Display for BootError {
             BootError::SwitchRoot(e) => e.fmt(f),
             BootError::Data(e) => e.fmt(f),
             BootError::Caps(e) => e.fmt(f),
+            BootError::Host(e) => e.fmt(f),
             BootError::Handoff(e) => e.fmt(f),
         }
     }
@@ -155,6 +162,7 @@ stage_error! {
     switch_root::SwitchRootError => SwitchRoot,
     data::DataError => Data,
     caps::CapsError => Caps,
+    host::HostError => Host,
     handoff::HandoffError => Handoff,
 }
 

@@ -501,9 +501,14 @@ fn boot_spec(args: &BuildArgs) -> Result<BootSpec, String> {
 
 fn boot_files_spec(args: &BuildArgs) -> Result<BootSpec, String> {
     if let Some(path) = &args.initramfs {
-        let kernel = match &args.kernel {
-            Some(kernel) => kernel.clone(),
-            None => Kernel::debian(args.arch).map_err(|e| e.to_string())?.image,
+        // The root gets the Debian kernel's modules; a kernel of one's own with one's own
+        // initramfs brings its modules in the root tree.
+        let (kernel, modules) = match &args.kernel {
+            Some(kernel) => (kernel.clone(), None),
+            None => {
+                let k = Kernel::debian(args.arch).map_err(|e| e.to_string())?;
+                (k.image.clone(), Some(k))
+            }
         };
         if !kernel.is_file() {
             return Err(format!("the kernel {} is not a file", kernel.display()));
@@ -514,6 +519,7 @@ fn boot_files_spec(args: &BuildArgs) -> Result<BootSpec, String> {
                 .map_err(|e| format!("reading {}: {e}", path.display()))?,
             append: args.append.clone(),
             version: args.version.clone(),
+            modules,
         });
     }
     match &args.kernel {

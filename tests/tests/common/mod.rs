@@ -127,9 +127,14 @@ pub fn grubenv_pending_a() -> Vec<u8> {
 }
 
 pub fn system(arch: Arch) -> BuiltSystem {
+    system::build(&system_spec(arch)).unwrap_or_else(|e| panic!("building the {arch} image: {e}"))
+}
+
+/// What [`system`] builds, for tests that change a file or two.
+pub fn system_spec(arch: Arch) -> SystemSpec {
     let probe = artifacts::musl_binary(arch, "probe").unwrap_or_else(|e| panic!("{e}"));
     let growpart = artifacts::musl_binary(arch, "growpart").unwrap_or_else(|e| panic!("{e}"));
-    let spec = SystemSpec {
+    SystemSpec {
         arch,
         fs: RootFsType::Erofs,
         files: vec![
@@ -170,8 +175,7 @@ pub fn system(arch: Arch) -> BuiltSystem {
             data_mib: 32,
             ..DiskSpec::default()
         },
-    };
-    system::build(&spec).unwrap_or_else(|e| panic!("building the {arch} image: {e}"))
+    }
 }
 
 /// Fails the test if the console shows a kernel panic, PID 1 exiting or PID 1 panicking.
