@@ -66,7 +66,8 @@ pub enum ParamError {
 /// A hash algorithm dm-verity and veritysetup both support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HashAlgorithm {
-    /// SHA-1 (20-byte digests): legacy images only.
+    /// SHA-1 (20-byte digests): legacy images only, and only with the `sha1` feature.
+    #[cfg(feature = "sha1")]
     Sha1,
     /// SHA-256 (32-byte digests): the default.
     #[default]
@@ -79,6 +80,7 @@ impl HashAlgorithm {
     /// The name used by veritysetup, the superblock and the kernel's table line.
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "sha1")]
             Self::Sha1 => "sha1",
             Self::Sha256 => "sha256",
             Self::Sha512 => "sha512",
@@ -89,6 +91,7 @@ impl HashAlgorithm {
     /// owned error, for the allocation-free superblock decoder.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
+            #[cfg(feature = "sha1")]
             "sha1" => Some(Self::Sha1),
             "sha256" => Some(Self::Sha256),
             "sha512" => Some(Self::Sha512),
@@ -99,6 +102,7 @@ impl HashAlgorithm {
     /// Digest length in bytes.
     pub fn digest_size(self) -> usize {
         match self {
+            #[cfg(feature = "sha1")]
             Self::Sha1 => 20,
             Self::Sha256 => 32,
             Self::Sha512 => 64,

@@ -19,6 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+#[cfg(feature = "sha1")]
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
@@ -194,6 +195,7 @@ impl std::fmt::Debug for RunOptions<'_> {
 /// A salted hasher for one algorithm and hash type.
 #[derive(Clone)]
 enum Hasher {
+    #[cfg(feature = "sha1")]
     Sha1(Sha1),
     Sha256(Sha256),
     Sha512(Sha512),
@@ -215,6 +217,7 @@ impl<'a> BlockHasher<'a> {
             HashType::ChromeOs => (&[], Some(salt)),
         };
         let base = match params.algorithm {
+            #[cfg(feature = "sha1")]
             HashAlgorithm::Sha1 => Hasher::Sha1(Sha1::new_with_prefix(prefix)),
             HashAlgorithm::Sha256 => Hasher::Sha256(Sha256::new_with_prefix(prefix)),
             HashAlgorithm::Sha512 => Hasher::Sha512(Sha512::new_with_prefix(prefix)),
@@ -267,6 +270,7 @@ impl<'a> BlockHasher<'a> {
             }
         }
         match &self.base {
+            #[cfg(feature = "sha1")]
             Hasher::Sha1(h) => run(h, block, self.salt_after, out),
             Hasher::Sha256(h) => run(h, block, self.salt_after, out),
             Hasher::Sha512(h) => run(h, block, self.salt_after, out),
