@@ -377,6 +377,19 @@ pub enum InstallError {
         /// The manifest's digest.
         expected: String,
     },
+    /// The BOOT image's FAT was made for another logical sector size than the disk's, so
+    /// the firmware could not read it there.
+    #[error("{path}: its FAT file system has {image}-byte sectors, but {device} has {disk}-byte sectors (build the payload with --sector-size {disk})", path = path.display(), device = device.display())]
+    SectorSize {
+        /// The BOOT image.
+        path: PathBuf,
+        /// Bytes per sector in the image's FAT boot sector.
+        image: u64,
+        /// The disk.
+        device: PathBuf,
+        /// The disk's logical sector size.
+        disk: u64,
+    },
     /// An image larger than its partition.
     #[error("{part} image of {size} bytes does not fit partition {number} ({len} bytes)", part = part.as_str())]
     TooLarge {
@@ -702,6 +715,29 @@ fn check_boot(
     )
 }
 
+/// Step 0, BOOT on this disk: the FAT's bytes per sector (boot sector offset 11) equal the
+/// disk's logical sector size; UEFI reads a FAT only in its disk's sectors.
+fn check_boot_sectors<D: BlockIo>(path: &Path, disk: &SlotDisk<D>) -> Result<(), InstallError> {
+    let mut field = [0u8; 2];
+    File::open(path)
+        .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut field, 11))
+        .map_err(|source| InstallError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    let image = u64::from(u16::from_le_bytes(field));
+    let sectors = disk.gpt().sector_size().bytes();
+    if image != sectors {
+        return Err(InstallError::SectorSize {
+            path: path.to_owned(),
+            image,
+            device: disk.device().to_owned(),
+            disk: sectors,
+        });
+    }
+    Ok(())
+}
+
 /// Step 0, HASH: the superblock of the HASH image at `path` and the top block of its tree
 /// give `root_hash` (the digest of that block, salted as dm-verity does), and its salt is
 /// `salt` when the UKI names one (`liftoff.salt=`, which PID 1 then uses). A tree of no
@@ -831,6 +867,7 @@ pub fn install<D: BlockIo + DropCache + Sync>(
     // asked, for this slot and this root hash, not older than the running one; HASH
     // carries that root hash. Nothing is written before this holds.
     let checked = check_boot(manifest, payload.path(Part::Boot), slot, &options.signature)?;
+    check_boot_sectors(payload.path(Part::Boot), disk)?;
     if checked.uki.version != manifest.version {
         let show =
             |v: &Option<Version>| v.as_ref().map_or_else(|| "none".into(), Version::to_string);

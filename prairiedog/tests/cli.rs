@@ -274,6 +274,21 @@ fn install_then_upgrade_boots_b_next_with_one_try() {
         let img = make_image(dir.path(), "d.img", sector, w(2, 0, 1, 0), w(1, 0, 1, 0));
         let d = img.to_str().unwrap();
         let u = make_update(dir.path());
+        if sector == 4096 {
+            // A BOOT image made for 512-byte sectors would be unreadable to the firmware
+            // on this disk: refused before anything is written.
+            let before = std::fs::read(&img).unwrap();
+            let err = fails(&install_args(&u, d));
+            let want = format!(
+                "{}: its FAT file system has 512-byte sectors, but {d} has 4096-byte sectors \
+                 (build the payload with --sector-size 4096)",
+                u.boot.display()
+            );
+            assert!(err.contains(&want), "{err}");
+            assert!(std::fs::read(&img).unwrap() == before, "disk changed");
+            boot_image_sectors(dir.path(), "boot.img", &u.uki, 512, Some(4096));
+            write_manifest(&u);
+        }
         let out = ok(&install_args(&u, d));
         assert!(out.contains("into slot B"), "{out}");
         // Installed but not yet bootable.

@@ -211,12 +211,24 @@ pub fn uki_file(dir: &Path, name: &str, cmdline: &str, osrel: &str) -> PathBuf {
 
 /// A BOOT image of `kib` KiB (FAT, `mkfs.vfat`) holding `uki` as `liftoff.efi`.
 pub fn boot_image_with(dir: &Path, name: &str, uki: &Path, kib: u32) -> PathBuf {
+    boot_image_sectors(dir, name, uki, kib, None)
+}
+
+/// [`boot_image_with`] whose FAT has `sector`-byte logical sectors (`mkfs.vfat -S`).
+pub fn boot_image_sectors(
+    dir: &Path,
+    name: &str,
+    uki: &Path,
+    kib: u32,
+    sector: Option<u32>,
+) -> PathBuf {
     let img = dir.join(name);
     let _ = std::fs::remove_file(&img);
-    run(Command::new("mkfs.vfat")
-        .arg("-C")
-        .arg(&img)
-        .arg(kib.to_string()));
+    let mut mkfs = Command::new("mkfs.vfat");
+    if let Some(sector) = sector {
+        mkfs.arg("-S").arg(sector.to_string());
+    }
+    run(mkfs.arg("-C").arg(&img).arg(kib.to_string()));
     run(Command::new("mcopy")
         .arg("-i")
         .arg(&img)
