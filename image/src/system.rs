@@ -53,7 +53,9 @@ pub struct SystemSpec {
 /// softdog for `liftoff.watchdog` on machines without a hardware watchdog, efivarfs for the
 /// firmware variables that name the boot disk (clones, Secure Boot's unified images), the
 /// network cards of QEMU and EC2 (virtio_net, ENA), efi-pstore (crash logs kept in EFI
-/// variables), and the TPM interfaces (CRB: EC2's NitroTPM; TIS: swtpm, most servers).
+/// variables), the TPM interfaces (CRB: EC2's NitroTPM; TIS: swtpm, most servers), and
+/// the ACPI power button with the input event interface PID 1 reads it through (what a
+/// hypervisor's "stop" presses; `liftoff_init::supervise::button`).
 ///
 /// PID 1 loads a driver only when its hardware is there (`liftoff_init::stage::modules`),
 /// so a machine pays only for its own. Names the kernel has built in (NVMe and the TPM
@@ -79,6 +81,8 @@ pub const SYSTEM_MODULES: &[&str] = &[
     "efi-pstore",
     "tpm_crb",
     "tpm_tis",
+    "button",
+    "evdev",
 ];
 
 /// Drivers taken when the kernel has them: SATA (AHCI through libata and the SCSI disk

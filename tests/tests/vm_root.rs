@@ -1123,9 +1123,23 @@ fn vm_aarch64_growpart_grows_mounted_data_live() {
     grows_live(Arch::Aarch64);
 }
 
-/// A clean shutdown of the containerd host: ctrl-alt-del (sent with QMP) reaches PID 1 as
-/// SIGINT; the supervisor stops containerd, unmounts DATA and reboots. The next boot mounts
-/// DATA without journal recovery (it was unmounted cleanly) and finds the file kept.
+/// PID 1's log lines from the first one that contains `from` on.
+fn liftoff_lines_from<'a>(vm: &'a Vm, from: &str) -> Vec<&'a String> {
+    vm.lines()
+        .iter()
+        .filter(|l| l.contains("liftoff: ") && !l.contains("timeline"))
+        .skip_while(|l| !l.contains(from))
+        .collect()
+}
+
+/// Clean shutdowns of the containerd host, both ways a machine is stopped from outside:
+/// 1. the ACPI power button (QMP `system_powerdown`, what EC2 StopInstances and most
+///    hypervisors send): PID 1 reads the press from the input device, stops containerd,
+///    unmounts DATA and powers off (issue 15: the button used to be ignored, and the
+///    host was cut off hard);
+/// 2. ctrl-alt-del (sent with QMP) reaches PID 1 as SIGINT: the same, then a reboot.
+///
+/// Each next boot mounts DATA without journal recovery (it was unmounted cleanly).
 #[test]
 fn vm_x86_64_containerd_host_shuts_down_cleanly() {
     let arch = Arch::X86_64;
@@ -1138,48 +1152,77 @@ fn vm_x86_64_containerd_host_shuts_down_cleanly() {
     // The image's slot A is already successful: "was already marked successful".
     b.vm.wait_for_text("answers: slot A was already marked successful", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
-    b.vm.qmp(
-        r#"{"execute": "send-key", "arguments": {"keys": [{"type": "qcode", "data": "ctrl"}, {"type": "qcode", "data": "alt"}, {"type": "qcode", "data": "delete"}]}}"#,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    b.vm.wait_for_text("reboot: Restarting system", TIMEOUT)
+    assert!(
+        b.vm.lines()
+            .iter()
+            .any(|l| l.contains("liftoff: power button: /dev/input/event")),
+        "PID 1 watches no power button; log {}",
+        b.vm.log_path().display()
+    );
+    b.vm.qmp(r#"{"execute": "system_powerdown"}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_for_text("reboot: Power down", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     no_kernel_panic(&b.vm);
-    let shutdown: Vec<&String> =
-        b.vm.lines()
-            .iter()
-            .filter(|l| l.contains("liftoff: ") && !l.contains("timeline"))
-            .skip_while(|l| !l.contains("SIGINT"))
-            .collect();
+    let shutdown = liftoff_lines_from(&b.vm, "the power button: shutting down to power off");
     assert!(
-        !shutdown.is_empty(),
-        "PID 1 saw SIGINT; log {}",
+        shutdown.iter().any(|l| l.contains("unmounted /local")),
+        "DATA unmounted after the power button: {shutdown:?}; log {}",
         b.vm.log_path().display()
     );
-    assert!(
-        shutdown.iter().any(|l| l.contains("/local")),
-        "DATA unmounted: {shutdown:?}"
-    );
 
-    let mut second = boot_disk(
+    let mut again = boot_disk(
         arch,
         &b.work,
         "console-2.log",
+        "liftoff.handoff=containerd",
+        b.disk.clone(),
+        vec![],
+    );
+    again
+        .vm
+        .wait_for_text("answers: slot A was already marked successful", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    again
+        .vm
+        .qmp(
+            r#"{"execute": "send-key", "arguments": {"keys": [{"type": "qcode", "data": "ctrl"}, {"type": "qcode", "data": "alt"}, {"type": "qcode", "data": "delete"}]}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    again
+        .vm
+        .wait_for_text("reboot: Restarting system", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    again
+        .vm
+        .wait_exit(TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    no_kernel_panic(&again.vm);
+    let shutdown = liftoff_lines_from(&again.vm, "SIGINT");
+    assert!(
+        shutdown.iter().any(|l| l.contains("unmounted /local")),
+        "DATA unmounted after ctrl-alt-del: {shutdown:?}"
+    );
+
+    let mut last = boot_disk(
+        arch,
+        &b.work,
+        "console-3.log",
         &format!("liftoff.handoff={PROBE}"),
         b.disk.clone(),
         vec![],
     );
-    let r = report(&mut second);
+    let r = report(&mut last);
     assert!(r.mount("/local").is_some());
-    assert!(
-        !second
-            .vm
-            .lines()
-            .iter()
-            .any(|l| l.contains("EXT4-fs (dm-1): recovery complete")),
-        "DATA needed journal recovery: it was not unmounted cleanly"
-    );
+    for (vm, after) in [(&again.vm, "the power button"), (&last.vm, "ctrl-alt-del")] {
+        assert!(
+            !vm.lines()
+                .iter()
+                .any(|l| l.contains("EXT4-fs (dm-1): recovery complete")),
+            "DATA needed journal recovery after {after}: it was not unmounted cleanly"
+        );
+    }
 }
 
 /// The test image's /usr/bin/containerd: the first time it runs it starts the real

@@ -119,6 +119,8 @@ pub enum Signal {
     Int,
     /// SIGPWR: power off.
     Pwr,
+    /// The power button was pressed ([`super::button`]): power off.
+    PowerButton,
 }
 
 impl Signal {
@@ -136,13 +138,14 @@ impl Signal {
             Signal::Term => "SIGTERM",
             Signal::Int => "SIGINT",
             Signal::Pwr => "SIGPWR",
+            Signal::PowerButton => "the power button",
         }
     }
 
     /// What the signal asks for.
     pub fn power(self) -> Power {
         match self {
-            Signal::Term | Signal::Pwr => Power::Off,
+            Signal::Term | Signal::Pwr | Signal::PowerButton => Power::Off,
             Signal::Int => Power::Reboot,
         }
     }

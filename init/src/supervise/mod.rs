@@ -39,6 +39,7 @@
 //! - [`run`](mod@run): the loop that feeds the machine from a system and performs its actions, and
 //!   [`supervise_as_pid1`], PID 1's containerd handoff in one call.
 
+pub mod button;
 pub mod machine;
 pub mod run;
 pub mod signals;

@@ -235,5 +235,14 @@ pub fn supervise_as_pid1(
         watchdog,
     )
     .map_err(|source| SuperviseError::Signals { source })?;
+    let buttons = sys.power_buttons();
+    if buttons.is_empty() {
+        kmsg::info("no power button among the input devices: shutdown on SIGTERM or SIGPWR");
+    } else {
+        kmsg::info(&format!(
+            "power button: /dev/input/{}",
+            buttons.join(", /dev/input/")
+        ));
+    }
     run(&mut sys, &config, on_health)
 }

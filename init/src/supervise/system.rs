@@ -4,12 +4,14 @@
 //! `kill`, the health client, the watchdog). Tests drive the loop with a double.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal as RustixSignal, WaitOptions};
 
+use super::button::{self, PowerButton};
 use super::machine::{Exit, Kill, Power, Program, Signal};
 use super::signals::SignalFd;
 use crate::health;
@@ -65,6 +67,7 @@ pub enum KillScope {
 #[derive(Debug)]
 pub struct RealSystem {
     signals: SignalFd,
+    buttons: Vec<PowerButton>,
     socket: PathBuf,
     probe_timeout: Duration,
     watchdog: Option<Watchdog>,
@@ -82,6 +85,7 @@ impl RealSystem {
         watchdog: Option<Watchdog>,
     ) -> io::Result<Self> {
         let signals = SignalFd::new()?;
+        let buttons = button::open(Path::new("/sys"), Path::new("/dev"));
         let scope = if rustix::process::getpid().is_init() {
             KillScope::Everything
         } else {
@@ -89,6 +93,7 @@ impl RealSystem {
         };
         Ok(RealSystem {
             signals,
+            buttons,
             socket,
             probe_timeout,
             watchdog,
@@ -98,6 +103,11 @@ impl RealSystem {
 
     pub fn kill_scope(&self) -> KillScope {
         self.scope
+    }
+
+    /// The input devices watched for the power key, by name (`event0`).
+    pub fn power_buttons(&self) -> Vec<&str> {
+        self.buttons.iter().map(|b| b.name.as_str()).collect()
     }
 }
 
@@ -163,20 +173,30 @@ impl System for RealSystem {
                 tv_nsec: i64::from(left.subsec_nanos()),
             }
         });
-        let mut fds = [rustix::event::PollFd::new(
-            &self.signals,
-            rustix::event::PollFlags::IN,
-        )];
+        let mut fds: Vec<rustix::event::PollFd<'_>> = std::iter::once(self.signals.as_fd())
+            .chain(self.buttons.iter().map(AsFd::as_fd))
+            .map(|fd| rustix::event::PollFd::from_borrowed_fd(fd, rustix::event::PollFlags::IN))
+            .collect();
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(self
+        let pressed = fds
+            .iter()
+            .skip(1)
+            .zip(&self.buttons)
+            .any(|(fd, b)| !fd.revents().is_empty() && b.pressed());
+        drop(fds);
+        let mut signals: Vec<Signal> = self
             .signals
             .read_pending()?
             .into_iter()
             .filter_map(Signal::from_raw)
-            .collect())
+            .collect();
+        if pressed {
+            signals.push(Signal::PowerButton);
+        }
+        Ok(signals)
     }
 
     fn probe(&mut self) -> Result<String, String> {
