@@ -522,6 +522,12 @@ if [ ! -e /run/liftoff-host-reported ]; then
   for m in veth bridge nf_tables xt_MASQUERADE vxlan; do
     echo \"LIFTOFF-HOST modinfo $m $(modinfo -n $m 2>&1)\"
   done
+  # What a running container leaves at shutdown: a mount below /var, and a mount
+  # elsewhere that holds DATA (an overlay root under /run has its layers there).
+  mkdir -p /var/lib/liftoff-test/sub /run/liftoff-test/var-bind
+  mount -t tmpfs liftoff-test-sub /var/lib/liftoff-test/sub
+  mount --bind /var/lib/liftoff-test /run/liftoff-test/var-bind
+  echo \"LIFTOFF-HOST busy-mounts $(grep -c liftoff-test /proc/mounts)\"
   }} > /dev/console 2>&1
 fi
 exec /usr/bin/containerd.real \"$@\"
@@ -529,15 +535,9 @@ exec /usr/bin/containerd.real \"$@\"
     )
 }
 
-/// `liftoff.handoff=containerd`: PID 1 stays PID 1, sets up the container host (cgroup2
-/// with its controllers, devpts, /dev/shm, /dev/mqueue, lo, the host name, sysctls),
-/// supervises containerd from the verified root and marks the slot successful once
-/// containerd's socket answers. containerd reports what it finds (modules from the
-/// root's depmod'ed /lib/modules/$(uname -r) included) before it starts; the image keeps
-/// CAP_SYS_MODULE (no bounding-set list) so `modprobe` really loads. The watchdog deadline
-/// asked for is more than softdog takes (65535 s): PID 1 arms it with softdog's maximum
-/// instead of leaving a default-timeout timer nobody pets (issue 17).
-fn containerd_handoff(arch: Arch) {
+/// The image of the containerd-mode boots: the test root with CAP_SYS_MODULE kept and
+/// [`host_report_containerd`] in front of the real containerd.
+fn containerd_host_system(arch: Arch) -> system::BuiltSystem {
     let mut spec = common::system_spec(arch);
     spec.files
         .retain(|f| f.path != "/etc/liftoff/bounding-set.drop");
@@ -552,7 +552,19 @@ fn containerd_handoff(arch: Arch) {
         mode: 0o755,
         data: host_report_containerd().into_bytes(),
     });
-    let sys = system::build(&spec).unwrap_or_else(|e| panic!("{e}"));
+    system::build(&spec).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `liftoff.handoff=containerd`: PID 1 stays PID 1, sets up the container host (cgroup2
+/// with its controllers, devpts, /dev/shm, /dev/mqueue, lo, the host name, sysctls),
+/// supervises containerd from the verified root and marks the slot successful once
+/// containerd's socket answers. containerd reports what it finds (modules from the
+/// root's depmod'ed /lib/modules/$(uname -r) included) before it starts; the image keeps
+/// CAP_SYS_MODULE (no bounding-set list) so `modprobe` really loads. The watchdog deadline
+/// asked for is more than softdog takes (65535 s): PID 1 arms it with softdog's maximum
+/// instead of leaving a default-timeout timer nobody pets (issue 17).
+fn containerd_handoff(arch: Arch) {
+    let sys = containerd_host_system(arch);
     let (work, _scratch) = common::work_dir(&format!("containerd-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     set_attributes(&disk.path, disk::BOOT_A, word(1, 3, false, 0));
@@ -1139,15 +1151,23 @@ fn liftoff_lines_from<'a>(vm: &'a Vm, from: &str) -> Vec<&'a String> {
 ///    host was cut off hard);
 /// 2. ctrl-alt-del (sent with QMP) reaches PID 1 as SIGINT: the same, then a reboot.
 ///
-/// Each next boot mounts DATA without journal recovery (it was unmounted cleanly).
+/// Before either, the image's containerd wrapper mounts what a running container leaves:
+/// a tmpfs below /var and a bind of a folder on DATA under /run. PID 1 unmounts those
+/// first (they would keep DATA busy), so each next boot mounts DATA without journal
+/// recovery (it was unmounted cleanly).
 #[test]
 fn vm_x86_64_containerd_host_shuts_down_cleanly() {
     let arch = Arch::X86_64;
-    let mut b = boot(
+    let sys = containerd_host_system(arch);
+    let (work, _scratch) = common::work_dir(&format!("clean_shutdown-{arch}"));
+    let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+    let mut b = boot_disk(
         arch,
-        "clean_shutdown",
+        &work,
+        "console.log",
         "liftoff.handoff=containerd",
-        |_, _| vec![],
+        disk,
+        vec![],
     );
     // The image's slot A is already successful: "was already marked successful".
     b.vm.wait_for_text("answers: slot A was already marked successful", TIMEOUT)
@@ -1165,9 +1185,17 @@ fn vm_x86_64_containerd_host_shuts_down_cleanly() {
         .unwrap_or_else(|e| panic!("{e}"));
     b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     no_kernel_panic(&b.vm);
+    assert!(
+        b.vm.lines()
+            .iter()
+            .any(|l| l.contains("LIFTOFF-HOST busy-mounts 2")),
+        "the wrapper's mounts; log {}",
+        b.vm.log_path().display()
+    );
     let shutdown = liftoff_lines_from(&b.vm, "the power button: shutting down to power off");
     assert!(
-        shutdown.iter().any(|l| l.contains("unmounted /local")),
+        shutdown.iter().any(|l| l.contains("unmounted /local"))
+            && !shutdown.iter().any(|l| l.contains("unmounting")),
         "DATA unmounted after the power button: {shutdown:?}; log {}",
         b.vm.log_path().display()
     );
@@ -1201,7 +1229,8 @@ fn vm_x86_64_containerd_host_shuts_down_cleanly() {
     no_kernel_panic(&again.vm);
     let shutdown = liftoff_lines_from(&again.vm, "SIGINT");
     assert!(
-        shutdown.iter().any(|l| l.contains("unmounted /local")),
+        shutdown.iter().any(|l| l.contains("unmounted /local"))
+            && !shutdown.iter().any(|l| l.contains("unmounting")),
         "DATA unmounted after ctrl-alt-del: {shutdown:?}"
     );
 

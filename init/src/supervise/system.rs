@@ -111,6 +111,53 @@ impl RealSystem {
     }
 }
 
+/// The mount points in `mountinfo` (`/proc/self/mountinfo`) mounted after the last mount
+/// at `path`, newest first, leaving out the API file systems (/proc, /sys, /dev and what
+/// is below them). At shutdown, once every process is gone, these are what can hold
+/// `path` busy: mounts below it, and mounts elsewhere that use it, such as the overlays
+/// of containers' root file systems under /run whose layers are on DATA.
+pub fn mounted_after(mountinfo: &str, path: &Path) -> Vec<PathBuf> {
+    let points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape(p)))
+        .collect();
+    let Some(at) = points.iter().rposition(|p| p == path) else {
+        return Vec::new();
+    };
+    let api = |p: &Path| ["/proc", "/sys", "/dev"].iter().any(|a| p.starts_with(a));
+    points
+        .into_iter()
+        .skip(at + 1)
+        .rev()
+        .filter(|p| !api(p))
+        .collect()
+}
+
+/// A mountinfo path with its octal escapes (`\040` for a space) decoded.
+fn unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(rest.get(..at).unwrap_or_default());
+        let code = rest
+            .get(at + 1..at + 4)
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(char::from(c));
+                rest = rest.get(at + 4..).unwrap_or_default();
+            }
+            None => {
+                out.push('\\');
+                rest = rest.get(at + 1..).unwrap_or_default();
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn to_signal(signal: Kill) -> RustixSignal {
     match signal {
         Kill::Term => RustixSignal::TERM,
@@ -243,8 +290,23 @@ impl System for RealSystem {
         rustix::fs::sync();
     }
 
+    /// Unmounts `path` after what was mounted after it and still holds it (see
+    /// [`mounted_after`]); if `path` stays busy, remounts it read-only, so its file system
+    /// is clean on disk all the same.
     fn unmount(&mut self, path: &Path) -> io::Result<()> {
-        rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()).map_err(Into::into)
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for later in mounted_after(&mountinfo, path) {
+            let _ = rustix::mount::unmount(&later, rustix::mount::UnmountFlags::empty());
+        }
+        match rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()) {
+            Err(rustix::io::Errno::BUSY) => {
+                rustix::mount::mount_remount(path, rustix::mount::MountFlags::RDONLY, "").map_err(
+                    |e| io::Error::other(format!("busy, and remounting it read-only: {e}")),
+                )?;
+                Err(io::Error::other("busy; remounted read-only instead"))
+            }
+            other => other.map_err(Into::into),
+        }
     }
 
     fn power(&mut self, power: Power) -> io::Result<()> {
@@ -326,5 +388,48 @@ mod tests {
         assert!(found.contains(&(child.id() as i32)), "{found:?}");
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// A containerd host at shutdown, as mountinfo lists it (fields trimmed after the mount
+    /// point): DATA at /local, /var and /opt bound from it, then the host stage's API
+    /// mounts, a submount under /var, and a container's overlay root under /run whose
+    /// layers are on DATA.
+    #[test]
+    fn what_was_mounted_after_a_path() {
+        let mountinfo = "22 1 253:0 / / ro - erofs /dev/dm-0 ro
+23 22 0:5 / /dev rw - devtmpfs devtmpfs rw
+24 22 0:21 / /proc rw - proc proc rw
+25 22 0:22 / /sys rw - sysfs sysfs rw
+26 22 0:23 / /run rw - tmpfs tmpfs rw
+30 22 253:1 / /local rw - ext4 /dev/dm-1 rw
+31 22 253:1 /var /var rw - ext4 /dev/dm-1 rw
+32 22 253:1 /opt /opt rw - ext4 /dev/dm-1 rw
+33 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+34 23 0:28 / /dev/pts rw - devpts devpts rw
+35 31 0:29 / /var/lib/with\\040space rw - tmpfs tmpfs rw
+36 26 0:30 / /run/containerd/t1/rootfs rw - overlay overlay rw,upperdir=/var/lib/x
+";
+        let after = |p: &str| mounted_after(mountinfo, Path::new(p));
+        assert_eq!(
+            after("/opt"),
+            [
+                PathBuf::from("/run/containerd/t1/rootfs"),
+                PathBuf::from("/var/lib/with space"),
+            ]
+        );
+        assert_eq!(
+            after("/local"),
+            [
+                "/run/containerd/t1/rootfs",
+                "/var/lib/with space",
+                "/opt",
+                "/var"
+            ]
+            .map(PathBuf::from)
+        );
+        assert!(after("/run/containerd/t1/rootfs").is_empty());
+        assert!(after("/not/mounted").is_empty());
+        assert!(mounted_after("", Path::new("/local")).is_empty());
+        assert_eq!(unescape("a\\134b\\011c\\x"), "a\\b\tc\\x");
     }
 }
