@@ -305,7 +305,8 @@ impl VmConfig {
 }
 
 /// Starts swtpm for a VM: a TPM 2.0 whose state lives in `state`, listening on
-/// [`tpm_socket`], ending when QEMU disconnects. Waits (up to 10 s) for the socket.
+/// [`tpm_socket`], ending when QEMU disconnects. Waits (up to 30 s, for a loaded machine)
+/// for the socket.
 fn start_swtpm(state: &Path) -> Result<Child, VmError> {
     let failed = |source: io::Error| VmError::Start {
         binary: "swtpm".into(),
@@ -332,7 +333,7 @@ fn start_swtpm(state: &Path) -> Result<Child, VmError> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(failed)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !socket.exists() {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(failed(io::Error::other(format!(
@@ -345,7 +346,7 @@ fn start_swtpm(state: &Path) -> Result<Child, VmError> {
             let _ = child.kill();
             let _ = child.wait();
             return Err(failed(io::Error::other(format!(
-                "no {} after 10 s",
+                "no {} after 30 s",
                 socket.display()
             ))));
         }
@@ -642,10 +643,22 @@ impl Vm {
             }
         }
         self.exited = true;
-        self.child.wait().map_err(|source| VmError::Log {
+        let status = self.child.wait().map_err(|source| VmError::Log {
             path: self.log.clone(),
             source,
-        })
+        })?;
+        // swtpm ends once QEMU's connection is gone (--terminate); until it has, it holds
+        // its state folder, and a restart of this machine would start a second swtpm on
+        // it that cannot make its socket.
+        if let Some(tpm) = &mut self.tpm {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(tpm.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = tpm.kill();
+            let _ = tpm.wait();
+        }
+        Ok(status)
     }
 
     /// The last `n` console lines, for error reports.
