@@ -181,11 +181,39 @@ struct Boot {
     _scratch: common::Scratch,
 }
 
+/// How long the firmware may take to reach its boot manager under TCG on a loaded machine
+/// (it takes 2-10 s).
+const FIRMWARE_STALL: Duration = Duration::from_secs(120);
+
+/// Starts the machine of `config` and waits until its firmware's boot manager loads a boot
+/// option (`BdsDxe: loading`), before anything from the disk runs. In one suite run of
+/// many, AAVMF under TCG stalled right before that line, in a test that passes when run
+/// again; such a stall is no finding about Liftoff, so the machine is started once more
+/// (the stalled console log is kept as `<log>.stalled`). Any later stall fails the test.
+fn start_vm(config: &VmConfig) -> Vm {
+    let mut vm = Vm::start(config).unwrap_or_else(|e| panic!("{e}"));
+    match vm.wait_for_text("BdsDxe: loading", FIRMWARE_STALL) {
+        Ok(_) => return vm,
+        Err(e @ liftoff_qemu::vm::VmError::Timeout { .. }) => {
+            println!("firmware stalled before its boot manager, starting it again: {e}");
+        }
+        Err(e) => panic!("{e}"),
+    }
+    drop(vm);
+    let mut stalled = config.log.clone().into_os_string();
+    stalled.push(".stalled");
+    std::fs::rename(&config.log, &stalled).unwrap();
+    let mut vm = Vm::start(config).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_text("BdsDxe: loading", FIRMWARE_STALL)
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm
+}
+
 impl Boot {
     /// Starts the same guest (disk and firmware variables) again, as after a reboot.
     fn restart(&mut self, name: &str) {
         self.config.log = self.work.join(format!("{name}.log"));
-        self.vm = Vm::start(&self.config).unwrap_or_else(|e| panic!("{e}"));
+        self.vm = start_vm(&self.config);
     }
 }
 
@@ -346,7 +374,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         std::fs::copy(&disk.path, &clone).unwrap();
         config.disks.push(Disk::new(&clone, "clone").on(Bus::Nvme));
     }
-    let vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    let vm = start_vm(&config);
     Boot {
         vm,
         config,
