@@ -89,12 +89,7 @@ impl Kernel {
     /// tree (`kernel/drivers/md/dm-mod.ko`), dependencies first. A name the kernel has built
     /// in (`modules.builtin`: NVMe on Debian's cloud kernels) needs no file and is left out.
     pub fn module_closure(&self, names: &[&str]) -> Result<Vec<String>, KernelError> {
-        let dep_file = self.modules_dir.join("modules.dep");
-        let text = std::fs::read_to_string(&dep_file).map_err(|source| KernelError::Read {
-            path: dep_file.clone(),
-            source,
-        })?;
-        let deps = parse_modules_dep(&text);
+        let (dep_file, deps) = self.modules_dep()?;
         let by_name: BTreeMap<String, &String> =
             deps.keys().map(|path| (module_name(path), path)).collect();
         let built_in = self.built_in()?;
@@ -125,12 +120,9 @@ impl Kernel {
     /// Every module file under the folders `dirs` of the module tree (`kernel/net/bridge`),
     /// as paths relative to the tree, from `modules.dep`.
     pub fn modules_under(&self, dirs: &[&str]) -> Result<Vec<String>, KernelError> {
-        let dep_file = self.modules_dir.join("modules.dep");
-        let text = std::fs::read_to_string(&dep_file).map_err(|source| KernelError::Read {
-            path: dep_file.clone(),
-            source,
-        })?;
-        Ok(parse_modules_dep(&text)
+        Ok(self
+            .modules_dep()?
+            .1
             .into_keys()
             .filter(|path| {
                 dirs.iter().any(|d| {
@@ -147,14 +139,21 @@ impl Kernel {
         if self.built_in()?.contains(&name) {
             return Ok(true);
         }
+        Ok(self
+            .modules_dep()?
+            .1
+            .keys()
+            .any(|path| module_name(path) == name))
+    }
+
+    /// The tree's `modules.dep`, where it was read and what it says.
+    fn modules_dep(&self) -> Result<(PathBuf, BTreeMap<String, Vec<String>>), KernelError> {
         let dep_file = self.modules_dir.join("modules.dep");
         let text = std::fs::read_to_string(&dep_file).map_err(|source| KernelError::Read {
             path: dep_file.clone(),
             source,
         })?;
-        Ok(parse_modules_dep(&text)
-            .keys()
-            .any(|path| module_name(path) == name))
+        Ok((dep_file, parse_modules_dep(&text)))
     }
 
     /// The names in `modules.builtin` (none when the file is missing).
