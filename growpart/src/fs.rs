@@ -125,6 +125,20 @@ pub fn grow_filesystem(
     mountpoint: &Path,
     root: &Path,
 ) -> Result<Option<FsKind>, Error> {
+    grow_filesystem_with(device, mountpoint, root, run)
+}
+
+/// [`grow_filesystem`], with the tool started by `run` (given the command and `root`), for
+/// a caller with its own way of starting programs: PID 1 does without `std::process`.
+pub fn grow_filesystem_with<F>(
+    device: &Path,
+    mountpoint: &Path,
+    root: &Path,
+    run: F,
+) -> Result<Option<FsKind>, Error>
+where
+    F: FnOnce(&ToolCommand, &Path) -> Result<(), Error>,
+{
     let dev = std::fs::File::open(device).map_err(|source| Error::Open {
         device: device.to_path_buf(),
         source,

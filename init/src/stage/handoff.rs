@@ -5,14 +5,13 @@
 
 use std::fmt;
 use std::io;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use prairiedog::{transition, Slot};
 
 use crate::infra::watchdog::Watchdog;
-use crate::infra::{failure, kmsg, timeline};
+use crate::infra::{failure, kmsg, process, timeline};
 use crate::stage::disk::BootDisk;
 use crate::stage::slots;
 use crate::supervise::{self, Health, SuperviseError};
@@ -41,9 +40,7 @@ impl std::error::Error for HandoffError {}
 /// our arguments and environment; the next stage gets them unchanged. Returns only the
 /// error.
 pub fn exec(target: &str) -> HandoffError {
-    let source = std::process::Command::new(target)
-        .args(std::env::args_os().skip(1))
-        .exec();
+    let source = process::exec(Path::new(target), std::env::args_os().skip(1));
     HandoffError::Exec {
         target: target.to_owned(),
         source,

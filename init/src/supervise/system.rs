@@ -5,7 +5,6 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use super::machine::{Exit, Kill, Power, Program, Signal};
 use super::signals::SignalFd;
 use crate::health;
 use crate::infra::kmsg::{self, Level};
+use crate::infra::process;
 use crate::infra::watchdog::Watchdog;
 
 /// What one `waitpid(-1, WNOHANG)` found.
@@ -179,18 +179,9 @@ impl System for RealSystem {
     }
 
     fn spawn(&mut self, program: &Program) -> io::Result<i32> {
-        // std resets the signal mask and dispositions in the child, so the program does not
-        // inherit PID 1's blocked signals.
-        let child = std::process::Command::new(&program.path)
-            .args(&program.args)
-            .env_clear()
-            .envs(program.env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
-            // Its own process group: a terminal's signals for PID 1 are not its.
-            .process_group(0)
-            .spawn()?;
-        // The child is reaped by waitpid(-1); its handle is not needed.
-        i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))
+        // The child starts with an empty signal mask, so the program does not inherit PID
+        // 1's blocked signals; it is reaped by waitpid(-1).
+        process::spawn(&program.path, &program.args, &program.env)
     }
 
     fn reap(&mut self) -> io::Result<Reaped> {

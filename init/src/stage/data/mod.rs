@@ -27,17 +27,17 @@
 //! bytes) is left untouched and the stage fails with a disk-state error, which the failure
 //! policy turns into a degraded boot (DESIGN.md section 7).
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use growpart::fs::FsKind;
 use zeroize::Zeroizing;
 
-use crate::infra::kmsg;
+use crate::infra::{kmsg, process};
 use crate::stage::mounts::{self, Mount, MountFlags};
 use prairiedog::cmdline::DataMode;
 
@@ -560,22 +560,42 @@ fn tool(names: &[&str]) -> PathBuf {
 
 fn mkfs(device: &Path) -> Result<(), DataError> {
     let mkfs = tool(&["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]);
-    let out = Command::new(&mkfs)
-        .args(["-q", "-L", "DATA"])
-        .arg(device)
-        .output()
-        .map_err(|e| DataError::Mkfs {
-            device: device.to_path_buf(),
-            output: format!("running {}: {e}", mkfs.display()),
-        })?;
-    if out.status.success() {
+    let args = [
+        OsStr::new("-q"),
+        OsStr::new("-L"),
+        OsStr::new("DATA"),
+        device.as_os_str(),
+    ];
+    let (status, output) = process::output(&mkfs, &args).map_err(|e| DataError::Mkfs {
+        device: device.to_path_buf(),
+        output: format!("running {}: {e}", mkfs.display()),
+    })?;
+    if status.success() {
         Ok(())
     } else {
         Err(DataError::Mkfs {
             device: device.to_path_buf(),
-            output: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            output: format!("{status}: {}", String::from_utf8_lossy(&output).trim()),
         })
     }
+}
+
+/// Runs a file system tool the way growpart would (PID 1 runs after switch_root, so the
+/// root is `/` and nothing is chrooted); its output becomes the error's text.
+fn run_tool(cmd: &growpart::fs::ToolCommand, _root: &Path) -> Result<(), growpart::Error> {
+    let (status, output) =
+        process::output(&cmd.program, &cmd.args).map_err(|source| growpart::Error::Tool {
+            program: cmd.program.clone(),
+            source,
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(growpart::Error::ToolFailed {
+        program: cmd.program.clone(),
+        status: status.to_string(),
+        output: String::from_utf8_lossy(&output).trim().to_owned(),
+    })
 }
 
 /// How DATA is encrypted on this boot.
@@ -748,8 +768,13 @@ pub fn setup(
     )
     .map_err(DataError::Mount)?;
     if grown && !formatted {
-        growpart::fs::grow_filesystem(&device, Path::new(MOUNT_POINT), Path::new("/"))
-            .map_err(DataError::GrowFs)?;
+        growpart::fs::grow_filesystem_with(
+            &device,
+            Path::new(MOUNT_POINT),
+            Path::new("/"),
+            run_tool,
+        )
+        .map_err(DataError::GrowFs)?;
     }
     let mounted = bind_from_mount_point()?;
     Ok(Outcome {
