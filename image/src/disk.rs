@@ -179,6 +179,68 @@ pub fn extract(disk: &Path, offset: u64, len: u64, dest: &Path) -> Result<(), Im
     Ok(())
 }
 
+/// Puts `data` into PRIVATE's file system as `/name` (mode 0600, root's), replacing a file
+/// of that name: how a per-host bootconfig (`prairiedog generate-boot-config`) gets onto
+/// an image before its first boot. Works on a copy of the partition in `work` with
+/// debugfs (e2fsprogs), reads the file back to check it, and writes the partition back.
+pub fn put_private_file(
+    disk: &BuiltDisk,
+    name: &str,
+    data: &[u8],
+    work: &Path,
+) -> Result<(), ImageError> {
+    if name.is_empty() || name.contains(['/', '"', '\n', ' ']) {
+        return Err(ImageError::Io {
+            what: format!("putting {name:?} on PRIVATE"),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "a plain file name"),
+        });
+    }
+    let (offset, len) = disk.extent(PRIVATE);
+    let part = work.join("private-edit.img");
+    let src = work.join("private-file");
+    extract(&disk.path, offset, len, &part)?;
+    std::fs::write(&src, data).map_err(io_err(format!("writing {}", src.display())))?;
+    let script = format!(
+        "rm {name}\nwrite {} {name}\nsif {name} mode 0100600\nsif {name} uid 0\nsif {name} gid 0\n",
+        src.display()
+    );
+    let commands = work.join("private-edit.debugfs");
+    std::fs::write(&commands, script).map_err(io_err(format!("writing {}", commands.display())))?;
+    run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&commands)
+        .arg(&part))?;
+    // debugfs exits 0 even when a command fails: read the file back.
+    let back = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {name}"))
+        .arg(&part)
+        .output()
+        .map_err(io_err("running debugfs (run scripts/setup)".to_owned()))?;
+    if back.stdout != data {
+        return Err(ImageError::Tool {
+            command: format!("debugfs -w {}", part.display()),
+            output: format!(
+                "/{name} on PRIVATE does not read back as written: {}",
+                String::from_utf8_lossy(&back.stderr)
+            ),
+        });
+    }
+    let bytes = std::fs::read(&part).map_err(io_err(format!("reading {}", part.display())))?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk.path)
+        .map_err(io_err(format!("opening {}", disk.path.display())))?;
+    out.seek(SeekFrom::Start(offset))
+        .and_then(|_| out.write_all(&bytes))
+        .and_then(|()| out.sync_all())
+        .map_err(io_err(format!(
+            "writing PRIVATE of {}",
+            disk.path.display()
+        )))
+}
+
 /// Copies `src` into `disk` at byte `offset`, skipping zero blocks (the disk is sparse).
 pub fn write_at(disk: &mut File, offset: u64, src: &Path) -> Result<u64, ImageError> {
     let mut input = File::open(src).map_err(io_err(format!("opening {}", src.display())))?;

@@ -14,8 +14,8 @@ use crate::infra::watchdog::Watchdog;
 use crate::infra::{kmsg, timeline};
 use crate::stage::disk::{self, BootDisk};
 use crate::stage::{
-    caps, cmdline, data, handoff, host, modules, mounts, root, slots, switch_root, verity,
-    BootError,
+    caps, cmdline, data, handoff, host, modules, mounts, root, settings, slots, switch_root,
+    verity, BootError,
 };
 
 /// How long PID 1 waits for the boot disk without `liftoff.device_timeout`.
@@ -45,7 +45,7 @@ pub fn run() -> ! {
     timeline::mark_at("pid1", started);
     timeline::mark("api-mounts");
 
-    let cmdline = cmdline::read(root).or_fail();
+    let mut cmdline = cmdline::read(root).or_fail();
     kmsg::set_debug(cmdline.config.debug);
     for problem in &cmdline.problems {
         kmsg::error(&problem.to_string());
@@ -130,6 +130,12 @@ pub fn run() -> ! {
     switch_root::switch_root(Path::new(root::SYSROOT)).or_fail();
     timeline::mark("switch-root");
 
+    let sysctls = match &private_node {
+        Some(private) => settings(&mut cmdline.config, private),
+        None => Vec::new(),
+    };
+    let config = &cmdline.config;
+
     let mut unmount = Vec::new();
     if let Some(data_node) = &data_node {
         let mounts = match data::setup(
@@ -169,7 +175,7 @@ pub fn run() -> ! {
         Handoff::Path(p) => p.clone(),
         Handoff::Systemd => "/sbin/init".to_owned(),
         Handoff::Containerd => {
-            container_host(config);
+            container_host(config, &sysctls);
             restore_autoload(autoload);
             timeline::log_peak_memory();
             timeline::mark("handoff");
@@ -189,6 +195,9 @@ pub fn run() -> ! {
             }
         }
     };
+    for e in host::write_sysctls(&mut mounts::System, root, &sysctls) {
+        failure::degrade_or_fail(e.into(), root, "the host goes on without it");
+    }
     if let Some(dog) = watchdog {
         // Stays armed: the next stage (systemd's RuntimeWatchdogSec=) takes it over, and
         // a next stage that never gets that far is reset.
@@ -206,15 +215,54 @@ pub fn run() -> ! {
     fail(handoff::exec(&target).into())
 }
 
+/// Per-host settings from the bootconfig on PRIVATE, taken into `config` where allowed
+/// (one line for each entry that is not); returns the sysctls to set. A PRIVATE or
+/// bootconfig that cannot be read leaves the boot degraded, with the command line's
+/// settings.
+fn settings(config: &mut Config, private: &Path) -> Vec<(String, String)> {
+    let entries = match settings::read(private) {
+        Ok(entries) => entries,
+        Err(e) => {
+            failure::degrade_or_fail(e.into(), Path::new("/"), "the command line's settings only");
+            return Vec::new();
+        }
+    };
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let merged = settings::merge(config, &entries);
+    for line in &merged.ignored {
+        kmsg::warn(&format!("bootconfig on {}: {line}", private.display()));
+    }
+    let sysctls: Vec<String> = merged
+        .sysctls
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    kmsg::info(&format!(
+        "bootconfig on {}: took {}{}{}",
+        private.display(),
+        merged.taken.join(", "),
+        if merged.taken.is_empty() || sysctls.is_empty() {
+            ""
+        } else {
+            ", "
+        },
+        sysctls.join(" ")
+    ));
+    timeline::mark("settings");
+    merged.sysctls
+}
+
 /// containerd mode: what runc, containerd and CNI expect of the system. A step that fails
 /// leaves the host degraded, not down.
-fn container_host(config: &Config) {
+fn container_host(config: &Config, sysctls: &[(String, String)]) {
     let name = config
         .hostname
         .as_ref()
         .map_or(host::DEFAULT_HOSTNAME, |h| h.as_str());
     let root = Path::new("/");
-    for e in host::setup(&mut mounts::System, root, name) {
+    for e in host::setup(&mut mounts::System, root, name, sysctls) {
         failure::degrade_or_fail(e.into(), root, "the host goes on without it");
     }
     timeline::mark("host");

@@ -286,6 +286,18 @@ pub fn parse(cmdline: &str) -> Cmdline {
     out
 }
 
+/// Sets one `liftoff.` key (`key` with its prefix; `-` and `_` alike) on `config` as the
+/// command line would, for settings that come from elsewhere: PID 1 takes a few from the
+/// bootconfig on PRIVATE.
+pub fn set(config: &mut Config, key: &str, value: &str) -> Result<(), Problem> {
+    let name = key.strip_prefix(PREFIX).unwrap_or(key).replace('-', "_");
+    let param = Param {
+        key: key.to_owned(),
+        value: Some(value.to_owned()),
+    };
+    apply(config, &name, &param)
+}
+
 /// The first place where the `liftoff.` keys of a running command line part from those of
 /// a signed one. Under Secure Boot PID 1 boots only with the signed image's keys.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -141,7 +141,8 @@ enum Command {
     },
     /// Write a bootconfig initrd (kernel bootconfig format) from key=value settings.
     GenerateBootConfig {
-        /// A setting, `kernel.key=value` or `init.key=value`; repeatable.
+        /// A setting, `kernel.key=value`, `init.key=value`, or a `liftoff.` key PID 1 takes
+        /// from the bootconfig on PRIVATE (docs/init.md); repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Read settings from a file in the flat bootconfig form (`key = "value"` lines).

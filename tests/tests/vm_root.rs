@@ -514,7 +514,9 @@ if [ ! -e /run/liftoff-host-reported ]; then
   echo \"LIFTOFF-HOST lo_flags $(cat /sys/class/net/lo/flags)\"
   echo \"LIFTOFF-HOST lo_inet $(awk '/[|]-- /{{a=$2}} /host LOCAL/{{print a $1}}' /proc/net/fib_trie | sort -u | tr '\\n' ' ')\"
   echo \"LIFTOFF-HOST hostname $(cat /proc/sys/kernel/hostname)\"
-{sysctls}  echo \"LIFTOFF-HOST uname $(uname -r)\"
+{sysctls}  echo \"LIFTOFF-HOST sysctl net.core.somaxconn $(cat /proc/sys/net/core/somaxconn)\"
+  echo \"LIFTOFF-HOST sysctl kernel.core_pattern $(cat /proc/sys/kernel/core_pattern)\"
+  echo \"LIFTOFF-HOST uname $(uname -r)\"
   modprobe overlay
   echo \"LIFTOFF-HOST modprobe overlay exit $?\"
   modprobe br_netfilter
@@ -563,16 +565,49 @@ fn containerd_host_system(arch: Arch) -> system::BuiltSystem {
 /// CAP_SYS_MODULE (no bounding-set list) so `modprobe` really loads. The watchdog deadline
 /// asked for is more than softdog takes (65535 s): PID 1 arms it with softdog's maximum
 /// instead of leaving a default-timeout timer nobody pets (issue 17).
+///
+/// Per-host settings come from a bootconfig on PRIVATE, made on the host with
+/// `prairiedog generate-boot-config` (issue 15 item 6): the host name, a sysctl PID 1's
+/// defaults set (the operator's value wins) and one they do not. Keys that would weaken
+/// the boot (a root hash, a core_pattern pipe) are in the same file and refused by name,
+/// and the command line's own key wins over PRIVATE's.
 fn containerd_handoff(arch: Arch) {
     let sys = containerd_host_system(arch);
     let (work, _scratch) = common::work_dir(&format!("containerd-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     set_attributes(&disk.path, disk::BOOT_A, word(1, 3, false, 0));
+    let bootconfig = work.join("bootconfig");
+    let out = Command::new(common::host_binary("prairiedog", "prairiedog"))
+        .arg("generate-boot-config")
+        .args(
+            [
+                "liftoff.hostname=ctr-host-7",
+                "liftoff.sysctl.fs.inotify.max_user_instances=8200",
+                "liftoff.sysctl.net.core.somaxconn=3210",
+                "liftoff.roothash=00",
+                "liftoff.sysctl.kernel.core_pattern=|/local/evil",
+                "liftoff.watchdog=5",
+            ]
+            .iter()
+            .flat_map(|kv| ["--set", kv]),
+        )
+        .arg("--output")
+        .arg(&bootconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    disk::put_private_file(
+        &disk,
+        "bootconfig",
+        &std::fs::read(&bootconfig).unwrap(),
+        &work,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut b = boot_disk(
         arch,
         &work,
         "console.log",
-        "liftoff.handoff=containerd liftoff.watchdog=100000 liftoff.hostname=ctr-host-7",
+        "liftoff.handoff=containerd liftoff.watchdog=100000",
         disk,
         vec![],
     );
@@ -650,10 +685,33 @@ fn containerd_handoff(arch: Arch) {
         inet.contains("127.0.0.1/32") && inet.contains("127.0.0.0/8"),
         "127.0.0.1/8 on lo: {inet}"
     );
-    assert_eq!(value("hostname"), "ctr-host-7");
+    assert_eq!(value("hostname"), "ctr-host-7", "from PRIVATE's bootconfig");
     for (key, want) in liftoff_init::stage::host::SYSCTLS {
+        let want = if key == "fs.inotify.max_user_instances" {
+            "8200"
+        } else {
+            want
+        };
         assert_eq!(value(&format!("sysctl {key}")), want, "{key}");
     }
+    assert_eq!(value("sysctl net.core.somaxconn"), "3210");
+    assert!(
+        !value("sysctl kernel.core_pattern").contains("evil"),
+        "{}",
+        value("sysctl kernel.core_pattern")
+    );
+    let said = |text: &str| lines.iter().any(|l| l.contains(text));
+    for refused in [
+        "bootconfig on /dev/vda8: liftoff.roothash: never taken from PRIVATE, which no signature covers, ignored",
+        "liftoff.sysctl.kernel.core_pattern: not a sysctl PRIVATE may set, ignored",
+        "liftoff.watchdog: never taken from PRIVATE",
+    ] {
+        assert!(said(refused), "{refused}; log {log}");
+    }
+    assert!(
+        said("bootconfig on /dev/vda8: took hostname, fs.inotify.max_user_instances=8200 net.core.somaxconn=3210"),
+        "log {log}"
+    );
     let kernel = Kernel::debian(arch).unwrap();
     assert_eq!(value("uname"), kernel.version);
     assert_eq!(value("modprobe overlay"), "exit 0");

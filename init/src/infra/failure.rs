@@ -29,6 +29,7 @@
 //! | `Verity` (`VerityError`) | yes: ROOT, HASH, the trusted root hash | reboot |
 //! | `Root` (`RootError`) | yes: the slot's root | reboot |
 //! | `SwitchRoot` (`SwitchRootError`) | yes: the slot's root | reboot |
+//! | `Settings` (`SettingsError`): PRIVATE will not mount, or its bootconfig is unreadable or malformed | no: the disk's own state | degraded: the command line's settings only |
 //! | `Data` (`DataError`), kernel or root parts: random bytes, dm-crypt, the /var and /opt binds | yes: the slot's kernel or root | reboot |
 //! | `Data` (`DataError`), the disk's own state: PRIVATE or its key, growth, a DATA that is not provably fresh, its file system | no: rebooting cannot help | degraded: DATA left untouched and unmounted, /local in memory |
 //! | `Caps` (`CapsError`) | yes: the root's bounding-set list | reboot |
@@ -80,6 +81,7 @@ pub fn decide(error: &BootError) -> Outcome {
         BootError::Verity(_) => Outcome::Reboot,
         BootError::Root(_) => Outcome::Reboot,
         BootError::SwitchRoot(_) => Outcome::Reboot,
+        BootError::Settings(_) => Outcome::Degraded,
         BootError::Data(e) if e.depends_on_slot() => Outcome::Reboot,
         BootError::Data(_) => Outcome::Degraded,
         BootError::Caps(_) => Outcome::Reboot,
@@ -291,7 +293,7 @@ mod tests {
                 missing: vec!["io"],
             }),
             BootError::from(crate::stage::host::HostError::Sysctl {
-                key: "net.ipv4.ip_forward",
+                key: "net.ipv4.ip_forward".to_owned(),
                 source: io(),
             }),
         ];

@@ -178,7 +178,7 @@ pub enum HostError {
         source: io::Error,
     },
     Sysctl {
-        key: &'static str,
+        key: String,
         source: io::Error,
     },
 }
@@ -263,8 +263,14 @@ impl HostSystem for mounts::System {
 }
 
 /// Sets up the container host under `root` (the booted system's `/`): every step is
-/// tried, and the failures come back in order.
-pub fn setup(sys: &mut impl HostSystem, root: &Path, hostname: &str) -> Vec<HostError> {
+/// tried, and the failures come back in order. `sysctls` are the host's own (from PRIVATE,
+/// [`super::settings`]), written after [`SYSCTLS`] so they win.
+pub fn setup(
+    sys: &mut impl HostSystem,
+    root: &Path,
+    hostname: &str,
+    sysctls: &[(String, String)],
+) -> Vec<HostError> {
     let mut failed = Vec::new();
     for step in mounts() {
         if let Err(e) = mounts::run(sys, root, std::slice::from_ref(&step)) {
@@ -313,9 +319,25 @@ pub fn setup(sys: &mut impl HostSystem, root: &Path, hostname: &str) -> Vec<Host
             source,
         });
     }
-    for (key, value) in SYSCTLS {
+    let defaults = SYSCTLS.map(|(k, v)| (k.to_owned(), v.to_owned()));
+    failed.extend(write_sysctls(sys, root, &defaults));
+    failed.extend(write_sysctls(sys, root, sysctls));
+    failed
+}
+
+/// Writes each (`net.ipv4.ip_forward`, `1`) under `root`'s /proc/sys, in order.
+pub fn write_sysctls(
+    sys: &mut impl HostSystem,
+    root: &Path,
+    sysctls: &[(String, String)],
+) -> Vec<HostError> {
+    let mut failed = Vec::new();
+    for (key, value) in sysctls {
         if let Err(source) = sys.write(&root.join(sysctl_path(key)), value) {
-            failed.push(HostError::Sysctl { key, source });
+            failed.push(HostError::Sysctl {
+                key: key.clone(),
+                source,
+            });
         }
     }
     failed

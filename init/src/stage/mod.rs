@@ -10,6 +10,7 @@
 //! | [`verity`] | verity | dm-verity over ROOT-x and HASH-x, checked against the command line |
 //! | [`root`] | root | the verified root read-only at /sysroot, overlays on /run |
 //! | [`switch_root`] | switch-root | API mounts moved, initramfs freed, chroot |
+//! | [`settings`] | settings | per-host settings from the bootconfig on PRIVATE |
 //! | [`data`] | data | DATA grown, encrypted, mounted at /local |
 //! | [`caps`] | caps | the image's capability bounding set |
 //! | [`host`] | host | containerd mode: cgroup2, devpts, /dev/shm, /dev/mqueue, lo, host name, sysctls |
@@ -33,6 +34,7 @@ pub mod host;
 pub mod modules;
 pub mod mounts;
 pub mod root;
+pub mod settings;
 pub mod slots;
 pub mod switch_root;
 pub mod verity;
@@ -48,6 +50,7 @@ pub enum Stage {
     Verity,
     Root,
     SwitchRoot,
+    Settings,
     Data,
     Caps,
     Host,
@@ -66,6 +69,7 @@ impl Stage {
             Stage::Verity => "verity",
             Stage::Root => "root",
             Stage::SwitchRoot => "switch-root",
+            Stage::Settings => "settings",
             Stage::Data => "data",
             Stage::Caps => "caps",
             Stage::Host => "host",
@@ -92,6 +96,7 @@ pub enum BootError {
     Verity(verity::VerityError),
     Root(root::RootError),
     SwitchRoot(switch_root::SwitchRootError),
+    Settings(settings::SettingsError),
     Data(data::DataError),
     Caps(caps::CapsError),
     Host(host::HostError),
@@ -110,6 +115,7 @@ impl BootError {
             BootError::Verity(_) => Stage::Verity,
             BootError::Root(_) => Stage::Root,
             BootError::SwitchRoot(_) => Stage::SwitchRoot,
+            BootError::Settings(_) => Stage::Settings,
             BootError::Data(_) => Stage::Data,
             BootError::Caps(_) => Stage::Caps,
             BootError::Host(_) => Stage::Host,
@@ -130,6 +136,7 @@ impl fmt::Display for BootError {
             BootError::Verity(e) => e.fmt(f),
             BootError::Root(e) => e.fmt(f),
             BootError::SwitchRoot(e) => e.fmt(f),
+            BootError::Settings(e) => e.fmt(f),
             BootError::Data(e) => e.fmt(f),
             BootError::Caps(e) => e.fmt(f),
             BootError::Host(e) => e.fmt(f),
@@ -160,6 +167,7 @@ stage_error! {
     verity::VerityError => Verity,
     root::RootError => Root,
     switch_root::SwitchRootError => SwitchRoot,
+    settings::SettingsError => Settings,
     data::DataError => Data,
     caps::CapsError => Caps,
     host::HostError => Host,

@@ -78,7 +78,12 @@ fn recorder(controllers: &str) -> Recorder {
 #[test]
 fn the_whole_plan_in_order() {
     let mut r = recorder("cpuset cpu io memory hugetlb pids rdma misc\n");
-    let failed = setup(&mut r, Path::new("/"), "node-7");
+    let failed = setup(
+        &mut r,
+        Path::new("/"),
+        "node-7",
+        &[("net.core.somaxconn".to_owned(), "4096".to_owned())],
+    );
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(
         r.calls,
@@ -99,6 +104,7 @@ fn the_whole_plan_in_order() {
             "sethostname node-7",
             "write /proc/sys/net/ipv4/ip_forward 1",
             "write /proc/sys/fs/inotify/max_user_instances 8192",
+            "write /proc/sys/net/core/somaxconn 4096",
         ]
     );
 }
@@ -118,7 +124,7 @@ fn every_step_is_tried_and_each_failure_named() {
     ] {
         r.fail.insert(what.to_owned(), errno);
     }
-    let failed: Vec<String> = setup(&mut r, Path::new("/"), "liftoff")
+    let failed: Vec<String> = setup(&mut r, Path::new("/"), "liftoff", &[])
         .iter()
         .map(ToString::to_string)
         .collect();
@@ -147,7 +153,7 @@ fn every_step_is_tried_and_each_failure_named() {
 fn an_address_that_cannot_be_added_and_unreadable_controllers_are_failures() {
     let mut r = Recorder::default();
     r.fail.insert("netlink 20".to_owned(), libc::EPERM);
-    let failed: Vec<String> = setup(&mut r, Path::new("/sysroot"), "h")
+    let failed: Vec<String> = setup(&mut r, Path::new("/sysroot"), "h", &[])
         .iter()
         .map(ToString::to_string)
         .collect();
