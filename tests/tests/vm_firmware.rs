@@ -241,12 +241,14 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
     if setup.kill_a {
         let cmdline = install.cmdline(&disk, Slot::A);
+        let bios_cmdline = install.bios_cmdline(&disk, Slot::A);
         let slot_boot = SlotBoot {
             arch,
             slot: Slot::A,
             kernel: &kernel.image,
             initramfs: None,
             cmdline: &cmdline,
+            bios_cmdline: bios_cmdline.as_deref(),
             version: &install.version,
         };
         let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
@@ -260,12 +262,16 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         let Some(extra) = extra else { continue };
         let uuid = disk.partuuid(slot.boot_partition());
         let cmdline = boot::slot_cmdline(arch, slot, &disk, Some(uuid), extra);
+        let bios_cmdline = disk
+            .bios_boot()
+            .then(|| boot::bios_cmdline(arch, slot, &disk, extra));
         let slot_boot = SlotBoot {
             arch,
             slot,
             kernel: &kernel.image,
             initramfs: Some(&install.initramfs),
             cmdline: &cmdline,
+            bios_cmdline: bios_cmdline.as_deref(),
             version: &install.version,
         };
         let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
@@ -410,6 +416,8 @@ fn tampered_uki(
         kernel: &install.kernel,
         initramfs: Some(&install.initramfs),
         cmdline: &cmdline,
+        // Only the UKI is tampered with and read back.
+        bios_cmdline: None,
         version: &install.version,
     };
     let mut files = boot::boot_files(signer, &slot_boot, work).unwrap_or_else(|e| panic!("{e}"));
