@@ -6,6 +6,8 @@
 //! |---|---|---|
 //! | 1 `EFI-SYSTEM` | shim, GRUB, `grubenv` | [`crate::esp::esp_files`] |
 //! | 2 `BOOT-A`, 5 `BOOT-B` | `liftoff.efi` | [`boot_files`]: the UKI ([`crate::secureboot::uki`]) with the kernel, the initramfs and [`slot_cmdline`] |
+//! | 2, 5 (x86_64, 512-byte sectors) | `bios/vmlinuz`, `bios/initramfs`, `bios/cmdline.env` | [`boot_files`]: the same kernel and initramfs and [`bios_cmdline`], for GRUB under legacy BIOS ([`crate::bios`]) |
+//! | 10 `BIOS-BOOT`, and the MBR | GRUB's core image and boot sector | [`crate::bios::install`] |
 //!
 //! The command line is the UKI's alone (GRUB passes none, and systemd-stub ignores loader
 //! arguments under Secure Boot), so it names the BOOT partition itself
@@ -26,6 +28,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::bios;
 use crate::disk::{self, BuiltDisk, Slot};
 use crate::esp::esp_files;
 use crate::fat::make_fat_tree;
@@ -116,20 +119,40 @@ pub fn slot_cmdline(
     .to_owned()
 }
 
+/// The command line of `slot` on `disk` under legacy BIOS, which GRUB reads from
+/// `bios/cmdline.env` ([`crate::bios`]): [`slot_cmdline`] without
+/// `liftoff.boot_partuuid` (GRUB adds it from `probe --part-uuid`, so a payload made for
+/// any disk names its partition too) and with [`bios::DATA_MODE`] before `extra`, so the
+/// image's own `liftoff.data=` still wins.
+pub fn bios_cmdline(arch: Arch, slot: Slot, disk: &BuiltDisk, extra: &str) -> String {
+    slot_cmdline(
+        arch,
+        slot,
+        disk,
+        None,
+        format!("{} {extra}", bios::DATA_MODE).trim_end(),
+    )
+}
+
 /// What one slot boots.
 #[derive(Debug, Clone, Copy)]
 pub struct SlotBoot<'a> {
     pub arch: Arch,
     pub slot: Slot,
     pub kernel: &'a Path,
-    /// `None`: the UKI carries no initramfs.
+    /// `None`: the UKI (and the BIOS files) carry no initramfs.
     pub initramfs: Option<&'a [u8]>,
     pub cmdline: &'a str,
+    /// The command line under legacy BIOS ([`bios_cmdline`]); `None`: no BIOS files.
+    pub bios_cmdline: Option<&'a str>,
     /// `IMAGE_VERSION=` in `.osrel`.
     pub version: &'a str,
 }
 
-/// The files of a BOOT partition: the slot's UKI, signed with the set's db key.
+/// The files of a BOOT partition: the slot's UKI, signed with the set's db key, and with
+/// `boot.bios_cmdline` the files GRUB boots under legacy BIOS: [`bios::KERNEL_FILE`],
+/// [`bios::INITRAMFS_FILE`] (when the slot has an initramfs) and [`bios::CMDLINE_FILE`].
+/// GRUB under UEFI reads only the UKI.
 pub fn boot_files(
     keys: &KeySet,
     boot: &SlotBoot<'_>,
@@ -151,7 +174,17 @@ pub fn boot_files(
         },
         &work.join("uki"),
     )?;
-    Ok(vec![(UKI_FILE.into(), uki)])
+    let mut files = vec![(UKI_FILE.into(), uki)];
+    if let Some(cmdline) = boot.bios_cmdline {
+        let kernel = std::fs::read(boot.kernel)
+            .map_err(io_err(format!("reading {}", boot.kernel.display())))?;
+        files.push((bios::KERNEL_FILE.into(), kernel));
+        if let Some(initramfs) = boot.initramfs {
+            files.push((bios::INITRAMFS_FILE.into(), initramfs.to_vec()));
+        }
+        files.push((bios::CMDLINE_FILE.into(), bios::cmdline_env(cmdline, work)?));
+    }
+    Ok(files)
 }
 
 /// Writes a FAT file system with `files` over partition `number` of `disk` (the whole
@@ -229,21 +262,34 @@ impl Install {
             &self.extra_cmdline,
         )
     }
+
+    /// Slot `slot`'s command line under legacy BIOS ([`bios_cmdline`]) when `disk` boots
+    /// under BIOS (it has a BIOS boot partition), else `None`.
+    pub fn bios_cmdline(&self, disk: &BuiltDisk, slot: Slot) -> Option<String> {
+        disk.bios_boot()
+            .then(|| bios_cmdline(self.arch, slot, disk, &self.extra_cmdline))
+    }
 }
 
 /// Writes the ESP (shim, GRUB and grubenv) and the BOOT partitions of `install.slots` into
-/// `disk`. Writes to the disk.
+/// `disk`, and on a disk with a BIOS boot partition GRUB for legacy BIOS
+/// ([`bios::install`]) and each slot's BIOS files. Writes to the disk.
 pub fn install(disk: &BuiltDisk, install: &Install, work: &Path) -> Result<(), BootError> {
     let esp = esp_files(install.arch, &install.keys, install.grubenv.clone(), work)?;
     write_fat_partition(disk, disk::ESP, "EFI-SYSTEM", &esp, work)?;
+    if disk.bios_boot() {
+        bios::install(disk)?;
+    }
     for &slot in &install.slots {
         let cmdline = install.cmdline(disk, slot);
+        let bios_cmdline = install.bios_cmdline(disk, slot);
         let boot = SlotBoot {
             arch: install.arch,
             slot,
             kernel: &install.kernel,
             initramfs: Some(&install.initramfs),
             cmdline: &cmdline,
+            bios_cmdline: bios_cmdline.as_deref(),
             version: &install.version,
         };
         let files = boot_files(&install.keys, &boot, work)?;

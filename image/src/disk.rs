@@ -1,6 +1,8 @@
 //! The Liftoff disk (DESIGN.md section 3): a GPT disk with the ESP, the A and B slot sets
-//! (BOOT, ROOT, HASH), PRIVATE and DATA, all 1 MiB aligned; the partition numbers, labels and
-//! type GUIDs, and [`build_disk`], which assembles the partitions into one disk image.
+//! (BOOT, ROOT, HASH), PRIVATE and DATA, all 1 MiB aligned, and on x86_64 disks with
+//! 512-byte sectors a BIOS boot partition (10, before DATA: [`BIOS_BOOT`]); the partition
+//! numbers, labels and type GUIDs, and [`build_disk`], which assembles the partitions into
+//! one disk image.
 //!
 //! The partition table is made by the `gpt` crate, laid out as `sgdisk --clear` lays it out
 //! (byte for byte: its tests compare), for 512- or 4096-byte logical sectors
@@ -46,6 +48,10 @@ pub struct DiskSpec {
     pub esp_files: Vec<(String, Vec<u8>)>,
     /// Files for BOOT-A's FAT file system; empty means BOOT-A stays blank.
     pub boot_a_files: Vec<(String, Vec<u8>)>,
+    /// A BIOS boot partition (number [`BIOS_BOOT`]) for legacy BIOS: x86_64 disks with
+    /// 512-byte sectors only ([`crate::bios::supported`]); [`build_disk`] refuses it on a
+    /// 4Kn disk.
+    pub bios_boot: bool,
 }
 
 impl Default for DiskSpec {
@@ -59,6 +65,7 @@ impl Default for DiskSpec {
             sector_size: SectorSize::S512,
             esp_files: Vec::new(),
             boot_a_files: Vec::new(),
+            bios_boot: false,
         }
     }
 }
@@ -86,6 +93,36 @@ pub const PARTITIONS: [(u32, &str, &str); 9] = [
     (PRIVATE, "PRIVATE", "440408bb-eb0b-4328-a6e5-a29038fad706"),
     (DATA, "DATA", "626f7474-6c65-6474-6861-726d61726b73"),
 ];
+
+/// The BIOS boot partition: where legacy BIOS GRUB's core image sits (GPT's "BIOS boot"
+/// type, as Bottlerocket's hybrid images have). Numbered after DATA so that partitions 1-9
+/// keep their numbers, and placed before DATA on the disk so that DATA stays last and can
+/// grow; 1 MiB, like every partition here.
+pub const BIOS_BOOT: u32 = 10;
+pub const BIOS_BOOT_PARTITION: (u32, &str, &str) = (
+    BIOS_BOOT,
+    "BIOS-BOOT",
+    "21686148-6449-6e6f-744e-656564454649",
+);
+
+/// Size of [`BIOS_BOOT`]: GRUB's core image is about 180 KiB.
+pub const BIOS_BOOT_MIB: u64 = 1;
+
+/// The partitions of a disk by number (1-9, and [`BIOS_BOOT`] when it has one).
+pub fn partitions(bios_boot: bool) -> Vec<(u32, &'static str, &'static str)> {
+    let mut all = PARTITIONS.to_vec();
+    if bios_boot {
+        all.push(BIOS_BOOT_PARTITION);
+    }
+    all
+}
+
+/// The same partitions in the order they sit on the disk: DATA last.
+fn disk_order(bios_boot: bool) -> Vec<(u32, &'static str, &'static str)> {
+    let mut all = partitions(bios_boot);
+    all.sort_by_key(|(number, _, _)| *number == DATA);
+    all
+}
 
 /// A slot, as GRUB and the command line name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +175,16 @@ impl BuiltDisk {
             .get(number as usize - 1)
             .copied()
             .unwrap_or((0, 0))
+    }
+
+    /// Whether the disk has a BIOS boot partition ([`BIOS_BOOT`]).
+    pub fn bios_boot(&self) -> bool {
+        self.extent(BIOS_BOOT).1 > 0
+    }
+
+    /// Its partitions by number, as [`partitions`] lists them.
+    pub fn partitions(&self) -> Vec<(u32, &'static str, &'static str)> {
+        partitions(self.bios_boot())
     }
 
     /// The Liftoff keys of the kernel command line for booting slot A of this disk.
@@ -266,7 +313,8 @@ pub fn write_at(disk: &mut File, offset: u64, src: &Path) -> Result<u64, ImageEr
 }
 
 /// Builds the disk: the root image (already made) and its hash tree into slot A, an empty
-/// slot B, the ESP with `spec.esp_files`, PRIVATE as ext4, DATA blank. Slot A gets priority
+/// slot B, the ESP with `spec.esp_files`, PRIVATE as ext4, DATA and the BIOS boot partition
+/// (if any: [`crate::bios::install`] fills it) blank. Slot A gets priority
 /// 1 and `successful` (DESIGN.md section 4).
 pub fn build_disk(
     root_image: &Path,
@@ -274,56 +322,76 @@ pub fn build_disk(
     spec: &DiskSpec,
     work: &Path,
 ) -> Result<BuiltDisk, ImageError> {
+    if spec.bios_boot && spec.sector_size != SectorSize::S512 {
+        return Err(layout_err(
+            out,
+            format!(
+                "no BIOS boot partition on a disk with {}-byte sectors: legacy BIOS boots \
+                 512-byte-sector disks only",
+                spec.sector_size.bytes()
+            ),
+        ));
+    }
     std::fs::create_dir_all(work).map_err(io_err(format!("creating {}", work.display())))?;
     let hash_image = work.join("hash.img");
     let (root_hash, salt) = make_hash(root_image, &hash_image, &spec.seed)?;
     let root_bytes = round_up_mib(file_len(root_image)?);
     let hash_bytes = round_up_mib(file_len(&hash_image)?);
-    let sizes = [
-        spec.esp_mib * MIB,
-        spec.boot_mib * MIB,
-        root_bytes,
-        hash_bytes,
-        spec.boot_mib * MIB,
-        root_bytes,
-        hash_bytes,
-        spec.private_mib * MIB,
-        spec.data_mib * MIB,
-    ];
-    let total = MIB + sizes.iter().sum::<u64>() + MIB;
+    let size_of = |number: u32| match number {
+        ESP => spec.esp_mib * MIB,
+        BOOT_A | BOOT_B => spec.boot_mib * MIB,
+        ROOT_A | ROOT_B => root_bytes,
+        HASH_A | HASH_B => hash_bytes,
+        PRIVATE => spec.private_mib * MIB,
+        DATA => spec.data_mib * MIB,
+        // BIOS_BOOT, the only other number.
+        _ => BIOS_BOOT_MIB * MIB,
+    };
+    let order = disk_order(spec.bios_boot);
+    let total = MIB + order.iter().map(|p| size_of(p.0)).sum::<u64>() + MIB;
     let _ = std::fs::remove_file(out);
     let mut disk = File::create(out).map_err(io_err(format!("creating {}", out.display())))?;
     disk.set_len(total)
         .map_err(io_err(format!("sizing {}", out.display())))?;
 
-    let mut extents = Vec::new();
-    let mut partuuids = Vec::new();
-    let mut entries = Vec::new();
+    // By number (index 0 = partition 1), laid out in disk order.
+    let mut extents = vec![(0, 0); order.len()];
+    let mut partuuids = vec![String::new(); order.len()];
+    let mut entries = vec![None; order.len()];
     let ss = spec.sector_size.bytes();
     let mut start = MIB;
-    for ((number, label, type_guid), size) in PARTITIONS.iter().zip(sizes) {
+    for (number, label, type_guid) in order {
+        let size = size_of(number);
         let guid = seeded_guid(&spec.seed, label);
         // Slot A: priority 1 (bit 48) and successful (bit 56).
-        let attributes = if *number == BOOT_A {
+        let attributes = if number == BOOT_A {
             1 << 48 | 1 << 56
         } else {
             0
         };
-        entries.push(
-            gpt::Entry::new(
-                parse_guid(type_guid, out)?,
-                parse_guid(&guid, out)?,
-                start / ss,
-                (start + size) / ss - 1,
-                attributes,
-                label,
-            )
-            .map_err(|e| layout_err(out, e.to_string()))?,
-        );
-        extents.push((start, size));
-        partuuids.push(guid);
+        let entry = gpt::Entry::new(
+            parse_guid(type_guid, out)?,
+            parse_guid(&guid, out)?,
+            start / ss,
+            (start + size) / ss - 1,
+            attributes,
+            label,
+        )
+        .map_err(|e| layout_err(out, e.to_string()))?;
+        let index = number as usize - 1;
+        if let (Some(x), Some(u), Some(e)) = (
+            extents.get_mut(index),
+            partuuids.get_mut(index),
+            entries.get_mut(index),
+        ) {
+            *x = (start, size);
+            *u = guid;
+            *e = Some(entry);
+        }
         start += size;
     }
+    // The numbers of `partitions` are 1..=len: every slot was filled.
+    let entries: Vec<gpt::Entry> = entries.into_iter().flatten().collect();
     let disk_guid = parse_guid(&seeded_guid(&spec.seed, "disk"), out)?;
     let mut table =
         gpt::Gpt::new(spec.sector_size, total, disk_guid, entries).map_err(|problem| {
@@ -432,8 +500,8 @@ mod tests {
     use super::*;
     use crate::root::{make_root_fs, RootFsType};
 
-    /// A small tree through the whole builder; the table is checked with sgdisk and the
-    /// tree with veritysetup.
+    /// A small tree through the whole builder, with a BIOS boot partition; the table is
+    /// checked with sgdisk and the tree with veritysetup.
     #[test]
     fn builds_a_disk_that_sgdisk_and_veritysetup_accept() {
         let work = std::env::temp_dir().join(format!("liftoff-image-{}", std::process::id()));
@@ -448,9 +516,16 @@ mod tests {
             esp_files: vec![("grubenv".into(), b"# GRUB Environment Block\n".to_vec())],
             boot_mib: 8,
             data_mib: 8,
+            bios_boot: true,
             ..DiskSpec::default()
         };
         let disk = build_disk(&root, &work.join("disk.img"), &spec, &work.join("w")).unwrap();
+        // BIOS-BOOT is partition 10, 1 MiB right after PRIVATE; DATA stays last.
+        assert!(disk.bios_boot());
+        let (private, private_len) = disk.extent(PRIVATE);
+        assert_eq!(disk.extent(BIOS_BOOT), (private + private_len, MIB));
+        assert_eq!(disk.extent(DATA).0, private + private_len + MIB);
+        assert_eq!(disk.partitions().len(), 10);
         let out = Command::new("sgdisk")
             .arg("-v")
             .arg(&disk.path)
@@ -466,6 +541,17 @@ mod tests {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Partition name: 'BOOT-A'"), "{text}");
+        let out = Command::new("sgdisk")
+            .args(["-i", "10"])
+            .arg(&disk.path)
+            .output()
+            .unwrap();
+        let bios = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            bios.contains("Partition GUID code: 21686148-6449-6E6F-744E-656564454649")
+                && bios.contains("Partition name: 'BIOS-BOOT'"),
+            "{bios}"
+        );
         assert!(text.contains("Attribute flags: 0101000000000000"), "{text}");
         assert!(
             text.to_lowercase()
@@ -507,7 +593,7 @@ mod tests {
         let mut sgdisk = Command::new("sgdisk");
         sgdisk.arg("--clear");
         sgdisk.arg(format!("--disk-guid={}", seeded_guid("t", "disk")));
-        for (number, label, type_guid) in PARTITIONS {
+        for (number, label, type_guid) in disk.partitions() {
             let (start, size) = disk.extent(number);
             sgdisk.arg(format!(
                 "--new={number}:{}:{}",
@@ -534,6 +620,24 @@ mod tests {
             bytes[tail..] == theirs[tail..],
             "backup GPT differs from sgdisk's"
         );
+        std::fs::remove_dir_all(&work).unwrap();
+    }
+
+    /// No BIOS boot partition on a 4Kn disk: a BIOS reads 512-byte sectors.
+    #[test]
+    fn refuses_a_bios_boot_partition_on_a_4kn_disk() {
+        let work = crate::test_work("bios-4kn");
+        let root = work.join("root.img");
+        std::fs::write(&root, vec![0u8; 1 << 20]).unwrap();
+        let spec = DiskSpec {
+            sector_size: SectorSize::S4096,
+            bios_boot: true,
+            ..DiskSpec::default()
+        };
+        let err = build_disk(&root, &work.join("disk.img"), &spec, &work.join("w"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("512-byte-sector disks only"), "{err}");
         std::fs::remove_dir_all(&work).unwrap();
     }
 }

@@ -196,6 +196,23 @@ mod tests {
         assert!(out.status.success(), "{out:?}");
     }
 
+    /// Under UEFI GRUB reads only the slot's signed UKI from BOOT: never the BIOS files
+    /// beside it (unsigned kernel, initramfs and command line).
+    #[test]
+    fn uefi_configuration_never_reads_the_bios_files() {
+        let cfg = std::fs::read_to_string(workspace_root().join("grub/grub.cfg")).unwrap();
+        for name in [
+            crate::bios::KERNEL_FILE,
+            crate::bios::INITRAMFS_FILE,
+            crate::bios::CMDLINE_FILE,
+            "bios/",
+            "linux ",
+            "initrd ",
+        ] {
+            assert!(!cfg.contains(name), "grub.cfg names {name:?}");
+        }
+    }
+
     /// `grub/build-efi` makes a PE image (an EFI application) for each architecture, for
     /// the machine type UEFI expects (x86_64 0x8664, arm64 0xaa64), and refuses a bad
     /// architecture with exit status 2.

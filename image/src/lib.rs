@@ -8,6 +8,8 @@
 //! - [`esp`]: partition 1, the ESP: shim, the stock GRUB EFI binary and grubenv;
 //! - [`boot`]: the BOOT partitions (the slot's signed unified kernel image and its command
 //!   line) and [`boot::install`], which writes them and the ESP into a built disk;
+//! - [`bios`]: legacy BIOS boot on x86_64: GRUB's core image in the BIOS boot partition
+//!   (number 10) and its boot sector in the protective MBR;
 //! - [`secureboot`]: key sets, signing, shim with our certificate, the unified kernel image
 //!   and UEFI variable stores with the keys enrolled (docs/secure-boot.md);
 //! - [`root`]: ROOT and HASH, the root file system and its dm-verity tree;
@@ -38,6 +40,7 @@
 
 pub mod arch;
 pub mod artifacts;
+pub mod bios;
 pub mod boot;
 pub mod build;
 pub mod cpio;

@@ -19,6 +19,11 @@ pub enum ImageError {
     Verity(verity::Error),
     /// Laying out or writing the partition table (the error names the disk).
     Gpt(gpt::Error),
+    /// Writing GRUB for legacy BIOS into a disk ([`crate::bios::install`]).
+    BiosBoot {
+        disk: std::path::PathBuf,
+        problem: String,
+    },
 }
 
 impl fmt::Display for ImageError {
@@ -28,6 +33,13 @@ impl fmt::Display for ImageError {
             ImageError::Tool { command, output } => write!(f, "{command} failed: {output}"),
             ImageError::Verity(e) => write!(f, "building the verity tree: {e}"),
             ImageError::Gpt(e) => write!(f, "writing the partition table: {e}"),
+            ImageError::BiosBoot { disk, problem } => {
+                write!(
+                    f,
+                    "installing GRUB for BIOS on {}: {problem}",
+                    disk.display()
+                )
+            }
         }
     }
 }

@@ -11,6 +11,9 @@
 //! [`Mode::Off`] boots the same disk without Secure Boot (Debian's plain firmware and blank
 //! store), for the one test that keeps that path working.
 //!
+//! [`bios_vm_config`] boots the same x86_64 disk through legacy BIOS instead (SeaBIOS,
+//! no Secure Boot; `liftoff_image::bios`).
+//!
 //! [`fresh_vars`] copies the variable store for one guest and [`vm_config`] makes the
 //! [`VmConfig`]: the firmware code read-only and that copy as pflash, no `-kernel`; the
 //! caller adds the disk and starts it with [`crate::vm::Vm::start`].
@@ -51,7 +54,8 @@ impl fmt::Display for FirmwareError {
             FirmwareError::Io { what, source } => write!(f, "{what}: {source}"),
             FirmwareError::NoFirmware { path } => write!(
                 f,
-                "no UEFI firmware at {} (scripts/setup installs ovmf and qemu-efi-aarch64)",
+                "no firmware at {} (scripts/setup installs ovmf, qemu-efi-aarch64 and, with \
+                 qemu-system-x86, seabios)",
                 path.display()
             ),
             FirmwareError::Vars(e) => write!(f, "enrolling the Secure Boot keys: {e}"),
@@ -138,6 +142,29 @@ pub fn vm_config(arch: Arch, mode: Mode, vars: &Path, log: &Path) -> VmConfig {
     config
 }
 
+/// SeaBIOS, the legacy BIOS QEMU runs on x86_64 when no pflash is given (Debian's
+/// `seabios`, found by QEMU in its data folders).
+pub const SEABIOS: &str = "/usr/share/seabios/bios-256k.bin";
+
+/// An x86_64 guest that boots through legacy BIOS: SeaBIOS (QEMU's default firmware: no
+/// pflash, no `-bios`) reads the disk's MBR, which starts GRUB for i386-pc from the BIOS
+/// boot partition (`liftoff_image::bios`). 1 GiB of memory and a TPM 2.0 in `tpm` (as
+/// [`vm_config`]: SeaBIOS measures into it, but nothing Liftoff does under BIOS uses it).
+/// No variable store: a BIOS has no variables. Add the disks and start it with
+/// [`crate::vm::Vm::start`].
+pub fn bios_vm_config(tpm: &Path, log: &Path) -> Result<VmConfig, FirmwareError> {
+    if !Path::new(SEABIOS).is_file() {
+        return Err(FirmwareError::NoFirmware {
+            path: PathBuf::from(SEABIOS),
+        });
+    }
+    let mut config = VmConfig::new(Arch::X86_64, Path::new(SEABIOS), log);
+    config.kernel = None;
+    config.memory_mib = 1024;
+    config.tpm = Some(tpm.to_path_buf());
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +221,20 @@ mod tests {
         assert!(
             !args.contains("-kernel") && !args.contains("secure"),
             "{args}"
+        );
+        // Legacy BIOS: QEMU's own SeaBIOS, no pflash, no kernel of QEMU's.
+        let bios = bios_vm_config(Path::new("/t"), Path::new("/l"))
+            .unwrap()
+            .args()
+            .join(" ");
+        assert!(
+            bios.starts_with("-M q35 -accel tcg -cpu max -m 1024 "),
+            "{bios}"
+        );
+        assert!(bios.ends_with("-device tpm-tis,tpmdev=tpm0"), "{bios}");
+        assert!(
+            !bios.contains("pflash") && !bios.contains("-kernel") && !bios.contains("-bios"),
+            "{bios}"
         );
     }
 }

@@ -161,7 +161,7 @@ fn build_both(
     extra: &[&str],
     tz: &str,
 ) -> (serde_json::Value, serde_json::Value) {
-    let common = ["--arch", "x86_64", "--root", s(root), "--boot-mib", "32"];
+    let common = ["--arch", "x86_64", "--root", s(root), "--boot-mib", "64"];
     let mut args: Vec<&str> = vec!["image", "--out", s(disk), "--json"];
     args.extend(common);
     args.extend(extra);
@@ -351,6 +351,7 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     }
     assert_eq!(attributes(&disk, disk::BOOT_A), word(1, 0, true, 0));
     assert_eq!(attributes(&disk, disk::BOOT_B), 0);
+    assert_bios_boot(&disk, &image_json, &root_hash, &salt);
 
     let esp = extent(&image_json, disk::ESP).0;
     // shim at the removable-media path and GRUB beside it, both signed with the db key;
@@ -494,7 +495,7 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
             "--root",
             s(&tree),
             "--boot-mib",
-            "32",
+            "64",
             "--out-dir",
             s(&pb),
             "--append",
@@ -561,6 +562,18 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
         cmdline.starts_with("liftoff.slot=B liftoff.roothash="),
         "{cmdline}"
     );
+    // The update also carries slot B's files for GRUB under BIOS.
+    let boot_b = extent(&image_json, disk::BOOT_B).0;
+    assert!(bios_cmdline(&disk, boot_b, &dir.0).starts_with("liftoff.slot=B liftoff.roothash="));
+    assert!(
+        fat_file(&disk, boot_b, "bios/vmlinuz")
+            == std::fs::read(
+                liftoff_image::kernel::Kernel::debian(liftoff_image::Arch::X86_64)
+                    .unwrap()
+                    .image
+            )
+            .unwrap()
+    );
     // A payload whose bytes differ from its manifest is refused.
     let mut root = std::fs::read(pb.join("root.img")).unwrap();
     root[0] ^= 1;
@@ -570,6 +583,96 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("BLAKE3"),
         "{out:?}"
+    );
+}
+
+/// `liftoff_cmdline` of `bios/cmdline.env` in the BOOT partition at byte `offset`, as
+/// `grub-editenv list` reads the block.
+fn bios_cmdline(disk: &Path, offset: u64, dir: &Path) -> String {
+    let env = dir.join("cmdline.env");
+    std::fs::write(&env, fat_file(disk, offset, "bios/cmdline.env")).unwrap();
+    let out = Command::new("grub-editenv")
+        .arg(&env)
+        .arg("list")
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    list.strip_prefix("liftoff_cmdline=")
+        .and_then(|l| l.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{list:?}"))
+        .to_owned()
+}
+
+/// An x86_64 image with 512-byte sectors boots under BIOS too: partition 10 is the BIOS
+/// boot partition (1 MiB, right before DATA, which stays last) holding GRUB's core image
+/// with its block list pointing at itself; the MBR has GRUB's boot.img code pointing at
+/// the core image, and its own bytes from the disk signature on (the 0xEE record) are the
+/// protective MBR's, unchanged; BOOT-A carries the kernel, the initramfs of its UKI and the
+/// BIOS command line (no boot PARTUUID, which GRUB probes; `liftoff.data=keyfile`).
+fn assert_bios_boot(disk: &Path, json: &serde_json::Value, root_hash: &str, salt: &str) {
+    let p = &json["partitions"][disk::BIOS_BOOT as usize - 1];
+    assert_eq!(p["label"], "BIOS-BOOT");
+    assert_eq!(p["type_guid"], "21686148-6449-6e6f-744e-656564454649");
+    let out = Command::new("sgdisk")
+        .args(["-i", "10"])
+        .arg(disk)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        text.contains("partition guid code: 21686148-6449-6e6f-744e-656564454649"),
+        "{text}"
+    );
+    let (first, bytes) = extent(json, disk::BIOS_BOOT);
+    let (private, private_bytes) = extent(json, disk::PRIVATE);
+    assert_eq!((first, bytes), (private + private_bytes, 1 << 20));
+    assert_eq!(extent(json, disk::DATA).0, first + bytes);
+    assert!(
+        text.contains(&format!("first sector: {} ", first / 512)),
+        "{text}"
+    );
+
+    let image = std::fs::read(disk).unwrap();
+    let core = std::fs::read(liftoff_image::bios::grub_core().unwrap()).unwrap();
+    let placed = liftoff_image::bios::place_core(&core, first / 512).unwrap();
+    let at = first as usize;
+    assert!(
+        image[at..at + placed.len()] == placed[..],
+        "core.img in partition 10"
+    );
+    assert_eq!(
+        image[at + 0x1f4..at + 0x1fc],
+        (first / 512 + 1).to_le_bytes()
+    );
+    let boot_img = liftoff_image::bios::boot_img().unwrap();
+    assert_eq!(image[..3], boot_img[..3], "boot.img's jump");
+    assert_eq!(image[0x5c..0x64], (first / 512).to_le_bytes());
+    assert_eq!(image[0x68..0x1b8], boot_img[0x68..0x1b8], "boot.img's code");
+    let pmbr = gpt::mbr::ProtectiveMbr::new(image.len() as u64 / 512);
+    assert_eq!(
+        image[0x1b8..512],
+        pmbr.as_bytes()[0x1b8..],
+        "the partition table bytes of the protective MBR"
+    );
+
+    let boot_a = extent(json, disk::BOOT_A).0;
+    let kernel = liftoff_image::kernel::Kernel::debian(liftoff_image::Arch::X86_64).unwrap();
+    assert!(fat_file(disk, boot_a, "bios/vmlinuz") == std::fs::read(&kernel.image).unwrap());
+    let uki = fat_file(disk, boot_a, "liftoff.efi");
+    // The UKI's initramfs, without the archive of the signed command line that follows
+    // it in `.initrd` (PID 1 holds the command line to it only under Secure Boot).
+    let initramfs = fat_file(disk, boot_a, "bios/initramfs");
+    let initrd = section(&uki, ".initrd");
+    assert!(initrd.starts_with(&initramfs));
+    assert!(initrd[initramfs.len()..].starts_with(b"070701"));
+    let dir = disk.parent().unwrap();
+    assert_eq!(
+        bios_cmdline(disk, boot_a, dir),
+        format!(
+            "liftoff.slot=A liftoff.roothash={root_hash} liftoff.salt={salt} console=ttyS0 \
+             nvme_core.io_timeout=4294967295 panic=-1 liftoff.data=keyfile \
+             liftoff.handoff=containerd"
+        )
     );
 }
 
@@ -834,7 +937,7 @@ fn explicit_kernel_modules_and_initramfs_equal_the_default() {
         "--root",
         s(&tree),
         "--boot-mib",
-        "32",
+        "64",
         "--json",
     ];
     let default = dir.0.join("default.img");
@@ -968,7 +1071,8 @@ fn aarch64_disk() {
 /// bytes, as the kernel needs on such a device), `veritysetup verify` accepts ROOT-A and
 /// HASH-A. On a 512-byte device the same image has no GPT (sgdisk makes a new one in
 /// memory). The root, its hash tree and the GUIDs are those of the 512-byte image; only the
-/// table and the FATs differ. Other sizes are refused.
+/// table, the FATs and the BIOS boot partition (512-byte images only) differ. Other sizes
+/// are refused.
 #[test]
 fn four_k_sector_disk_on_a_4kn_loop_device() {
     let dir = TestDir::new("fourk");
@@ -986,7 +1090,7 @@ fn four_k_sector_disk_on_a_4kn_loop_device() {
                 "--out",
                 s(&out),
                 "--boot-mib",
-                "32",
+                "64",
                 "--sector-size",
                 sector,
                 "--json",
@@ -1000,7 +1104,17 @@ fn four_k_sector_disk_on_a_4kn_loop_device() {
     assert_eq!(json["sector_size"], 4096);
     assert_eq!(json_512["sector_size"], 512);
     assert_eq!(json["root_hash"], json_512["root_hash"]);
-    assert_eq!(json["partitions"], json_512["partitions"]);
+    // Partitions 1-8 are the same; the 512-byte image also boots under BIOS, so its BIOS
+    // boot partition (10) sits where the 4Kn image's DATA starts, and DATA follows it.
+    let (p4k, p512) = (
+        json["partitions"].as_array().unwrap(),
+        json_512["partitions"].as_array().unwrap(),
+    );
+    assert_eq!((p4k.len(), p512.len()), (9, 10));
+    assert_eq!(p4k[..8], p512[..8]);
+    assert_eq!(p512[9]["label"], "BIOS-BOOT");
+    assert_eq!(p4k[8]["guid"], p512[8]["guid"]);
+    assert_eq!(p4k[8]["first_byte"], p512[9]["first_byte"]);
     assert_ne!(sha256(&four_k), sha256(&legacy));
     assert_sgdisk_clean(&legacy);
 

@@ -62,6 +62,8 @@ fn system(arch: Arch, sector_size: SectorSize) -> BuiltSystem {
             boot_mib: 64,
             data_mib: 32,
             sector_size,
+            // The same x86_64 disk boots under legacy BIOS (`vm_x86_64_bios_*`).
+            bios_boot: liftoff_image::bios::supported(arch, sector_size),
             ..DiskSpec::default()
         },
     };
@@ -143,6 +145,8 @@ struct Setup {
     grow_mib: u64,
     /// The image's and the disk's logical sector size (4096: a 4Kn disk).
     sector_size: SectorSize,
+    /// Legacy BIOS (SeaBIOS) instead of UEFI firmware: `firmware` is unused.
+    bios: bool,
 }
 
 /// As `install` leaves a disk: grubenv on slot A, not pending; only slot A has a kernel;
@@ -167,6 +171,7 @@ impl Default for Setup {
             bus: Bus::VirtioBlk,
             grow_mib: 0,
             sector_size: SectorSize::S512,
+            bios: false,
         }
     }
 }
@@ -178,6 +183,8 @@ struct Boot {
     /// The disk of [`Setup::other_disk_first`].
     other: Option<BuiltDisk>,
     work: PathBuf,
+    /// Started by SeaBIOS ([`Setup::bios`]).
+    bios: bool,
     _scratch: common::Scratch,
 }
 
@@ -213,7 +220,11 @@ impl Boot {
     /// Starts the same guest (disk and firmware variables) again, as after a reboot.
     fn restart(&mut self, name: &str) {
         self.config.log = self.work.join(format!("{name}.log"));
-        self.vm = start_vm(&self.config);
+        self.vm = if self.bios {
+            Vm::start(&self.config).unwrap_or_else(|e| panic!("{e}"))
+        } else {
+            start_vm(&self.config)
+        };
     }
 }
 
@@ -241,12 +252,14 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
     if setup.kill_a {
         let cmdline = install.cmdline(&disk, Slot::A);
+        let bios_cmdline = install.bios_cmdline(&disk, Slot::A);
         let slot_boot = SlotBoot {
             arch,
             slot: Slot::A,
             kernel: &kernel.image,
             initramfs: None,
             cmdline: &cmdline,
+            bios_cmdline: bios_cmdline.as_deref(),
             version: &install.version,
         };
         let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
@@ -260,12 +273,16 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         let Some(extra) = extra else { continue };
         let uuid = disk.partuuid(slot.boot_partition());
         let cmdline = boot::slot_cmdline(arch, slot, &disk, Some(uuid), extra);
+        let bios_cmdline = disk
+            .bios_boot()
+            .then(|| boot::bios_cmdline(arch, slot, &disk, extra));
         let slot_boot = SlotBoot {
             arch,
             slot,
             kernel: &kernel.image,
             initramfs: Some(&install.initramfs),
             cmdline: &cmdline,
+            bios_cmdline: bios_cmdline.as_deref(),
             version: &install.version,
         };
         let files = boot::boot_files(&keys, &slot_boot, &work).unwrap_or_else(|e| panic!("{e}"));
@@ -316,8 +333,14 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         set_attributes(&disk.path, disk::BOOT_B, b);
     }
     let vars = work.join("vars.fd");
-    firmware::fresh_vars(arch, setup.firmware, &keys, &vars).unwrap_or_else(|e| panic!("{e}"));
-    let mut config = firmware::vm_config(arch, setup.firmware, &vars, &work.join("console.log"));
+    let log = work.join("console.log");
+    let mut config = if setup.bios {
+        assert_eq!(arch, Arch::X86_64, "legacy BIOS is x86_64 only");
+        firmware::bios_vm_config(&work.join("tpm"), &log).unwrap_or_else(|e| panic!("{e}"))
+    } else {
+        firmware::fresh_vars(arch, setup.firmware, &keys, &vars).unwrap_or_else(|e| panic!("{e}"));
+        firmware::vm_config(arch, setup.firmware, &vars, &log)
+    };
     let other = setup.other_disk_first.then(|| {
         let other = BuiltDisk {
             path: work.join("other.img"),
@@ -374,13 +397,19 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         std::fs::copy(&disk.path, &clone).unwrap();
         config.disks.push(Disk::new(&clone, "clone").on(Bus::Nvme));
     }
-    let vm = start_vm(&config);
+    // SeaBIOS prints nothing on the serial port; GRUB's lines are the first.
+    let vm = if setup.bios {
+        Vm::start(&config).unwrap_or_else(|e| panic!("{e}"))
+    } else {
+        start_vm(&config)
+    };
     Boot {
         vm,
         config,
         disk,
         other,
         work,
+        bios: setup.bios,
         _scratch: scratch,
     }
 }
@@ -410,6 +439,8 @@ fn tampered_uki(
         kernel: &install.kernel,
         initramfs: Some(&install.initramfs),
         cmdline: &cmdline,
+        // Only the UKI is tampered with and read back.
+        bios_cmdline: None,
         version: &install.version,
     };
     let mut files = boot::boot_files(signer, &slot_boot, work).unwrap_or_else(|e| panic!("{e}"));
@@ -1287,17 +1318,19 @@ fn vm_aarch64_firmware_reboots_when_nothing_boots() {
 /// The whole rollback, nothing simulated: an update in slot A (one try) whose kernel panics
 /// before PID 1. First boot: GRUB boots A and arms the pending flag, the kernel panics and
 /// reboots. Second boot: GRUB finds the flag still set and boots B; PID 1 records A's failed
-/// try and stays on B.
-fn rollback_after_kernel_panic(arch: Arch) {
+/// try and stays on B. `bios`: the same on x86_64 under legacy BIOS (SeaBIOS and GRUB
+/// for i386-pc, which loads A's `bios/vmlinuz` without an initramfs).
+fn rollback_after_kernel_panic(arch: Arch, bios: bool) {
     let mut b = boot(
         arch,
-        "panic_a",
+        if bios { "bios_panic_a" } else { "panic_a" },
         Setup {
             grubenv: Env::Keys(Slot::A, false),
             slots: vec![Slot::A, Slot::B],
             root_b: true,
             words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
             kill_a: true,
+            bios,
             ..Setup::default()
         },
     );
@@ -1333,12 +1366,86 @@ fn rollback_after_kernel_panic(arch: Arch) {
 
 #[test]
 fn vm_x86_64_firmware_rolls_back_after_kernel_panic() {
-    rollback_after_kernel_panic(Arch::X86_64);
+    rollback_after_kernel_panic(Arch::X86_64, false);
 }
 
 #[test]
 fn vm_aarch64_firmware_rolls_back_after_kernel_panic() {
-    rollback_after_kernel_panic(Arch::Aarch64);
+    rollback_after_kernel_panic(Arch::Aarch64, false);
+}
+
+/// The rollback above under legacy BIOS: the pending flag in grubenv works the same with
+/// GRUB for i386-pc, and PID 1, with no EFI variables at all, records A's failed try.
+#[test]
+fn vm_x86_64_bios_rolls_back_after_kernel_panic() {
+    rollback_after_kernel_panic(Arch::X86_64, true);
+}
+
+/// Legacy BIOS, the happy path: SeaBIOS runs GRUB's boot.img from the MBR, which loads
+/// the core image from the BIOS boot partition; GRUB reads grubenv (`A`/`0`), boots slot
+/// A's `bios/vmlinuz` and `bios/initramfs` with `bios/cmdline.env`'s command line and the
+/// BOOT partition's GUID from `probe`, and arms the pending flag; PID 1 (no EFI
+/// variables, no Secure Boot) finds the disk by that GUID, sets up verity, grows DATA on
+/// the bigger disk and encrypts it with a key file on PRIVATE (the machine has a TPM, but
+/// `liftoff.data=keyfile` under BIOS), clears the flag and counts the boot in the GPT. The
+/// MBR keeps GRUB's code when PID 1 grows the protective MBR's record.
+#[test]
+fn vm_x86_64_bios_boots_slot_a() {
+    let arch = Arch::X86_64;
+    let mut b = boot(
+        arch,
+        "bios_slot_a",
+        Setup {
+            grubenv: Env::Keys(Slot::A, false),
+            slots: vec![Slot::A],
+            grow_mib: GROW_MIB,
+            bios: true,
+            ..Setup::default()
+        },
+    );
+    let mbr_before = mbr(&b);
+    let boot_img = liftoff_image::bios::boot_img().unwrap();
+    assert_eq!(
+        mbr_before[..0x5c],
+        boot_img[..0x5c],
+        "GRUB's boot.img is in the MBR"
+    );
+    let r = report(&mut b);
+    assert_data_grew(&b, &r);
+    assert_console(&b, arch);
+    assert_console_has(&b, &["liftoff-grub: booting slot A from (hd0,gpt2)"]);
+    assert!(!console_has(&b, "falling back"));
+    // No UEFI: the kernel found no EFI system table, and nothing spoke of Secure Boot.
+    assert!(!console_has(&b, "efi: EFI v"));
+    assert!(!console_has(&b, "Secure boot"));
+    assert_runs_slot(&b, &r, Slot::A);
+    assert_eq!(cmdline_value(&r, "liftoff.data"), Some("keyfile"));
+    assert!(
+        r.liftoff_log
+            .iter()
+            .any(|l| l.contains("LUKS2 opened with the key on PRIVATE")),
+        "{:?}",
+        r.liftoff_log
+    );
+    assert!(
+        r.liftoff_log.iter().any(|l| l.contains("grubenv updated")),
+        "PID 1 cleared GRUB's pending flag: {:?}",
+        r.liftoff_log
+    );
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 1));
+    // The disk grew: the 0xEE record now covers it, and the boot code is still there.
+    let mbr_after = mbr(&b);
+    assert_eq!(mbr_after[..0x1b8], mbr_before[..0x1b8]);
+    assert_ne!(mbr_after[0x1be..0x1ce], mbr_before[0x1be..0x1ce]);
+}
+
+/// The first sector of the boot's disk.
+fn mbr(b: &Boot) -> Vec<u8> {
+    let mut mbr = vec![0u8; 512];
+    let f = std::fs::File::open(&b.disk.path).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut mbr, 0).unwrap();
+    mbr
 }
 
 /// Automatic rollback when the update's boot fails after GRUB: slot A holds the update

@@ -11,6 +11,7 @@
 //! | 5-7 | `BOOT-B`, `ROOT-B`, `HASH-B` | blank, as large as slot A's |
 //! | 8 | `PRIVATE` | empty ext4 |
 //! | 9 | `DATA` | blank; PID 1 grows, encrypts and formats it |
+//! | 10 | `BIOS-BOOT` | x86_64 with 512-byte sectors: GRUB's core image for legacy BIOS, its boot sector in the MBR, and `bios/` files on BOOT-A ([`crate::bios`]) |
 //!
 //! BOOT-A carries priority 1 and `successful` (DESIGN.md section 4); BOOT-B is all zero.
 //!
@@ -107,6 +108,7 @@ pub fn build_image(
             sector_size: spec.sector_size,
             esp_files: Vec::new(),
             boot_a_files: Vec::new(),
+            bios_boot: crate::bios::supported(spec.arch, spec.sector_size),
         },
         &work.0.join("disk"),
     )?;

@@ -125,6 +125,10 @@ pub fn write_payloads(
         spec.boot_partuuid,
         &spec.boot.append,
     );
+    // The disks an x86_64 512-byte-sector payload goes to boot under BIOS too: the BOOT
+    // image carries the slot's BIOS files as a disk's BOOT partition does.
+    let bios_cmdline = crate::bios::supported(spec.arch, spec.sector_size)
+        .then(|| boot::bios_cmdline(spec.arch, spec.slot, &slot_disk, &spec.boot.append));
     progress(&format!(
         "making the BOOT image for slot {}",
         spec.slot.name()
@@ -137,6 +141,7 @@ pub fn write_payloads(
             kernel: &spec.boot.kernel,
             initramfs: Some(&spec.boot.initramfs),
             cmdline: &cmdline,
+            bios_cmdline: bios_cmdline.as_deref(),
             version: &spec.boot.version,
         },
         &work.0,

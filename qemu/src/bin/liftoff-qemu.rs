@@ -40,7 +40,11 @@ into the complete GPT disk of DESIGN.md section 3: the ESP with shim, stock GRUB
 grubenv, BOOT-A with liftoff.efi (the unified kernel image: kernel, Liftoff's initramfs and
 slot A's command line with the root hash), ROOT-A and its dm-verity HASH-A, an empty slot
 B, PRIVATE (ext4) and DATA. shim, GRUB and the UKI are signed with the db key of --keys.
-Slot A has priority 1 and is marked successful. Mount points PID 1 needs (/local, /opt,
+Slot A has priority 1 and is marked successful. An x86_64 image with 512-byte sectors
+also boots under legacy BIOS: GRUB for i386-pc in a BIOS boot partition (number 10) and
+its boot sector in the protective MBR, and BOOT-A also holds bios/vmlinuz, bios/initramfs
+and bios/cmdline.env (no Secure Boot under BIOS; a 4Kn or aarch64 image has none of
+this). Mount points PID 1 needs (/local, /opt,
 /run, /tmp, /etc, /var) are added when the tree lacks them. The same inputs and seed give
 the same bytes. Unpacking a tarball keeps its owners, so run as root.
 
@@ -560,7 +564,8 @@ fn progress(start: Instant) -> impl FnMut(&str) {
 
 fn image_json(args: &BuildArgs, built: &BuiltImage) -> serde_json::Value {
     let disk = &built.disk;
-    let partitions: Vec<serde_json::Value> = disk::PARTITIONS
+    let partitions: Vec<serde_json::Value> = disk
+        .partitions()
         .iter()
         .map(|(number, label, type_guid)| {
             let (first, bytes) = disk.extent(*number);
@@ -628,7 +633,7 @@ fn run_image(args: &BuildArgs) -> Result<(), String> {
         text.push_str(&format!("root hash  {}\n", built.disk.root_hash));
         text.push_str(&format!("salt       {}\n", built.disk.salt));
         text.push_str(&format!("cmdline    {}\n", built.cmdline));
-        for (number, label, _) in disk::PARTITIONS {
+        for (number, label, _) in built.disk.partitions() {
             let (first, bytes) = built.disk.extent(number);
             text.push_str(&format!(
                 "{number} {label:<10} {} {:>6} MiB at {:>6} MiB\n",
