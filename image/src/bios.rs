@@ -30,12 +30,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
-
 use crate::disk::{self, BuiltDisk, SectorSize};
 use crate::kernel::workspace_root;
 use crate::tool::{io_err, run, ImageError};
-use crate::{artifacts, Arch};
+use crate::Arch;
 
 /// GRUB's i386-pc modules and images (Debian's `grub-pc-bin`).
 pub const MODULE_DIR: &str = "/usr/lib/grub/i386-pc";
@@ -67,30 +65,12 @@ pub fn supported(arch: Arch, sector_size: SectorSize) -> bool {
 pub fn grub_core() -> Result<PathBuf, ImageError> {
     let grub = workspace_root().join("grub");
     let script = grub.join("build-bios");
-    let modules = Path::new(MODULE_DIR);
-    let mut key = Sha256::new();
-    key.update("v1 i386-pc\n");
-    for path in [
+    let inputs = [
         script.clone(),
         grub.join("grub-bios.cfg"),
-        modules.join("moddep.lst"),
-    ] {
-        let bytes = std::fs::read(&path).map_err(io_err(format!(
-            "reading {} (scripts/setup installs grub-pc-bin)",
-            path.display()
-        )))?;
-        key.update(&bytes);
-    }
-    let version = Command::new("grub-mkimage")
-        .arg("--version")
-        .output()
-        .map_err(io_err("running grub-mkimage (scripts/setup)"))?;
-    key.update(&version.stdout);
-    let key = verity::hex::encode(key.finalize().get(..8).unwrap_or_default());
-    let dir = artifacts::target_dir()
-        .join("grub")
-        .join(format!("i386-pc-{key}"));
-    artifacts::made_once(&dir, "core.img", |partial| {
+        Path::new(MODULE_DIR).join("moddep.lst"),
+    ];
+    crate::esp::grub_built("i386-pc", &inputs, "grub-pc-bin", "core.img", |partial| {
         run(Command::new(&script).arg(partial))
     })
 }

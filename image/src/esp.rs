@@ -37,17 +37,37 @@ fn grub_module_dir(arch: Arch) -> PathBuf {
 pub fn grub_efi(arch: Arch) -> Result<PathBuf, ImageError> {
     let grub = workspace_root().join("grub");
     let script = grub.join("build-efi");
-    let modules = grub_module_dir(arch);
-    let mut key = Sha256::new();
-    key.update(format!("v1 {arch}\n"));
-    for path in [
+    let inputs = [
         script.clone(),
         grub.join("grub.cfg"),
         grub.join("sbat.csv"),
-        modules.join("moddep.lst"),
-    ] {
-        let bytes = std::fs::read(&path).map_err(io_err(format!(
-            "reading {} (scripts/setup installs GRUB)",
+        grub_module_dir(arch).join("moddep.lst"),
+    ];
+    let name = loader::grub_path(arch)
+        .rsplit('/')
+        .next()
+        .unwrap_or("grub.efi");
+    grub_built(&arch.to_string(), &inputs, "GRUB", name, |partial| {
+        run(Command::new(&script).arg(arch.name()).arg(partial))
+    })
+}
+
+/// A GRUB image built once by `build` and cached under `<target>/grub/<label>-<key>/name`,
+/// where the key covers the bytes of `inputs` (script, configuration, the modules'
+/// `moddep.lst`) and the installed GRUB version. `package` names what scripts/setup
+/// installs, for the error when an input is missing.
+pub(crate) fn grub_built(
+    label: &str,
+    inputs: &[PathBuf],
+    package: &str,
+    name: &str,
+    build: impl FnOnce(&Path) -> Result<(), ImageError>,
+) -> Result<PathBuf, ImageError> {
+    let mut key = Sha256::new();
+    key.update(format!("v1 {label}\n"));
+    for path in inputs {
+        let bytes = std::fs::read(path).map_err(io_err(format!(
+            "reading {} (scripts/setup installs {package})",
             path.display()
         )))?;
         key.update(&bytes);
@@ -60,14 +80,8 @@ pub fn grub_efi(arch: Arch) -> Result<PathBuf, ImageError> {
     let key = verity::hex::encode(key.finalize().get(..8).unwrap_or_default());
     let dir = artifacts::target_dir()
         .join("grub")
-        .join(format!("{arch}-{key}"));
-    let name = loader::grub_path(arch)
-        .rsplit('/')
-        .next()
-        .unwrap_or("grub.efi");
-    artifacts::made_once(&dir, name, |partial| {
-        run(Command::new(&script).arg(arch.name()).arg(partial))
-    })
+        .join(format!("{label}-{key}"));
+    artifacts::made_once(&dir, name, build)
 }
 
 /// A 1024-byte grubenv made by `grub-editenv`, holding `liftoff_slot` and
