@@ -260,6 +260,7 @@ fn update(arch: Arch) {
     assert!(env.contains("liftoff_slot=B"), "{env}");
 
     config.log = work.join("console-v2.log");
+    config.qmp = Some(work.join("console-v2.qmp"));
     let mut vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
     vm.wait_for_text("liftoff-grub: booting slot B", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -285,6 +286,32 @@ fn update(arch: Arch) {
     assert!(
         data.contains("LUKS2 opened with the key sealed in the TPM") && !data.contains("created"),
         "{data}"
+    );
+    // The ACPI power button (EC2 StopInstances; on aarch64 through the firmware's ACPI
+    // tables, as on Graviton): PID 1 stops containerd, unmounts DATA and powers off.
+    assert!(
+        vm.lines()
+            .iter()
+            .any(|l| l.contains("liftoff: power button: /dev/input/event")),
+        "PID 1 watches no power button: {}",
+        config.log.display()
+    );
+    vm.qmp(r#"{"execute": "system_powerdown"}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_text("reboot: Power down", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let shutdown: Vec<&String> = vm
+        .lines()
+        .iter()
+        .filter(|l| l.contains("liftoff: "))
+        .skip_while(|l| !l.contains("the power button: shutting down to power off"))
+        .collect();
+    assert!(
+        shutdown.iter().any(|l| l.contains("unmounted /local"))
+            && !shutdown.iter().any(|l| l.contains("unmounting")),
+        "DATA not unmounted cleanly after the power button: {shutdown:?}; {}",
+        config.log.display()
     );
     drop(vm);
     let b = attributes(&disk.path, disk::BOOT_B);
