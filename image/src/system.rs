@@ -49,7 +49,9 @@ pub struct SystemSpec {
 /// The modules PID 1 loads on Debian's cloud kernel: the disk controllers of QEMU, EC2 and
 /// other clouds (virtio-blk, virtio-scsi with the SCSI disk driver, NVMe, Xen blkfront),
 /// device-mapper for verity and crypt, the XTS mode dm-crypt's aes-xts-plain64 needs (the
-/// kernel cannot load it on demand without modprobe), erofs for the root, overlay for /etc,
+/// kernel cannot load it on demand without modprobe), the kernel crypto API's socket
+/// interface (`algif_skcipher`: PID 1 encrypts LUKS2 keyslot areas with the kernel's
+/// xts(aes)), erofs for the root, overlay for /etc,
 /// softdog for `liftoff.watchdog` on machines without a hardware watchdog, efivarfs for the
 /// firmware variables that name the boot disk (clones, Secure Boot's unified images), the
 /// network cards of QEMU and EC2 (virtio_net, ENA), efi-pstore (crash logs kept in EFI
@@ -72,6 +74,7 @@ pub const SYSTEM_MODULES: &[&str] = &[
     "dm-crypt",
     "ecb",
     "xts",
+    "algif_skcipher",
     "erofs",
     "overlay",
     "softdog",

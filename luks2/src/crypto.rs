@@ -16,8 +16,10 @@
 
 use std::fmt;
 
+#[cfg(feature = "soft-cipher")]
 use aes::cipher::KeyInit;
 use sha2::{Digest as _, Sha256, Sha512};
+#[cfg(feature = "soft-cipher")]
 use xts_mode::Xts128;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -142,16 +144,18 @@ pub fn derive(kdf: &Kdf, secret: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>
     Ok(out)
 }
 
-/// The keyslot area ciphers this crate implements: aes-xts-plain64 with a 256-bit
-/// (AES-128) or 512-bit (AES-256) key.
+/// Bytes per keyslot area sector (cryptsetup's `SECTOR_SIZE`).
+pub const AREA_SECTOR: usize = 512;
+
+/// The keyslot area ciphers this crate implements in Rust (the `soft-cipher` feature):
+/// aes-xts-plain64 with a 256-bit (AES-128) or 512-bit (AES-256) key.
+#[cfg(feature = "soft-cipher")]
 enum AreaCipher {
     Aes128(Box<Xts128<aes::Aes128>>),
     Aes256(Box<Xts128<aes::Aes256>>),
 }
 
-/// Bytes per keyslot area sector (cryptsetup's `SECTOR_SIZE`).
-pub const AREA_SECTOR: usize = 512;
-
+#[cfg(feature = "soft-cipher")]
 impl AreaCipher {
     fn new(encryption: &str, key: &[u8]) -> Result<AreaCipher, String> {
         if encryption != "aes-xts-plain64" {
@@ -188,7 +192,9 @@ impl AreaCipher {
     }
 }
 
-/// Encrypts (or decrypts) keyslot material in place. `buf` must be whole sectors.
+/// Encrypts (or decrypts) keyslot material in place. `buf` must be whole sectors. With the
+/// `soft-cipher` feature in this crate's own Rust AES; without it in the kernel's
+/// ([`crate::kernel`]), which PID 1 uses.
 pub fn area_crypt(
     encryption: &str,
     key: &[u8],
@@ -201,8 +207,26 @@ pub fn area_crypt(
             buf.len()
         ));
     }
-    AreaCipher::new(encryption, key)?.run(buf, encrypt);
-    Ok(())
+    #[cfg(feature = "soft-cipher")]
+    {
+        AreaCipher::new(encryption, key)?.run(buf, encrypt);
+        Ok(())
+    }
+    #[cfg(not(feature = "soft-cipher"))]
+    {
+        if encryption != "aes-xts-plain64" {
+            return Err(format!(
+                "area cipher {encryption:?} is not supported (aes-xts-plain64)"
+            ));
+        }
+        if key.len() != 32 && key.len() != 64 {
+            return Err(format!(
+                "area key of {} bytes fits no AES-XTS key",
+                key.len()
+            ));
+        }
+        crate::kernel::xts_plain64(key, buf, AREA_SECTOR, encrypt)
+    }
 }
 
 /// Bytes of AF-split material for a `key_size`-byte key in `stripes` stripes, rounded up to

@@ -38,6 +38,7 @@ pub mod error;
 pub mod header;
 pub mod idmap;
 pub mod json;
+pub mod kernel;
 pub mod metadata;
 pub mod table;
 pub mod volume;
