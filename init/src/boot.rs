@@ -12,6 +12,7 @@ use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
 use crate::infra::failure::{self, fail, OrFail};
 use crate::infra::watchdog::Watchdog;
 use crate::infra::{kmsg, timeline};
+use crate::stage::data::PrivateMount;
 use crate::stage::disk::{self, BootDisk};
 use crate::stage::{
     caps, cmdline, data, handoff, host, modules, mounts, root, settings, slots, switch_root,
@@ -130,9 +131,11 @@ pub fn run() -> ! {
     switch_root::switch_root(Path::new(root::SYSROOT)).or_fail();
     timeline::mark("switch-root");
 
-    let sysctls = match &private_node {
+    // PRIVATE is mounted read-only once, for the settings and then the DATA stage, which
+    // unmounts it.
+    let (sysctls, mut private_mount) = match &private_node {
         Some(private) => settings(&mut cmdline.config, private),
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
     let config = &cmdline.config;
 
@@ -142,6 +145,7 @@ pub fn run() -> ! {
             &boot_disk.node,
             data_node,
             private_node.as_deref(),
+            private_mount.take(),
             config.data,
         ) {
             Ok(outcome) => {
@@ -161,6 +165,8 @@ pub fn run() -> ! {
         unmount = mounts.iter().rev().map(PathBuf::from).collect();
         timeline::mark("data");
     }
+    // Without DATA nothing took PRIVATE over: unmount it before anything else runs.
+    drop(private_mount);
 
     let dropped = caps::drop_listed(Path::new("/")).or_fail();
     if !dropped.is_empty() {
@@ -216,19 +222,22 @@ pub fn run() -> ! {
 }
 
 /// Per-host settings from the bootconfig on PRIVATE, taken into `config` where allowed
-/// (one line for each entry that is not); returns the sysctls to set. A PRIVATE or
-/// bootconfig that cannot be read leaves the boot degraded, with the command line's
-/// settings.
-fn settings(config: &mut Config, private: &Path) -> Vec<(String, String)> {
-    let entries = match settings::read(private) {
-        Ok(entries) => entries,
+/// (one line for each entry that is not); returns the sysctls to set and PRIVATE, still
+/// mounted read-only, for the DATA stage. A PRIVATE or bootconfig that cannot be read
+/// leaves the boot degraded, with the command line's settings.
+fn settings(config: &mut Config, private: &Path) -> (Vec<(String, String)>, Option<PrivateMount>) {
+    let read = PrivateMount::read_only(private)
+        .map_err(|e| settings::SettingsError::Private(Box::new(e)))
+        .and_then(|mount| Ok((settings::read(&mount)?, mount)));
+    let (entries, mount) = match read {
+        Ok(read) => read,
         Err(e) => {
             failure::degrade_or_fail(e.into(), Path::new("/"), "the command line's settings only");
-            return Vec::new();
+            return (Vec::new(), None);
         }
     };
     if entries.is_empty() {
-        return Vec::new();
+        return (Vec::new(), Some(mount));
     }
     let merged = settings::merge(config, &entries);
     for line in &merged.ignored {
@@ -251,7 +260,7 @@ fn settings(config: &mut Config, private: &Path) -> Vec<(String, String)> {
         sysctls.join(" ")
     ));
     timeline::mark("settings");
-    merged.sysctls
+    (merged.sysctls, Some(mount))
 }
 
 /// containerd mode: what runc, containerd and CNI expect of the system. A step that fails

@@ -26,7 +26,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use prairiedog::bootconfig;
 use prairiedog::cmdline::{self, Config, Problem};
@@ -86,11 +86,9 @@ impl fmt::Display for SettingsError {
 
 impl std::error::Error for SettingsError {}
 
-/// The bootconfig's `key = value` entries on PRIVATE (`private` is its device node), or
+/// The bootconfig's `key = value` entries on PRIVATE (mounted read-only as `mount`), or
 /// none when PRIVATE has no bootconfig.
-pub fn read(private: &Path) -> Result<Vec<(String, String)>, SettingsError> {
-    let mount =
-        PrivateMount::read_only(private).map_err(|e| SettingsError::Private(Box::new(e)))?;
+pub fn read(mount: &PrivateMount) -> Result<Vec<(String, String)>, SettingsError> {
     let path = mount.dir().join(FILE);
     let mut bytes = Vec::new();
     let limit = (bootconfig::MAX_SIZE + bootconfig::FOOTER_LEN + 3) as u64;
@@ -103,7 +101,6 @@ pub fn read(private: &Path) -> Result<Vec<(String, String)>, SettingsError> {
         path: path.clone(),
         source,
     })?;
-    drop(mount);
     let format = |reason: String| SettingsError::Format {
         path: path.clone(),
         reason,

@@ -145,8 +145,11 @@ pub fn clone_error(e: &luks2::Error) -> luks2::Error {
 }
 
 /// Opens DATA in keyfile mode (see [`plan`]).
-pub fn open_keyfile(private: &Path, data: &Path, part_bytes: u64) -> Result<Opened, DataError> {
-    let mut private_mount = PrivateMount::read_only(private)?;
+pub fn open_keyfile(
+    mut private_mount: PrivateMount,
+    data: &Path,
+    part_bytes: u64,
+) -> Result<Opened, DataError> {
     let dir = private_mount.dir().to_path_buf();
     let key = read_key(&dir)?;
     let record = dir.join(FIRST_USE_RECORD).exists();

@@ -705,10 +705,14 @@ pub fn default_mode(data: &Path) -> Result<DataMode, DataError> {
 
 /// Runs the DATA stage: `disk` is the boot disk, `data` and `private` its DATA and
 /// PRIVATE partition nodes, `mode` the command line's (see [`default_mode`] for none).
+/// `mounted` is PRIVATE already mounted read-only by the settings stage, if it was: the
+/// modes that read PRIVATE use that mount (or mount it now), and it is unmounted when this
+/// returns, in every mode.
 pub fn setup(
     disk: &Path,
     data: &Path,
     private: Option<&Path>,
+    mounted: Option<PrivateMount>,
     mode: Option<DataMode>,
 ) -> Result<Outcome, DataError> {
     let mut disk_file = File::options()
@@ -728,11 +732,13 @@ pub fn setup(
         Some(mode) => mode,
         None => default_mode(data)?,
     };
-    let private_of = |mode: &str| {
-        private.ok_or_else(|| DataError::NoPrivatePartition {
+    let private_of = |mode: &str| match (mounted, private) {
+        (Some(mount), _) => Ok(mount),
+        (None, Some(node)) => PrivateMount::read_only(node),
+        (None, None) => Err(DataError::NoPrivatePartition {
             disk: disk.to_path_buf(),
             mode: mode.to_owned(),
-        })
+        }),
     };
     let opened = match mode {
         DataMode::None => open_unencrypted(data)?,

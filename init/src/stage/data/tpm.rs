@@ -75,8 +75,11 @@ pub fn plan(found: &Found, record: bool, fresh: bool, device: &Path, what: &'sta
 
 /// Opens DATA in tpm2 mode: unseal and unlock a LUKS2 volume with a `systemd-tpm2` token,
 /// or make one on a provably fresh DATA. Anything else is refused, untouched.
-pub fn open(private: &Path, data: &Path, part_bytes: u64) -> Result<Opened, DataError> {
-    let mut private_mount = PrivateMount::read_only(private)?;
+pub fn open(
+    mut private_mount: PrivateMount,
+    data: &Path,
+    part_bytes: u64,
+) -> Result<Opened, DataError> {
     let record = private_mount.dir().join(FIRST_USE_RECORD).exists();
     let found = luks::inspect(data)?;
     let (fresh, what) = match found {
