@@ -119,6 +119,68 @@ pub fn slot_cmdline(
     .to_owned()
 }
 
+/// How long a kernel with softdog built in has from softdog's registration (an initcall,
+/// well before PID 1) until PID 1 opens `/dev/watchdog` (`softdog.soft_margin`): PID 1
+/// opens it about 1-2 s after the kernel starts on the minimal kernel under TCG, and real
+/// machines that probe slow disks take longer. Seconds.
+pub const EARLY_WATCHDOG_SECS: u32 = 60;
+
+/// The kernel parameters that reset a boot which hangs before PID 1 takes the watchdog over
+/// (issue 17 item 4), or `None` when they cannot or must not be set.
+///
+/// The firmware's watchdog cannot cover this window: stock GRUB turns the UEFI watchdog
+/// off, and firmware stops it at `ExitBootServices`, which the kernel's EFI stub calls.
+/// softdog built into the kernel can: `softdog.soft_active_on_boot=1` starts its timer when
+/// it registers, and in Linux 6.1 nothing pets it until somebody opens `/dev/watchdog`
+/// (softdog does not mark itself running for the watchdog core, so the core's
+/// `watchdog.open_timeout` and pre-userspace petting do not apply to it): it fires
+/// `softdog.soft_margin` seconds after it registered unless PID 1 opened it by then.
+/// `softdog.soft_panic=1` makes that a kernel panic (`panic=-1`: an immediate reboot, with
+/// the panic in the log), and GRUB's pending flag makes the next boot fall back.
+///
+/// Set only when `kernel_config` (the kernel's `.config`) has `CONFIG_SOFT_WATCHDOG=y`
+/// (as a module softdog exists only once PID 1 loads it) and `extra` asks for
+/// `liftoff.watchdog=`: PID 1 opens the watchdog only then, and a softdog started at boot
+/// that nobody opens resets a healthy host too. The first watchdog registered must be
+/// softdog (no hardware watchdog on the machine), since PID 1 opens `/dev/watchdog`.
+pub fn early_watchdog_args(kernel_config: &str, extra: &str) -> Option<String> {
+    let softdog_built_in = kernel_config
+        .lines()
+        .any(|l| l.trim() == "CONFIG_SOFT_WATCHDOG=y");
+    let pid1_opens = extra
+        .split_whitespace()
+        .any(|w| w.starts_with("liftoff.watchdog="));
+    (softdog_built_in && pid1_opens).then(|| {
+        format!(
+            "softdog.soft_active_on_boot=1 softdog.soft_margin={EARLY_WATCHDOG_SECS} \
+             softdog.soft_panic=1"
+        )
+    })
+}
+
+/// Where the `.config` of the kernel image `kernel` is: `config-VERSION` beside
+/// `vmlinuz-VERSION` (Debian's packages), else `config` beside the image
+/// (`scripts/build-kernel`'s cache).
+pub fn kernel_config_path(kernel: &Path) -> PathBuf {
+    let name = kernel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let config = match name.strip_prefix("vmlinuz-") {
+        Some(version) => format!("config-{version}"),
+        None => "config".to_owned(),
+    };
+    kernel.with_file_name(config)
+}
+
+/// What a slot booting `kernel` gets after its own keys: [`early_watchdog_args`] when they
+/// apply to the kernel's `.config` ([`kernel_config_path`]; a kernel without one gets
+/// none), then `extra`, whose keys come later and so win.
+pub fn slot_extra(kernel: &Path, extra: &str) -> String {
+    let config = std::fs::read_to_string(kernel_config_path(kernel)).unwrap_or_default();
+    match early_watchdog_args(&config, extra) {
+        Some(args) => format!("{args} {extra}"),
+        None => extra.to_owned(),
+    }
+}
+
 /// The command line of `slot` on `disk` under legacy BIOS, which GRUB reads from
 /// `bios/cmdline.env` ([`crate::bios`]): [`slot_cmdline`] without
 /// `liftoff.boot_partuuid` (GRUB adds it from `probe --part-uuid`, so a payload made for
@@ -252,22 +314,25 @@ pub struct Install {
 }
 
 impl Install {
-    /// Slot `slot`'s command line on `disk`, naming its BOOT partition.
+    /// Slot `slot`'s command line on `disk`, naming its BOOT partition, with
+    /// [`slot_extra`] for the kernel.
     pub fn cmdline(&self, disk: &BuiltDisk, slot: Slot) -> String {
         slot_cmdline(
             self.arch,
             slot,
             disk,
             Some(disk.partuuid(slot.boot_partition())),
-            &self.extra_cmdline,
+            &slot_extra(&self.kernel, &self.extra_cmdline),
         )
     }
 
     /// Slot `slot`'s command line under legacy BIOS ([`bios_cmdline`]) when `disk` boots
     /// under BIOS (it has a BIOS boot partition), else `None`.
     pub fn bios_cmdline(&self, disk: &BuiltDisk, slot: Slot) -> Option<String> {
-        disk.bios_boot()
-            .then(|| bios_cmdline(self.arch, slot, disk, &self.extra_cmdline))
+        disk.bios_boot().then(|| {
+            let extra = slot_extra(&self.kernel, &self.extra_cmdline);
+            bios_cmdline(self.arch, slot, disk, &extra)
+        })
     }
 }
 
@@ -375,5 +440,84 @@ mod tests {
         ] {
             assert_eq!(slot_cmdline(arch, slot, &disk, uuid, extra), want);
         }
+    }
+
+    #[test]
+    fn early_watchdog_only_with_softdog_built_in_and_a_pid1_watchdog() {
+        let args = "softdog.soft_active_on_boot=1 softdog.soft_margin=60 softdog.soft_panic=1";
+        // (.config, extra, args expected)
+        let cases = [
+            ("CONFIG_SOFT_WATCHDOG=y\n", "liftoff.watchdog=120", true),
+            (
+                "CONFIG_WATCHDOG=y\nCONFIG_SOFT_WATCHDOG=y\n",
+                "liftoff.handoff=/p liftoff.watchdog=5 liftoff.debug",
+                true,
+            ),
+            // Debian's cloud kernels: a module exists only once PID 1 loads it.
+            ("CONFIG_SOFT_WATCHDOG=m\n", "liftoff.watchdog=120", false),
+            (
+                "# CONFIG_SOFT_WATCHDOG is not set\n",
+                "liftoff.watchdog=120",
+                false,
+            ),
+            ("", "liftoff.watchdog=120", false),
+            // Nobody opens the device: softdog would reset a healthy host.
+            ("CONFIG_SOFT_WATCHDOG=y\n", "liftoff.handoff=/p", false),
+            ("CONFIG_SOFT_WATCHDOG=y\n", "", false),
+            ("CONFIG_SOFT_WATCHDOG=y\n", "xliftoff.watchdog=120", false),
+            (
+                "CONFIG_SOFT_WATCHDOG_PRETIMEOUT=y\n",
+                "liftoff.watchdog=120",
+                false,
+            ),
+        ];
+        for (config, extra, want) in cases {
+            assert_eq!(
+                early_watchdog_args(config, extra).as_deref(),
+                want.then_some(args),
+                "{config:?} {extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_kernel_config_is_found_beside_the_image() {
+        for (kernel, config) in [
+            (
+                "/c/kernels/amd64/root/boot/vmlinuz-6.1.0-57-cloud-amd64",
+                "/c/kernels/amd64/root/boot/config-6.1.0-57-cloud-amd64",
+            ),
+            (
+                "/c/kernel-build/x86_64-31a3/bzImage",
+                "/c/kernel-build/x86_64-31a3/config",
+            ),
+            (
+                "/c/kernel-build/aarch64-103d/Image",
+                "/c/kernel-build/aarch64-103d/config",
+            ),
+        ] {
+            assert_eq!(kernel_config_path(Path::new(kernel)), Path::new(config));
+        }
+    }
+
+    #[test]
+    fn slot_extra_reads_the_config_beside_the_kernel() {
+        let dir = std::env::temp_dir().join(format!("liftoff-slot-extra-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kernel = dir.join("bzImage");
+        // No .config: nothing added.
+        assert_eq!(
+            slot_extra(&kernel, "liftoff.watchdog=9"),
+            "liftoff.watchdog=9"
+        );
+        std::fs::write(dir.join("config"), "CONFIG_SOFT_WATCHDOG=y\n").unwrap();
+        // The image's own keys come last, so they win over the defaults.
+        let got = slot_extra(&kernel, "liftoff.watchdog=9 softdog.soft_margin=5");
+        assert!(
+            got.starts_with("softdog.soft_active_on_boot=1 ")
+                && got.ends_with(" softdog.soft_panic=1 liftoff.watchdog=9 softdog.soft_margin=5"),
+            "{got}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

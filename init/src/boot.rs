@@ -56,10 +56,20 @@ pub fn run() -> ! {
     }
     timeline::mark("cmdline");
 
+    // A watchdog built into the kernel is there already, and may be running since boot
+    // (softdog.soft_active_on_boot, which the image sets for a kernel with softdog built
+    // in): take it over before the modules load. A modular one (Debian's softdog) is armed
+    // once they have.
+    let built_in = root.join("dev/watchdog").exists();
+    let early_dog = built_in.then(|| arm_watchdog(&cmdline.config)).flatten();
     load_modules(root, &cmdline.others);
     timeline::mark("modules");
     check_signed_cmdline(root);
-    let watchdog = arm_watchdog(&cmdline.config);
+    let watchdog = if built_in {
+        early_dog
+    } else {
+        arm_watchdog(&cmdline.config)
+    };
 
     let config = &cmdline.config;
     if config.roothash.is_none() {

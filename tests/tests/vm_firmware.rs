@@ -120,6 +120,15 @@ struct Setup {
     /// Slot A's kernel gets no initramfs, so it panics before PID 1 (and `panic=-1`
     /// reboots it).
     kill_a: bool,
+    /// Slot A's kernel gets no initramfs and waits for a root device that never comes
+    /// (`root=` a missing disk, `rootwait`): it hangs before PID 1, as a kernel whose disk
+    /// driver never finds the disk does.
+    hang_a: bool,
+    /// The minimal kernel of `kernel-config/` (everything built in, softdog too) with an
+    /// initramfs holding PID 1 alone, instead of Debian's cloud kernel and its modules.
+    minimal_kernel: bool,
+    /// Added to every slot's command line after `liftoff.handoff=`.
+    extra: &'static str,
     /// Another Liftoff disk is attached before the boot disk: new GUIDs, grubenv
     /// `B`/`1`, no GRUB (so the firmware boots the second disk).
     other_disk_first: bool,
@@ -159,6 +168,9 @@ impl Default for Setup {
             root_b: false,
             words: None,
             kill_a: false,
+            hang_a: false,
+            minimal_kernel: false,
+            extra: "",
             other_disk_first: false,
             clone_on_nvme: false,
             a_extra: None,
@@ -229,7 +241,13 @@ impl Boot {
 }
 
 fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
-    let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
+    let (kernel, initramfs) = if setup.minimal_kernel {
+        (common::minimal_kernel(arch), common::pid1_initramfs(arch))
+    } else {
+        let debian = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
+        let initramfs = system::initramfs(arch, &debian).unwrap();
+        (debian.image, initramfs)
+    };
     let sys = system(arch, setup.sector_size);
     let (work, scratch) = common::work_dir(&format!("firmware-{test}-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
@@ -243,20 +261,29 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         arch,
         keys: keys.clone(),
         grubenv,
-        kernel: kernel.image.clone(),
-        initramfs: system::initramfs(arch, &kernel).unwrap(),
+        kernel: kernel.clone(),
+        initramfs,
         slots: setup.slots,
-        extra_cmdline: format!("liftoff.handoff={PROBE}"),
+        extra_cmdline: format!("liftoff.handoff={PROBE} {}", setup.extra)
+            .trim_end()
+            .to_owned(),
         version: DEFAULT_VERSION.into(),
     };
     boot::install(&disk, &install, &work.join("fat")).unwrap_or_else(|e| panic!("{e}"));
-    if setup.kill_a {
-        let cmdline = install.cmdline(&disk, Slot::A);
-        let bios_cmdline = install.bios_cmdline(&disk, Slot::A);
+    if setup.kill_a || setup.hang_a {
+        let hang = if setup.hang_a {
+            " root=/dev/liftoff-missing rootwait"
+        } else {
+            ""
+        };
+        let cmdline = format!("{}{hang}", install.cmdline(&disk, Slot::A));
+        let bios_cmdline = install
+            .bios_cmdline(&disk, Slot::A)
+            .map(|c| format!("{c}{hang}"));
         let slot_boot = SlotBoot {
             arch,
             slot: Slot::A,
-            kernel: &kernel.image,
+            kernel: &kernel,
             initramfs: None,
             cmdline: &cmdline,
             bios_cmdline: bios_cmdline.as_deref(),
@@ -272,6 +299,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
     for (slot, extra) in [(Slot::A, &setup.a_extra), (Slot::B, &setup.b_extra)] {
         let Some(extra) = extra else { continue };
         let uuid = disk.partuuid(slot.boot_partition());
+        let extra = &boot::slot_extra(&kernel, extra);
         let cmdline = boot::slot_cmdline(arch, slot, &disk, Some(uuid), extra);
         let bios_cmdline = disk
             .bios_boot()
@@ -279,7 +307,7 @@ fn boot(arch: Arch, test: &str, setup: Setup) -> Boot {
         let slot_boot = SlotBoot {
             arch,
             slot,
-            kernel: &kernel.image,
+            kernel: &kernel,
             initramfs: Some(&install.initramfs),
             cmdline: &cmdline,
             bios_cmdline: bios_cmdline.as_deref(),
@@ -1379,6 +1407,96 @@ fn vm_aarch64_firmware_rolls_back_after_kernel_panic() {
 #[test]
 fn vm_x86_64_bios_rolls_back_after_kernel_panic() {
     rollback_after_kernel_panic(Arch::X86_64, true);
+}
+
+/// A kernel that hangs before PID 1 is reset (issue 17 item 4), on the minimal kernel
+/// with softdog built in: the image builder puts `softdog.soft_active_on_boot=1` on the
+/// signed command line (`liftoff_image::boot::early_watchdog_args`), with a margin made
+/// short here (10 s instead of 60 s). Slot A (the update, one try) waits forever for a root
+/// device that never comes; nobody opens `/dev/watchdog`, so softdog panics the kernel 10 s
+/// after it registered and `panic=-1` reboots it. GRUB finds its pending flag still set and
+/// boots slot B, whose PID 1 takes the watchdog over in time, spends A's try and stays on
+/// B. Without the keys slot A waits for its disk forever.
+fn resets_a_kernel_that_hangs(arch: Arch) {
+    let mut b = boot(
+        arch,
+        "hang_a",
+        Setup {
+            grubenv: Env::Keys(Slot::A, false),
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(2, 1, false, 0), word(1, 0, true, 0))),
+            hang_a: true,
+            minimal_kernel: true,
+            extra: "liftoff.watchdog=120 softdog.soft_margin=10",
+            ..Setup::default()
+        },
+    );
+    b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_for_text("Waiting for root device /dev/liftoff-missing", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hung = b.vm.elapsed();
+    b.vm.wait_for_text("Software Watchdog Timer expired", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fired = b.vm.elapsed();
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "slot A hung at {:.1} s, softdog fired at {:.1} s, reset after {:.1} s",
+        hung.as_secs_f64(),
+        fired.as_secs_f64(),
+        b.vm.elapsed().as_secs_f64()
+    );
+    assert_console_has(
+        &b,
+        &[
+            "softdog: initialized. soft_noboot=0 soft_margin=10 sec soft_panic=1",
+            "soft_active_on_boot=1",
+        ],
+    );
+    // softdog fired its margin after it started (kernel time; its "initialized" line comes
+    // a few milliseconds after the timer started).
+    let registered = common::printk_of(b.vm.lines(), "softdog: initialized").unwrap();
+    let panicked = common::printk_of(b.vm.lines(), "Software Watchdog Timer expired").unwrap();
+    let after = panicked - registered;
+    assert!(
+        (9_500_000..12_000_000).contains(&after),
+        "softdog fired {after} us after it registered"
+    );
+    assert!(!console_has(&b, "liftoff: "), "PID 1 never ran");
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=1\n");
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 1, false, 0));
+
+    b.restart("console-2");
+    let r = report(&mut b);
+    assert_console_has(
+        &b,
+        &[
+            "liftoff-grub: slot A never reached PID 1, falling back to slot B",
+            "liftoff-grub: booting slot B from (hd0,gpt5)",
+        ],
+    );
+    assert_runs_slot(&b, &r, Slot::B);
+    assert!(
+        r.liftoff_log
+            .iter()
+            .any(|l| l.starts_with("watchdog /dev/watchdog armed: 120 s")),
+        "PID 1 took over the softdog running since boot: {:?}",
+        r.liftoff_log
+    );
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 0));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 1));
+}
+
+#[test]
+fn vm_x86_64_firmware_resets_a_kernel_that_hangs() {
+    resets_a_kernel_that_hangs(Arch::X86_64);
+}
+
+#[test]
+fn vm_aarch64_firmware_resets_a_kernel_that_hangs() {
+    resets_a_kernel_that_hangs(Arch::Aarch64);
 }
 
 /// Legacy BIOS, the happy path: SeaBIOS runs GRUB's boot.img from the MBR, which loads

@@ -13,32 +13,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use liftoff_image::initramfs::Initramfs;
-use liftoff_image::kernel::workspace_root;
-use liftoff_image::{artifacts, disk, system, Arch};
+use liftoff_image::{disk, system, Arch};
 use liftoff_probe::Report;
 use liftoff_qemu::vm::{Bus, Disk, Vm, VmConfig};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The cached minimal kernel image for `arch` (built first if missing).
-fn minimal_kernel(arch: Arch) -> PathBuf {
-    let script = workspace_root().join("scripts/build-kernel");
-    let out = Command::new(&script)
-        .arg(arch.name())
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "scripts/build-kernel {arch} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// How much bigger than the image the disk is, so that PID 1 grows DATA.
 const GROW_MIB: u64 = 64;
@@ -47,7 +28,7 @@ const GROW_MIB: u64 = 64;
 /// cloud kernels have no AHCI driver, the minimal kernel builds it in, so this boot is the
 /// SATA column of the controller matrix (docs/hardware.md).
 fn boots_without_modules(arch: Arch, bus: Bus) {
-    let kernel = minimal_kernel(arch);
+    let kernel = common::minimal_kernel(arch);
     let sys = common::system(arch);
     let (work, _scratch) = common::work_dir(&format!("minimal_kernel-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
@@ -58,11 +39,8 @@ fn boots_without_modules(arch: Arch, bus: Bus) {
     let len = file.metadata().unwrap().len();
     file.set_len(len + (GROW_MIB << 20)).unwrap();
     drop(file);
-    let mut initramfs = Initramfs::new().unwrap();
-    let init = artifacts::musl_binary(arch, "init").unwrap_or_else(|e| panic!("{e}"));
-    initramfs.host_file("init", 0o755, &init).unwrap();
     let initrd = work.join("initramfs.cpio");
-    std::fs::write(&initrd, initramfs.finish().unwrap()).unwrap();
+    std::fs::write(&initrd, common::pid1_initramfs(arch)).unwrap();
     let mut config = VmConfig::new(arch, &kernel, &work.join("console.log"));
     config.initrd = Some(initrd);
     config.memory_mib = 1024;

@@ -123,12 +123,14 @@ pub fn write_payloads(
         spec.slot,
         &slot_disk,
         spec.boot_partuuid,
-        &spec.boot.append,
+        &boot::slot_extra(&spec.boot.kernel, &spec.boot.append),
     );
     // The disks an x86_64 512-byte-sector payload goes to boot under BIOS too: the BOOT
     // image carries the slot's BIOS files as a disk's BOOT partition does.
-    let bios_cmdline = crate::bios::supported(spec.arch, spec.sector_size)
-        .then(|| boot::bios_cmdline(spec.arch, spec.slot, &slot_disk, &spec.boot.append));
+    let bios_cmdline = crate::bios::supported(spec.arch, spec.sector_size).then(|| {
+        let extra = boot::slot_extra(&spec.boot.kernel, &spec.boot.append);
+        boot::bios_cmdline(spec.arch, spec.slot, &slot_disk, &extra)
+    });
     progress(&format!(
         "making the BOOT image for slot {}",
         spec.slot.name()

@@ -12,6 +12,30 @@ use liftoff_image::system::{self, BuiltSystem, RootFile, RootLink, SystemSpec};
 use liftoff_image::{artifacts, Arch};
 use liftoff_qemu::vm::{self, Bus, Disk, Vm, VmConfig};
 
+/// The cached minimal kernel image for `arch` (`scripts/build-kernel`, which builds it first
+/// if missing); its `.config` is `config` beside it.
+pub fn minimal_kernel(arch: Arch) -> PathBuf {
+    let script = liftoff_image::kernel::workspace_root().join("scripts/build-kernel");
+    let out = Command::new(&script)
+        .arg(arch.name())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "scripts/build-kernel {arch} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// An initramfs with PID 1 alone and no modules, for the minimal kernel.
+pub fn pid1_initramfs(arch: Arch) -> Vec<u8> {
+    let mut initramfs = liftoff_image::initramfs::Initramfs::new().unwrap();
+    let init = artifacts::musl_binary(arch, "init").unwrap_or_else(|e| panic!("{e}"));
+    initramfs.host_file("init", 0o755, &init).unwrap();
+    initramfs.finish().unwrap()
+}
+
 pub const PROBE: &str = "/usr/local/bin/liftoff-probe";
 
 /// The systemd unit that reports and powers off once multi-user.target is reached.
