@@ -87,8 +87,10 @@ exec /usr/bin/containerd.real \"$@\"
 /// What the first container (`t1`, `--cni`, `--memory-limit`) runs: its output, its
 /// network namespace and addresses, the gateway over the bridge, its cgroup's
 /// `memory.max`, and awk doubling a string until the limit bites (the OOM killer ends
-/// awk with SIGKILL, exit 137, and the cgroup counts an oom_kill). No single quotes: the
-/// script passes it to `sh -c '...'`.
+/// awk with SIGKILL, exit 137, and the cgroup counts an oom_kill). ctr's default spec
+/// mounts no cgroup file system; the script asks for one, read-only (without a cgroup
+/// namespace it shows the whole tree, the container's cgroup at the path
+/// /proc/self/cgroup names). No single quotes: the script passes it to `sh -c '...'`.
 const T1: &str = r#"echo LIFTOFF-CONTAINER-MARKER-$((6*7))
 echo LIFTOFF-CT netns $(readlink /proc/self/ns/net)
 echo LIFTOFF-CT links $(ls /sys/class/net)
@@ -96,10 +98,12 @@ echo LIFTOFF-CT inet $(ip -4 -o addr show dev eth0)
 ping -c 1 -W 10 @GATEWAY@ > /dev/null && echo LIFTOFF-CT gateway answers
 cg=$(cat /proc/self/cgroup)
 echo LIFTOFF-CT cgroup ${cg#0::}
-echo LIFTOFF-CT memory.max $(cat /sys/fs/cgroup${cg#0::}/memory.max)
+m=/sys/fs/cgroup${cg#0::}
+[ -e $m/memory.max ] || m=/sys/fs/cgroup
+echo LIFTOFF-CT memory.max $(cat $m/memory.max 2>&1)
 awk "BEGIN { s = \"x\"; while (1) s = s s }"
 echo LIFTOFF-CT hog exit $?
-echo LIFTOFF-CT $(grep -w oom_kill /sys/fs/cgroup${cg#0::}/memory.events)"#;
+echo LIFTOFF-CT $(grep -w oom_kill $m/memory.events 2>&1)"#;
 
 /// The workload script (see the module's doc). Stops at the first failed step with
 /// `liftoff-workload: FAILED: ...`; powers off either way.
@@ -133,12 +137,14 @@ mkdir -p /opt/cni && ln -sfn /usr/lib/cni /opt/cni/bin || fail "linking /opt/cni
 ctr image import --all-platforms @ARCHIVE@ || fail "ctr image import exited $?"
 ctr image ls -q | grep -qx '@IMAGE@' || fail "@IMAGE@ not in: $(ctr image ls -q)"
 say "host netns $(readlink /proc/self/ns/net)"
-ctr run --rm --cni --memory-limit @LIMIT@ @IMAGE@ t1 /bin/sh -c '@T1@' ||
+ctr run --rm --cni --memory-limit @LIMIT@ \
+  --mount type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:nodev:noexec \
+  @IMAGE@ t1 /bin/sh -c '@T1@' ||
   fail "ctr run t1 exited $?"
 say "host links $(ls /sys/class/net | tr '\n' ' ')"
 say "containers left after --rm: $(ctr container ls -q | wc -l)"
 ctr run -d --null-io --memory-limit @LIMIT@ @IMAGE@ t2 \
-  /bin/sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /count; sleep 0.2; done' ||
+  /bin/sh -c 'trap "exit 0" TERM; i=0; while :; do i=$((i + 1)); echo $i > /count; sleep 0.2; done' ||
   fail "ctr run -d t2 exited $?"
 count=/run/containerd/io.containerd.runtime.v2.task/default/t2/rootfs/count
 n=0
@@ -151,6 +157,7 @@ task=$(ctr task ls | awk '$1 == "t2" { print $2, $3 }')
 pid=${task%% *}
 shim=$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status")
 say "t2 before: task $task shim $shim $(cat "/proc/$shim/comm") count $(read_count)"
+say "t2 memory.max from the host $(cat /sys/fs/cgroup/default/t2/memory.max 2>&1)"
 containerd=$(cat /run/liftoff-workload/pid)
 kill -KILL "$containerd" || fail "kill -KILL $containerd exited $?"
 say "killed containerd (pid $containerd)"
@@ -328,8 +335,25 @@ fn workload_runs(arch: Arch) {
         "137",
         "awk killed (SIGKILL) for going over the limit; log {log}"
     );
-    let kills: u32 = value(&ct, "oom_kill", &log).parse().unwrap();
+    assert_eq!(
+        value(&report, "t2 memory.max from the host", &log),
+        MEMORY_LIMIT.to_string(),
+        "log {log}"
+    );
+    let kills: u32 = value(&ct, "oom_kill", &log)
+        .parse()
+        .unwrap_or_else(|e| panic!("the cgroup's oom_kill count: {e}; log {log}"));
     assert!(kills >= 1, "the cgroup counts an OOM kill; log {log}");
+    assert!(
+        vm.lines().iter().any(|l| [
+            "oom-kill:constraint=CONSTRAINT_MEMCG,",
+            ",oom_memcg=/default/t1,",
+            ",task=awk,"
+        ]
+        .iter()
+        .all(|part| l.contains(part))),
+        "the kernel names the limit of t1's cgroup and awk; log {log}"
+    );
     assert_eq!(
         value(&report, "containers left after --rm:", &log),
         "0",
