@@ -31,8 +31,12 @@ use sha2::{Digest, Sha256};
 use crate::kernel::cache_dir;
 use crate::Arch;
 
-/// The applets linked to `/bin/busybox` in the layer.
-pub const APPLETS: &[&str] = &["cat", "echo", "ls", "sh", "sleep", "true"];
+/// The applets linked to `/bin/busybox` in the layer: a shell and what the VM tests'
+/// containers run (`tests/tests/vm_container.rs`: addresses, a ping over the CNI bridge,
+/// their netns link, a cgroup file, awk to go over a memory limit).
+pub const APPLETS: &[&str] = &[
+    "awk", "cat", "echo", "grep", "ip", "ls", "ping", "readlink", "sh", "sleep", "true",
+];
 
 /// The fixed modification time of every tar entry (2020-01-01T00:00:00Z).
 const MTIME: u64 = 1_577_836_800;
