@@ -771,8 +771,8 @@ fn containerd_handoff(arch: Arch) {
             .position(|l| l.contains(text))
             .unwrap_or_else(|| panic!("no line with {text:?}; log {log}"))
     };
-    at("liftoff: services from /etc/liftoff/services: 10-dhcp (required), 20-net-report");
-    at("service file /etc/liftoff/services/30-broken:2: perhaps: yes or no; service skipped");
+    at("liftoff: services from /etc/liftoff/services: 10-dhcp (required) 20-net-report");
+    at("service file /etc/liftoff/services/30-broken:2: required=perhaps: yes or no; service skipped");
     let ready = at("liftoff: service 10-dhcp (pid ");
     assert!(lines[ready].contains(") is ready "), "{}", lines[ready]);
     assert!(

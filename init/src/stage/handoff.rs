@@ -71,15 +71,15 @@ pub fn containerd(
     for e in &errors {
         kmsg::error(e);
     }
-    kmsg::info(&format!(
-        "services from {}: {}",
-        supervise::SERVICES_DIR,
-        services
-            .iter()
-            .map(|s| format!("{}{}", s.name, if s.required { " (required)" } else { "" }))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    let mut list = format!("services from {}:", supervise::SERVICES_DIR);
+    for s in &services {
+        list.push(' ');
+        list.push_str(&s.name);
+        if s.required {
+            list.push_str(" (required)");
+        }
+    }
+    kmsg::info(&list);
     let config = supervise::Config {
         program: supervise::Program::containerd(),
         policy: supervise::Policy {

@@ -782,6 +782,7 @@ impl Machine {
     fn died(&mut self, ran: Duration, last: String, at: Duration, out: &mut Vec<Action>) {
         // Health did not hold: it has to be reached again and hold from then on.
         self.holds_at = None;
+        self.answered = None;
         if ran >= self.policy.stable_after {
             self.fast_deaths = 0;
             self.backoff = self.policy.backoff_first;

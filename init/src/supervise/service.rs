@@ -63,12 +63,10 @@ impl fmt::Display for ParseError {
     }
 }
 
-fn argv(value: &str) -> Result<Program, String> {
+fn argv(value: &str) -> Result<Program, &'static str> {
     let mut words = value.split_ascii_whitespace();
     let path = words.next().ok_or("empty command")?;
-    if !path.starts_with('/') {
-        return Err(format!("{path}: the command needs an absolute path"));
-    }
+    absolute(path)?;
     Ok(Program {
         path: path.into(),
         args: words.map(Into::into).collect(),
@@ -76,19 +74,19 @@ fn argv(value: &str) -> Result<Program, String> {
     })
 }
 
-fn absolute(value: &str) -> Result<PathBuf, String> {
+fn absolute(value: &str) -> Result<PathBuf, &'static str> {
     if value.starts_with('/') {
         Ok(value.into())
     } else {
-        Err(format!("{value}: not an absolute path"))
+        Err("not an absolute path")
     }
 }
 
-fn yes_no(value: &str) -> Result<bool, String> {
+fn yes_no(value: &str) -> Result<bool, &'static str> {
     match value {
         "yes" => Ok(true),
         "no" => Ok(false),
-        _ => Err(format!("{value}: yes or no")),
+        _ => Err("yes or no"),
     }
 }
 
@@ -121,16 +119,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Service, ParseError> {
         grace: Duration::from_secs(10),
     };
     for (n, raw) in text.lines().enumerate() {
-        let n = n + 1;
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| err(n, format!("{line}: not key=value")))?;
+        let (key, value) = line.split_once('=').unwrap_or((line, ""));
         let value = value.trim();
         let r = match key.trim() {
+            _ if !line.contains('=') => Err("not key=value"),
             "command" => argv(value).map(|p| program = Some(p)),
             "after" if !value.is_empty() => {
                 service.after = Some(value.to_owned());
@@ -143,21 +139,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Service, ParseError> {
                 Some(("socket", p)) => absolute(p).map(Ready::Socket),
                 Some(("grpc", p)) => absolute(p).map(Ready::Grpc),
                 Some(("command", c)) => argv(c).map(Ready::Command),
-                _ => Err(format!(
-                    "{value}: started, socket:PATH, grpc:PATH or command:ARGV"
-                )),
+                _ => Err("started, socket:PATH, grpc:PATH or command:ARGV"),
             }
             .map(|r| service.ready = r),
             "stop_signal" => Kill::from_name(value)
-                .ok_or_else(|| format!("{value}: TERM, INT, HUP, QUIT, USR1, USR2 or KILL"))
+                .ok_or("TERM, INT, HUP, QUIT, USR1, USR2 or KILL")
                 .map(|s| service.stop = s),
             "stop_grace" => value
                 .parse()
                 .map(|s| service.grace = Duration::from_secs(s))
-                .map_err(|_| format!("{value}: whole seconds")),
-            other => Err(format!("{other}: unknown key")),
+                .map_err(|_| "whole seconds"),
+            _ => Err("unknown key"),
         };
-        r.map_err(|m| err(n, m))?;
+        r.map_err(|m| err(n + 1, format!("{line}: {m}")))?;
     }
     service.program = program.ok_or_else(|| err(0, "no command= line".into()))?;
     Ok(service)

@@ -815,17 +815,21 @@ fn a_service_file_is_parsed() {
 #[test]
 fn every_bad_line_is_refused_with_its_file_and_line() {
     for (text, line, says) in [
-        ("command=/bin/x\nnonsense", 2, "not key=value"),
+        ("command=/bin/x\nnonsense", 2, "nonsense: not key=value"),
         ("command=bin/x", 1, "absolute path"),
-        ("command=", 1, "empty command"),
-        ("command=/bin/x\nrequired=maybe", 2, "yes or no"),
+        ("command=", 1, "command=: empty command"),
+        (
+            "command=/bin/x\nrequired=maybe",
+            2,
+            "required=maybe: yes or no",
+        ),
         ("command=/bin/x\n\nrestart=1", 3, "yes or no"),
         ("command=/bin/x\nready=tcp:80", 2, "socket:PATH"),
         ("command=/bin/x\nready=socket:run/x", 2, "absolute path"),
         ("command=/bin/x\nready=command:x", 2, "absolute path"),
         ("command=/bin/x\nstop_signal=STOP", 2, "TERM, INT"),
         ("command=/bin/x\nstop_grace=1.5", 2, "whole seconds"),
-        ("command=/bin/x\nuser=root", 2, "user: unknown key"),
+        ("command=/bin/x\nuser=root", 2, "user=root: unknown key"),
         ("# only a comment", 0, "no command= line"),
     ] {
         let e = service::parse(Path::new("/etc/liftoff/services/x"), text).unwrap_err();
@@ -1245,4 +1249,50 @@ fn shutdown_stops_services_in_reverse_order_with_their_signal_then_sigkill() {
         feed(&mut m, Event::Tick { at: ms(60_000) }).last(),
         Some(&Action::KillAll { signal: Kill::Kill })
     );
+}
+
+#[test]
+fn an_answer_from_a_containerd_that_died_since_does_not_count() {
+    let config = with_services(vec![service(
+        "net",
+        "command=/bin/net\nready=socket:/run/net\nrequired=yes",
+    )]);
+    let mut m = Machine::new(&config);
+    feed(&mut m, Event::Tick { at: ms(0) });
+    feed(
+        &mut m,
+        Event::ServiceSpawned {
+            index: 0,
+            result: Ok(200),
+            at: ms(0),
+        },
+    );
+    feed(
+        &mut m,
+        Event::Spawned {
+            pid: 300,
+            at: ms(0),
+        },
+    );
+    feed(
+        &mut m,
+        Event::Healthy {
+            version: "1.6".into(),
+            at: ms(100),
+        },
+    );
+    feed(
+        &mut m,
+        Event::Exited {
+            pid: 300,
+            exit: Exit::Code(1),
+            at: ms(150),
+        },
+    );
+    let ready = Event::ServiceChecked {
+        index: 0,
+        result: Ok(()),
+        at: ms(200),
+    };
+    assert_eq!(feed(&mut m, ready), []);
 }
