@@ -164,7 +164,15 @@ pub fn load(dir: &Path) -> (Vec<Service>, Vec<String>) {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    names.sort();
+    // Insertion sort: a handful of files, and no sort code instantiated for PID 1.
+    for i in 1..names.len() {
+        let mut j = i;
+        while j > 0 && names.get(j - 1).map(|p| p.as_os_str()) > names.get(j).map(|p| p.as_os_str())
+        {
+            names.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     let mut services: Vec<Service> = Vec::new();
     let mut errors = Vec::new();
     for file in names {
