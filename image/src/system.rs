@@ -30,6 +30,31 @@ pub struct RootFile {
     pub data: Vec<u8>,
 }
 
+/// The DHCP service PID 1 supervises in containerd mode (docs/services.md): dhcpcd from
+/// Debian's `dhcpcd-base` (in the root since `scripts/build-rootfs` installs it), IPv4 on
+/// `eth0` (without udev the kernel's own name), in the foreground, without a link-local
+/// fallback. Ready once `eth0` has an IPv4 route (the lease's subnet route at least);
+/// required, so the host is healthy only with network.
+pub const DHCP_SERVICE: &str = "\
+# The host's network: a DHCPv4 lease on eth0 (docs/services.md).
+command=/usr/sbin/dhcpcd --nobackground --ipv4only --noipv4ll eth0
+required=yes
+# Ready once eth0 has an IPv4 route, which only an applied lease gives it here (no
+# link-local fallback); a lease file from an earlier boot cannot pass this.
+ready=command:/usr/bin/mawk $1==\"eth0\"{f=1}END{exit!f} /proc/net/route
+stop_signal=TERM
+stop_grace=5
+";
+
+/// [`DHCP_SERVICE`] as a file of the root, at `/etc/liftoff/services/10-dhcp`.
+pub fn dhcp_service() -> RootFile {
+    RootFile {
+        path: "/etc/liftoff/services/10-dhcp".into(),
+        mode: 0o644,
+        data: DHCP_SERVICE.as_bytes().to_vec(),
+    }
+}
+
 /// A symbolic link added to the root tree.
 #[derive(Debug, Clone)]
 pub struct RootLink {

@@ -79,6 +79,10 @@ impl System for Recording {
     fn wait(&mut self, until: Option<Duration>) -> io::Result<Vec<Signal>> {
         self.real.wait(until)
     }
+    fn check(&mut self, socket: &std::path::Path, grpc: bool) -> Result<(), String> {
+        self.real.check(socket, grpc)
+    }
+
     fn probe(&mut self) -> Result<String, String> {
         self.real.probe()
     }
@@ -136,6 +140,7 @@ fn policy() -> Policy {
         kill_timeout: Duration::from_secs(2),
         watchdog_pet: None,
         health_holds: None,
+        health_every: None,
     }
 }
 
@@ -151,6 +156,7 @@ fn fast_deaths_give_up() {
         program: sh("sleep 0.3 & sleep 0.2; exit 1"),
         policy: policy(),
         unmount: Vec::new(),
+        services: Vec::new(),
     };
     let t = Instant::now();
     let result = supervise::run(&mut sys, &config, &mut |_| panic!("no health expected"));
@@ -194,6 +200,7 @@ fn sigint_shuts_down_in_order() {
         program: sh("(trap '' TERM; exec sleep 30) & sleep 0.3; kill -INT $PPID; exec sleep 30"),
         policy: policy(),
         unmount: vec!["/local".into(), "/local/var".into()],
+        services: Vec::new(),
     };
     let t = Instant::now();
     let power = supervise::run(&mut sys, &config, &mut |_| {}).unwrap();
@@ -260,6 +267,7 @@ fn containerd_supervised() {
         program,
         policy: policy(),
         unmount: Vec::new(),
+        services: Vec::new(),
     };
     let t = Instant::now();
     let mut healthy = Vec::new();
@@ -318,6 +326,7 @@ fn pid1_scenario() {
         program: sh("(trap '' TERM; exec sleep 30) & sleep 0.3; kill -TERM 1; exec sleep 30"),
         policy: policy(),
         unmount: vec!["/local".into()],
+        services: Vec::new(),
     };
     let power = supervise::run(&mut sys, &config, &mut |_| {}).unwrap();
     assert_eq!(power, Power::Off);

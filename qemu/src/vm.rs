@@ -192,6 +192,10 @@ pub struct VmConfig {
     pub tpm: Option<PathBuf>,
     /// Where the console log goes.
     pub log: PathBuf,
+    /// A virtio-net NIC on QEMU's user network with `restrict=on`: the guest reaches only
+    /// QEMU's built-in DHCP server (it hands out 10.0.2.15, router 10.0.2.2); no packet
+    /// leaves the host. There is never an unrestricted NIC.
+    pub nic: bool,
 }
 
 /// The swtpm control socket in a TPM state folder.
@@ -212,6 +216,7 @@ impl VmConfig {
             qmp: None,
             tpm: None,
             log: log.to_path_buf(),
+            nic: false,
         }
     }
 
@@ -297,6 +302,12 @@ impl VmConfig {
                 "emulator,id=tpm0,chardev=chrtpm".into(),
                 "-device".into(),
                 format!("{device},tpmdev=tpm0"),
+            ]);
+        }
+        if self.nic {
+            args.extend([
+                "-nic".into(),
+                "user,restrict=on,model=virtio-net-pci".into(),
             ]);
         }
         args.extend(self.extra.iter().cloned());
@@ -791,6 +802,18 @@ mod tests {
             "-chardev socket,id=chrtpm,path=/t/swtpm.sock -tpmdev emulator,id=tpm0,chardev=chrtpm \
              -device tpm-tis-device,tpmdev=tpm0"
         ));
+    }
+
+    #[test]
+    fn a_nic_is_always_restricted() {
+        let mut c = VmConfig::new(Arch::X86_64, Path::new("/k"), Path::new("/log"));
+        assert!(!c.args().iter().any(|a| a == "-nic"));
+        c.nic = true;
+        let args = c.args().join(" ");
+        assert!(
+            args.contains("-nic user,restrict=on,model=virtio-net-pci"),
+            "{args}"
+        );
     }
 
     #[test]

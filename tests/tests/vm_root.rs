@@ -61,6 +61,19 @@ fn boot_disk(
     disk: BuiltDisk,
     extra: Vec<Disk>,
 ) -> Boot {
+    boot_disk_nic(arch, work, log, append, disk, extra, false)
+}
+
+/// [`boot_disk`], with a restricted user-network NIC when `nic` (QEMU's DHCP only).
+fn boot_disk_nic(
+    arch: Arch,
+    work: &Path,
+    log: &str,
+    append: &str,
+    disk: BuiltDisk,
+    extra: Vec<Disk>,
+    nic: bool,
+) -> Boot {
     let kernel = Kernel::debian(arch).unwrap_or_else(|e| panic!("{e}"));
     let initrd = work.join("initramfs.cpio");
     std::fs::write(&initrd, system::initramfs(arch, &kernel).unwrap()).unwrap();
@@ -76,6 +89,7 @@ fn boot_disk(
         block_size: None,
     });
     config.disks.extend(extra);
+    config.nic = nic;
     // For tests that change the machine while it runs (block_resize).
     config.qmp = Some(work.join(format!("{log}.qmp")));
     let vm = Vm::start(&config).unwrap_or_else(|e| panic!("{e}"));
@@ -539,8 +553,44 @@ exec /usr/bin/containerd.real \"$@\"
 
 /// The image of the containerd-mode boots: the test root with CAP_SYS_MODULE kept and
 /// [`host_report_containerd`] in front of the real containerd.
-fn containerd_host_system(arch: Arch) -> system::BuiltSystem {
+/// The services of the containerd-mode test system with network: the image's DHCP
+/// service and, once it is ready, a report of eth0's addresses and dhcpcd.
+fn network_services() -> Vec<system::RootFile> {
+    vec![
+        system::dhcp_service(),
+        system::RootFile {
+            path: "/etc/liftoff/services/20-net-report".into(),
+            mode: 0o644,
+            data: b"command=/bin/sh /usr/local/bin/net-report
+after=10-dhcp
+restart=no
+"
+                .to_vec(),
+        },
+        system::RootFile {
+            path: "/usr/local/bin/net-report".into(),
+            mode: 0o755,
+            data: b"echo \"LIFTOFF-NET inet $(awk '/[|]-- /{a=$2} /32 host LOCAL/{print a}' /proc/net/fib_trie | sort -u | tr '\\n' ' ')\"\n\
+for p in $(pidof dhcpcd); do [ \"$(cut -d' ' -f4 /proc/$p/stat)\" = 1 ] && echo \"LIFTOFF-NET dhcpcd $p\"; done\n\
+echo \"LIFTOFF-NET route $(awk '$1==\"eth0\"{print $1, $2}' /proc/net/route)\"\n"
+                .to_vec(),
+        },
+        // A broken optional service: one error line, skipped, the boot goes on.
+        system::RootFile {
+            path: "/etc/liftoff/services/30-broken".into(),
+            mode: 0o644,
+            data: b"command=/bin/true
+required=perhaps
+".to_vec(),
+        },
+    ]
+}
+
+fn containerd_host_system(arch: Arch, network: bool) -> system::BuiltSystem {
     let mut spec = common::system_spec(arch);
+    if network {
+        spec.files.extend(network_services());
+    }
     spec.files
         .retain(|f| f.path != "/etc/liftoff/bounding-set.drop");
     let tree = system::root_tree(arch).unwrap_or_else(|e| panic!("{e}"));
@@ -572,7 +622,7 @@ fn containerd_host_system(arch: Arch) -> system::BuiltSystem {
 /// the boot (a root hash, a core_pattern pipe) are in the same file and refused by name,
 /// and the command line's own key wins over PRIVATE's.
 fn containerd_handoff(arch: Arch) {
-    let sys = containerd_host_system(arch);
+    let sys = containerd_host_system(arch, true);
     let (work, _scratch) = common::work_dir(&format!("containerd-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     set_attributes(&disk.path, disk::BOOT_A, word(1, 3, false, 0));
@@ -603,13 +653,14 @@ fn containerd_handoff(arch: Arch) {
         &work,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut b = boot_disk(
+    let mut b = boot_disk_nic(
         arch,
         &work,
         "console.log",
         "liftoff.handoff=containerd liftoff.watchdog=100000",
         disk,
         vec![],
+        true,
     );
     let line =
         b.vm.wait_for_text("answers: slot A marked successful", TIMEOUT)
@@ -712,6 +763,46 @@ fn containerd_handoff(arch: Arch) {
         said("bootconfig on /dev/vda8: took hostname, fs.inotify.max_user_instances=8200 net.core.somaxconn=3210"),
         "log {log}"
     );
+    // Services (issue 15 items 2 and 3): the list, the broken file refused by file:line,
+    // the DHCP lease from QEMU's user network, and health only after dhcpcd was ready.
+    let at = |text: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("no line with {text:?}; log {log}"))
+    };
+    at("liftoff: services from /etc/liftoff/services: 10-dhcp (required) 20-net-report");
+    at("service file /etc/liftoff/services/30-broken:2: required=perhaps: yes or no; service skipped");
+    let ready = at("liftoff: service 10-dhcp (pid ");
+    assert!(lines[ready].contains(") is ready "), "{}", lines[ready]);
+    assert!(
+        ready < at("answers: slot A marked successful"),
+        "health waited for the required DHCP service; log {log}"
+    );
+    // The report runs once dhcpcd is ready, usually before containerd answers.
+    if !said("LIFTOFF-NET route") {
+        b.vm.wait_for_text("LIFTOFF-NET route", TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let all = b.vm.lines().to_vec();
+    let net = |key: &str| -> String {
+        let key = format!("LIFTOFF-NET {key} ");
+        all.iter()
+            .find_map(|l| l.split_once(&key).map(|(_, r)| r.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {key:?} line; log {log}"))
+    };
+    let inet = net("inet");
+    assert!(inet.contains("10.0.2.15"), "QEMU's DHCP lease: {inet}");
+    // dhcpcd's privilege-separated helpers rename themselves: the one PID 1 started is
+    // the dhcpcd whose parent is PID 1.
+    let started = lines[ready]
+        .split_once("(pid ")
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(pid, _)| pid.to_owned())
+        .unwrap_or_default();
+    assert_eq!(net("dhcpcd"), started, "dhcpcd is the supervised service");
+    // restrict=on: QEMU's DHCP sends no router (and no DNS), so the lease's subnet route.
+    assert_eq!(net("route"), "eth0 0002000A", "10.0.2.0/24 on eth0");
     let kernel = Kernel::debian(arch).unwrap();
     assert_eq!(value("uname"), kernel.version);
     assert_eq!(value("modprobe overlay"), "exit 0");
@@ -737,6 +828,22 @@ fn containerd_handoff(arch: Arch) {
     drop(b.vm);
     // The try spent at boot, then health: successful, no tries, no unhealthy boots.
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 0));
+}
+
+/// The image's DHCP service file is one PID 1 takes.
+#[test]
+fn dhcp_service_file_parses() {
+    let s = liftoff_init::supervise::service::parse(
+        Path::new("/etc/liftoff/services/10-dhcp"),
+        system::DHCP_SERVICE,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.required);
+    assert_eq!(s.program.path, Path::new("/usr/sbin/dhcpcd"));
+    assert!(matches!(
+        s.ready,
+        liftoff_init::supervise::Ready::Command(_)
+    ));
 }
 
 #[test]
@@ -1216,7 +1323,7 @@ fn liftoff_lines_from<'a>(vm: &'a Vm, from: &str) -> Vec<&'a String> {
 #[test]
 fn vm_x86_64_containerd_host_shuts_down_cleanly() {
     let arch = Arch::X86_64;
-    let sys = containerd_host_system(arch);
+    let sys = containerd_host_system(arch, false);
     let (work, _scratch) = common::work_dir(&format!("clean_shutdown-{arch}"));
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
     let mut b = boot_disk(

@@ -51,6 +51,9 @@ pub fn exec(target: &str) -> HandoffError {
 /// without `liftoff.stable_after`.
 pub const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(60);
 
+/// How often containerd and the services are checked once healthy.
+pub const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
 /// Stays PID 1 and supervises containerd from the verified root. When containerd first
 /// answers, `slot` is marked successful (its try is no longer needed); when that health has
 /// held for `stable_after`, the slot's crash-loop count is cleared too, so a slot that
@@ -64,13 +67,28 @@ pub fn containerd(
     unmount: Vec<PathBuf>,
     stable_after: Duration,
 ) -> Result<supervise::Power, HandoffError> {
+    let (services, errors) = supervise::service::load(Path::new(supervise::SERVICES_DIR));
+    for e in &errors {
+        kmsg::error(e);
+    }
+    let mut list = format!("services from {}:", supervise::SERVICES_DIR);
+    for s in &services {
+        list.push(' ');
+        list.push_str(&s.name);
+        if s.required {
+            list.push_str(" (required)");
+        }
+    }
+    kmsg::info(&list);
     let config = supervise::Config {
         program: supervise::Program::containerd(),
         policy: supervise::Policy {
             health_holds: Some(stable_after),
+            health_every: Some(HEALTH_EVERY),
             ..supervise::Policy::default()
         },
         unmount,
+        services,
     };
     let node = boot_disk.node.clone();
     let sector_size = boot_disk.disk.sector_size;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::service::{Service, Units};
 use crate::infra::kmsg::Level;
 
 /// The program PID 1 supervises: path, arguments and the complete environment.
@@ -65,6 +66,9 @@ pub struct Policy {
     /// Health that holds this long (the program answered and has not died since) is
     /// reported once with [`Action::HealthHeld`] (none: never).
     pub health_holds: Option<Duration>,
+    /// Once healthy, the program and the services are checked again this often, for as
+    /// long as they run (none: the program only until it first answers).
+    pub health_every: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -80,6 +84,7 @@ impl Default for Policy {
             kill_timeout: Duration::from_secs(2),
             watchdog_pet: None,
             health_holds: None,
+            health_every: None,
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct Config {
     /// Mount points to unmount at shutdown, in the order they were mounted; unmounted in
     /// reverse.
     pub unmount: Vec<PathBuf>,
+    /// The services declared in the root, in start order ([`super::service`]).
+    pub services: Vec<Service>,
 }
 
 /// How a child ended.
@@ -172,14 +179,42 @@ impl fmt::Display for Power {
 pub enum Kill {
     Term,
     Kill,
+    Int,
+    Hup,
+    Quit,
+    Usr1,
+    Usr2,
 }
 
 impl Kill {
+    const ALL: [Kill; 7] = [
+        Kill::Term,
+        Kill::Kill,
+        Kill::Int,
+        Kill::Hup,
+        Kill::Quit,
+        Kill::Usr1,
+        Kill::Usr2,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Kill::Term => "SIGTERM",
             Kill::Kill => "SIGKILL",
+            Kill::Int => "SIGINT",
+            Kill::Hup => "SIGHUP",
+            Kill::Quit => "SIGQUIT",
+            Kill::Usr1 => "SIGUSR1",
+            Kill::Usr2 => "SIGUSR2",
         }
+    }
+
+    /// `TERM` (or `SIGTERM`) to [`Kill::Term`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        let short = name.strip_prefix("SIG").unwrap_or(name);
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name().strip_prefix("SIG") == Some(short))
     }
 }
 
@@ -224,6 +259,25 @@ pub enum Event {
         error: String,
         at: Duration,
     },
+    /// [`Action::SpawnService`] started the service (its pid) or failed.
+    ServiceSpawned {
+        index: usize,
+        result: Result<i32, String>,
+        at: Duration,
+    },
+    /// [`Action::CheckService`] started the service's readiness command; its exit status
+    /// is the result.
+    ServiceCheckStarted {
+        index: usize,
+        pid: i32,
+    },
+    /// [`Action::CheckService`]'s result (a socket, a gRPC answer, or a command that
+    /// could not be started).
+    ServiceChecked {
+        index: usize,
+        result: Result<(), String>,
+        at: Duration,
+    },
 }
 
 /// What the machine asks for, in order.
@@ -231,6 +285,15 @@ pub enum Event {
 pub enum Action {
     /// Start the program; answer with [`Event::Spawned`] or [`Event::SpawnFailed`].
     Spawn,
+    /// Start service `index` of [`Config::services`]; answer with [`Event::ServiceSpawned`].
+    SpawnService {
+        index: usize,
+    },
+    /// Check service `index`'s readiness; answer with [`Event::ServiceChecked`] or
+    /// [`Event::ServiceCheckStarted`].
+    CheckService {
+        index: usize,
+    },
     /// Ask the program's socket; answer with [`Event::Healthy`] or [`Event::Unhealthy`].
     Probe,
     /// The program answered for the first time since it was (re)started: mark the slot
@@ -299,6 +362,8 @@ impl fmt::Display for GaveUp {
 enum Phase {
     /// SIGTERM sent to the program; waiting for it.
     Program { pid: i32 },
+    /// A service's stop signal sent; waiting for it, up to its grace.
+    Services { pid: i32 },
     /// SIGTERM sent to everyone; waiting for no child to be left.
     TermAll,
     /// SIGKILL sent to everyone; waiting for no child to be left.
@@ -348,6 +413,11 @@ pub struct Machine {
     held: bool,
     /// The last probe error logged, to log each different one once.
     last_probe_error: Option<String>,
+    /// The declared services.
+    units: Units,
+    /// The program's version from its first answer since its start, until every required
+    /// service is ready too and [`Action::HealthReached`] is asked for.
+    answered: Option<String>,
 }
 
 impl Machine {
@@ -367,6 +437,38 @@ impl Machine {
             holds_at: None,
             held: false,
             last_probe_error: None,
+            units: Units::new(&config.services, config.policy),
+            answered: None,
+        }
+    }
+
+    /// Health holds now: every required service is ready, and the program answers (or,
+    /// without [`Policy::health_every`], has answered once).
+    fn healthy_now(&self) -> bool {
+        self.units.required_ready()
+            && (self.policy.health_every.is_none()
+                || matches!(self.state, State::Running { healthy: true, .. }))
+    }
+
+    /// Asks for [`Action::HealthReached`] once the program answered and every required
+    /// service is ready.
+    fn reach(&mut self, at: Duration, out: &mut Vec<Action>) {
+        if !self.units.required_ready() {
+            return;
+        }
+        let Some(version) = self.answered.take() else {
+            return;
+        };
+        out.push(Action::HealthReached { version });
+        if !self.held {
+            self.holds_at = self.policy.health_holds.map(|d| at + d);
+        }
+        if !self.ever_healthy {
+            self.ever_healthy = true;
+            if self.policy.watchdog_pet.is_some() {
+                out.push(Action::PetWatchdog);
+                self.next_pet = self.policy.watchdog_pet.map(|p| at + p);
+            }
         }
     }
 
@@ -392,17 +494,21 @@ impl Machine {
         let own = match self.state {
             State::Waiting { until } => Some(until),
             State::Running {
-                healthy: false,
+                healthy,
                 next_probe,
                 ..
-            } => Some(next_probe),
+            } if !healthy || self.policy.health_every.is_some() => Some(next_probe),
             State::Stopping { deadline, .. } => Some(deadline),
             State::Running { .. } | State::Spawning | State::Done => None,
         };
         if self.state == State::Done {
             return own;
         }
-        [own, self.next_pet, self.holds_at]
+        let units = match self.state {
+            State::Stopping { .. } => None,
+            _ => self.units.next_wake(),
+        };
+        [own, self.next_pet, self.holds_at, units]
             .into_iter()
             .flatten()
             .min()
@@ -441,38 +547,55 @@ impl Machine {
             }
             Event::Signal { signal, at } => self.signal(signal, at, &mut out),
             Event::Healthy { version, at } => {
+                let every = self.policy.health_every;
                 if let State::Running {
                     pid,
                     started,
-                    healthy: healthy @ false,
-                    ..
+                    healthy,
+                    next_probe,
                 } = &mut self.state
                 {
-                    *healthy = true;
-                    out.push(log(
-                        Level::Info,
-                        format!(
-                            "{} (pid {pid}) is healthy {} after its start: version {version}",
-                            self.name,
-                            secs(at.saturating_sub(*started))
-                        ),
-                    ));
-                    out.push(Action::HealthReached { version });
-                    self.last_probe_error = None;
-                    if !self.held {
-                        self.holds_at = self.policy.health_holds.map(|d| at + d);
+                    if let Some(e) = every {
+                        *next_probe = at + e;
                     }
-                    if !self.ever_healthy {
-                        self.ever_healthy = true;
-                        if self.policy.watchdog_pet.is_some() {
-                            out.push(Action::PetWatchdog);
-                            self.next_pet = self.policy.watchdog_pet.map(|p| at + p);
-                        }
+                    if !*healthy {
+                        *healthy = true;
+                        out.push(log(
+                            Level::Info,
+                            format!(
+                                "{} (pid {pid}) is healthy {} after its start: version {version}",
+                                self.name,
+                                secs(at.saturating_sub(*started))
+                            ),
+                        ));
+                        self.answered = Some(version);
+                        self.last_probe_error = None;
+                        self.reach(at, &mut out);
                     }
                 }
             }
+            Event::ServiceSpawned { index, result, at } => {
+                out = self.units.spawned(index, result, at);
+                self.reach(at, &mut out);
+            }
+            Event::ServiceCheckStarted { index, pid } => self.units.check_started(index, pid),
+            Event::ServiceChecked { index, result, at } => {
+                self.units.checked(index, Some(result), at, &mut out);
+                self.reach(at, &mut out);
+            }
             Event::Unhealthy { error, at: _ } => {
-                if matches!(self.state, State::Running { healthy: false, .. })
+                if let State::Running {
+                    pid,
+                    healthy: healthy @ true,
+                    ..
+                } = &mut self.state
+                {
+                    *healthy = false;
+                    out.push(log(
+                        Level::Err,
+                        format!("{} (pid {pid}) no longer answers: {error}", self.name),
+                    ));
+                } else if matches!(self.state, State::Running { healthy: false, .. })
                     && self.last_probe_error.as_deref() != Some(error.as_str())
                 {
                     out.push(log(
@@ -500,20 +623,26 @@ impl Machine {
         }
         if let (Some(next), Some(every)) = (self.next_pet, self.policy.watchdog_pet) {
             if at >= next {
-                out.push(Action::PetWatchdog);
+                if self.healthy_now() {
+                    out.push(Action::PetWatchdog);
+                }
                 self.next_pet = Some(at + every);
             }
         }
+        if !matches!(self.state, State::Stopping { .. }) {
+            self.units.tick(at, out);
+        }
+        let every = self.policy.health_every;
         match &mut self.state {
             State::Waiting { until } if at >= *until => {
                 self.state = State::Spawning;
                 out.push(Action::Spawn);
             }
             State::Running {
-                healthy: false,
+                healthy,
                 next_probe,
                 ..
-            } if at >= *next_probe => {
+            } if at >= *next_probe && (!*healthy || every.is_some()) => {
                 *next_probe = at + self.policy.probe_every;
                 out.push(Action::Probe);
             }
@@ -533,7 +662,19 @@ impl Machine {
                                 secs(self.policy.stop_timeout)
                             ),
                         ));
-                        self.term_all(power, at, out);
+                        self.stop_next(power, at, out);
+                    }
+                    Phase::Services { pid } => {
+                        out.push(log(
+                            Level::Warning,
+                            format!("shutdown: pid {pid} still runs after its grace; SIGKILL"),
+                        ));
+                        out.push(Action::Kill {
+                            pid,
+                            signal: Kill::Kill,
+                        });
+                        self.units.forget(pid);
+                        self.stop_next(power, at, out);
                     }
                     Phase::TermAll => {
                         out.push(log(
@@ -593,6 +734,20 @@ impl Machine {
     }
 
     fn exited(&mut self, pid: i32, exit: Exit, at: Duration, out: &mut Vec<Action>) {
+        if self.units.exited(pid, exit, at, out) {
+            if let State::Stopping {
+                power,
+                phase: Phase::Services { pid: p },
+                ..
+            } = self.state
+            {
+                if p == pid {
+                    self.stop_next(power, at, out);
+                }
+            }
+            self.reach(at, out);
+            return;
+        }
         match self.state {
             State::Running {
                 pid: p, started, ..
@@ -617,7 +772,7 @@ impl Machine {
                     Level::Info,
                     format!("shutdown: {} (pid {pid}) ended: {exit}", self.name),
                 ));
-                self.term_all(power, at, out);
+                self.stop_next(power, at, out);
             }
             _ => out.push(log(Level::Debug, format!("reaped pid {pid}: {exit}"))),
         }
@@ -627,6 +782,7 @@ impl Machine {
     fn died(&mut self, ran: Duration, last: String, at: Duration, out: &mut Vec<Action>) {
         // Health did not hold: it has to be reached again and hold from then on.
         self.holds_at = None;
+        self.answered = None;
         if ran >= self.policy.stable_after {
             self.fast_deaths = 0;
             self.backoff = self.policy.backoff_first;
@@ -663,6 +819,7 @@ impl Machine {
     fn signal(&mut self, signal: Signal, at: Duration, out: &mut Vec<Action>) {
         let power = signal.power();
         self.holds_at = None;
+        self.units.stop_all();
         if let State::Stopping { power: going, .. } = self.state {
             out.push(log(
                 Level::Info,
@@ -689,8 +846,34 @@ impl Machine {
                     deadline: at + self.policy.stop_timeout,
                 };
             }
-            _ => self.term_all(power, at, out),
+            _ => self.stop_next(power, at, out),
         }
+    }
+
+    /// Stops the last service in order that still runs (its stop signal, up to its
+    /// grace); with none left, every other process.
+    fn stop_next(&mut self, power: Power, at: Duration, out: &mut Vec<Action>) {
+        let Some((pid, service)) = self.units.last_running() else {
+            return self.term_all(power, at, out);
+        };
+        out.push(log(
+            Level::Info,
+            format!(
+                "shutdown: {} to service {} (pid {pid}), up to {}",
+                service.stop.name(),
+                service.name,
+                secs(service.grace)
+            ),
+        ));
+        out.push(Action::Kill {
+            pid,
+            signal: service.stop,
+        });
+        self.state = State::Stopping {
+            power,
+            phase: Phase::Services { pid },
+            deadline: at + service.grace,
+        };
     }
 
     fn term_all(&mut self, power: Power, at: Duration, out: &mut Vec<Action>) {

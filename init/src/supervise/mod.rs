@@ -42,6 +42,7 @@
 pub mod button;
 pub mod machine;
 pub mod run;
+pub mod service;
 pub mod signals;
 pub mod system;
 
@@ -50,6 +51,7 @@ pub use machine::{
     DEFAULT_PATH,
 };
 pub use run::{run, supervise_as_pid1, Health, SuperviseError, PROBE_TIMEOUT};
+pub use service::{Ready, Service, SERVICES_DIR};
 pub use system::{descendants, parent_from_stat, KillScope, RealSystem, Reaped, System};
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::machine::{secs, Action, Config, Event, GaveUp, Machine, Power};
+use super::service::Ready;
 use super::system::{RealSystem, Reaped, System};
 use crate::health;
 use crate::infra::kmsg::{self, Level};
@@ -141,6 +142,31 @@ fn perform<S: System>(
                     at,
                 },
             });
+        }
+        Action::SpawnService { index } => {
+            let result = match config.services.get(index) {
+                Some(s) => sys.spawn(&s.program).map_err(|e| e.to_string()),
+                None => Err("no such service".to_owned()),
+            };
+            let at = sys.now();
+            events.push_back(Event::ServiceSpawned { index, result, at });
+        }
+        Action::CheckService { index } => {
+            let ready = config.services.get(index).map(|s| &s.ready);
+            let result = match ready {
+                Some(Ready::Socket(path)) => sys.check(path, false),
+                Some(Ready::Grpc(path)) => sys.check(path, true),
+                Some(Ready::Command(program)) => match sys.spawn(program) {
+                    Ok(pid) => {
+                        events.push_back(Event::ServiceCheckStarted { index, pid });
+                        return None;
+                    }
+                    Err(e) => Err(format!("starting {}: {e}", program.path.display())),
+                },
+                Some(Ready::Started) | None => Ok(()),
+            };
+            let at = sys.now();
+            events.push_back(Event::ServiceChecked { index, result, at });
         }
         Action::Probe => {
             let result = sys.probe();

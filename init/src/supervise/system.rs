@@ -42,6 +42,8 @@ pub trait System {
     fn wait(&mut self, until: Option<Duration>) -> io::Result<Vec<Signal>>;
     /// Asks the program's socket for its version.
     fn probe(&mut self) -> Result<String, String>;
+    /// Connects to a service's unix socket (`grpc`: and asks it containerd's Version call).
+    fn check(&mut self, socket: &Path, grpc: bool) -> Result<(), String>;
     fn kill(&mut self, pid: i32, signal: Kill) -> io::Result<()>;
     fn kill_all(&mut self, signal: Kill) -> io::Result<()>;
     fn pet_watchdog(&mut self) -> io::Result<()>;
@@ -162,6 +164,11 @@ fn to_signal(signal: Kill) -> RustixSignal {
     match signal {
         Kill::Term => RustixSignal::TERM,
         Kill::Kill => RustixSignal::KILL,
+        Kill::Int => RustixSignal::INT,
+        Kill::Hup => RustixSignal::HUP,
+        Kill::Quit => RustixSignal::QUIT,
+        Kill::Usr1 => RustixSignal::USR1,
+        Kill::Usr2 => RustixSignal::USR2,
     }
 }
 
@@ -241,6 +248,17 @@ impl System for RealSystem {
         health::version(&self.socket, self.probe_timeout)
             .map(|v| v.version)
             .map_err(|e| e.to_string())
+    }
+
+    fn check(&mut self, socket: &Path, grpc: bool) -> Result<(), String> {
+        if grpc {
+            return health::version(socket, self.probe_timeout)
+                .map(drop)
+                .map_err(|e| e.to_string());
+        }
+        std::os::unix::net::UnixStream::connect(socket)
+            .map(drop)
+            .map_err(|e| format!("connecting to {}: {e}", socket.display()))
     }
 
     fn kill(&mut self, raw: i32, signal: Kill) -> io::Result<()> {

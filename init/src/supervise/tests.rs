@@ -20,6 +20,7 @@ fn config(unmount: &[&str]) -> Config {
         program: Program::containerd(),
         policy: Policy::default(),
         unmount: unmount.iter().map(PathBuf::from).collect(),
+        services: Vec::new(),
     }
 }
 
@@ -57,6 +58,8 @@ struct Fake {
     ops: Vec<String>,
     logs: Vec<(Level, String)>,
     spawn_fails: bool,
+    /// Socket checks pass from the first time until the second.
+    check_window: (Duration, Duration),
 }
 
 impl Fake {
@@ -72,6 +75,7 @@ impl Fake {
             ops: Vec::new(),
             logs: Vec::new(),
             spawn_fails: false,
+            check_window: (Duration::ZERO, Duration::MAX),
         }
     }
 
@@ -182,13 +186,22 @@ impl System for Fake {
         }
     }
 
+    fn check(&mut self, socket: &Path, _grpc: bool) -> Result<(), String> {
+        self.op(format!("check {}", socket.display()));
+        if self.now >= self.check_window.0 && self.now < self.check_window.1 {
+            Ok(())
+        } else {
+            Err("connecting: Connection refused".into())
+        }
+    }
+
     fn kill(&mut self, pid: i32, signal: Kill) -> io::Result<()> {
         self.op(format!("kill {pid} {}", signal.name()));
         let now = self.now;
         if let Some(p) = self.procs.iter_mut().find(|p| p.pid == pid && !p.reaped) {
             let after = match signal {
                 Kill::Kill => Some(Duration::ZERO),
-                Kill::Term => p.term_after,
+                _ => p.term_after,
             };
             if let Some(a) = after {
                 if p.ends.is_none_or(|(t, _)| t > now + a) {
@@ -759,4 +772,527 @@ fn health_that_holds_is_reported_once() {
         at: ms(1000),
     });
     assert_eq!(m.next_wake(), Some(ms(1000) + c.policy.stop_timeout));
+}
+
+// Declared services (`service.rs`).
+
+use super::service::{self, ParseError, Ready, Service};
+
+fn service(name: &str, text: &str) -> Service {
+    service::parse(Path::new(name), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_service_file_is_parsed() {
+    let s = service(
+        "/etc/liftoff/services/10-dhcp",
+        "# DHCP\n\ncommand = /usr/sbin/dhcpcd -B  -4 eth0\nrequired=yes\nrestart=yes\n\
+         ready=command:/usr/bin/awk {exit!0} /proc/net/route\nstop_signal=INT\nstop_grace=3\n",
+    );
+    assert_eq!(s.name, "10-dhcp");
+    assert_eq!(s.program.path, PathBuf::from("/usr/sbin/dhcpcd"));
+    assert_eq!(s.program.args, ["-B", "-4", "eth0"]);
+    assert!(s.required && s.restart);
+    let Ready::Command(check) = &s.ready else {
+        panic!("{:?}", s.ready)
+    };
+    assert_eq!(check.args, ["{exit!0}", "/proc/net/route"]);
+    assert_eq!(s.stop, Kill::Int);
+    assert_eq!(s.grace, Duration::from_secs(3));
+    let d = service("d", "command=/bin/d\nafter=c\nready=socket:/run/d.sock");
+    assert_eq!(d.after.as_deref(), Some("c"));
+    assert_eq!(d.ready, Ready::Socket("/run/d.sock".into()));
+    assert!(!d.required && d.restart && d.stop == Kill::Term);
+    assert_eq!(d.grace, Duration::from_secs(10));
+    let g = service(
+        "g",
+        "command=/bin/g\nready=grpc:/run/g.sock\nstop_signal=SIGUSR2",
+    );
+    assert_eq!(g.ready, Ready::Grpc("/run/g.sock".into()));
+    assert_eq!(g.stop, Kill::Usr2);
+}
+
+#[test]
+fn every_bad_line_is_refused_with_its_file_and_line() {
+    for (text, line, says) in [
+        ("command=/bin/x\nnonsense", 2, "nonsense: not key=value"),
+        ("command=bin/x", 1, "absolute path"),
+        ("command=", 1, "command=: empty command"),
+        (
+            "command=/bin/x\nrequired=maybe",
+            2,
+            "required=maybe: yes or no",
+        ),
+        ("command=/bin/x\n\nrestart=1", 3, "yes or no"),
+        ("command=/bin/x\nready=tcp:80", 2, "socket:PATH"),
+        ("command=/bin/x\nready=socket:run/x", 2, "absolute path"),
+        ("command=/bin/x\nready=command:x", 2, "absolute path"),
+        ("command=/bin/x\nstop_signal=STOP", 2, "TERM, INT"),
+        ("command=/bin/x\nstop_grace=1.5", 2, "whole seconds"),
+        ("command=/bin/x\nuser=root", 2, "user=root: unknown key"),
+        ("# only a comment", 0, "no command= line"),
+    ] {
+        let e = service::parse(Path::new("/etc/liftoff/services/x"), text).unwrap_err();
+        assert_eq!(e.line, line, "{text:?}: {e}");
+        assert!(e.message.contains(says), "{text:?}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("service file /etc/liftoff/services/x:{line}: ")),
+            "{e}"
+        );
+        assert!(e.to_string().ends_with("; service skipped"), "{e}");
+    }
+    let e: ParseError = service::parse(Path::new("/s/bad name"), "command=/bin/x").unwrap_err();
+    assert_eq!(e.line, 0);
+}
+
+#[test]
+fn a_directory_loads_in_name_order_and_skips_bad_files() {
+    let dir = std::env::temp_dir().join(format!("liftoff-services-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in [
+        ("20-b", "command=/bin/b\nafter=10-a"),
+        ("10-a", "command=/bin/a"),
+        ("30-c", "command=/bin/c\nafter=40-d"),
+        ("40-d", "command=/bin/d\nbogus"),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let (services, errors) = service::load(&dir);
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["10-a", "20-b"]);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("30-c:0: after=40-d: no such service before it"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("40-d:2: bogus: not key=value"),
+        "{errors:?}"
+    );
+    assert_eq!(service::load(&dir.join("none")), (Vec::new(), Vec::new()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn with_services(services: Vec<Service>) -> Config {
+    Config {
+        services,
+        ..config(&[])
+    }
+}
+
+/// Feeds `event` and returns the effects.
+fn feed(m: &mut Machine, event: Event) -> Vec<Action> {
+    effects(m.handle(event))
+}
+
+#[test]
+fn services_start_in_order_after_readiness() {
+    let mut fake = Fake::new(vec![None, None, None]);
+    fake.check_window = (ms(1000), Duration::MAX);
+    fake.signals = vec![(ms(3000), Signal::Term)];
+    let config = with_services(vec![
+        service(
+            "a",
+            "command=/bin/a\nready=socket:/run/a.sock\nrequired=yes",
+        ),
+        service("b", "command=/bin/b\nafter=a"),
+    ]);
+    let (result, ops) = simulate(&mut fake, &config);
+    assert_eq!(result.unwrap(), Power::Off);
+    let spawns: Vec<&String> = ops.iter().filter(|o| o.contains("spawn")).collect();
+    // a and containerd at once; b only once a's socket accepts (1 s).
+    assert_eq!(spawns.len(), 3, "{ops:#?}");
+    assert!(spawns[0].ends_with("spawn 100") && spawns[0].trim().starts_with("0 "));
+    assert!(spawns[1].ends_with("spawn 101") && spawns[1].trim().starts_with("0 "));
+    assert_eq!(spawns[2].trim(), "1000 spawn 102", "{ops:#?}");
+    // Health waits for the required service: containerd answered at 300 ms.
+    let health = fake
+        .logs
+        .iter()
+        .position(|(_, l)| l.contains("service a (pid 100) is ready 1 s"))
+        .unwrap();
+    assert!(fake
+        .logs
+        .iter()
+        .any(|(_, l)| l.contains("containerd (pid 101) is healthy")));
+    assert!(health > 0);
+}
+
+#[test]
+fn health_waits_for_required_services_and_is_checked_for_as_long_as_they_run() {
+    let policy = Policy {
+        watchdog_pet: Some(ms(1000)),
+        health_every: Some(ms(1000)),
+        ..Policy::default()
+    };
+    let config = Config {
+        policy,
+        ..with_services(vec![service(
+            "net",
+            "command=/bin/net\nready=socket:/run/net\nrequired=yes",
+        )])
+    };
+    let mut m = Machine::new(&config);
+    let start = feed(&mut m, Event::Tick { at: ms(0) });
+    assert_eq!(start, [Action::SpawnService { index: 0 }, Action::Spawn]);
+    feed(
+        &mut m,
+        Event::ServiceSpawned {
+            index: 0,
+            result: Ok(200),
+            at: ms(0),
+        },
+    );
+    feed(
+        &mut m,
+        Event::Spawned {
+            pid: 300,
+            at: ms(0),
+        },
+    );
+    let healthy = Event::Healthy {
+        version: "1.6".into(),
+        at: ms(100),
+    };
+    assert_eq!(
+        feed(&mut m, healthy),
+        [],
+        "containerd answers, the service is not ready"
+    );
+    assert_eq!(
+        feed(&mut m, Event::Tick { at: ms(100) }),
+        [Action::CheckService { index: 0 }]
+    );
+    let ready = |at| Event::ServiceChecked {
+        index: 0,
+        result: Ok(()),
+        at,
+    };
+    let failed = |at| Event::ServiceChecked {
+        index: 0,
+        result: Err("refused".into()),
+        at,
+    };
+    assert_eq!(feed(&mut m, failed(ms(100))), []);
+    feed(&mut m, Event::Tick { at: ms(200) });
+    assert_eq!(
+        feed(&mut m, ready(ms(200))),
+        [
+            Action::HealthReached {
+                version: "1.6".into()
+            },
+            Action::PetWatchdog
+        ]
+    );
+    // Checked again every second, and the watchdog petted while both hold.
+    assert_eq!(m.next_wake(), Some(ms(1100)));
+    assert_eq!(feed(&mut m, Event::Tick { at: ms(1100) }), [Action::Probe]);
+    feed(
+        &mut m,
+        Event::Healthy {
+            version: "1.6".into(),
+            at: ms(1100),
+        },
+    );
+    assert_eq!(
+        feed(&mut m, Event::Tick { at: ms(1200) }),
+        [Action::PetWatchdog, Action::CheckService { index: 0 }]
+    );
+    // The service stops answering: no more petting until it answers again.
+    feed(&mut m, failed(ms(1200)));
+    assert!(!m
+        .handle(Event::Tick { at: ms(2200) })
+        .contains(&Action::PetWatchdog));
+    feed(&mut m, failed(ms(2200)));
+    let t = feed(&mut m, Event::Tick { at: ms(3200) });
+    assert!(!t.contains(&Action::PetWatchdog), "{t:?}");
+    // containerd stops answering too: same.
+    feed(&mut m, ready(ms(3200)));
+    feed(
+        &mut m,
+        Event::Unhealthy {
+            error: "gone".into(),
+            at: ms(3200),
+        },
+    );
+    let t = feed(&mut m, Event::Tick { at: ms(4200) });
+    assert!(!t.contains(&Action::PetWatchdog), "{t:?}");
+    feed(
+        &mut m,
+        Event::Healthy {
+            version: "1.6".into(),
+            at: ms(4200),
+        },
+    );
+    let t = feed(&mut m, Event::Tick { at: ms(5200) });
+    assert!(t.contains(&Action::PetWatchdog), "{t:?}");
+}
+
+#[test]
+fn a_readiness_command_passes_on_exit_status_zero() {
+    let config = with_services(vec![service(
+        "net",
+        "command=/bin/net\nready=command:/bin/check",
+    )]);
+    let mut m = Machine::new(&config);
+    feed(&mut m, Event::Tick { at: ms(0) });
+    feed(
+        &mut m,
+        Event::ServiceSpawned {
+            index: 0,
+            result: Ok(200),
+            at: ms(0),
+        },
+    );
+    assert_eq!(
+        feed(&mut m, Event::Tick { at: ms(0) }),
+        [Action::CheckService { index: 0 }]
+    );
+    feed(&mut m, Event::ServiceCheckStarted { index: 0, pid: 201 });
+    let out = m.handle(Event::Exited {
+        pid: 201,
+        exit: Exit::Code(1),
+        at: ms(50),
+    });
+    assert!(!out
+        .iter()
+        .any(|a| matches!(a, Action::Log { message, .. } if message.contains("is ready"))));
+    // A check that hangs past its interval is killed and counts as failed.
+    feed(&mut m, Event::Tick { at: ms(150) });
+    feed(&mut m, Event::ServiceCheckStarted { index: 0, pid: 202 });
+    assert_eq!(
+        feed(&mut m, Event::Tick { at: ms(250) }),
+        [
+            Action::Kill {
+                pid: 202,
+                signal: Kill::Kill
+            },
+            Action::CheckService { index: 0 }
+        ]
+    );
+    feed(&mut m, Event::ServiceCheckStarted { index: 0, pid: 203 });
+    let out = m.handle(Event::Exited {
+        pid: 203,
+        exit: Exit::Code(0),
+        at: ms(260),
+    });
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Log { message, .. } if message == "service net (pid 200) is ready 260 ms after its start")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn services_restart_with_back_off_and_only_required_ones_end_supervision() {
+    for required in [false, true] {
+        let text = format!(
+            "command=/bin/x\nrequired={}",
+            if required { "yes" } else { "no" }
+        );
+        let config = with_services(vec![service("x", &text)]);
+        let mut m = Machine::new(&config);
+        feed(&mut m, Event::Tick { at: ms(0) });
+        let mut at = ms(0);
+        let mut starts = Vec::new();
+        let mut last = Vec::new();
+        for pid in 200..205 {
+            starts.push(at.as_millis());
+            feed(
+                &mut m,
+                Event::ServiceSpawned {
+                    index: 0,
+                    result: Ok(pid),
+                    at,
+                },
+            );
+            at += ms(100);
+            last = feed(
+                &mut m,
+                Event::Exited {
+                    pid,
+                    exit: Exit::Code(1),
+                    at,
+                },
+            );
+            if let Some(next) = m.next_wake() {
+                if next > at {
+                    at = next;
+                }
+            }
+            let _ = feed(&mut m, Event::Tick { at });
+        }
+        // Back-off 0.5, 1, 2, 4 s after each 100 ms run; the fifth fast death gives up.
+        assert_eq!(starts, [0, 600, 1700, 3800, 7900]);
+        let gave_up = last.iter().any(|a| matches!(a, Action::GiveUp { .. }));
+        assert_eq!(gave_up, required, "{last:?}");
+    }
+    // restart=no: left stopped.
+    let config = with_services(vec![service("x", "command=/bin/x\nrestart=no")]);
+    let mut m = Machine::new(&config);
+    feed(&mut m, Event::Tick { at: ms(0) });
+    feed(
+        &mut m,
+        Event::ServiceSpawned {
+            index: 0,
+            result: Ok(200),
+            at: ms(0),
+        },
+    );
+    feed(
+        &mut m,
+        Event::Exited {
+            pid: 200,
+            exit: Exit::Code(0),
+            at: ms(10),
+        },
+    );
+    assert_eq!(feed(&mut m, Event::Tick { at: ms(60_000) }), []);
+}
+
+#[test]
+fn shutdown_stops_services_in_reverse_order_with_their_signal_then_sigkill() {
+    let config = with_services(vec![
+        service("a", "command=/bin/a"),
+        service(
+            "b",
+            "command=/bin/b\nafter=a\nstop_signal=INT\nstop_grace=3",
+        ),
+    ]);
+    let mut m = Machine::new(&config);
+    feed(&mut m, Event::Tick { at: ms(0) });
+    feed(
+        &mut m,
+        Event::ServiceSpawned {
+            index: 0,
+            result: Ok(200),
+            at: ms(0),
+        },
+    );
+    feed(
+        &mut m,
+        Event::Spawned {
+            pid: 300,
+            at: ms(0),
+        },
+    );
+    assert_eq!(
+        feed(&mut m, Event::Tick { at: ms(0) }),
+        [Action::SpawnService { index: 1 }]
+    );
+    feed(
+        &mut m,
+        Event::ServiceSpawned {
+            index: 1,
+            result: Ok(201),
+            at: ms(0),
+        },
+    );
+    let t = ms(1000);
+    assert_eq!(
+        feed(
+            &mut m,
+            Event::Signal {
+                signal: Signal::Term,
+                at: t
+            }
+        ),
+        [Action::Kill {
+            pid: 300,
+            signal: Kill::Term
+        }]
+    );
+    assert_eq!(
+        feed(
+            &mut m,
+            Event::Exited {
+                pid: 300,
+                exit: Exit::Code(0),
+                at: t
+            }
+        ),
+        [Action::Kill {
+            pid: 201,
+            signal: Kill::Int
+        }]
+    );
+    // b ignores SIGINT: SIGKILL after its 3 s grace, then a gets its SIGTERM.
+    assert_eq!(m.next_wake(), Some(ms(4000)));
+    assert_eq!(feed(&mut m, Event::Tick { at: ms(3999) }), []);
+    assert_eq!(
+        feed(&mut m, Event::Tick { at: ms(4000) }),
+        [
+            Action::Kill {
+                pid: 201,
+                signal: Kill::Kill
+            },
+            Action::Kill {
+                pid: 200,
+                signal: Kill::Term
+            }
+        ]
+    );
+    assert_eq!(
+        feed(
+            &mut m,
+            Event::Exited {
+                pid: 200,
+                exit: Exit::Code(0),
+                at: ms(4100)
+            }
+        ),
+        [Action::KillAll { signal: Kill::Term }]
+    );
+    // A service that died during the shutdown is not restarted.
+    assert_eq!(
+        feed(&mut m, Event::Tick { at: ms(60_000) }).last(),
+        Some(&Action::KillAll { signal: Kill::Kill })
+    );
+}
+
+#[test]
+fn an_answer_from_a_containerd_that_died_since_does_not_count() {
+    let config = with_services(vec![service(
+        "net",
+        "command=/bin/net\nready=socket:/run/net\nrequired=yes",
+    )]);
+    let mut m = Machine::new(&config);
+    feed(&mut m, Event::Tick { at: ms(0) });
+    feed(
+        &mut m,
+        Event::ServiceSpawned {
+            index: 0,
+            result: Ok(200),
+            at: ms(0),
+        },
+    );
+    feed(
+        &mut m,
+        Event::Spawned {
+            pid: 300,
+            at: ms(0),
+        },
+    );
+    feed(
+        &mut m,
+        Event::Healthy {
+            version: "1.6".into(),
+            at: ms(100),
+        },
+    );
+    feed(
+        &mut m,
+        Event::Exited {
+            pid: 300,
+            exit: Exit::Code(1),
+            at: ms(150),
+        },
+    );
+    let ready = Event::ServiceChecked {
+        index: 0,
+        result: Ok(()),
+        at: ms(200),
+    };
+    assert_eq!(feed(&mut m, ready), []);
 }
