@@ -315,15 +315,58 @@ impl VmConfig {
     }
 }
 
-/// Starts swtpm for a VM: a TPM 2.0 whose state lives in `state`, listening on
-/// [`tpm_socket`], ending when QEMU disconnects. Waits (up to 30 s, for a loaded machine)
-/// for the socket.
+/// The file swtpm keeps a TPM 2.0's permanent state in, inside its state folder.
+const TPM_STATE_FILE: &str = "tpm2-00.permall";
+
+/// Makes the TPM of a new state folder with the SHA-256 PCR bank active alone
+/// (`swtpm_setup --pcr-banks sha256`); a folder that holds a TPM already is left as it is.
+///
+/// A TPM that swtpm makes by itself at its first start has all four banks active (SHA-1,
+/// SHA-256, SHA-384, SHA-512), and everything measured into a PCR is hashed once per active
+/// bank: by the firmware (each image it loads, here the whole 19 MB unified kernel image),
+/// by the image's stub (its sections) and by the kernel's (the initramfs). Under TCG that
+/// is seconds of every firmware boot. Liftoff reads and seals to the SHA-256 bank only
+/// (`tpm2`), and servers' and EC2's TPMs have it active.
+fn provision_swtpm(state: &Path) -> Result<(), VmError> {
+    let failed = |source: io::Error| VmError::Start {
+        binary: "swtpm_setup".into(),
+        source,
+    };
+    if state.join(TPM_STATE_FILE).exists() {
+        return Ok(());
+    }
+    let log = state.join("swtpm_setup.log");
+    let status = Command::new("swtpm_setup")
+        .arg("--tpm2")
+        .arg("--tpmstate")
+        .arg(state)
+        .args(["--pcr-banks", "sha256", "--not-overwrite", "--logfile"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(failed)?;
+    if !status.success() {
+        return Err(failed(io::Error::other(format!(
+            "{status} making a TPM in {}; see {}",
+            state.display(),
+            log.display()
+        ))));
+    }
+    Ok(())
+}
+
+/// Starts swtpm for a VM: a TPM 2.0 whose state lives in `state` (made first by
+/// [`provision_swtpm`] if the folder is new), listening on [`tpm_socket`], ending when
+/// QEMU disconnects. Waits (up to 30 s, for a loaded machine) for the socket.
 fn start_swtpm(state: &Path) -> Result<Child, VmError> {
     let failed = |source: io::Error| VmError::Start {
         binary: "swtpm".into(),
         source,
     };
     std::fs::create_dir_all(state).map_err(failed)?;
+    provision_swtpm(state)?;
     let socket = tpm_socket(state);
     let _ = std::fs::remove_file(&socket);
     let mut child = Command::new("swtpm")
