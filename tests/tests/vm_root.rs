@@ -564,13 +564,15 @@ fn network_services() -> Vec<system::RootFile> {
             data: b"command=/bin/sh /usr/local/bin/net-report
 after=10-dhcp
 restart=no
+host_args=yes
 "
                 .to_vec(),
         },
         system::RootFile {
             path: "/usr/local/bin/net-report".into(),
             mode: 0o755,
-            data: b"echo \"LIFTOFF-NET inet $(awk '/[|]-- /{a=$2} /32 host LOCAL/{print a}' /proc/net/fib_trie | sort -u | tr '\\n' ' ')\"\n\
+            data: b"echo \"LIFTOFF-NET cmdline $(tr '\\0' ' ' < /proc/$$/cmdline)\"\n\
+echo \"LIFTOFF-NET inet $(awk '/[|]-- /{a=$2} /32 host LOCAL/{print a}' /proc/net/fib_trie | sort -u | tr '\\n' ' ')\"\n\
 for p in $(pidof dhcpcd); do [ \"$(cut -d' ' -f4 /proc/$p/stat)\" = 1 ] && echo \"LIFTOFF-NET dhcpcd $p\"; done\n\
 echo \"LIFTOFF-NET route $(awk '$1==\"eth0\"{print $1, $2}' /proc/net/route)\"\n"
                 .to_vec(),
@@ -637,6 +639,9 @@ fn containerd_handoff(arch: Arch) {
                 "liftoff.roothash=00",
                 "liftoff.sysctl.kernel.core_pattern=|/local/evil",
                 "liftoff.watchdog=5",
+                "liftoff.service.20-net-report.args=--from-private  two",
+                "liftoff.service.10-dhcp.args=--script /local/evil",
+                "liftoff.service.nope.args=-x",
             ]
             .iter()
             .flat_map(|kv| ["--set", kv]),
@@ -756,6 +761,9 @@ fn containerd_handoff(arch: Arch) {
         "bootconfig on /dev/vda8: liftoff.roothash: never taken from PRIVATE, which no signature covers, ignored",
         "liftoff.sysctl.kernel.core_pattern: not a sysctl PRIVATE may set, ignored",
         "liftoff.watchdog: never taken from PRIVATE",
+        "bootconfig: liftoff.service.10-dhcp.args=\"--script /local/evil\": its service file does not say host_args=yes, ignored",
+        "bootconfig: liftoff.service.nope.args=\"-x\": no such service, ignored",
+        "bootconfig: liftoff.service.20-net-report.args=\"--from-private  two\": appended to its command",
     ] {
         assert!(said(refused), "{refused}; log {log}");
     }
@@ -791,6 +799,11 @@ fn containerd_handoff(arch: Arch) {
             .find_map(|l| l.split_once(&key).map(|(_, r)| r.trim().to_owned()))
             .unwrap_or_else(|| panic!("no {key:?} line; log {log}"))
     };
+    // The opted-in service's argv (the kernel's view) ends with PRIVATE's words.
+    assert_eq!(
+        net("cmdline"),
+        "/bin/sh /usr/local/bin/net-report --from-private two"
+    );
     let inet = net("inet");
     assert!(inet.contains("10.0.2.15"), "QEMU's DHCP lease: {inet}");
     // dhcpcd's privilege-separated helpers rename themselves: the one PID 1 started is

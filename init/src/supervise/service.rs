@@ -40,6 +40,8 @@ pub struct Service {
     pub ready: Ready,
     pub stop: Kill,
     pub grace: Duration,
+    /// `host_args=yes`: takes arguments from PRIVATE's bootconfig ([`add_host_args`]).
+    pub host_args: bool,
 }
 
 /// A line of a service file that is refused.
@@ -117,6 +119,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Service, ParseError> {
         ready: Ready::Started,
         stop: Kill::Term,
         grace: Duration::from_secs(10),
+        host_args: false,
     };
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -134,6 +137,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Service, ParseError> {
             }
             "required" => yes_no(value).map(|v| service.required = v),
             "restart" => yes_no(value).map(|v| service.restart = v),
+            "host_args" => yes_no(value).map(|v| service.host_args = v),
             "ready" => match value.split_once(':') {
                 _ if value == "started" => Ok(Ready::Started),
                 Some(("socket", p)) => absolute(p).map(Ready::Socket),
@@ -195,6 +199,33 @@ pub fn load(dir: &Path) -> (Vec<Service>, Vec<String>) {
         }
     }
     (services, errors)
+}
+
+/// Appends the words of PRIVATE's `liftoff.service.NAME.args` (`args`: NAME and the value,
+/// checked by the settings stage) to the argv of each service NAME that declared
+/// `host_args=yes`. Returns one line to log per entry: taken, or ignored and why.
+pub fn add_host_args(services: &mut [Service], args: &[(String, String)]) -> Vec<(Level, String)> {
+    let mut lines = Vec::new();
+    for (name, value) in args {
+        let (level, what) = match services.iter_mut().find(|s| &s.name == name) {
+            Some(s) if s.host_args => {
+                s.program
+                    .args
+                    .extend(value.split_ascii_whitespace().map(Into::into));
+                (Level::Info, "appended to its command")
+            }
+            Some(_) => (
+                Level::Warning,
+                "its service file does not say host_args=yes, ignored",
+            ),
+            None => (Level::Warning, "no such service, ignored"),
+        };
+        lines.push((
+            level,
+            format!("bootconfig: liftoff.service.{name}.args={value:?}: {what}"),
+        ));
+    }
+    lines
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
