@@ -545,6 +545,16 @@ if [ ! -e /run/liftoff-host-reported ]; then
   mount --bind /var/lib/liftoff-test /run/liftoff-test/var-bind
   echo \"LIFTOFF-HOST busy-mounts $(grep -c liftoff-test /proc/mounts)\"
   }} > /dev/console 2>&1
+  # Data written just before a stop (issue 15 item 7): what an earlier boot left in
+  # /var (DATA), then, once PID 1 logged health, fresh random bytes there, not synced;
+  # the host stops the machine as soon as it sees their line.
+  echo \"LIFTOFF-FRESH-FOUND $(cat /var/lib/liftoff-fresh 2>&1)\" > /dev/console
+  (
+    until dmesg | grep -q 'answers: slot A'; do sleep 0.2; done
+    fresh=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n')
+    printf %s \"$fresh\" > /var/lib/liftoff-fresh
+    echo \"LIFTOFF-FRESH $fresh\" > /dev/console
+  ) < /dev/null > /dev/null 2>&1 &
 fi
 exec /usr/bin/containerd.real \"$@\"
 "
@@ -1322,6 +1332,30 @@ fn liftoff_lines_from<'a>(vm: &'a Vm, from: &str) -> Vec<&'a String> {
         .collect()
 }
 
+/// The token of the wrapper's `LIFTOFF-FRESH-FOUND` line (what /var held at boot).
+fn fresh_found(vm: &mut Vm) -> String {
+    let line = vm
+        .wait_for_text("LIFTOFF-FRESH-FOUND", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    line.split_once("LIFTOFF-FRESH-FOUND")
+        .map(|(_, r)| r.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Waits for the wrapper's fresh random bytes written to /var (not synced) once PID 1 is
+/// healthy; returns them as hex.
+fn fresh_written(vm: &mut Vm) -> String {
+    let line = vm
+        .wait_for_text("LIFTOFF-FRESH ", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = line
+        .split_once("LIFTOFF-FRESH ")
+        .map(|(_, r)| r.trim().to_owned())
+        .unwrap_or_default();
+    assert_eq!(token.len(), 32, "16 random bytes in hex: {line:?}");
+    token
+}
+
 /// Clean shutdowns of the containerd host, both ways a machine is stopped from outside:
 /// 1. the ACPI power button (QMP `system_powerdown`, what EC2 StopInstances and most
 ///    hypervisors send): PID 1 reads the press from the input device, stops containerd,
@@ -1332,7 +1366,9 @@ fn liftoff_lines_from<'a>(vm: &'a Vm, from: &str) -> Vec<&'a String> {
 /// Before either, the image's containerd wrapper mounts what a running container leaves:
 /// a tmpfs below /var and a bind of a folder on DATA under /run. PID 1 unmounts those
 /// first (they would keep DATA busy), so each next boot mounts DATA without journal
-/// recovery (it was unmounted cleanly).
+/// recovery (it was unmounted cleanly). Once PID 1 is healthy the wrapper writes fresh
+/// random bytes to /var (DATA) without sync and the host stops the machine at once: the
+/// next boot finds them (the stop wrote them out).
 #[test]
 fn vm_x86_64_containerd_host_shuts_down_cleanly() {
     let arch = Arch::X86_64;
@@ -1357,6 +1393,7 @@ fn vm_x86_64_containerd_host_shuts_down_cleanly() {
         "PID 1 watches no power button; log {}",
         b.vm.log_path().display()
     );
+    let first = fresh_written(&mut b.vm);
     b.vm.qmp(r#"{"execute": "system_powerdown"}"#)
         .unwrap_or_else(|e| panic!("{e}"));
     b.vm.wait_for_text("reboot: Power down", TIMEOUT)
@@ -1386,10 +1423,17 @@ fn vm_x86_64_containerd_host_shuts_down_cleanly() {
         b.disk.clone(),
         vec![],
     );
+    assert_eq!(
+        fresh_found(&mut again.vm),
+        first,
+        "written just before the power button"
+    );
     again
         .vm
         .wait_for_text("answers: slot A was already marked successful", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
+    let second = fresh_written(&mut again.vm);
+    assert_ne!(second, first);
     again
         .vm
         .qmp(
@@ -1416,12 +1460,16 @@ fn vm_x86_64_containerd_host_shuts_down_cleanly() {
         arch,
         &b.work,
         "console-3.log",
-        &format!("liftoff.handoff={PROBE}"),
+        "liftoff.handoff=containerd",
         b.disk.clone(),
         vec![],
     );
-    let r = report(&mut last);
-    assert!(r.mount("/local").is_some());
+    // The wrapper reads /var, DATA's, before containerd starts.
+    assert_eq!(
+        fresh_found(&mut last.vm),
+        second,
+        "written just before ctrl-alt-del"
+    );
     for (vm, after) in [(&again.vm, "the power button"), (&last.vm, "ctrl-alt-del")] {
         assert!(
             !vm.lines()
