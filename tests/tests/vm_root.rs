@@ -781,6 +781,11 @@ fn containerd_handoff(arch: Arch) {
         said("bootconfig on /dev/vda8: took hostname, fs.inotify.max_user_instances=8200 net.core.somaxconn=3210"),
         "log {log}"
     );
+    // DATA's /var has the root's folders (PID 1's mirror_dirs): dhcpcd writes its lease.
+    assert!(
+        !said("dhcp_writefile"),
+        "dhcpcd could not keep its lease; log {log}"
+    );
     // Services (issue 15 items 2 and 3): the list, the broken file refused by file:line,
     // the DHCP lease from QEMU's user network, and health only after dhcpcd was ready.
     let at = |text: &str| {
