@@ -874,6 +874,22 @@ fn dhcp_service_file_parses() {
     ));
 }
 
+/// The demo of `scripts/boot` is an optional one-shot PID 1 takes, and its script prints
+/// the marker only through a shell that computes it.
+#[test]
+fn demo_service_file_parses() {
+    let s = liftoff_init::supervise::service::parse(
+        Path::new("/etc/liftoff/services/50-demo"),
+        system::DEMO_SERVICE,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!s.required && !s.restart && !s.host_args);
+    assert_eq!(s.program.path, Path::new("/bin/sh"));
+    assert_eq!(s.program.args, ["/usr/local/bin/liftoff-demo"]);
+    assert!(!system::DEMO_SCRIPT.contains(system::DEMO_MARKER));
+    assert!(system::DEMO_SCRIPT.contains("LIFTOFF-DEMO-CONTAINER-$((6*7))"));
+}
+
 #[test]
 fn vm_x86_64_containerd_handoff_reaches_health() {
     containerd_handoff(Arch::X86_64);

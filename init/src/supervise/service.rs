@@ -516,14 +516,21 @@ impl Units {
             }
             return true;
         }
+        // A one-shot (restart=no) that exits 0 has done its job: no error, no restart.
+        let done =
+            exit == super::Exit::Code(0) && self.services.get(index).is_some_and(|s| !s.restart);
         out.push(log(
-            Level::Err,
+            if done { Level::Info } else { Level::Err },
             format!(
-                "service {name} (pid {pid}) ended after {}: {exit}",
+                "service {name} (pid {pid}) {} after {}: {exit}",
+                if done { "finished" } else { "ended" },
                 secs(ran)
             ),
         ));
-        self.died(index, ran, exit.to_string(), at, out);
+        match self.units.get_mut(index) {
+            Some(u) if done => u.state = State::Stopped,
+            _ => self.died(index, ran, exit.to_string(), at, out),
+        }
         true
     }
 

@@ -1173,27 +1173,54 @@ fn services_restart_with_back_off_and_only_required_ones_end_supervision() {
         let gave_up = last.iter().any(|a| matches!(a, Action::GiveUp { .. }));
         assert_eq!(gave_up, required, "{last:?}");
     }
-    // restart=no: left stopped.
-    let config = with_services(vec![service("x", "command=/bin/x\nrestart=no")]);
-    let mut m = Machine::new(&config);
-    feed(&mut m, Event::Tick { at: ms(0) });
-    feed(
-        &mut m,
-        Event::ServiceSpawned {
-            index: 0,
-            result: Ok(200),
-            at: ms(0),
-        },
-    );
-    feed(
-        &mut m,
-        Event::Exited {
-            pid: 200,
-            exit: Exit::Code(0),
-            at: ms(10),
-        },
-    );
-    assert_eq!(feed(&mut m, Event::Tick { at: ms(60_000) }), []);
+    // restart=no: left stopped. A one-shot that exits 0 finished (one info line); any
+    // other end is an error and a warning that it stays stopped.
+    for (exit, said) in [
+        (
+            Exit::Code(0),
+            vec![(
+                Level::Info,
+                "service x (pid 200) finished after 1.5 s: exit status 0",
+            )],
+        ),
+        (
+            Exit::Code(1),
+            vec![
+                (
+                    Level::Err,
+                    "service x (pid 200) ended after 1.5 s: exit status 1",
+                ),
+                (Level::Warning, "service x: restart=no, left stopped"),
+            ],
+        ),
+    ] {
+        let config = with_services(vec![service("x", "command=/bin/x\nrestart=no")]);
+        let mut m = Machine::new(&config);
+        feed(&mut m, Event::Tick { at: ms(0) });
+        feed(
+            &mut m,
+            Event::ServiceSpawned {
+                index: 0,
+                result: Ok(200),
+                at: ms(0),
+            },
+        );
+        let logs: Vec<(Level, String)> = m
+            .handle(Event::Exited {
+                pid: 200,
+                exit,
+                at: ms(1500),
+            })
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Log { level, message } => Some((level, message)),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<(Level, String)> = said.iter().map(|(l, m)| (*l, (*m).to_owned())).collect();
+        assert_eq!(logs, want);
+        assert_eq!(feed(&mut m, Event::Tick { at: ms(60_000) }), []);
+    }
 }
 
 #[test]
