@@ -55,6 +55,122 @@ pub fn dhcp_service() -> RootFile {
     }
 }
 
+/// The CNI network of the container host: Debian's bridge plugin on `cni0` with
+/// host-local addresses from 10.88.0.0/24 (containerd's own default range, a /24 of it);
+/// the bridge is the gateway (10.88.0.1). No IP masquerading: it would need iptables,
+/// which the root does not carry. `ctr run --cni` and the CRI plugin read it.
+pub const CNI_CONFLIST: &str = r#"{
+  "cniVersion": "1.0.0",
+  "name": "liftoff",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": false,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{ "subnet": "10.88.0.0/24" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }]
+      }
+    }
+  ]
+}
+"#;
+
+/// [`CNI_CONFLIST`] as a file of the root, where CNI's default configuration folder is.
+pub fn cni_conflist() -> RootFile {
+    RootFile {
+        path: "/etc/cni/net.d/10-liftoff.conflist".into(),
+        mode: 0o644,
+        data: CNI_CONFLIST.as_bytes().to_vec(),
+    }
+}
+
+/// The image the demo imports, and where its OCI archive is in the root.
+pub const DEMO_IMAGE: &str = "docker.io/liftoff/busybox:demo";
+pub const DEMO_ARCHIVE: &str = "/usr/share/liftoff/busybox-oci.tar";
+
+/// What the demo's container prints first on its line: the script has `$((6*7))` where
+/// the line has 42, so only busybox's shell running in the container writes this.
+pub const DEMO_MARKER: &str = "LIFTOFF-DEMO-CONTAINER-42";
+
+/// The demo service (`/etc/liftoff/services/50-demo`): a one-shot that runs
+/// [`DEMO_SCRIPT`] once per boot; optional, so a failed demo never costs health.
+pub const DEMO_SERVICE: &str = "\
+# The demo of scripts/boot (docs/container-host.md): import a local OCI image and run it
+# once in a container on the CNI bridge; its output goes to the console.
+command=/bin/sh /usr/local/bin/liftoff-demo
+restart=no
+";
+
+/// The demo: waits for containerd to answer `ctr version` (at most 120 s), imports
+/// [`DEMO_ARCHIVE`] and runs it once with its own network namespace on the CNI bridge.
+/// Its lines start with `liftoff-demo:`; a failed step says `liftoff-demo: FAILED: ...`.
+pub const DEMO_SCRIPT: &str = r#"#!/bin/sh
+fail() { echo "liftoff-demo: FAILED: $*"; exit 1; }
+n=0
+until ctr version > /dev/null 2>&1; do
+  [ "$n" -ge 600 ] && fail "containerd did not answer within 120 s"
+  sleep 0.2
+  n=$((n + 1))
+done
+# ctr --cni runs plugins from /opt/cni/bin (on DATA); Debian's are in /usr/lib/cni.
+mkdir -p /opt/cni && ln -sfn /usr/lib/cni /opt/cni/bin || fail "linking /opt/cni/bin"
+ctr image import @ARCHIVE@ > /dev/null || fail "ctr image import exited $?"
+echo "liftoff-demo: imported @IMAGE@; running it in a container"
+ctr run --rm --cni @IMAGE@ liftoff-demo /bin/sh -c   'echo "LIFTOFF-DEMO-CONTAINER-$((6*7)): hello from busybox in a container, $(readlink /proc/self/ns/net), eth0 $(ip -4 -o addr show dev eth0 | awk "{ print \$4 }")"' ||
+  fail "ctr run exited $?"
+echo "liftoff-demo: done"
+"#;
+
+/// What turns the root into the demo container host of `scripts/boot`: the DHCP service,
+/// the CNI network, the busybox OCI archive ([`crate::oci`]), the demo service and script.
+pub fn demo_files(arch: Arch) -> Result<Vec<RootFile>, ImageError> {
+    let archive = crate::oci::busybox_archive(arch, DEMO_IMAGE).map_err(|e| ImageError::Io {
+        what: format!("making the {arch} busybox OCI archive for the demo"),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let file = |path: &str, mode, data: Vec<u8>| RootFile {
+        path: path.into(),
+        mode,
+        data,
+    };
+    Ok(vec![
+        dhcp_service(),
+        cni_conflist(),
+        file(DEMO_ARCHIVE, 0o644, archive),
+        file(
+            "/etc/liftoff/services/50-demo",
+            0o644,
+            DEMO_SERVICE.as_bytes().to_vec(),
+        ),
+        file(
+            "/usr/local/bin/liftoff-demo",
+            0o755,
+            DEMO_SCRIPT
+                .replace("@ARCHIVE@", DEMO_ARCHIVE)
+                .replace("@IMAGE@", DEMO_IMAGE)
+                .into_bytes(),
+        ),
+    ])
+}
+
+/// Writes `files` into the staged root tree `stage`, with their folders.
+pub fn add_files(stage: &Path, files: &[RootFile]) -> Result<(), ImageError> {
+    for f in files {
+        let dest = stage.join(f.path.trim_start_matches('/'));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        std::fs::write(&dest, &f.data).map_err(io_err(format!("writing {}", dest.display())))?;
+        std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(f.mode))
+            .map_err(io_err(format!("chmod {}", dest.display())))?;
+    }
+    Ok(())
+}
+
 /// A symbolic link added to the root tree.
 #[derive(Debug, Clone)]
 pub struct RootLink {
@@ -346,16 +462,7 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
         std::fs::create_dir_all(&path).map_err(io_err(format!("creating {}", path.display())))?;
     }
     crate::tools::add(&stage, spec.arch)?;
-    for f in &spec.files {
-        let dest = stage.join(f.path.trim_start_matches('/'));
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(io_err(format!("creating {}", parent.display())))?;
-        }
-        std::fs::write(&dest, &f.data).map_err(io_err(format!("writing {}", dest.display())))?;
-        std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(f.mode))
-            .map_err(io_err(format!("chmod {}", dest.display())))?;
-    }
+    add_files(&stage, &spec.files)?;
     for l in &spec.links {
         let dest = stage.join(l.path.trim_start_matches('/'));
         if let Some(parent) = dest.parent() {

@@ -143,10 +143,11 @@ pub fn run() -> ! {
 
     // PRIVATE is mounted read-only once, for the settings and then the DATA stage, which
     // unmounts it.
-    let (sysctls, mut private_mount) = match &private_node {
+    let (merged, mut private_mount) = match &private_node {
         Some(private) => settings(&mut cmdline.config, private),
-        None => (Vec::new(), None),
+        None => (settings::Merged::default(), None),
     };
+    let sysctls = &merged.sysctls;
     let config = &cmdline.config;
 
     let mut unmount = Vec::new();
@@ -191,7 +192,7 @@ pub fn run() -> ! {
         Handoff::Path(p) => p.clone(),
         Handoff::Systemd => "/sbin/init".to_owned(),
         Handoff::Containerd => {
-            container_host(config, &sysctls);
+            container_host(config, sysctls);
             restore_autoload(autoload);
             timeline::log_peak_memory();
             timeline::mark("handoff");
@@ -204,14 +205,21 @@ pub fn run() -> ! {
                 .map_or(handoff::DEFAULT_STABLE_AFTER, |s| {
                     Duration::from_secs(u64::from(s))
                 });
-            match handoff::containerd(&boot_disk, slot, watchdog, unmount, stable_after) {
+            match handoff::containerd(
+                &boot_disk,
+                slot,
+                watchdog,
+                unmount,
+                stable_after,
+                &merged.service_args,
+            ) {
                 // Only after the kernel refused to power off or reboot.
                 Ok(_) => failure::halt(),
                 Err(e) => fail(e.into()),
             }
         }
     };
-    for e in host::write_sysctls(&mut mounts::System, root, &sysctls) {
+    for e in host::write_sysctls(&mut mounts::System, root, sysctls) {
         failure::degrade_or_fail(e.into(), root, "the host goes on without it");
     }
     if let Some(dog) = watchdog {
@@ -232,10 +240,10 @@ pub fn run() -> ! {
 }
 
 /// Per-host settings from the bootconfig on PRIVATE, taken into `config` where allowed
-/// (one line for each entry that is not); returns the sysctls to set and PRIVATE, still
-/// mounted read-only, for the DATA stage. A PRIVATE or bootconfig that cannot be read
+/// (one line for each entry that is not); returns the sysctls to set, the services'
+/// arguments, and PRIVATE, still mounted read-only, for the DATA stage. A PRIVATE or bootconfig that cannot be read
 /// leaves the boot degraded, with the command line's settings.
-fn settings(config: &mut Config, private: &Path) -> (Vec<(String, String)>, Option<PrivateMount>) {
+fn settings(config: &mut Config, private: &Path) -> (settings::Merged, Option<PrivateMount>) {
     let read = PrivateMount::read_only(private)
         .map_err(|e| settings::SettingsError::Private(Box::new(e)))
         .and_then(|mount| Ok((settings::read(&mount)?, mount)));
@@ -243,11 +251,11 @@ fn settings(config: &mut Config, private: &Path) -> (Vec<(String, String)>, Opti
         Ok(read) => read,
         Err(e) => {
             failure::degrade_or_fail(e.into(), Path::new("/"), "the command line's settings only");
-            return (Vec::new(), None);
+            return (settings::Merged::default(), None);
         }
     };
     if entries.is_empty() {
-        return (Vec::new(), Some(mount));
+        return (settings::Merged::default(), Some(mount));
     }
     let merged = settings::merge(config, &entries);
     for line in &merged.ignored {
@@ -270,7 +278,7 @@ fn settings(config: &mut Config, private: &Path) -> (Vec<(String, String)>, Opti
         sysctls.join(" ")
     ));
     timeline::mark("settings");
-    (merged.sysctls, Some(mount))
+    (merged, Some(mount))
 }
 
 /// containerd mode: what runc, containerd and CNI expect of the system. A step that fails

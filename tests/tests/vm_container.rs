@@ -47,28 +47,8 @@ const MARKER: &str = "LIFTOFF-CONTAINER-MARKER-42";
 /// `ctr run --memory-limit`: 32 MiB, the container's `memory.max`.
 const MEMORY_LIMIT: u64 = 32 << 20;
 
-/// The CNI network of the image: Debian's bridge plugin on `cni0` with host-local
-/// addresses from 10.88.0.0/24 (containerd's own default range, a /24 of it); the bridge
-/// is the gateway (10.88.0.1). No IP masquerading: it would need iptables, which the root
-/// does not carry, and nothing here leaves the host.
-const CNI_CONFLIST: &str = r#"{
-  "cniVersion": "1.0.0",
-  "name": "liftoff",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "cni0",
-      "isGateway": true,
-      "ipMasq": false,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{ "subnet": "10.88.0.0/24" }]],
-        "routes": [{ "dst": "0.0.0.0/0" }]
-      }
-    }
-  ]
-}
-"#;
+/// The CNI network is the product's, `liftoff_image::system::CNI_CONFLIST` (10.88.0.0/24,
+/// the bridge the gateway).
 const SUBNET_PREFIX: &str = "10.88.0.";
 const GATEWAY: &str = "10.88.0.1";
 
@@ -196,11 +176,7 @@ fn container_system(arch: Arch, archive: Vec<u8>) -> BuiltSystem {
                 mode: 0o755,
                 data: workload().into_bytes(),
             },
-            RootFile {
-                path: "/etc/cni/net.d/10-liftoff.conflist".into(),
-                mode: 0o644,
-                data: CNI_CONFLIST.as_bytes().to_vec(),
-            },
+            system::cni_conflist(),
             RootFile {
                 path: "/usr/bin/containerd.real".into(),
                 mode: 0o755,

@@ -116,6 +116,8 @@ pub struct ImageSpec {
     pub data_mib: u64,
     /// Logical sector size of the disk (512, or 4096 for 4Kn devices).
     pub sector_size: SectorSize,
+    /// Files added to the staged root (`scripts/boot`'s demo: [`system::demo_files`]).
+    pub files: Vec<system::RootFile>,
 }
 
 impl ImageSpec {
@@ -136,6 +138,7 @@ impl ImageSpec {
             private_mib: disk.private_mib,
             data_mib: disk.data_mib,
             sector_size: disk.sector_size,
+            files: Vec::new(),
         }
     }
 }

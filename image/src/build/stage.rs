@@ -210,6 +210,7 @@ pub fn make_root_image(
     });
     stage_root(&source, &stage)?;
     crate::tools::add(&stage, spec.arch)?;
+    crate::system::add_files(&stage, &spec.files)?;
     if let Some(kernel) = &spec.boot.modules {
         progress(&format!(
             "installing kernel {}'s container-host modules",

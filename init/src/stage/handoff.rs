@@ -66,10 +66,14 @@ pub fn containerd(
     watchdog: Option<Watchdog>,
     unmount: Vec<PathBuf>,
     stable_after: Duration,
+    host_args: &[(String, String)],
 ) -> Result<supervise::Power, HandoffError> {
-    let (services, errors) = supervise::service::load(Path::new(supervise::SERVICES_DIR));
+    let (mut services, errors) = supervise::service::load(Path::new(supervise::SERVICES_DIR));
     for e in &errors {
         kmsg::error(e);
+    }
+    for (level, line) in supervise::service::add_host_args(&mut services, host_args) {
+        kmsg::log(level, &line);
     }
     let mut list = format!("services from {}:", supervise::SERVICES_DIR);
     for s in &services {

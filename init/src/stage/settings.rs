@@ -17,6 +17,7 @@
 //! | `liftoff.sysctl.<name>` | yes, for the names of [`SYSCTL_PREFIXES`] | networking, memory and limits a workload needs |
 //! | `liftoff.data` | yes | the DATA key source: DATA is still formatted only when provably fresh, and a mode that does not open DATA leaves it untouched (degraded) |
 //! | `liftoff.stable_after` | yes | how long health must hold before the crash-loop count clears |
+//! | `liftoff.service.<NAME>.args` | yes, for a service whose file in the verified root says `host_args=yes` (containerd mode) | words (split on spaces, no control characters, no shell) appended to that service's `command=`; the root decides which services take them |
 //! | `liftoff.slot`, `boot_partuuid`, `roothash`, `salt`, `verity`, `handoff`, `watchdog`, `device_timeout`, `debug` | never | what is verified and against what, what runs as PID 1's successor, and what is armed or read before PRIVATE |
 //! | anything else | no | unknown |
 //!
@@ -29,7 +30,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 
 use prairiedog::bootconfig;
-use prairiedog::cmdline::{self, Config, Problem};
+use prairiedog::cmdline::{self, Config, Handoff, Problem};
 
 use super::data::{DataError, PrivateMount};
 
@@ -38,6 +39,9 @@ pub const FILE: &str = "bootconfig";
 
 /// The prefix of sysctl keys.
 pub const SYSCTL_KEY: &str = "liftoff.sysctl.";
+
+/// The prefix of a service's arguments, `liftoff.service.NAME.args`.
+pub const SERVICE_KEY: &str = "liftoff.service.";
 
 /// The sysctls PRIVATE may set: networking, virtual memory, and the per-user and
 /// file limits workloads raise. Not `kernel.*` (core_pattern, modprobe, kptr_restrict...),
@@ -123,6 +127,9 @@ pub struct Merged {
     pub taken: Vec<String>,
     /// The sysctls to set, as (`net.ipv4.ip_forward`, `1`).
     pub sysctls: Vec<(String, String)>,
+    /// The services' arguments, as (`20-agent`, `--region eu-1`): appended to the argv of
+    /// a service that declared `host_args=yes` (`supervise::service::add_host_args`).
+    pub service_args: Vec<(String, String)>,
     /// One line per entry not taken, saying why.
     pub ignored: Vec<String>,
 }
@@ -153,6 +160,22 @@ pub fn merge(config: &mut Config, entries: &[(String, String)]) -> Merged {
             } else {
                 merged.sysctls.retain(|(n, _)| n != name);
                 merged.sysctls.push((name.to_owned(), value.clone()));
+            }
+            continue;
+        }
+        if let Some(rest) = key.strip_prefix(SERVICE_KEY) {
+            match rest.strip_suffix(".args") {
+                Some(name) if !name.is_empty() => {
+                    if config.handoff != Handoff::Containerd {
+                        ignore("services run in containerd mode only".to_owned());
+                    } else if value.chars().any(char::is_control) {
+                        ignore("a control character in arguments".to_owned());
+                    } else {
+                        merged.service_args.retain(|(n, _)| n != name);
+                        merged.service_args.push((name.to_owned(), value.clone()));
+                    }
+                }
+                _ => ignore("unknown key".to_owned()),
             }
             continue;
         }
@@ -306,6 +329,53 @@ mod tests {
                 "liftoff.data: the command line sets it, ignored",
                 "liftoff.hostname: the command line sets it, ignored"
             ]
+        );
+    }
+
+    /// A service's arguments are taken as words; a value with a control character, or a
+    /// key that is not `liftoff.service.NAME.args`, is refused by name.
+    #[test]
+    fn service_arguments() {
+        let mut config = Config {
+            handoff: Handoff::Containerd,
+            ..Config::default()
+        };
+        let before = config.clone();
+        let merged = merge(
+            &mut config,
+            &entries(&[
+                ("liftoff.service.20-agent.args", "--region eu-1"),
+                ("liftoff.service.10.dhcp.args", "-d"),
+                ("liftoff.service.20-agent.args", "--region eu-2"),
+                ("liftoff.service.30-x.args", "a\nb"),
+                ("liftoff.service.30-x.args", "a\tb"),
+                ("liftoff.service.30-x.command", "/bin/sh"),
+                ("liftoff.service..args", "x"),
+            ]),
+        );
+        assert_eq!(config, before);
+        assert!(merged.taken.is_empty());
+        // The last value wins; a dot in a service name is kept.
+        assert_eq!(
+            merged.service_args,
+            entries(&[("10.dhcp", "-d"), ("20-agent", "--region eu-2")])
+        );
+        assert_eq!(
+            merged.ignored,
+            [
+                "liftoff.service.30-x.args: a control character in arguments, ignored",
+                "liftoff.service.30-x.args: a control character in arguments, ignored",
+                "liftoff.service.30-x.command: unknown key, ignored",
+                "liftoff.service..args: unknown key, ignored",
+            ]
+        );
+        // systemd mode runs no services.
+        let mut config = Config::default();
+        let merged = merge(&mut config, &entries(&[("liftoff.service.a.args", "-x")]));
+        assert!(merged.service_args.is_empty());
+        assert_eq!(
+            merged.ignored,
+            ["liftoff.service.a.args: services run in containerd mode only, ignored"]
         );
     }
 

@@ -40,6 +40,8 @@ pub struct Service {
     pub ready: Ready,
     pub stop: Kill,
     pub grace: Duration,
+    /// `host_args=yes`: takes arguments from PRIVATE's bootconfig ([`add_host_args`]).
+    pub host_args: bool,
 }
 
 /// A line of a service file that is refused.
@@ -117,6 +119,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Service, ParseError> {
         ready: Ready::Started,
         stop: Kill::Term,
         grace: Duration::from_secs(10),
+        host_args: false,
     };
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -134,6 +137,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Service, ParseError> {
             }
             "required" => yes_no(value).map(|v| service.required = v),
             "restart" => yes_no(value).map(|v| service.restart = v),
+            "host_args" => yes_no(value).map(|v| service.host_args = v),
             "ready" => match value.split_once(':') {
                 _ if value == "started" => Ok(Ready::Started),
                 Some(("socket", p)) => absolute(p).map(Ready::Socket),
@@ -195,6 +199,33 @@ pub fn load(dir: &Path) -> (Vec<Service>, Vec<String>) {
         }
     }
     (services, errors)
+}
+
+/// Appends the words of PRIVATE's `liftoff.service.NAME.args` (`args`: NAME and the value,
+/// checked by the settings stage) to the argv of each service NAME that declared
+/// `host_args=yes`. Returns one line to log per entry: taken, or ignored and why.
+pub fn add_host_args(services: &mut [Service], args: &[(String, String)]) -> Vec<(Level, String)> {
+    let mut lines = Vec::new();
+    for (name, value) in args {
+        let (level, what) = match services.iter_mut().find(|s| &s.name == name) {
+            Some(s) if s.host_args => {
+                s.program
+                    .args
+                    .extend(value.split_ascii_whitespace().map(Into::into));
+                (Level::Info, "appended to its command")
+            }
+            Some(_) => (
+                Level::Warning,
+                "its service file does not say host_args=yes, ignored",
+            ),
+            None => (Level::Warning, "no such service, ignored"),
+        };
+        lines.push((
+            level,
+            format!("bootconfig: liftoff.service.{name}.args={value:?}: {what}"),
+        ));
+    }
+    lines
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,14 +516,21 @@ impl Units {
             }
             return true;
         }
+        // A one-shot (restart=no) that exits 0 has done its job: no error, no restart.
+        let done =
+            exit == super::Exit::Code(0) && self.services.get(index).is_some_and(|s| !s.restart);
         out.push(log(
-            Level::Err,
+            if done { Level::Info } else { Level::Err },
             format!(
-                "service {name} (pid {pid}) ended after {}: {exit}",
+                "service {name} (pid {pid}) {} after {}: {exit}",
+                if done { "finished" } else { "ended" },
                 secs(ran)
             ),
         ));
-        self.died(index, ran, exit.to_string(), at, out);
+        match self.units.get_mut(index) {
+            Some(u) if done => u.state = State::Stopped,
+            _ => self.died(index, ran, exit.to_string(), at, out),
+        }
         true
     }
 

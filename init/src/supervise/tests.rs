@@ -802,8 +802,9 @@ fn a_service_file_is_parsed() {
     let d = service("d", "command=/bin/d\nafter=c\nready=socket:/run/d.sock");
     assert_eq!(d.after.as_deref(), Some("c"));
     assert_eq!(d.ready, Ready::Socket("/run/d.sock".into()));
-    assert!(!d.required && d.restart && d.stop == Kill::Term);
+    assert!(!d.required && d.restart && d.stop == Kill::Term && !d.host_args);
     assert_eq!(d.grace, Duration::from_secs(10));
+    assert!(service("h", "command=/bin/h\nhost_args=yes").host_args);
     let g = service(
         "g",
         "command=/bin/g\nready=grpc:/run/g.sock\nstop_signal=SIGUSR2",
@@ -829,6 +830,7 @@ fn every_bad_line_is_refused_with_its_file_and_line() {
         ("command=/bin/x\nready=command:x", 2, "absolute path"),
         ("command=/bin/x\nstop_signal=STOP", 2, "TERM, INT"),
         ("command=/bin/x\nstop_grace=1.5", 2, "whole seconds"),
+        ("command=/bin/x\nhost_args=1", 2, "host_args=1: yes or no"),
         ("command=/bin/x\nuser=root", 2, "user=root: unknown key"),
         ("# only a comment", 0, "no command= line"),
     ] {
@@ -873,6 +875,49 @@ fn a_directory_loads_in_name_order_and_skips_bad_files() {
     );
     assert_eq!(service::load(&dir.join("none")), (Vec::new(), Vec::new()));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// PRIVATE's arguments reach only a service whose verified file opted in; every other
+/// entry is one line naming its key.
+#[test]
+fn host_arguments_reach_only_services_that_take_them() {
+    let mut services = vec![
+        service("10-dhcp", "command=/usr/sbin/dhcpcd eth0"),
+        service("20-agent", "command=/bin/agent --fixed\nhost_args=yes"),
+    ];
+    let args: Vec<(String, String)> = [
+        ("20-agent", " --region  eu-1 -v "),
+        ("10-dhcp", "--script /local/evil"),
+        ("30-gone", "-x"),
+    ]
+    .iter()
+    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+    .collect();
+    let lines = service::add_host_args(&mut services, &args);
+    assert_eq!(services[0].program.args, ["eth0"]);
+    assert_eq!(
+        services[1].program.args,
+        ["--fixed", "--region", "eu-1", "-v"]
+    );
+    let want: Vec<(Level, String)> = [
+        (
+            Level::Info,
+            "bootconfig: liftoff.service.20-agent.args=\" --region  eu-1 -v \": appended to its command",
+        ),
+        (
+            Level::Warning,
+            "bootconfig: liftoff.service.10-dhcp.args=\"--script /local/evil\": its service file \
+             does not say host_args=yes, ignored",
+        ),
+        (
+            Level::Warning,
+            "bootconfig: liftoff.service.30-gone.args=\"-x\": no such service, ignored",
+        ),
+    ]
+    .iter()
+    .map(|(l, m)| (*l, (*m).to_owned()))
+    .collect();
+    assert_eq!(lines, want);
 }
 
 fn with_services(services: Vec<Service>) -> Config {
@@ -1128,27 +1173,54 @@ fn services_restart_with_back_off_and_only_required_ones_end_supervision() {
         let gave_up = last.iter().any(|a| matches!(a, Action::GiveUp { .. }));
         assert_eq!(gave_up, required, "{last:?}");
     }
-    // restart=no: left stopped.
-    let config = with_services(vec![service("x", "command=/bin/x\nrestart=no")]);
-    let mut m = Machine::new(&config);
-    feed(&mut m, Event::Tick { at: ms(0) });
-    feed(
-        &mut m,
-        Event::ServiceSpawned {
-            index: 0,
-            result: Ok(200),
-            at: ms(0),
-        },
-    );
-    feed(
-        &mut m,
-        Event::Exited {
-            pid: 200,
-            exit: Exit::Code(0),
-            at: ms(10),
-        },
-    );
-    assert_eq!(feed(&mut m, Event::Tick { at: ms(60_000) }), []);
+    // restart=no: left stopped. A one-shot that exits 0 finished (one info line); any
+    // other end is an error and a warning that it stays stopped.
+    for (exit, said) in [
+        (
+            Exit::Code(0),
+            vec![(
+                Level::Info,
+                "service x (pid 200) finished after 1.5 s: exit status 0",
+            )],
+        ),
+        (
+            Exit::Code(1),
+            vec![
+                (
+                    Level::Err,
+                    "service x (pid 200) ended after 1.5 s: exit status 1",
+                ),
+                (Level::Warning, "service x: restart=no, left stopped"),
+            ],
+        ),
+    ] {
+        let config = with_services(vec![service("x", "command=/bin/x\nrestart=no")]);
+        let mut m = Machine::new(&config);
+        feed(&mut m, Event::Tick { at: ms(0) });
+        feed(
+            &mut m,
+            Event::ServiceSpawned {
+                index: 0,
+                result: Ok(200),
+                at: ms(0),
+            },
+        );
+        let logs: Vec<(Level, String)> = m
+            .handle(Event::Exited {
+                pid: 200,
+                exit,
+                at: ms(1500),
+            })
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Log { level, message } => Some((level, message)),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<(Level, String)> = said.iter().map(|(l, m)| (*l, (*m).to_owned())).collect();
+        assert_eq!(logs, want);
+        assert_eq!(feed(&mut m, Event::Tick { at: ms(60_000) }), []);
+    }
 }
 
 #[test]

@@ -99,18 +99,24 @@ usage: liftoff-qemu boot [--arch x86_64|aarch64] [--disk DISK | --append ARGS] [
 
 Without --disk: builds the container-host disk from the Debian root tree of
 scripts/build-rootfs (systemd, containerd, runc) with `liftoff-qemu image`'s builder and
-liftoff.handoff=containerd plus --append (cached under target/vm-images), and boots a copy.
+liftoff.handoff=containerd plus --append (cached under target/vm-images), with the demo of
+docs/container-host.md added to the root (the DHCP service, the CNI network, a busybox OCI
+archive and a one-shot service that imports it with `ctr` and runs it in a container), and
+boots a copy with a restricted user-network NIC (QEMU's DHCP only, nothing leaves the host).
 With --disk: boots DISK itself (made by `liftoff-qemu image`; the boot writes to it, as a
 real machine writes to its disk). QEMU (TCG) starts it through OVMF (x86_64) or AAVMF
 (aarch64), shim and GRUB with Secure Boot enforced and the key set of --keys (default: the
 development set) enrolled; --no-secure-boot boots the same disk with Secure Boot off. The
 serial console streams here, and once containerd answers and the
-slot is marked successful the boot timeline is printed. --stay keeps the machine running
+slot is marked successful the boot timeline is printed. Without --disk the boot then waits
+for the demo container's output line, prints it and powers the machine off (the ACPI power
+button: a clean stop). --stay keeps the machine running instead
 (stop it with Ctrl-C). --bus puts the disk on another controller (default virtio-blk;
 ahci on x86_64 needs a kernel with an AHCI driver, which Debian's cloud kernel lacks). The
 console log is kept in target/vm-logs/boot-<arch>/console.log.
 
-Exit status: 0 the host reached health; 1 it did not within the timeout; 2 usage or setup.";
+Exit status: 0 the host reached health (and without --disk, the demo container ran);
+1 it did not within the timeout; 2 usage or setup.";
 
 const KEYS_USAGE: &str = "\
 usage: liftoff-qemu keys --out DIR [--name TEXT] [--db-key KEY --db-cert CERT]
@@ -141,6 +147,17 @@ const KERNEL_SECURE_BOOT: &str = "secureboot: Secure boot enabled";
 /// The line PID 1 logs when containerd answers and slot A is marked successful ("marked
 /// successful" on its first health, "was already marked successful" after).
 const HEALTHY: &str = "answers: slot A ";
+
+/// The demo script's line for a failed step (`system::DEMO_SCRIPT`).
+const DEMO_FAILED: &str = "liftoff-demo: FAILED";
+
+/// PID 1's lines for the demo's one-shot service: `... (pid N) finished after ...` when it
+/// exited 0, the second when it failed.
+const DEMO_FINISHED: &str = "liftoff: service 50-demo (pid ";
+const DEMO_ENDED: &str = "liftoff: service 50-demo: restart=no, left stopped";
+
+/// How long the host may take to power off after the power button.
+const POWER_OFF: Duration = Duration::from_secs(120);
 
 struct BuildArgs {
     arch: Arch,
@@ -685,13 +702,18 @@ fn default_disk(arch: Arch, append: &str, keys: &KeySet, work: &Path) -> Result<
         .to_owned();
     let boot = BootSpec::debian(arch, &append).map_err(|e| e.to_string())?;
     let tree = system::root_tree(arch).map_err(|e| e.to_string())?;
+    let files = system::demo_files(arch).map_err(|e| e.to_string())?;
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "boot v1 {arch} {} {} {append}\n",
+        "boot v2 {arch} {} {} {append}\n",
         tree.display(),
         boot.kernel.display()
     ));
     hasher.update(&boot.initramfs);
+    for f in &files {
+        hasher.update(format!("{} {:o} {}\n", f.path, f.mode, f.data.len()));
+        hasher.update(&f.data);
+    }
     hasher.update(keys.db_cert_der().map_err(|e| e.to_string())?);
     let key = verity::hex::encode(hasher.finalize().get(..8).unwrap_or_default());
     let cache = artifacts::target_dir().join("vm-images");
@@ -702,6 +724,7 @@ fn default_disk(arch: Arch, append: &str, keys: &KeySet, work: &Path) -> Result<
         let mut spec = ImageSpec::new(arch, &tree, boot, keys.clone());
         spec.seed = "liftoff-qemu".into();
         spec.data_mib = 256;
+        spec.files = files;
         let start = Instant::now();
         build::build_image(&spec, &cached, &mut progress(start))
             .map_err(|e| format!("building {}: {e}", cached.display()))?;
@@ -758,35 +781,55 @@ fn run_boot(args: &BootArgs) -> Result<bool, String> {
         ),
         Mode::Off => eprintln!("liftoff-qemu: Secure Boot off (--no-secure-boot)"),
     }
+    // The demo is in the default disk only; a --disk boot ends at health.
+    let demo = args.disk.is_none();
+    config.nic = demo;
+    config.qmp = Some(work.join("qmp.sock"));
     let mut vm = Vm::start(&config).map_err(|e| e.to_string())?;
     let mut healthy = false;
+    let mut container = None;
+    let mut finished = false;
     while vm.elapsed() < args.timeout || (healthy && args.stay) {
-        match vm.next_line(Duration::from_millis(500)) {
-            Some(line) => {
-                println!("{line}");
-                if line.contains(KERNEL_SECURE_BOOT) {
-                    println!("Secure Boot: on (the kernel reports it; lockdown is on)");
-                }
-                if !healthy && line.contains(HEALTHY) {
-                    healthy = true;
-                    if !vm.lines().iter().any(|l| l.contains(KERNEL_SECURE_BOOT)) {
-                        println!("Secure Boot: off");
-                    }
-                    let marks = console::timeline(vm.lines());
-                    println!("\nboot timeline ({arch}, from the kernel's start):");
-                    print!("{}", console::format_timeline(&marks));
-                    println!(
-                        "the container host is up: containerd answers and slot A is marked \
-                         successful ({:.1} s after QEMU started)",
-                        vm.elapsed().as_secs_f64()
-                    );
-                    if !args.stay {
-                        return Ok(true);
-                    }
-                }
+        let Some(line) = vm.next_line(Duration::from_millis(500)) else {
+            if vm.has_exited() {
+                break;
             }
-            None if vm.has_exited() => break,
-            None => {}
+            continue;
+        };
+        println!("{line}");
+        if line.contains(KERNEL_SECURE_BOOT) {
+            println!("Secure Boot: on (the kernel reports it; lockdown is on)");
+        }
+        if !healthy && line.contains(HEALTHY) {
+            healthy = true;
+            if !vm.lines().iter().any(|l| l.contains(KERNEL_SECURE_BOOT)) {
+                println!("Secure Boot: off");
+            }
+            let marks = console::timeline(vm.lines());
+            println!("\nboot timeline ({arch}, from the kernel's start):");
+            print!("{}", console::format_timeline(&marks));
+            println!(
+                "the container host is up: containerd answers and slot A is marked \
+                 successful ({:.1} s after QEMU started)",
+                vm.elapsed().as_secs_f64()
+            );
+        }
+        if demo && (line.contains(DEMO_FAILED) || line.contains(DEMO_ENDED)) {
+            eprintln!(
+                "liftoff-qemu: the demo failed: {}; see {}",
+                line.trim(),
+                vm.log_path().display()
+            );
+            return Ok(false);
+        }
+        if container.is_none() {
+            if let Some((_, out)) = line.split_once(system::DEMO_MARKER) {
+                container = Some(format!("{}{out}", system::DEMO_MARKER));
+            }
+        }
+        finished |= line.contains(DEMO_FINISHED) && line.contains(") finished after ");
+        if healthy && !args.stay && (!demo || (container.is_some() && finished)) {
+            break;
         }
     }
     if !healthy {
@@ -795,8 +838,51 @@ fn run_boot(args: &BootArgs) -> Result<bool, String> {
             args.timeout,
             vm.log_path().display()
         );
+        return Ok(false);
     }
-    Ok(healthy)
+    if !demo {
+        return Ok(true);
+    }
+    let missing = match (&container, finished) {
+        (None, _) => Some(format!("container printed no {} line", system::DEMO_MARKER)),
+        (Some(_), false) => Some("service did not finish".to_owned()),
+        (Some(_), true) => None,
+    };
+    let (Some(container), None) = (container, missing.as_ref()) else {
+        eprintln!(
+            "liftoff-qemu: the host is healthy but within {:?} the demo {}; see {}",
+            args.timeout,
+            missing.unwrap_or_default(),
+            vm.log_path().display()
+        );
+        return Ok(false);
+    };
+    println!(
+        "\na container ran on the host ({:.1} s after QEMU started) and printed:\n  {}",
+        vm.elapsed().as_secs_f64(),
+        container.trim()
+    );
+    // The ACPI power button: PID 1 stops the services and containerd, unmounts DATA and
+    // powers off.
+    println!("pressing the power button (ACPI) to stop the host");
+    vm.qmp(r#"{"execute": "system_powerdown"}"#)
+        .map_err(|e| format!("QMP system_powerdown: {e}"))?;
+    let stop = vm.elapsed();
+    while vm.elapsed() < stop + POWER_OFF {
+        match vm.next_line(Duration::from_millis(500)) {
+            Some(line) => println!("{line}"),
+            None if vm.has_exited() => {
+                println!("the host powered off");
+                return Ok(true);
+            }
+            None => {}
+        }
+    }
+    eprintln!(
+        "liftoff-qemu: the host did not power off within {POWER_OFF:?} of the power button; see {}",
+        vm.log_path().display()
+    );
+    Ok(false)
 }
 
 fn main() -> ExitCode {

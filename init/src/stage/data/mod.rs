@@ -807,6 +807,7 @@ fn bind_from_mount_point() -> Result<Vec<String>, DataError> {
                 dir: dir.to_owned(),
                 source,
             })?;
+        mirror_dirs(Path::new(&target), &source);
         rustix::mount::mount_bind(&source, &target).map_err(|e| DataError::Bind {
             dir: dir.to_owned(),
             source: e.into(),
@@ -815,6 +816,48 @@ fn bind_from_mount_point() -> Result<Vec<String>, DataError> {
     }
     mounted.reverse();
     Ok(mounted)
+}
+
+/// Creates under `to` each folder under `from` that `to` lacks, with its owner and mode,
+/// and no files: DATA's /var starts empty, and programs from the root expect the
+/// folders their packages made (`/var/tmp`, `/var/lib/dhcpcd` for dhcpcd's lease). Run
+/// before the bind, while `from` is still the verified root's; every boot, so folders a
+/// new root brings appear too. Never enters a symbolic link. Best effort: a folder that
+/// cannot be made is left out.
+pub fn mirror_dirs(from: &Path, to: &Path) {
+    use rustix::fs::{FileType, Gid, Mode, Uid};
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        // The entry itself: a symbolic link is not a folder here.
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let dest = to.join(entry.file_name());
+        // One C string for the four calls below.
+        let Ok(c) = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        if rustix::fs::mkdir(c.as_c_str(), Mode::empty()).is_ok() {
+            // chown first: it may clear the set-group-ID bit that the mode then sets.
+            let _ = rustix::fs::chown(
+                c.as_c_str(),
+                Some(Uid::from_raw(meta.uid())),
+                Some(Gid::from_raw(meta.gid())),
+            );
+            let _ = rustix::fs::chmod(c.as_c_str(), Mode::from_raw_mode(meta.mode()));
+        }
+        if rustix::fs::lstat(c.as_c_str())
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        {
+            mirror_dirs(&entry.path(), &dest);
+        }
+    }
 }
 
 /// The degraded boot's stand-in for DATA (DESIGN.md section 7): DATA is left as it is, its
@@ -1152,5 +1195,34 @@ mod tests {
              /run/liftoff/recovery-key until the next boot (save it, then delete the file); \
              new ext4 file system; /var and /opt bound from it"
         );
+    }
+
+    /// The root's /var folders appear on DATA with their modes, without files, without
+    /// following a symbolic link, and what DATA has already is kept.
+    #[test]
+    fn mirror_dirs_copies_folders_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("liftoff-mirror-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (root, data) = (base.join("root"), base.join("data"));
+        std::fs::create_dir_all(root.join("lib/dhcpcd")).unwrap();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+        std::fs::write(root.join("lib/dpkg-status"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
+        std::fs::create_dir_all(data.join("lib")).unwrap();
+        std::fs::write(data.join("lib/kept"), b"y").unwrap();
+        mirror_dirs(&root, &data);
+        assert!(data.join("lib/dhcpcd").is_dir());
+        let mode = std::fs::metadata(data.join("tmp"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o1777);
+        assert!(!data.join("lib/dpkg-status").exists());
+        assert!(data.join("link").symlink_metadata().is_err());
+        assert_eq!(std::fs::read(data.join("lib/kept")).unwrap(), b"y");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
