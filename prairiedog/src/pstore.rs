@@ -99,7 +99,11 @@ pub struct Record {
 }
 
 /// Lines of PID 1 that name the running slot, each followed by the slot's letter.
-const SLOT_MARKS: [&[u8]; 3] = [b"liftoff: slots: booted ", b"serves ROOT-", b"answers: slot "];
+const SLOT_MARKS: [&[u8]; 3] = [
+    b"liftoff: slots: booted ",
+    b"serves ROOT-",
+    b"answers: slot ",
+];
 
 /// The cause and the slot in the text of a pstore record (all its parts, in any order).
 /// `None` when it is not a panic or oops record. Never panics, on any bytes.
@@ -115,10 +119,7 @@ pub fn parse(record: &[u8]) -> Option<Record> {
     } else {
         return None;
     };
-    let stage = if SLOT_MARKS
-        .get(2)
-        .is_some_and(|m| find(record, m).is_some())
-    {
+    let stage = if SLOT_MARKS.get(2).is_some_and(|m| find(record, m).is_some()) {
         Stage::Healthy
     } else if find(record, b"liftoff: ").is_some() {
         Stage::Boot
