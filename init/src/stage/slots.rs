@@ -88,6 +88,8 @@ pub struct Outcome {
     pub boot: prairiedog::boot::BootOutcome,
     /// A damaged GPT copy was found and the write repaired it.
     pub repaired: bool,
+    /// The slot the previous boot's failure was charged to (the GPT written).
+    pub charged: Option<Slot>,
 }
 
 /// The slot the running kernel came from: `liftoff.slot`, else the slot whose BOOT
@@ -114,6 +116,7 @@ pub fn run(
     cmdline_slot: Option<Slot>,
     boot_partuuid: Option<gpt::Guid>,
     unhealthy_limit: u8,
+    previous: Option<&prairiedog::pstore::Record>,
 ) -> Result<(Outcome, Slot), SlotError> {
     let file = File::options()
         .read(true)
@@ -129,13 +132,24 @@ pub fn run(
     let booted = booted_slot(cmdline_slot, boot_partuuid, &disk.layout(), disk.gpt())
         .ok_or(SlotError::NoSlot)?;
     let damaged = !disk.health().is_clean();
+    // The previous boot's failure first, so that the rules below see it: charged to the
+    // slot its record names, else to the slot booting again (after the slots stage,
+    // grubenv names the slot that runs on, unless an update was staged since).
+    let mut charged = None;
+    if let Some(r) = previous {
+        let slot = r.slot.unwrap_or(booted);
+        let new = prairiedog::pstore::charge(disk.words(), slot, r.cause);
+        disk.store(new).map_err(SlotError::Disk)?;
+        charged = Some(slot);
+    }
     let outcome =
         prairiedog::boot::run(&mut disk, GrubEnvAt::Esp(GRUBENV), booted, unhealthy_limit)
             .map_err(SlotError::Disk)?;
     Ok((
         Outcome {
-            repaired: damaged && outcome.gpt_written,
+            repaired: damaged && (outcome.gpt_written || charged.is_some()),
             boot: outcome,
+            charged,
         },
         booted,
     ))
