@@ -521,18 +521,18 @@ fn choose_slot(
         previous.as_ref().map(|p| &p.record),
     ) {
         Ok((outcome, booted)) => {
-            let failed = previous.zip(outcome.charged).map(|(p, slot)| {
+            let failed = previous.zip(outcome.charged).map(|(p, (slot, now))| {
                 let r = p.record;
                 kmsg::warn(&format!(
-                    "pstore: the previous boot of slot {} ended in a kernel {} ({}): charged \
-                     to it{}",
+                    "pstore: the previous boot of slot {} ended in a kernel {} ({}): {}",
                     slot.as_str(),
                     r.cause.as_str(),
                     r.stage.as_str(),
-                    if r.slot.is_none() {
-                        " (the record names no slot: the one booting again)"
-                    } else {
-                        ""
+                    match (now, r.slot) {
+                        (false, _) => "before PID 1, counted by GRUB's fallback",
+                        (true, Some(_)) => "charged to it",
+                        (true, None) =>
+                            "charged to it (no slot in the record: the one booting again)",
                     }
                 ));
                 // Only now that the charge is on disk: a cut before leaves it for the

@@ -1487,6 +1487,21 @@ fn resets_a_kernel_that_hangs(arch: Arch) {
     assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 0));
     assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 1));
+    // The softdog panic is in pstore (efi-pstore, built into this kernel): slot A's, before
+    // PID 1, so GRUB's fallback has counted it; B is not charged, the history names it.
+    assert!(
+        r.liftoff_log.iter().any(|l| l
+            == "pstore: the previous boot of slot A ended in a kernel watchdog (kernel): \
+                before PID 1, counted by GRUB's fallback"),
+        "{:?}",
+        r.liftoff_log
+    );
+    let history = r.failures.as_deref().unwrap_or_default();
+    let fields: Vec<&str> = history.split_whitespace().collect();
+    assert!(
+        matches!(fields.as_slice(), ["A", time, "kernel", "watchdog"] if time.parse::<u64>().is_ok()),
+        "failure history {history:?}"
+    );
 }
 
 #[test]
