@@ -286,6 +286,7 @@ fn settings(
 
 /// The failure history: `failed` added to the one on PRIVATE (written crash-safely), and
 /// the history copied to /run for `prairiedog status`. Trouble is logged, never fatal.
+#[inline(never)]
 fn remember(private: Option<&mut PrivateMount>, failed: Option<Failure>) {
     use prairiedog::pstore::{add_to_history, read_history, PRIVATE_FILE, RUN_FILE};
     let mut text = String::new();
@@ -327,6 +328,7 @@ fn remember(private: Option<&mut PrivateMount>, failed: Option<Failure>) {
 }
 
 /// [`remember`] from the slots stage: PRIVATE mounted for the history alone.
+#[inline(never)]
 fn remember_before_reboot(boot_disk: &BootDisk, failed: Option<Failure>) {
     let private = prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node)
         .ok()
@@ -521,7 +523,7 @@ fn choose_slot(
         previous.as_ref().map(|p| &p.record),
     ) {
         Ok((outcome, booted)) => {
-            let failed = previous.zip(outcome.charged).map(|(p, (slot, now))| {
+            let failed = previous.zip(outcome.boot.charged).map(|(p, (slot, now))| {
                 let r = p.record;
                 kmsg::warn(&format!(
                     "pstore: the previous boot of slot {} ended in a kernel {} ({}): {}",

@@ -27,6 +27,7 @@ pub struct Found {
 
 /// Mounts pstore under `sys` (if it is not yet) and reads the previous boot's record.
 /// Trouble is logged and means no record: failure memory never fails a boot.
+#[inline(never)]
 pub fn read(sys: &Path) -> Option<Found> {
     let dir = sys.join("fs/pstore");
     use rustix::mount::MountFlags as F;

@@ -20,8 +20,8 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use prairiedog::boot::{Found, GrubEnvAt, GrubEnvOutcome};
-use prairiedog::decide::{bootloader_fell_back, Action, Counted, SlotWords};
+use prairiedog::boot::{GrubEnvAt, GrubEnvOutcome};
+use prairiedog::decide::{Action, Counted, SlotWords};
 use prairiedog::disk::SlotDisk;
 use prairiedog::Slot;
 
@@ -88,9 +88,6 @@ pub struct Outcome {
     pub boot: prairiedog::boot::BootOutcome,
     /// A damaged GPT copy was found and the write repaired it.
     pub repaired: bool,
-    /// The slot the previous boot's failure belongs to, and whether it was charged now
-    /// (the GPT written) or had been counted by the bootloader's fallback.
-    pub charged: Option<(Slot, bool)>,
 }
 
 /// The slot the running kernel came from: `liftoff.slot`, else the slot whose BOOT
@@ -133,37 +130,19 @@ pub fn run(
     let booted = booted_slot(cmdline_slot, boot_partuuid, &disk.layout(), disk.gpt())
         .ok_or(SlotError::NoSlot)?;
     let damaged = !disk.health().is_clean();
-    // The previous boot's failure first, so that the rules below see it: charged to the
-    // slot its record names. A record that names none: after a bootloader fallback, the
-    // other slot's kernel died before PID 1, which the fallback counts already; else the
-    // slot booting again ran (after the slots stage grubenv names the slot that runs on,
-    // unless an update was staged since).
-    let mut charged = None;
-    if let Some(r) = previous {
-        let fell_back = || match GrubEnvAt::Esp(GRUBENV).find(&disk) {
-            Ok(Some(Found::Valid(env, _))) => {
-                bootloader_fell_back(booted, env.slot(), env.pending())
-            }
-            _ => false,
-        };
-        charged = Some(match r.slot {
-            None if fell_back() => (booted.other(), false),
-            slot => {
-                let slot = slot.unwrap_or(booted);
-                let new = prairiedog::pstore::charge(disk.words(), slot, r.cause);
-                disk.store(new).map_err(SlotError::Disk)?;
-                (slot, true)
-            }
-        });
-    }
-    let outcome =
-        prairiedog::boot::run(&mut disk, GrubEnvAt::Esp(GRUBENV), booted, unhealthy_limit)
-            .map_err(SlotError::Disk)?;
+    // The previous boot's failure is charged in the same GPT write as this boot's count.
+    let outcome = prairiedog::boot::run_after(
+        &mut disk,
+        GrubEnvAt::Esp(GRUBENV),
+        booted,
+        unhealthy_limit,
+        previous,
+    )
+    .map_err(SlotError::Disk)?;
     Ok((
         Outcome {
-            repaired: damaged && (outcome.gpt_written || charged.is_some_and(|c| c.1)),
+            repaired: damaged && outcome.gpt_written,
             boot: outcome,
-            charged,
         },
         booted,
     ))
