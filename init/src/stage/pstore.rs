@@ -33,6 +33,10 @@ pub fn read(sys: &Path) -> Option<Found> {
     use rustix::mount::MountFlags as F;
     let flags = F::NOSUID | F::NODEV | F::NOEXEC;
     if let Err(e) = rustix::mount::mount("pstore", &dir, "pstore", flags, None) {
+        // BUSY: mounted already. NOENT, NODEV: a kernel without pstore, nothing to read.
+        if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::NODEV {
+            return None;
+        }
         if e != rustix::io::Errno::BUSY {
             kmsg::warn(&format!(
                 "mounting pstore at {}: {e}; the previous boot's failure is not charged",
