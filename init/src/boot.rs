@@ -508,8 +508,9 @@ fn find_disk(config: &Config) -> BootDisk {
     }
 }
 
-/// Runs the A/B stage; returns the running slot and whether a damaged GPT copy was
-/// repaired.
+/// Runs the A/B stage, charging `previous` (the previous boot's pstore record) in its GPT
+/// write and erasing the record once that succeeded; returns the running slot, whether a
+/// damaged GPT copy was repaired, and the failure for the history.
 fn choose_slot(
     config: &Config,
     boot_disk: &BootDisk,
