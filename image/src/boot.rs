@@ -94,7 +94,9 @@ pub const PLATFORM_ARGS: &str = "nvme_core.io_timeout=4294967295";
 /// unique GUID when known (first, as the boot disk's name), the slot, the root hash and
 /// salt, the console of `arch` if it must be named ([`Arch::console`]: x86_64 only;
 /// aarch64 takes the one the firmware describes), [`PLATFORM_ARGS`], `panic=-1` (a kernel
-/// that dies reboots, so GRUB's pending flag can make the other slot boot) and `extra`.
+/// that dies reboots, so GRUB's pending flag can make the other slot boot),
+/// `liftoff.verity=panic` (a corrupted block reboots as `restart` does, but as a panic, so
+/// pstore keeps the record and the next boot demotes the slot: docs/init.md) and `extra`.
 pub fn slot_cmdline(
     arch: Arch,
     slot: Slot,
@@ -110,7 +112,7 @@ pub fn slot_cmdline(
         .map(|c| format!("console={c} "))
         .unwrap_or_default();
     format!(
-        "{partuuid}liftoff.slot={} liftoff.roothash={} liftoff.salt={} {console}{PLATFORM_ARGS} panic=-1 {extra}",
+        "{partuuid}liftoff.slot={} liftoff.roothash={} liftoff.salt={} {console}{PLATFORM_ARGS} panic=-1 liftoff.verity=panic {extra}",
         slot.name(),
         disk.root_hash,
         disk.salt,
@@ -426,7 +428,7 @@ mod tests {
                 None,
                 "",
                 "liftoff.slot=A liftoff.roothash=12ab liftoff.salt=cd console=ttyS0 \
-                 nvme_core.io_timeout=4294967295 panic=-1",
+                 nvme_core.io_timeout=4294967295 panic=-1 liftoff.verity=panic",
             ),
             (
                 Arch::Aarch64,
@@ -434,7 +436,7 @@ mod tests {
                 Some("0123abcd-89ab-4def-8123-456789abcdef"),
                 "liftoff.debug",
                 "liftoff.boot_partuuid=0123abcd-89ab-4def-8123-456789abcdef liftoff.slot=B \
-                 liftoff.roothash=12ab liftoff.salt=cd nvme_core.io_timeout=4294967295 panic=-1 \
+                 liftoff.roothash=12ab liftoff.salt=cd nvme_core.io_timeout=4294967295 panic=-1 liftoff.verity=panic \
                  liftoff.debug",
             ),
         ] {

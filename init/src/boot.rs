@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use prairiedog::cmdline::{Config, Handoff};
 use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
+use prairiedog::pstore::Failure;
 
 use crate::infra::failure::{self, fail, OrFail};
 use crate::infra::watchdog::Watchdog;
@@ -15,8 +16,8 @@ use crate::infra::{kmsg, timeline};
 use crate::stage::data::PrivateMount;
 use crate::stage::disk::{self, BootDisk};
 use crate::stage::{
-    caps, cmdline, data, handoff, host, modules, mounts, root, settings, slots, switch_root,
-    verity, BootError,
+    caps, cmdline, data, handoff, host, modules, mounts, pstore, root, settings, slots,
+    switch_root, verity, BootError,
 };
 
 /// How long PID 1 waits for the boot disk without `liftoff.device_timeout`.
@@ -88,7 +89,8 @@ pub fn run() -> ! {
     let mut boot_disk = find_disk(config);
     timeline::mark("disk");
 
-    let (slot, repaired) = choose_slot(config, &boot_disk);
+    let previous = pstore::read(Path::new("/sys"));
+    let (slot, repaired, failed) = choose_slot(config, &boot_disk, previous);
     if repaired {
         slots::announce_partitions(&mut boot_disk, Path::new("/sys")).or_fail();
     }
@@ -144,8 +146,11 @@ pub fn run() -> ! {
     // PRIVATE is mounted read-only once, for the settings and then the DATA stage, which
     // unmounts it.
     let (merged, mut private_mount) = match &private_node {
-        Some(private) => settings(&mut cmdline.config, private),
-        None => (settings::Merged::default(), None),
+        Some(private) => settings(&mut cmdline.config, private, failed),
+        None => {
+            remember(None, failed);
+            (settings::Merged::default(), None)
+        }
     };
     let sysctls = &merged.sysctls;
     let config = &cmdline.config;
@@ -241,19 +246,27 @@ pub fn run() -> ! {
 
 /// Per-host settings from the bootconfig on PRIVATE, taken into `config` where allowed
 /// (one line for each entry that is not); returns the sysctls to set, the services'
-/// arguments, and PRIVATE, still mounted read-only, for the DATA stage. A PRIVATE or bootconfig that cannot be read
-/// leaves the boot degraded, with the command line's settings.
-fn settings(config: &mut Config, private: &Path) -> (settings::Merged, Option<PrivateMount>) {
+/// arguments, and PRIVATE, still mounted read-only, for the DATA stage. The previous boot's
+/// failure (`failed`) goes into PRIVATE's history first ([`remember`]). A PRIVATE or
+/// bootconfig that cannot be read leaves the boot degraded, with the command line's
+/// settings.
+fn settings(
+    config: &mut Config,
+    private: &Path,
+    failed: Option<Failure>,
+) -> (settings::Merged, Option<PrivateMount>) {
     let read = PrivateMount::read_only(private)
         .map_err(|e| settings::SettingsError::Private(Box::new(e)))
         .and_then(|mount| Ok((settings::read(&mount)?, mount)));
-    let (entries, mount) = match read {
+    let (entries, mut mount) = match read {
         Ok(read) => read,
         Err(e) => {
+            remember(None, failed);
             failure::degrade_or_fail(e.into(), Path::new("/"), "the command line's settings only");
             return (settings::Merged::default(), None);
         }
     };
+    remember(Some(&mut mount), failed);
     if entries.is_empty() {
         return (settings::Merged::default(), Some(mount));
     }
@@ -279,6 +292,63 @@ fn settings(config: &mut Config, private: &Path) -> (settings::Merged, Option<Pr
     ));
     timeline::mark("settings");
     (merged, Some(mount))
+}
+
+/// The failure history: `failed` added to the one on PRIVATE (written crash-safely), and
+/// the history copied to /run for `prairiedog status`. Trouble is logged, never fatal.
+#[inline(never)]
+fn remember(private: Option<&mut PrivateMount>, failed: Option<Failure>) {
+    use prairiedog::pstore::{add_to_history, read_history, PRIVATE_FILE, RUN_FILE};
+    let mut text = String::new();
+    let mut result = Ok(());
+    if let Some(mount) = private {
+        let old = std::fs::read(mount.dir().join(PRIVATE_FILE)).unwrap_or_default();
+        text = String::from_utf8_lossy(&old).into_owned();
+        if let Some(f) = failed {
+            text = add_to_history(&read_history(&old), f);
+            let (dir, name) = PRIVATE_FILE.split_once('/').unwrap_or(("", PRIVATE_FILE));
+            let dir = mount.dir().join(dir);
+            result = mount
+                .writable()
+                .and_then(|()| {
+                    std::fs::create_dir_all(&dir).map_err(|source| data::DataError::Key {
+                        path: dir.clone(),
+                        source,
+                    })
+                })
+                .and_then(|()| data::write_durably(&dir, name, text.as_bytes(), 0o644))
+                .map_err(|e| e.to_string());
+        }
+    } else if let Some(f) = failed {
+        text = add_to_history(&[], f);
+        result = Err("no PRIVATE".to_owned());
+    }
+    if let Err(e) = result {
+        kmsg::warn(&format!(
+            "failure history not kept on PRIVATE ({e}): only this boot shows it"
+        ));
+    }
+    if !text.is_empty() {
+        let run = Path::new("/").join(RUN_FILE);
+        let _ = run.parent().map(std::fs::create_dir_all);
+        if let Err(e) = std::fs::write(&run, text) {
+            kmsg::warn(&format!("writing {}: {e}", run.display()));
+        }
+    }
+}
+
+/// [`remember`] from the slots stage: PRIVATE mounted for the history alone.
+#[inline(never)]
+fn remember_before_reboot(boot_disk: &BootDisk, failed: Option<Failure>) {
+    let private = prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node)
+        .ok()
+        .and_then(|l| l.private)
+        .and_then(|n| boot_disk.disk.partition_node(Path::new("/dev"), n));
+    match private.map(|p| PrivateMount::read_only(&p)) {
+        Some(Ok(mut mount)) => remember(Some(&mut mount), failed),
+        Some(Err(e)) => kmsg::warn(&format!("failure history not kept on PRIVATE ({e})")),
+        None => remember(None, failed),
+    }
 }
 
 /// containerd mode: what runc, containerd and CNI expect of the system. A step that fails
@@ -448,20 +518,55 @@ fn find_disk(config: &Config) -> BootDisk {
     }
 }
 
-/// Runs the A/B stage; returns the running slot and whether a damaged GPT copy was
-/// repaired.
-fn choose_slot(config: &Config, boot_disk: &BootDisk) -> (prairiedog::Slot, bool) {
+/// Runs the A/B stage, charging `previous` (the previous boot's pstore record) in its GPT
+/// write and erasing the record once that succeeded; returns the running slot, whether a
+/// damaged GPT copy was repaired, and the failure for the history.
+fn choose_slot(
+    config: &Config,
+    boot_disk: &BootDisk,
+    previous: Option<pstore::Found>,
+) -> (prairiedog::Slot, bool, Option<Failure>) {
     match slots::run(
         boot_disk,
         config.slot,
         config.boot_partuuid,
         DEFAULT_UNHEALTHY_LIMIT,
+        previous.as_ref().map(|p| &p.record),
     ) {
         Ok((outcome, booted)) => {
+            let failed = previous.zip(outcome.boot.charged).map(|(p, (slot, now))| {
+                let r = p.record;
+                kmsg::warn(&format!(
+                    "pstore: the previous boot of slot {} ended in a kernel {} ({}): {}",
+                    slot.as_str(),
+                    r.cause.as_str(),
+                    r.stage.as_str(),
+                    match (now, r.slot) {
+                        (false, _) => "before PID 1, counted by GRUB's fallback",
+                        (true, Some(_)) => "charged to it",
+                        (true, None) =>
+                            "charged to it (no slot in the record: the one booting again)",
+                    }
+                ));
+                // Only now that the charge is on disk: a cut before leaves it for the
+                // next boot.
+                pstore::erase(&p.files);
+                Failure {
+                    slot,
+                    time: p.time,
+                    stage: r.stage,
+                    cause: r.cause,
+                }
+            });
             slots::log(&outcome);
             let d = &outcome.boot.decision;
             if d.action == Action::Reboot {
                 if outcome.boot.grubenv.steers_grub() {
+                    if failed.is_some() {
+                        // The charge made the other slot boot: the history is kept now,
+                        // as this boot never reaches the settings stage.
+                        remember_before_reboot(boot_disk, failed);
+                    }
                     failure::reboot();
                 }
                 // GRUB would boot this slot again: rebooting would loop for ever. The
@@ -483,7 +588,7 @@ fn choose_slot(config: &Config, boot_disk: &BootDisk) -> (prairiedog::Slot, bool
                     d.next.as_str()
                 ));
             }
-            (booted, outcome.repaired)
+            (booted, outcome.repaired, failed)
         }
         Err(e) => fail(e.into()),
     }

@@ -217,6 +217,9 @@ pub struct BootOutcome {
     pub gpt_written: bool,
     /// What happened to grubenv.
     pub grubenv: GrubEnvOutcome,
+    /// The slot the previous boot's failure belongs to ([`run_after`]), and whether it was
+    /// charged now (in the GPT write) or had been counted by the bootloader's fallback.
+    pub charged: Option<(Slot, bool)>,
 }
 
 /// Decides the boot for the slot GRUB booted (`liftoff.slot=`), updates grubenv (pending
@@ -228,17 +231,38 @@ pub fn run<D: BlockIo>(
     booted: Slot,
     unhealthy_limit: u8,
 ) -> Result<BootOutcome, DiskError> {
+    run_after(disk, grubenv_at, booted, unhealthy_limit, None)
+}
+
+/// [`run`], first charging `previous`, the previous boot's failure from pstore, to the slot
+/// that ran ([`crate::pstore::charge`]), so that the rules see it and one GPT write holds
+/// both. A record that names no slot: after a bootloader fallback it is the other slot's
+/// kernel that died before PID 1, which the fallback counts already (not charged again);
+/// else the slot booting again ran (after PID 1's slot stage grubenv names the slot that
+/// runs on, unless an update was staged since). Writes to the disk.
+pub fn run_after<D: BlockIo>(
+    disk: &mut SlotDisk<D>,
+    grubenv_at: GrubEnvAt<'_>,
+    booted: Slot,
+    unhealthy_limit: u8,
+    previous: Option<&crate::pstore::Record>,
+) -> Result<BootOutcome, DiskError> {
     let found = grubenv_at.find(disk);
     let (slot, pending) = match &found {
         Ok(Some(Found::Valid(env, _))) => (env.slot(), env.pending()),
         _ => (None, None),
     };
-    let decision = decide(
-        disk.words(),
-        booted,
-        bootloader_fell_back(booted, slot, pending),
-        unhealthy_limit,
-    );
+    let fell_back = bootloader_fell_back(booted, slot, pending);
+    let mut words = disk.words();
+    let charged = previous.map(|r| match r.slot {
+        None if fell_back => (booted.other(), false),
+        slot => {
+            let slot = slot.unwrap_or(booted);
+            words = crate::pstore::charge(words, slot, r.cause);
+            (slot, true)
+        }
+    });
+    let decision = decide(words, booted, fell_back, unhealthy_limit);
     let grubenv = match found {
         Ok(None) => GrubEnvOutcome::NotConfigured,
         Err(e) => GrubEnvOutcome::Unreadable(e),
@@ -273,6 +297,7 @@ pub fn run<D: BlockIo>(
         decision,
         gpt_written,
         grubenv,
+        charged,
     })
 }
 

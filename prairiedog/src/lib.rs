@@ -75,6 +75,7 @@ pub mod grubenv;
 pub mod host;
 pub mod install;
 pub mod pe;
+pub mod pstore;
 pub mod status;
 pub mod transition;
 pub mod uki;

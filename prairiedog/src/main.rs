@@ -10,7 +10,7 @@ use prairiedog::grubenv::{GrubEnv, KEY_SLOT};
 use prairiedog::install::{self, InstallOptions, Manifest, Payload};
 use prairiedog::status::Status;
 use prairiedog::uki::Signature;
-use prairiedog::{bootconfig, host, transition, Slot};
+use prairiedog::{bootconfig, host, pstore, transition, Slot};
 use serde_json::json;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -296,7 +296,30 @@ fn status_json(disk: &SlotDisk<File>, status: &Status, cli: &Cli) -> serde_json:
         },
         "grubenv": env,
         "degraded": running_degraded(cli),
+        "failures": {
+            "A": failures_json(cli, Slot::A),
+            "B": failures_json(cli, Slot::B),
+        },
     })
+}
+
+/// The failure history PID 1 copied to /run, when the status is about the running host's
+/// disk (PRIVATE itself is not mounted after the boot).
+fn running_failures(cli: &Cli) -> Vec<pstore::Failure> {
+    if cli.disk.is_some() {
+        return Vec::new();
+    }
+    std::fs::read(Path::new("/").join(pstore::RUN_FILE))
+        .map(|t| pstore::read_history(&t))
+        .unwrap_or_default()
+}
+
+fn failures_json(cli: &Cli, slot: Slot) -> serde_json::Value {
+    running_failures(cli)
+        .iter()
+        .filter(|f| f.slot == slot)
+        .map(|f| json!({ "time": f.time, "stage": f.stage.as_str(), "cause": f.cause.as_str() }))
+        .collect()
 }
 
 /// Why the running boot is degraded, when the status is about the running host's disk.
@@ -372,6 +395,15 @@ fn run(cli: &Cli) -> Result<(), String> {
                 }
                 if let Some(reason) = running_degraded(cli) {
                     println!("Degraded: {reason}");
+                }
+                for f in running_failures(cli) {
+                    println!(
+                        "Failure: slot {} {} at stage {} (time {})",
+                        f.slot,
+                        f.cause.as_str(),
+                        f.stage.as_str(),
+                        f.time.map_or("unknown".to_owned(), |t| t.to_string())
+                    );
                 }
                 let h = disk.health();
                 for (copy, problem) in [("primary", &h.primary), ("backup", &h.backup)] {

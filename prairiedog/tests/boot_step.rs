@@ -269,3 +269,92 @@ fn a_damaged_copy_is_repaired_even_when_the_words_do_not_change() {
         }
     }
 }
+
+/// The previous boot's pstore record is charged in the boot step's one GPT write: a panic
+/// of a healthy slot adds an unhealthy boot, a verity corruption demotes it at once (the
+/// rules then reboot into the other slot), and a record without a slot after a GRUB
+/// fallback is the fallen-back slot's, which the fallback counts already.
+#[test]
+fn the_previous_boots_failure_is_charged() {
+    use prairiedog::boot::run_after;
+    use prairiedog::pstore::{Cause, Record, Stage};
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("grubenv");
+    let record = |cause, slot| Record {
+        cause,
+        stage: Stage::Healthy,
+        slot,
+    };
+    // (A's word, B's word, grubenv slot and pending, record) -> (A's word, B's word, the
+    // failure's slot and whether charged, action)
+    let cases = [
+        // A panicked after health: one unhealthy boot for the record, one for this boot.
+        (
+            (w(2, 0, 1, 0), w(1, 0, 1, 0)),
+            "A",
+            "0",
+            record(Cause::Panic, Some(Slot::A)),
+            (w(2, 0, 1, 2), w(1, 0, 1, 0)),
+            (Slot::A, true),
+            Action::Continue,
+        ),
+        // At the limit: the crash-loop rule demotes A now, not one boot later.
+        (
+            (w(2, 0, 1, 2), w(1, 0, 1, 0)),
+            "A",
+            "0",
+            record(Cause::Watchdog, None),
+            (w(2, 0, 0, 3), w(1, 0, 1, 0)),
+            (Slot::A, true),
+            Action::Reboot,
+        ),
+        // Verity: demoted at once.
+        (
+            (w(2, 0, 1, 0), w(1, 0, 1, 0)),
+            "A",
+            "0",
+            record(Cause::Verity, Some(Slot::A)),
+            (w(2, 0, 0, 1), w(1, 0, 1, 0)),
+            (Slot::A, true),
+            Action::Reboot,
+        ),
+        // B's kernel hung before PID 1; GRUB fell back to A: B's try is spent, nothing more.
+        (
+            (w(1, 0, 1, 0), w(2, 1, 0, 0)),
+            "B",
+            "1",
+            record(Cause::Watchdog, None),
+            (w(1, 0, 1, 1), w(2, 0, 0, 0)),
+            (Slot::B, false),
+            Action::Continue,
+        ),
+    ];
+    for (i, (before, slot, pending, r, after, charged, action)) in cases.into_iter().enumerate() {
+        let img = make_image(dir.path(), &format!("{i}.img"), 512, before.0, before.1);
+        editenv(&env, &["create"]);
+        editenv(
+            &env,
+            &[
+                "set",
+                &format!("liftoff_slot={slot}"),
+                &format!("liftoff_pending={pending}"),
+            ],
+        );
+        let mut disk = open_rw(&img);
+        let out = run_after(
+            &mut disk,
+            GrubEnvAt::File(&env),
+            Slot::A,
+            DEFAULT_UNHEALTHY_LIMIT,
+            Some(&r),
+        )
+        .unwrap();
+        assert_eq!(out.charged, Some(charged), "case {i}");
+        assert_eq!(out.decision.action, action, "case {i}");
+        assert_eq!(
+            (sgdisk_attrs(&img, 512, 2), sgdisk_attrs(&img, 512, 5)),
+            after,
+            "case {i}"
+        );
+    }
+}

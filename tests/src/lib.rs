@@ -57,6 +57,12 @@ pub struct Report {
     /// Why PID 1 booted degraded (`/run/liftoff/degraded`), if it did.
     #[serde(default)]
     pub degraded: Option<String>,
+    /// The failure history PID 1 copied to /run (`prairiedog::pstore::RUN_FILE`), if any.
+    #[serde(default)]
+    pub failures: Option<String>,
+    /// The output of `prairiedog status --json` in the guest, if the root has prairiedog.
+    #[serde(default)]
+    pub status_json: Option<String>,
     /// Contents of /local/liftoff-marker (written by `write-marker` on an earlier boot).
     #[serde(default)]
     pub local_marker: Option<String>,
@@ -287,6 +293,8 @@ mod tests {
             cap_bnd: 0,
             modprobe: String::new(),
             degraded: None,
+            failures: None,
+            status_json: None,
             local_marker: None,
             local_bytes: 0,
             tpm_pcr7: None,

@@ -392,7 +392,7 @@ fn disk_and_payloads_as_the_reference_tools_see_them() {
         cmdline,
         format!(
             "liftoff.boot_partuuid={boot_a_guid} liftoff.slot=A liftoff.roothash={root_hash} \
-             liftoff.salt={salt} console=ttyS0 nvme_core.io_timeout=4294967295 panic=-1 \
+             liftoff.salt={salt} console=ttyS0 nvme_core.io_timeout=4294967295 panic=-1 liftoff.verity=panic \
              liftoff.handoff=containerd"
         )
     );
@@ -670,7 +670,7 @@ fn assert_bios_boot(disk: &Path, json: &serde_json::Value, root_hash: &str, salt
         bios_cmdline(disk, boot_a, dir),
         format!(
             "liftoff.slot=A liftoff.roothash={root_hash} liftoff.salt={salt} console=ttyS0 \
-             nvme_core.io_timeout=4294967295 panic=-1 liftoff.data=keyfile \
+             nvme_core.io_timeout=4294967295 panic=-1 liftoff.verity=panic liftoff.data=keyfile \
              liftoff.handoff=containerd"
         )
     );
@@ -1057,7 +1057,7 @@ fn aarch64_disk() {
     let cmdline = String::from_utf8_lossy(section(&uki, ".cmdline")).into_owned();
     // No console named: the kernel takes the one the firmware describes (ACPI SPCR).
     assert!(
-        cmdline.ends_with(" nvme_core.io_timeout=4294967295 panic=-1")
+        cmdline.ends_with(" nvme_core.io_timeout=4294967295 panic=-1 liftoff.verity=panic")
             && !cmdline.contains("console="),
         "{cmdline}"
     );

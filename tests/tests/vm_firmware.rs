@@ -1487,6 +1487,21 @@ fn resets_a_kernel_that_hangs(arch: Arch) {
     assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 0));
     assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 1));
+    // The softdog panic is in pstore (efi-pstore, built into this kernel): slot A's, before
+    // PID 1, so GRUB's fallback has counted it; B is not charged, the history names it.
+    assert!(
+        r.liftoff_log.iter().any(|l| l
+            == "pstore: the previous boot of slot A ended in a kernel watchdog (kernel): \
+                before PID 1, counted by GRUB's fallback"),
+        "{:?}",
+        r.liftoff_log
+    );
+    let history = r.failures.as_deref().unwrap_or_default();
+    let fields: Vec<&str> = history.split_whitespace().collect();
+    assert!(
+        matches!(fields.as_slice(), ["A", time, "kernel", "watchdog"] if time.parse::<u64>().is_ok()),
+        "failure history {history:?}"
+    );
 }
 
 #[test]
@@ -1631,17 +1646,78 @@ fn vm_x86_64_firmware_rolls_back_when_pid1_fails() {
     );
 }
 
-/// Scenario 3: the update's root is corrupted after install; dm-verity restarts the
-/// machine on the first bad read.
+/// Scenario 3, and failure memory across boots (issue 17 item 2): slot A, which had reached
+/// health on earlier boots (successful), has a corrupted root. Its first read of the bad
+/// block panics the kernel (`liftoff.verity=panic`, as the image sets it), and efi-pstore
+/// keeps the panic's log in an EFI variable. Next boot (GRUB still boots A: PID 1 had
+/// cleared the pending flag): PID 1 reads the record, charges it to slot A, which its line
+/// in the record names, and, a verity corruption, demotes A at once; the rules then pick
+/// B: reboot. Third boot: B runs, and the failure history names A's verity failure.
+/// Without the pstore record, A would boot again and again (its count cleared by health).
 fn root_corrupted(arch: Arch) {
-    rollback(
+    let mut b = boot(
         arch,
         "corrupt_root_a",
-        Some(format!("liftoff.handoff={PROBE} -- read-root")),
-        true,
-        word(2, 1, false, 0),
-        "dm-verity device corrupted",
+        Setup {
+            grubenv: Env::Keys(Slot::A, false),
+            slots: vec![Slot::A, Slot::B],
+            root_b: true,
+            words: Some((word(2, 0, true, 0), word(1, 0, true, 0))),
+            a_extra: Some(format!("liftoff.handoff={PROBE} -- read-root")),
+            corrupt_root_a: true,
+            ..Setup::default()
+        },
     );
+    b.vm.wait_for_text("liftoff-grub: booting slot A from (hd0,gpt2)", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_for_text(
+        "Kernel panic - not syncing: dm-verity device corrupted",
+        TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!console_has(&b, liftoff_probe::MARKER));
+    // Health had cleared A's count; this boot counted one.
+    assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, true, 1));
+
+    b.restart("console-2");
+    b.vm.wait_for_text(
+        "liftoff: pstore: the previous boot of slot A ended in a kernel verity (boot): charged to it",
+        TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_for_text("slot B must boot instead: rebooting", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    no_kernel_panic(&b.vm);
+    assert_eq!(grubenv(&b), "liftoff_slot=B\nliftoff_pending=0\n");
+    // Demoted: no longer successful, no try; the charge and this boot both counted.
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 2));
+
+    b.restart("console-3");
+    let r = report(&mut b);
+    assert_runs_slot(&b, &r, Slot::B);
+    assert!(
+        !r.liftoff_log.iter().any(|l| l.starts_with("pstore:")),
+        "the record was erased after the charge: {:?}",
+        r.liftoff_log
+    );
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(2, 0, false, 2));
+    assert_eq!(attributes(&b.disk.path, disk::BOOT_B), word(1, 0, true, 1));
+    let history = r.failures.as_deref().unwrap_or_default();
+    let fields: Vec<&str> = history.split_whitespace().collect();
+    assert!(
+        matches!(fields.as_slice(), ["A", time, "boot", "verity"] if time.parse::<u64>().is_ok()),
+        "failure history {history:?}"
+    );
+    // `prairiedog status --json` in the guest names it.
+    let status = r.status_json.as_deref().expect("prairiedog in the root");
+    let v: serde_json::Value =
+        serde_json::from_str(status).unwrap_or_else(|e| panic!("{e}: {status}"));
+    assert_eq!(v["failures"]["A"][0]["cause"], "verity", "{status}");
+    assert_eq!(v["failures"]["A"][0]["stage"], "boot", "{status}");
+    assert_eq!(v["failures"]["B"], serde_json::json!([]), "{status}");
 }
 
 #[test]

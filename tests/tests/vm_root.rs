@@ -1248,7 +1248,8 @@ fn verity_reads_and_corruption(arch: Arch) {
     let mut restart = boot(
         arch,
         "verity_restart",
-        &format!("liftoff.handoff={PROBE} -- read-root"),
+        // The image asks for panic; restart stays what the key says.
+        &format!("liftoff.verity=restart liftoff.handoff={PROBE} -- read-root"),
         corrupt,
     );
     restart

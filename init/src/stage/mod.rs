@@ -7,6 +7,7 @@
 //! | [`modules`] | modules | the image's kernel modules in dependency order |
 //! | [`disk`] | disk | the boot disk from sysfs and GPT, without udev |
 //! | [`slots`] | slots | the A/B decision on the GPT attribute bits and grubenv |
+//! | [`pstore`] | slots | the previous boot's panic record, charged to its slot by [`slots`] |
 //! | [`verity`] | verity | dm-verity over ROOT-x and HASH-x, checked against the command line |
 //! | [`root`] | root | the verified root read-only at /sysroot, overlays on /run |
 //! | [`switch_root`] | switch-root | API mounts moved, initramfs freed, chroot |
@@ -33,6 +34,7 @@ pub mod handoff;
 pub mod host;
 pub mod modules;
 pub mod mounts;
+pub mod pstore;
 pub mod root;
 pub mod settings;
 pub mod slots;

@@ -114,6 +114,7 @@ pub fn run(
     cmdline_slot: Option<Slot>,
     boot_partuuid: Option<gpt::Guid>,
     unhealthy_limit: u8,
+    previous: Option<&prairiedog::pstore::Record>,
 ) -> Result<(Outcome, Slot), SlotError> {
     let file = File::options()
         .read(true)
@@ -129,9 +130,15 @@ pub fn run(
     let booted = booted_slot(cmdline_slot, boot_partuuid, &disk.layout(), disk.gpt())
         .ok_or(SlotError::NoSlot)?;
     let damaged = !disk.health().is_clean();
-    let outcome =
-        prairiedog::boot::run(&mut disk, GrubEnvAt::Esp(GRUBENV), booted, unhealthy_limit)
-            .map_err(SlotError::Disk)?;
+    // The previous boot's failure is charged in the same GPT write as this boot's count.
+    let outcome = prairiedog::boot::run_after(
+        &mut disk,
+        GrubEnvAt::Esp(GRUBENV),
+        booted,
+        unhealthy_limit,
+        previous,
+    )
+    .map_err(SlotError::Disk)?;
     Ok((
         Outcome {
             repaired: damaged && outcome.gpt_written,

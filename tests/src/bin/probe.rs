@@ -315,6 +315,10 @@ fn main() {
         degraded: std::fs::read_to_string("/run/liftoff/degraded")
             .ok()
             .map(|s| s.trim_end().to_owned()),
+        failures: std::fs::read_to_string("/run/liftoff/failures").ok(),
+        status_json: std::path::Path::new("/usr/bin/prairiedog")
+            .exists()
+            .then(|| run("/usr/bin/prairiedog", &["status", "--json"]).1),
         local_marker: std::fs::read_to_string(MARKER_FILE).ok(),
         local_bytes: local_bytes(),
         tpm_unseal: tpm_unseal_attempt(),
