@@ -4,6 +4,16 @@
 //! after signing are refused first, against the firmware's db); GRUB boots B, Liftoff's PID 1 spends
 //! B's try, opens v2's verified root and hands off to containerd, and containerd's answer
 //! marks B successful. A stays as the fallback.
+//!
+//! The v2 boot then shows the clean stop of issue 15 item 7 on both arches, through the
+//! firmware (OVMF, AAVMF's ACPI): once B is marked, v2's one-shot service `60-fresh` writes
+//! 16 fresh random bytes to /var (DATA, LUKS2 with its key sealed in the TPM) without sync
+//! and prints them with DATA's current recovery key; the host presses the ACPI power button
+//! at once (QMP `system_powerdown`), sees PID 1 unmount /local and power off, then opens
+//! DATA from the disk image with that recovery key (loop device, cryptsetup) and checks
+//! that its ext4 has no `needs_recovery` (`dumpe2fs -h`) and holds exactly those bytes
+//! (`debugfs -R 'cat /var/lib/liftoff-fresh'`). QEMU quit instead of the button (tried on
+//! aarch64) fails on both: the journal needs recovery and the file is not there.
 
 // An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
 // but not the helpers and fixtures beside them, which are test code all the same.
