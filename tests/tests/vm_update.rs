@@ -4,6 +4,16 @@
 //! after signing are refused first, against the firmware's db); GRUB boots B, Liftoff's PID 1 spends
 //! B's try, opens v2's verified root and hands off to containerd, and containerd's answer
 //! marks B successful. A stays as the fallback.
+//!
+//! The v2 boot then shows the clean stop of issue 15 item 7 on both arches, through the
+//! firmware (OVMF, AAVMF's ACPI): once B is marked, v2's one-shot service `60-fresh` writes
+//! 16 fresh random bytes to /var (DATA, LUKS2 with its key sealed in the TPM) without sync
+//! and prints them with DATA's current recovery key; the host presses the ACPI power button
+//! at once (QMP `system_powerdown`), sees PID 1 unmount /local and power off, then opens
+//! DATA from the disk image with that recovery key (loop device, cryptsetup) and checks
+//! that its ext4 has no `needs_recovery` (`dumpe2fs -h`) and holds exactly those bytes
+//! (`debugfs -R 'cat /var/lib/liftoff-fresh'`). QEMU quit instead of the button (tried on
+//! aarch64) fails on both: the journal needs recovery and the file is not there.
 
 // An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
 // but not the helpers and fixtures beside them, which are test code all the same.
@@ -82,8 +92,45 @@ TTYPath=/dev/console
 WantedBy=multi-user.target
 ";
 
+/// v2's one-shot service (containerd mode; optional, `restart=no`): [`FRESH_SCRIPT`].
+const FRESH_SERVICE: &str = "\
+# VM test only: data written just before the power button (issue 15 item 7).
+command=/bin/sh /usr/local/sbin/liftoff-test-fresh
+restart=no
+";
+
+/// Waits for PID 1's health line, then writes 16 fresh random bytes to /var (bound from
+/// DATA's /var) without sync, and prints them and DATA's recovery key on the console: the
+/// key in /run/liftoff/recovery-key is the one PID 1 put in the header on this boot (an
+/// unconfirmed key is renewed every boot, the header written before the file), so it opens
+/// DATA after the stop. A test image only: a real host never shows the key on the console.
+const FRESH_SCRIPT: &str = "#!/bin/sh
+until dmesg | grep -q 'answers: slot B marked successful'; do sleep 0.2; done
+key=$(cat /run/liftoff/recovery-key) || exit 1
+fresh=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n')
+printf %s \"$fresh\" > /var/lib/liftoff-fresh || exit 1
+echo \"LIFTOFF-RECOVERY-KEY $key\" > /dev/console
+echo \"LIFTOFF-FRESH $fresh\" > /dev/console
+";
+
+/// Where [`FRESH_SCRIPT`] writes, in the guest and in DATA's file system.
+const FRESH_FILE: &str = "/var/lib/liftoff-fresh";
+
 fn version(arch: Arch, name: &str) -> BuiltSystem {
     let prairiedog = artifacts::musl_binary(arch, "prairiedog").unwrap_or_else(|e| panic!("{e}"));
+    let mut files = vec![];
+    if name == "v2" {
+        files.push(RootFile {
+            path: "/etc/liftoff/services/60-fresh".into(),
+            mode: 0o644,
+            data: FRESH_SERVICE.as_bytes().to_vec(),
+        });
+        files.push(RootFile {
+            path: "/usr/local/sbin/liftoff-test-fresh".into(),
+            mode: 0o755,
+            data: FRESH_SCRIPT.as_bytes().to_vec(),
+        });
+    }
     system::build(&SystemSpec {
         arch,
         fs: RootFsType::Erofs,
@@ -108,7 +155,10 @@ fn version(arch: Arch, name: &str) -> BuiltSystem {
                 mode: 0o644,
                 data: name.as_bytes().to_vec(),
             },
-        ],
+        ]
+        .into_iter()
+        .chain(files)
+        .collect(),
         links: vec![RootLink {
             path: "/etc/systemd/system/multi-user.target.wants/liftoff-test-update.service".into(),
             target: "/etc/systemd/system/liftoff-test-update.service".into(),
@@ -296,11 +346,49 @@ fn update(arch: Arch) {
         "PID 1 watches no power button: {}",
         config.log.display()
     );
+    // Fresh bytes in /var (DATA), not synced: the button is pressed as soon as their line
+    // shows, well inside ext4's 5 s commit interval, so only the clean stop writes them out.
+    let fresh = vm
+        .wait_for_text("LIFTOFF-FRESH ", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
     vm.qmp(r#"{"execute": "system_powerdown"}"#)
         .unwrap_or_else(|e| panic!("{e}"));
     vm.wait_for_text("reboot: Power down", TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     vm.wait_exit(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let fresh = fresh
+        .split_once("LIFTOFF-FRESH ")
+        .map(|(_, r)| r.trim().to_owned())
+        .unwrap_or_default();
+    assert_eq!(fresh.len(), 32, "16 random bytes in hex: {fresh:?}");
+    let recovery = vm
+        .lines()
+        .iter()
+        .find_map(|l| l.split_once("LIFTOFF-RECOVERY-KEY ").map(|(_, k)| k.trim()))
+        .unwrap_or_else(|| panic!("no recovery key line: {}", config.log.display()))
+        .to_owned();
+    // On the host, DATA opened with that recovery key: its ext4 was unmounted cleanly (no
+    // journal left to replay) and holds the bytes.
+    {
+        let data = common::OpenedData::open(&disk.path, disk::DATA, &recovery, &work);
+        let features = data.features();
+        assert!(
+            !features.contains("needs_recovery"),
+            "dumpe2fs -h on DATA {}: the journal needs recovery after the power button: \
+             {features}; {}",
+            data.device.display(),
+            config.log.display()
+        );
+        let (found, stderr) = data.cat(FRESH_FILE);
+        assert_eq!(
+            String::from_utf8_lossy(&found),
+            fresh,
+            "debugfs -R 'cat {FRESH_FILE}' on DATA {}: not the bytes written just before \
+             the power button ({stderr}); {}",
+            data.device.display(),
+            config.log.display()
+        );
+    }
     let shutdown: Vec<&String> = vm
         .lines()
         .iter()

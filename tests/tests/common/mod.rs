@@ -440,3 +440,164 @@ pub fn host_binary(package: &str, name: &str) -> PathBuf {
     );
     path
 }
+
+/// DATA (LUKS2) of a stopped machine's disk image, opened on the host with a recovery key,
+/// read-only, with the peer tools: the image on a loop device ([`Loop`]), cryptsetup checks
+/// the key against the DATA partition's node and hands out the volume key, and the payload,
+/// decrypted as dm-crypt reads it, is kept as a file for `dumpe2fs` and `debugfs`. (This
+/// host's kernel has no device-mapper, so `cryptsetup open` cannot map it; the key check,
+/// the header and the file-system reads are cryptsetup's and e2fsprogs' all the same.)
+/// Dropping it removes the key files and the plaintext and detaches the loop device,
+/// whether the test passed or not.
+pub struct OpenedData {
+    /// The DATA partition's node, e.g. `/dev/loop3p9`: named in every failure.
+    pub device: PathBuf,
+    plain: PathBuf,
+    files: Vec<PathBuf>,
+    _loop: Loop,
+}
+
+impl OpenedData {
+    /// Attaches `image`, finds partition `data` and opens it with `recovery` (the text of
+    /// /run/liftoff/recovery-key, without its newline); files go to `work`.
+    pub fn open(image: &Path, data: u32, recovery: &str, work: &Path) -> OpenedData {
+        use aes::cipher::KeyInit;
+        let dev = Loop::attach(image, image_sector_size(image));
+        let device = dev.partitions(data)[data as usize - 1].clone();
+        let key = work.join("data-recovery.key");
+        let volume_key = work.join("data-volume.key");
+        let plain = work.join("data-plain.ext4");
+        let mut opened = OpenedData {
+            device: device.clone(),
+            plain: plain.clone(),
+            files: vec![key.clone(), volume_key.clone(), plain],
+            _loop: dev,
+        };
+        std::fs::write(&key, recovery).unwrap();
+        let cryptsetup = |args: &[&str]| {
+            let out = Command::new("cryptsetup")
+                .args(args)
+                .arg("--key-file")
+                .arg(&key)
+                .arg(&device)
+                .output()
+                .unwrap_or_else(|e| panic!("cryptsetup {args:?} {}: {e}", device.display()));
+            assert!(
+                out.status.success(),
+                "cryptsetup {args:?} {}: {}",
+                device.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        cryptsetup(&["open", "--test-passphrase", "--readonly"]);
+        let vk_arg = format!("--volume-key-file={}", volume_key.display());
+        let dump = cryptsetup(&["luksDump", "--dump-volume-key", "--batch-mode", &vk_arg]);
+        let vk = std::fs::read(&volume_key).unwrap();
+        assert_eq!(
+            vk.len(),
+            64,
+            "{}: not a 512-bit volume key",
+            device.display()
+        );
+        let header = cryptsetup(&["luksDump"]);
+        let segment = header
+            .find("Data segments:")
+            .map(|at| &header[at..])
+            .unwrap_or_else(|| panic!("cryptsetup luksDump {}: no segment", device.display()));
+        assert!(
+            segment.contains("cipher: aes-xts-plain64") && segment.contains("sector: 4096 [bytes]"),
+            "cryptsetup luksDump {}: not aes-xts-plain64 with 4096-byte sectors: {segment}",
+            device.display()
+        );
+        let offset: usize = segment
+            .split("offset: ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "cryptsetup luksDump {}: no offset: {dump}",
+                    device.display()
+                )
+            });
+        let mut payload = std::fs::read(&device)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", device.display()))
+            .split_off(offset);
+        let xts = xts_mode::Xts128::new(
+            aes::Aes256::new_from_slice(&vk[..32]).unwrap(),
+            aes::Aes256::new_from_slice(&vk[32..]).unwrap(),
+        );
+        // plain64 counts 512-byte sectors from the segment's start, as dm-crypt does for
+        // LUKS2 without iv_large_sectors.
+        for (i, sector) in payload.chunks_exact_mut(4096).enumerate() {
+            xts.decrypt_sector(sector, xts_mode::get_tweak_default(i as u128 * 8));
+        }
+        std::fs::write(&opened.plain, &payload).unwrap();
+        opened.files.retain(|f| f != &key);
+        std::fs::remove_file(&key).unwrap();
+        opened
+    }
+
+    /// What `PROGRAM ARGS PLAINTEXT` prints on stdout; panics naming DATA's device and
+    /// the command when it fails.
+    fn tool(&self, program: &str, args: &[&str]) -> String {
+        let out = Command::new(program)
+            .args(args)
+            .arg(&self.plain)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} {args:?} on {}: {e}", self.device.display()));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} on DATA {} (decrypted): {}",
+            self.device.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The "Filesystem features:" line of `dumpe2fs -h`.
+    pub fn features(&self) -> String {
+        let out = self.tool("dumpe2fs", &["-h"]);
+        out.lines()
+            .find(|l| l.starts_with("Filesystem features:"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "dumpe2fs -h on DATA {}: no features line: {out}",
+                    self.device.display()
+                )
+            })
+            .to_owned()
+    }
+
+    /// The file at `path` in DATA's file system (`debugfs -R 'cat PATH'`) and what
+    /// debugfs said on stderr (a missing file is an empty one and a line there).
+    pub fn cat(&self, path: &str) -> (Vec<u8>, String) {
+        let out = Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("cat {path}"))
+            .arg(&self.plain)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("debugfs -R 'cat {path}' on {}: {e}", self.device.display())
+            });
+        assert!(
+            out.status.success(),
+            "debugfs -R 'cat {path}' on DATA {} (decrypted): {}",
+            self.device.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for OpenedData {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
