@@ -55,6 +55,7 @@ pub fn run() -> ! {
     if kmsg::debug_enabled() {
         kmsg::debug(&format!("configuration: {:?}", cmdline.config));
     }
+    failure::set_slot(cmdline.config.slot);
     timeline::mark("cmdline");
 
     // A watchdog built into the kernel is there already, and may be running since boot
@@ -90,7 +91,9 @@ pub fn run() -> ! {
     timeline::mark("disk");
 
     let previous = pstore::read(Path::new("/sys"));
-    let (slot, repaired, failed) = choose_slot(config, &boot_disk, previous);
+    let pid1 = pstore::read_pid1(Path::new("/sys"));
+    let (slot, repaired, failed) = choose_slot(config, &boot_disk, previous, pid1);
+    failure::set_slot(Some(slot));
     if repaired {
         slots::announce_partitions(&mut boot_disk, Path::new("/sys")).or_fail();
     }
@@ -253,7 +256,7 @@ pub fn run() -> ! {
 fn settings(
     config: &mut Config,
     private: &Path,
-    failed: Option<Failure>,
+    failed: Failed,
 ) -> (settings::Merged, Option<PrivateMount>) {
     let read = PrivateMount::read_only(private)
         .map_err(|e| settings::SettingsError::Private(Box::new(e)))
@@ -261,6 +264,11 @@ fn settings(
     let (entries, mut mount) = match read {
         Ok(read) => read,
         Err(e) => {
+            // PRIVATE is there but unreadable: PID 1's record waits for a later boot.
+            let failed = Failed {
+                pid1_var: None,
+                ..failed
+            };
             remember(None, failed);
             failure::degrade_or_fail(e.into(), Path::new("/"), "the command line's settings only");
             return (settings::Merged::default(), None);
@@ -294,18 +302,37 @@ fn settings(
     (merged, Some(mount))
 }
 
+/// The previous boot's failures for the history, and PID 1's failure record to erase once
+/// the history keeps them.
+#[derive(Debug, Default)]
+struct Failed {
+    list: Vec<Failure>,
+    pid1_var: Option<PathBuf>,
+}
+
+/// `failed` added to the history `old`, as text.
+fn add_all(old: &[u8], failed: &[Failure]) -> String {
+    use prairiedog::pstore::{add_to_history, read_history};
+    let mut text = String::from_utf8_lossy(old).into_owned();
+    for f in failed {
+        text = add_to_history(&read_history(text.as_bytes()), *f);
+    }
+    text
+}
+
 /// The failure history: `failed` added to the one on PRIVATE (written crash-safely), and
-/// the history copied to /run for `prairiedog status`. Trouble is logged, never fatal.
+/// the history copied to /run for `prairiedog status`; PID 1's failure record is erased
+/// once PRIVATE keeps it, or at once without PRIVATE. Trouble is logged, never fatal.
 #[inline(never)]
-fn remember(private: Option<&mut PrivateMount>, failed: Option<Failure>) {
-    use prairiedog::pstore::{add_to_history, read_history, PRIVATE_FILE, RUN_FILE};
+fn remember(private: Option<&mut PrivateMount>, failed: Failed) {
+    use prairiedog::pstore::{PRIVATE_FILE, RUN_FILE};
     let mut text = String::new();
     let mut result = Ok(());
+    let private_missing = private.is_none();
     if let Some(mount) = private {
         let old = std::fs::read(mount.dir().join(PRIVATE_FILE)).unwrap_or_default();
-        text = String::from_utf8_lossy(&old).into_owned();
-        if let Some(f) = failed {
-            text = add_to_history(&read_history(&old), f);
+        text = add_all(&old, &failed.list);
+        if !failed.list.is_empty() {
             let (dir, name) = PRIVATE_FILE.split_once('/').unwrap_or(("", PRIVATE_FILE));
             let dir = mount.dir().join(dir);
             result = mount
@@ -319,9 +346,14 @@ fn remember(private: Option<&mut PrivateMount>, failed: Option<Failure>) {
                 .and_then(|()| data::write_durably(&dir, name, text.as_bytes(), 0o644))
                 .map_err(|e| e.to_string());
         }
-    } else if let Some(f) = failed {
-        text = add_to_history(&[], f);
+    } else if !failed.list.is_empty() {
+        text = add_all(&[], &failed.list);
         result = Err("no PRIVATE".to_owned());
+    }
+    if let Some(var) = &failed.pid1_var {
+        if result.is_ok() || private_missing {
+            pstore::forget_pid1(var);
+        }
     }
     if let Err(e) = result {
         kmsg::warn(&format!(
@@ -339,7 +371,7 @@ fn remember(private: Option<&mut PrivateMount>, failed: Option<Failure>) {
 
 /// [`remember`] from the slots stage: PRIVATE mounted for the history alone.
 #[inline(never)]
-fn remember_before_reboot(boot_disk: &BootDisk, failed: Option<Failure>) {
+fn remember_before_reboot(boot_disk: &BootDisk, failed: Failed) {
     let private = prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node)
         .ok()
         .and_then(|l| l.private)
@@ -525,7 +557,8 @@ fn choose_slot(
     config: &Config,
     boot_disk: &BootDisk,
     previous: Option<pstore::Found>,
-) -> (prairiedog::Slot, bool, Option<Failure>) {
+    pid1: Option<(prairiedog::pstore::Pid1Failure, PathBuf)>,
+) -> (prairiedog::Slot, bool, Failed) {
     match slots::run(
         boot_disk,
         config.slot,
@@ -534,7 +567,7 @@ fn choose_slot(
         previous.as_ref().map(|p| &p.record),
     ) {
         Ok((outcome, booted)) => {
-            let failed = previous.zip(outcome.boot.charged).map(|(p, (slot, now))| {
+            let charged = previous.zip(outcome.boot.charged).map(|(p, (slot, now))| {
                 let r = p.record;
                 kmsg::warn(&format!(
                     "pstore: the previous boot of slot {} ended in a kernel {} ({}): {}",
@@ -558,11 +591,17 @@ fn choose_slot(
                     cause: r.cause,
                 }
             });
+            let mut failed = Failed::default();
+            failed.list.extend(charged);
+            if let Some((f, var)) = pid1 {
+                failed.list.extend(pstore::pid1_failure(&f));
+                failed.pid1_var = Some(var);
+            }
             slots::log(&outcome);
             let d = &outcome.boot.decision;
             if d.action == Action::Reboot {
                 if outcome.boot.grubenv.steers_grub() {
-                    if failed.is_some() {
+                    if !failed.list.is_empty() || failed.pid1_var.is_some() {
                         // The charge made the other slot boot: the history is kept now,
                         // as this boot never reaches the settings stage.
                         remember_before_reboot(boot_disk, failed);

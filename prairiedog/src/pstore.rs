@@ -16,7 +16,16 @@
 //!
 //! `liftoff/failures` on PRIVATE (copied to [`RUN_FILE`] on every boot for
 //! `prairiedog status`): one failure per line, oldest first, at most [`KEEP`] per slot,
-//! `<slot> <unix seconds or -> <stage> <cause>`, for example `A 1765000000 healthy panic`.
+//! `<slot> <unix seconds or -> <stage> <cause>`, for example `A 1765000000 healthy panic`,
+//! or `A 1765000000 verity pid1` for a stage of PID 1 that failed and rebooted.
+//!
+//! # PID 1's own failure
+//!
+//! A stage that fails and reboots is no panic, so pstore keeps nothing of it. Before the
+//! reboot PID 1 writes [`pid1_record`] into the non-volatile EFI variable [`PID1_VAR`]
+//! (vendor [`VENDOR`], Liftoff's own); the next boot reads it back with [`parse_pid1`],
+//! adds it to the history with cause `pid1` and the failed stage's name, and deletes it.
+//! The A/B rules counted that boot already: it is never charged again.
 
 use crate::attrs::SlotAttrs;
 use crate::decide::SlotWords;
@@ -40,6 +49,8 @@ pub enum Cause {
     Panic,
     /// A kernel oops the machine survived until a reset.
     Oops,
+    /// A stage of PID 1 failed and PID 1 rebooted (already counted by the A/B rules).
+    Pid1,
 }
 
 impl Cause {
@@ -50,13 +61,20 @@ impl Cause {
             Cause::Watchdog => "watchdog",
             Cause::Panic => "panic",
             Cause::Oops => "oops",
+            Cause::Pid1 => "pid1",
         }
     }
 
     fn from_word(w: &str) -> Option<Cause> {
-        [Cause::Verity, Cause::Watchdog, Cause::Panic, Cause::Oops]
-            .into_iter()
-            .find(|c| c.as_str() == w)
+        [
+            Cause::Verity,
+            Cause::Watchdog,
+            Cause::Panic,
+            Cause::Oops,
+            Cause::Pid1,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == w)
     }
 }
 
@@ -69,7 +87,26 @@ pub enum Stage {
     Boot,
     /// The slot had reached health.
     Healthy,
+    /// The stage of PID 1 that failed, one of [`PID1_STAGES`].
+    Pid1(&'static str),
 }
+
+/// The names of PID 1's stages (`init`'s `Stage::name`), as [`Stage::Pid1`] holds them.
+pub const PID1_STAGES: [&str; 13] = [
+    "api-mounts",
+    "cmdline",
+    "modules",
+    "disk",
+    "slots",
+    "verity",
+    "root",
+    "switch-root",
+    "settings",
+    "data",
+    "caps",
+    "host",
+    "handoff",
+];
 
 impl Stage {
     /// The word used in the history file and `prairiedog status`.
@@ -78,13 +115,16 @@ impl Stage {
             Stage::Kernel => "kernel",
             Stage::Boot => "boot",
             Stage::Healthy => "healthy",
+            Stage::Pid1(name) => name,
         }
     }
 
-    fn from_word(w: &str) -> Option<Stage> {
+    /// A word of the history: one of the kernel's three, or a stage of PID 1.
+    pub fn from_word(w: &str) -> Option<Stage> {
         [Stage::Kernel, Stage::Boot, Stage::Healthy]
             .into_iter()
             .find(|s| s.as_str() == w)
+            .or_else(|| PID1_STAGES.into_iter().find(|n| *n == w).map(Stage::Pid1))
     }
 }
 
@@ -167,6 +207,72 @@ pub fn charge(words: SlotWords, slot: Slot, cause: Cause) -> SlotWords {
         }
     });
     new
+}
+
+/// The name of the EFI variable that carries PID 1's failure to the next boot.
+pub const PID1_VAR: &str = "LiftoffFailure";
+/// Liftoff's own EFI vendor GUID, for [`PID1_VAR`].
+pub const VENDOR: &str = "428edd67-9f89-4cfe-9e03-30bf1b0bb88e";
+/// How much of the error [`pid1_record`] keeps.
+pub const PID1_ERROR_MAX: usize = 200;
+
+/// PID 1's failure as the next boot reads it from [`PID1_VAR`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pid1Failure {
+    /// The slot that ran, when PID 1 knew it.
+    pub slot: Option<Slot>,
+    /// When it failed, in seconds since the epoch, if known.
+    pub time: Option<u64>,
+    /// The failed stage ([`Stage::Pid1`]).
+    pub stage: Stage,
+    /// The start of the error.
+    pub error: String,
+}
+
+/// The text of [`PID1_VAR`]: one line `<slot or -> <unix seconds or -> <stage> <error>`,
+/// the error cut to [`PID1_ERROR_MAX`] bytes (at a character) with line breaks as spaces.
+pub fn pid1_record(slot: Option<Slot>, time: Option<u64>, stage: &str, error: &str) -> String {
+    let mut end = error.len().min(PID1_ERROR_MAX);
+    while !error.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    let error = error
+        .get(..end)
+        .unwrap_or_default()
+        .replace(['\n', '\r'], " ");
+    format!(
+        "{} {} {stage} {error}",
+        slot.map_or("-", Slot::as_str),
+        time.map_or("-".to_owned(), |t| t.to_string())
+    )
+}
+
+/// Reads [`pid1_record`]'s text back; `None` when it is not one (the stage must be one of
+/// [`PID1_STAGES`]). Never panics, on any bytes.
+pub fn parse_pid1(bytes: &[u8]) -> Option<Pid1Failure> {
+    let text = String::from_utf8_lossy(bytes.get(..bytes.len().min(1024))?);
+    let mut w = text.splitn(4, ' ');
+    let slot = match w.next()? {
+        "A" => Some(Slot::A),
+        "B" => Some(Slot::B),
+        "-" => None,
+        _ => return None,
+    };
+    let time = match w.next()? {
+        "-" => None,
+        t => Some(t.parse().ok()?),
+    };
+    let stage = match Stage::from_word(w.next()?)? {
+        s @ Stage::Pid1(_) => s,
+        _ => return None,
+    };
+    let error = w.next().unwrap_or_default().trim_end().to_owned();
+    Some(Pid1Failure {
+        slot,
+        time,
+        stage,
+        error,
+    })
 }
 
 /// One failure in the history.
@@ -351,6 +457,50 @@ mod tests {
             Cause::Watchdog,
         );
         assert_eq!(w.attrs(Slot::B).unhealthy(), 7);
+    }
+
+    #[test]
+    fn pid1_records_round_trip() {
+        let long = "é".repeat(150);
+        let text = pid1_record(Some(Slot::A), Some(1765000000), "verity", &long);
+        assert_eq!(text.len(), "A 1765000000 verity ".len() + 200);
+        let back = parse_pid1(text.as_bytes()).unwrap();
+        assert_eq!(back.slot, Some(Slot::A));
+        assert_eq!(back.time, Some(1765000000));
+        assert_eq!(back.stage, Stage::Pid1("verity"));
+        assert_eq!(back.error, "é".repeat(100));
+        let text = pid1_record(None, None, "switch-root", "moving /sysroot:\nEINVAL");
+        assert_eq!(text, "- - switch-root moving /sysroot: EINVAL");
+        assert_eq!(
+            parse_pid1(text.as_bytes()),
+            Some(Pid1Failure {
+                slot: None,
+                time: None,
+                stage: Stage::Pid1("switch-root"),
+                error: "moving /sysroot: EINVAL".into(),
+            })
+        );
+        for bad in [
+            "",
+            "A",
+            "A 1",
+            "A 1 healthy x",
+            "C 1 verity x",
+            "A x verity x",
+            "A 1 nope x",
+        ] {
+            assert_eq!(parse_pid1(bad.as_bytes()), None, "{bad}");
+        }
+        // In the history: the stage's name and cause pid1.
+        let f = Failure {
+            slot: Slot::B,
+            time: Some(7),
+            stage: Stage::Pid1("handoff"),
+            cause: Cause::Pid1,
+        };
+        let text = add_to_history(&[], f);
+        assert_eq!(text, "B 7 handoff pid1\n");
+        assert_eq!(read_history(text.as_bytes()), vec![f]);
     }
 
     #[test]

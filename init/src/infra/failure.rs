@@ -54,6 +54,16 @@ pub fn set_note(note: &str) {
     }
 }
 
+/// The slot that runs, once known, for the failure record the next boot reads.
+static SLOT: Mutex<Option<prairiedog::Slot>> = Mutex::new(None);
+
+/// Records the running slot (from the command line, then the slots stage).
+pub fn set_slot(slot: Option<prairiedog::Slot>) {
+    if let Ok(mut s) = SLOT.lock() {
+        *s = slot;
+    }
+}
+
 /// Why this boot runs degraded (the first reason), for the health line.
 static DEGRADED: Mutex<Option<String>> = Mutex::new(None);
 
@@ -106,7 +116,8 @@ pub fn degraded_line(stage: Stage, error: &dyn fmt::Display, without: &str) -> S
 }
 
 /// Applies the failure policy to a failed stage: logs the failure line and carries out
-/// [`decide`]'s outcome. Never returns: a stage whose failure can degrade the boot goes
+/// [`decide`]'s outcome; before a reboot, the failure is kept for the next boot's history
+/// ([`crate::stage::pstore::keep_pid1`]). Never returns: a stage whose failure can degrade the boot goes
 /// through [`degrade_or_fail`] instead, because only its caller can go on without it.
 pub fn fail(error: BootError) -> ! {
     if decide(&error) == Outcome::Stop {
@@ -119,6 +130,9 @@ pub fn fail(error: BootError) -> ! {
     }
     let note = NOTE.lock().map(|n| n.clone()).unwrap_or_default();
     kmsg::error(&failure_line(error.stage(), &error, &note));
+    let slot = SLOT.lock().ok().and_then(|s| *s);
+    let text = error.to_string();
+    crate::stage::pstore::keep_pid1(Path::new("/sys"), slot, error.stage().name(), &text);
     reboot()
 }
 

@@ -3,13 +3,20 @@
 //! reads its EFI variables when it loads), its `dmesg-*` records are read as one text for
 //! [`prairiedog::pstore::parse`], and erased ([`erase`]) only once the charge is on disk,
 //! so a failure is charged once, and never lost to a cut before the GPT write.
+//!
+//! PID 1's own failure (a stage that failed and rebooted) is no panic: [`keep_pid1`] writes
+//! it into the EFI variable [`prairiedog::pstore::PID1_VAR`] before the reboot, and
+//! [`read_pid1`] reads it on the next boot for the history only (the A/B rules counted that
+//! boot already). Without UEFI or efivarfs nothing is kept.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use prairiedog::pstore::Record;
+use prairiedog::pstore::{Failure, Pid1Failure, Record, PID1_VAR, VENDOR};
+use prairiedog::Slot;
 
 use crate::infra::kmsg;
+use crate::stage::disk::Efi;
 
 /// At most this much of each record file is read (efi-pstore parts are 1 KiB, ramoops
 /// records a few).
@@ -99,5 +106,175 @@ pub fn erase(files: &[PathBuf]) {
                 f.display()
             ));
         }
+    }
+}
+
+/// The efivarfs file of PID 1's failure record, mounting efivarfs if it is not yet; `None`
+/// without UEFI or efivarfs.
+fn pid1_var(sys: &Path) -> Option<PathBuf> {
+    let efi = Efi {
+        sys: sys.to_owned(),
+    };
+    let dir = efi.efivars().ok()?;
+    Some(dir.join(format!("{PID1_VAR}-{VENDOR}")))
+}
+
+/// Keeps PID 1's failure of `stage` for the next boot, in a non-volatile EFI variable.
+/// Best effort, before a reboot: without UEFI or efivarfs, or when the firmware refuses,
+/// nothing is kept (said in a line).
+#[inline(never)]
+pub fn keep_pid1(sys: &Path, slot: Option<Slot>, stage: &str, error: &str) {
+    use std::io::Write as _;
+    let Some(var) = pid1_var(sys) else {
+        return;
+    };
+    // A record the previous boot could not erase: this one replaces it.
+    let _ = erase_var(&var);
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs());
+    let text = prairiedog::pstore::pid1_record(slot, time, stage, error);
+    // Non-volatile, boot-service and runtime access: the attributes, then the value, in
+    // one write (efivarfs sets the variable in one call).
+    let mut bytes = 7u32.to_le_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&var)
+        .and_then(|mut f| f.write_all(&bytes));
+    if let Err(e) = written {
+        kmsg::warn(&format!(
+            "writing {}: {e}; the next boot will not know of this failure",
+            var.display()
+        ));
+    }
+}
+
+/// The previous boot's PID 1 failure, if the variable holds one, for the history: the
+/// failure and the efivarfs file to erase once it is kept. A variable that does not parse
+/// is erased.
+#[inline(never)]
+pub fn read_pid1(sys: &Path) -> Option<(Pid1Failure, PathBuf)> {
+    if !sys.join("firmware/efi").is_dir() {
+        return None;
+    }
+    let var = pid1_var(sys)?;
+    let bytes = std::fs::read(&var).ok()?;
+    match bytes.get(4..).and_then(prairiedog::pstore::parse_pid1) {
+        Some(f) => Some((f, var)),
+        None => {
+            kmsg::warn(&format!("{} holds no PID 1 failure: erased", var.display()));
+            forget_pid1(&var);
+            None
+        }
+    }
+}
+
+/// What the previous boot's PID 1 failure means: logged, and the history's entry (none
+/// when PID 1 did not know its slot).
+pub fn pid1_failure(f: &Pid1Failure) -> Option<Failure> {
+    let slot = f
+        .slot
+        .map_or("an unknown slot".to_owned(), |s| format!("slot {s}"));
+    kmsg::warn(&format!(
+        "pstore: the previous boot of {slot} failed in PID 1 at stage {}: {}; \
+         already counted by the A/B rules",
+        f.stage.as_str(),
+        f.error
+    ));
+    Some(Failure {
+        slot: f.slot?,
+        time: f.time,
+        stage: f.stage,
+        cause: prairiedog::pstore::Cause::Pid1,
+    })
+}
+
+/// Erases PID 1's failure record once the history holds it; trouble is said in a line.
+pub fn forget_pid1(var: &Path) {
+    if let Err(e) = erase_var(var) {
+        kmsg::warn(&format!(
+            "erasing {}: {e}; the next boot reads it again",
+            var.display()
+        ));
+    }
+}
+
+/// Deletes an efivarfs file: a variable of a vendor the kernel does not know is immutable
+/// until the flag is cleared.
+fn erase_var(var: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(var)?;
+    let flags = rustix::fs::ioctl_getflags(&file)?;
+    rustix::fs::ioctl_setflags(&file, flags - rustix::fs::IFlags::IMMUTABLE)?;
+    drop(file);
+    std::fs::remove_file(var)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid1_failure_round_trips_through_a_variable() {
+        let sys = tempfile::tempdir().unwrap();
+        let efivars = sys.path().join(prairiedog::efi::EFIVARS);
+        std::fs::create_dir_all(&efivars).unwrap();
+        // Something in it: efivarfs counts as mounted.
+        std::fs::write(efivars.join("SecureBoot-x"), [6, 0, 0, 0, 0]).unwrap();
+        assert!(read_pid1(sys.path()).is_none());
+        keep_pid1(sys.path(), Some(Slot::A), "verity", "bad\nhash");
+        // A second failure replaces the first.
+        keep_pid1(
+            sys.path(),
+            Some(Slot::B),
+            "root",
+            "mounting /dev/dm-0: EINVAL",
+        );
+        let (f, var) = read_pid1(sys.path()).unwrap();
+        assert_eq!(var, efivars.join(format!("{PID1_VAR}-{VENDOR}")));
+        assert_eq!(&std::fs::read(&var).unwrap()[..6], b"\x07\0\0\0B ");
+        assert_eq!(f.slot, Some(Slot::B));
+        assert_eq!(f.error, "mounting /dev/dm-0: EINVAL");
+        assert!(f.time.is_some());
+        let failure = pid1_failure(&f).unwrap();
+        assert_eq!(failure.stage, prairiedog::pstore::Stage::Pid1("root"));
+        assert_eq!(failure.cause, prairiedog::pstore::Cause::Pid1);
+        forget_pid1(&var);
+        assert!(read_pid1(sys.path()).is_none());
+        // Unknown slot: logged, not in the history.
+        keep_pid1(sys.path(), None, "cmdline", "x");
+        assert_eq!(pid1_failure(&read_pid1(sys.path()).unwrap().0), None);
+        // Not a record: erased.
+        std::fs::write(&var, b"\x07\0\0\0junk").unwrap();
+        assert!(read_pid1(sys.path()).is_none());
+        assert!(!var.exists());
+        // No UEFI: nothing kept.
+        let bios = tempfile::tempdir().unwrap();
+        keep_pid1(bios.path(), Some(Slot::A), "verity", "x");
+        assert!(read_pid1(bios.path()).is_none());
+    }
+
+    #[test]
+    fn every_stage_of_pid1_is_a_history_word() {
+        use crate::stage::Stage as S;
+        let all = [
+            S::ApiMounts,
+            S::Cmdline,
+            S::Modules,
+            S::Disk,
+            S::Slots,
+            S::Verity,
+            S::Root,
+            S::SwitchRoot,
+            S::Settings,
+            S::Data,
+            S::Caps,
+            S::Host,
+            S::Handoff,
+        ];
+        let names: Vec<_> = all.iter().map(|s| s.name()).collect();
+        assert_eq!(names, prairiedog::pstore::PID1_STAGES);
     }
 }
