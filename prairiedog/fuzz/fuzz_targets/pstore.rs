@@ -1,10 +1,14 @@
 //! pstore record and failure-history parsers: never panic; a record that parses names a
 //! slot only from one of PID 1's lines; a history read back from what `add_to_history`
-//! wrote is what went in (at most `KEEP` per slot, the newest kept).
+//! wrote is what went in (at most `KEEP` per slot, the newest kept); PID 1's failure record
+//! parses only with a stage of PID 1, and one written by `pid1_record` reads back.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use prairiedog::pstore::{add_to_history, parse, read_history, Cause, Failure, Stage, KEEP};
+use prairiedog::pstore::{
+    add_to_history, parse, parse_pid1, pid1_record, read_history, Cause, Failure, Stage, KEEP,
+    PID1_ERROR_MAX,
+};
 use prairiedog::Slot;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +23,14 @@ fuzz_target!(|data: &[u8]| {
         if r.stage == Stage::Healthy {
             assert!(contains(data, b"answers: slot "));
         }
+    }
+    if let Some(f) = parse_pid1(data) {
+        assert!(matches!(f.stage, Stage::Pid1(_)));
+        let text = pid1_record(f.slot, f.time, f.stage.as_str(), &f.error);
+        let back = parse_pid1(text.as_bytes()).expect("a record pid1_record wrote");
+        assert_eq!((back.slot, back.time, back.stage), (f.slot, f.time, f.stage));
+        assert!(back.error.len() <= PID1_ERROR_MAX);
+        assert!(!back.error.contains('\n'));
     }
     let old = read_history(data);
     let new = Failure {
