@@ -157,9 +157,6 @@ pub fn keep_pid1(sys: &Path, slot: Option<Slot>, stage: &str, error: &str) {
 /// is erased.
 #[inline(never)]
 pub fn read_pid1(sys: &Path) -> Option<(Pid1Failure, PathBuf)> {
-    if !sys.join("firmware/efi").is_dir() {
-        return None;
-    }
     let var = pid1_var(sys)?;
     let bytes = std::fs::read(&var).ok()?;
     match bytes.get(4..).and_then(prairiedog::pstore::parse_pid1) {
