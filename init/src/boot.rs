@@ -310,29 +310,20 @@ struct Failed {
     pid1_var: Option<PathBuf>,
 }
 
-/// `failed` added to the history `old`, as text.
-fn add_all(old: &[u8], failed: &[Failure]) -> String {
-    use prairiedog::pstore::{add_to_history, read_history};
-    let mut text = String::from_utf8_lossy(old).into_owned();
-    for f in failed {
-        text = add_to_history(&read_history(text.as_bytes()), *f);
-    }
-    text
-}
-
 /// The failure history: `failed` added to the one on PRIVATE (written crash-safely), and
 /// the history copied to /run for `prairiedog status`; PID 1's failure record is erased
 /// once PRIVATE keeps it, or at once without PRIVATE. Trouble is logged, never fatal.
 #[inline(never)]
 fn remember(private: Option<&mut PrivateMount>, failed: Failed) {
-    use prairiedog::pstore::{PRIVATE_FILE, RUN_FILE};
+    use prairiedog::pstore::{add_to_history, read_history, PRIVATE_FILE, RUN_FILE};
     let mut text = String::new();
     let mut result = Ok(());
     let private_missing = private.is_none();
     if let Some(mount) = private {
         let old = std::fs::read(mount.dir().join(PRIVATE_FILE)).unwrap_or_default();
-        text = add_all(&old, &failed.list);
+        text = String::from_utf8_lossy(&old).into_owned();
         if !failed.list.is_empty() {
+            text = add_to_history(&read_history(&old), &failed.list);
             let (dir, name) = PRIVATE_FILE.split_once('/').unwrap_or(("", PRIVATE_FILE));
             let dir = mount.dir().join(dir);
             result = mount
@@ -347,7 +338,7 @@ fn remember(private: Option<&mut PrivateMount>, failed: Failed) {
                 .map_err(|e| e.to_string());
         }
     } else if !failed.list.is_empty() {
-        text = add_all(&[], &failed.list);
+        text = add_to_history(&[], &failed.list);
         result = Err("no PRIVATE".to_owned());
     }
     if let Some(var) = &failed.pid1_var {

@@ -325,10 +325,11 @@ pub fn read_history(text: &[u8]) -> Vec<Failure> {
         .collect()
 }
 
-/// The history with `new` added, keeping the last [`KEEP`] failures per slot, as text.
-pub fn add_to_history(old: &[Failure], new: Failure) -> String {
+/// The history with `new` added (oldest first), keeping the last [`KEEP`] failures per
+/// slot, as text.
+pub fn add_to_history(old: &[Failure], new: &[Failure]) -> String {
     let mut all: Vec<Failure> = old.to_vec();
-    all.push(new);
+    all.extend_from_slice(new);
     let mut out = String::new();
     for (i, f) in all.iter().enumerate() {
         let later = all
@@ -498,7 +499,7 @@ mod tests {
             stage: Stage::Pid1("handoff"),
             cause: Cause::Pid1,
         };
-        let text = add_to_history(&[], f);
+        let text = add_to_history(&[], &[f]);
         assert_eq!(text, "B 7 handoff pid1\n");
         assert_eq!(read_history(text.as_bytes()), vec![f]);
     }
@@ -513,9 +514,9 @@ mod tests {
         };
         let mut text = String::new();
         for t in 0..6 {
-            text = add_to_history(&read_history(text.as_bytes()), f(Slot::A, t));
+            text = add_to_history(&read_history(text.as_bytes()), &[f(Slot::A, t)]);
         }
-        text = add_to_history(&read_history(text.as_bytes()), f(Slot::B, 9));
+        text = add_to_history(&read_history(text.as_bytes()), &[f(Slot::B, 9)]);
         assert_eq!(
             text,
             "A 2 healthy panic\nA 3 healthy panic\nA 4 healthy panic\nA 5 healthy panic\n\

@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         stage: Stage::Healthy,
         cause: Cause::Verity,
     };
-    let text = add_to_history(&old, new);
+    let text = add_to_history(&old, &[new]);
     let back = read_history(text.as_bytes());
     assert_eq!(back.last(), Some(&new));
     for slot in [Slot::A, Slot::B] {
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(kept.len() <= KEEP);
         assert_eq!(kept.as_slice(), &all[all.len().saturating_sub(KEEP)..]);
     }
-    assert_eq!(add_to_history(&back[..back.len() - 1], new), text);
+    assert_eq!(add_to_history(&back[..back.len() - 1], &[new]), text);
 });
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
