@@ -230,16 +230,14 @@ pub struct Pid1Failure {
 }
 
 /// The text of [`PID1_VAR`]: one line `<slot or -> <unix seconds or -> <stage> <error>`,
-/// the error cut to [`PID1_ERROR_MAX`] bytes (at a character) with line breaks as spaces.
+/// the error's first line cut to [`PID1_ERROR_MAX`] bytes (at a character).
 pub fn pid1_record(slot: Option<Slot>, time: Option<u64>, stage: &str, error: &str) -> String {
+    let error = error.lines().next().unwrap_or_default();
     let mut end = error.len().min(PID1_ERROR_MAX);
     while !error.is_char_boundary(end) {
         end = end.saturating_sub(1);
     }
-    let error = error
-        .get(..end)
-        .unwrap_or_default()
-        .replace(['\n', '\r'], " ");
+    let error = error.get(..end).unwrap_or_default();
     format!(
         "{} {} {stage} {error}",
         slot.map_or("-", Slot::as_str),
@@ -470,7 +468,7 @@ mod tests {
         assert_eq!(back.time, Some(1765000000));
         assert_eq!(back.stage, Stage::Pid1("verity"));
         assert_eq!(back.error, "é".repeat(100));
-        let text = pid1_record(None, None, "switch-root", "moving /sysroot:\nEINVAL");
+        let text = pid1_record(None, None, "switch-root", "moving /sysroot: EINVAL\nmore");
         assert_eq!(text, "- - switch-root moving /sysroot: EINVAL");
         assert_eq!(
             parse_pid1(text.as_bytes()),

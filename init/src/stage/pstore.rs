@@ -134,16 +134,17 @@ pub fn keep_pid1(sys: &Path, slot: Option<Slot>, stage: &str, error: &str) {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs());
-    let text = prairiedog::pstore::pid1_record(slot, time, stage, error);
-    // Non-volatile, boot-service and runtime access: the attributes, then the value, in
-    // one write (efivarfs sets the variable in one call).
-    let mut bytes = 7u32.to_le_bytes().to_vec();
-    bytes.extend_from_slice(text.as_bytes());
+    // Non-volatile, boot-service and runtime access (7, little-endian u32): the attributes,
+    // then the value, in one write (efivarfs sets the variable in one call).
+    let bytes = format!(
+        "\x07\0\0\0{}",
+        prairiedog::pstore::pid1_record(slot, time, stage, error)
+    );
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&var)
-        .and_then(|mut f| f.write_all(&bytes));
+        .and_then(|mut f| f.write_all(bytes.as_bytes()));
     if let Err(e) = written {
         kmsg::warn(&format!(
             "writing {}: {e}; the next boot will not know of this failure",
@@ -221,7 +222,7 @@ mod tests {
         // Something in it: efivarfs counts as mounted.
         std::fs::write(efivars.join("SecureBoot-x"), [6, 0, 0, 0, 0]).unwrap();
         assert!(read_pid1(sys.path()).is_none());
-        keep_pid1(sys.path(), Some(Slot::A), "verity", "bad\nhash");
+        keep_pid1(sys.path(), Some(Slot::A), "verity", "bad hash");
         // A second failure replaces the first.
         keep_pid1(
             sys.path(),
