@@ -548,7 +548,7 @@ fn choose_slot(
     config: &Config,
     boot_disk: &BootDisk,
     previous: Option<pstore::Found>,
-    pid1: Option<(prairiedog::pstore::Pid1Failure, PathBuf)>,
+    pid1: Option<(Failure, PathBuf)>,
 ) -> (prairiedog::Slot, bool, Failed) {
     match slots::run(
         boot_disk,
@@ -585,7 +585,7 @@ fn choose_slot(
             let mut failed = Failed::default();
             failed.list.extend(charged);
             if let Some((f, var)) = pid1 {
-                failed.list.extend(pstore::pid1_failure(&f));
+                failed.list.push(f);
                 failed.pid1_var = Some(var);
             }
             slots::log(&outcome);

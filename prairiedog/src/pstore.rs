@@ -216,61 +216,29 @@ pub const VENDOR: &str = "428edd67-9f89-4cfe-9e03-30bf1b0bb88e";
 /// How much of the error [`pid1_record`] keeps.
 pub const PID1_ERROR_MAX: usize = 200;
 
-/// PID 1's failure as the next boot reads it from [`PID1_VAR`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pid1Failure {
-    /// The slot that ran, when PID 1 knew it.
-    pub slot: Option<Slot>,
-    /// When it failed, in seconds since the epoch, if known.
-    pub time: Option<u64>,
-    /// The failed stage ([`Stage::Pid1`]).
-    pub stage: Stage,
-    /// The start of the error.
-    pub error: String,
-}
-
-/// The text of [`PID1_VAR`]: one line `<slot or -> <unix seconds or -> <stage> <error>`,
-/// the error's first line cut to [`PID1_ERROR_MAX`] bytes (at a character).
-pub fn pid1_record(slot: Option<Slot>, time: Option<u64>, stage: &str, error: &str) -> String {
+/// The text of [`PID1_VAR`]: one line, `failure`'s line in the history, a space and the
+/// error's first line cut to [`PID1_ERROR_MAX`] bytes (at a character).
+pub fn pid1_record(failure: &Failure, error: &str) -> String {
     let error = error.lines().next().unwrap_or_default();
     let mut end = error.len().min(PID1_ERROR_MAX);
     while !error.is_char_boundary(end) {
         end = end.saturating_sub(1);
     }
-    let error = error.get(..end).unwrap_or_default();
-    format!(
-        "{} {} {stage} {error}",
-        slot.map_or("-", Slot::as_str),
-        time.map_or("-".to_owned(), |t| t.to_string())
-    )
+    let mut text = failure.line();
+    text.pop();
+    text.push(' ');
+    text.push_str(error.get(..end).unwrap_or_default());
+    text
 }
 
-/// Reads [`pid1_record`]'s text back; `None` when it is not one (the stage must be one of
-/// [`PID1_STAGES`]). Never panics, on any bytes.
-pub fn parse_pid1(bytes: &[u8]) -> Option<Pid1Failure> {
+/// Reads [`pid1_record`]'s text back: the failure (cause `pid1`, a stage of
+/// [`PID1_STAGES`]) and the error; `None` when it is not one. Never panics, on any bytes.
+pub fn parse_pid1(bytes: &[u8]) -> Option<(Failure, String)> {
     let text = String::from_utf8_lossy(bytes.get(..bytes.len().min(1024))?);
-    let mut w = text.splitn(4, ' ');
-    let slot = match w.next()? {
-        "A" => Some(Slot::A),
-        "B" => Some(Slot::B),
-        "-" => None,
-        _ => return None,
-    };
-    let time = match w.next()? {
-        "-" => None,
-        t => Some(t.parse().ok()?),
-    };
-    let stage = match Stage::from_word(w.next()?)? {
-        s @ Stage::Pid1(_) => s,
-        _ => return None,
-    };
-    let error = w.next().unwrap_or_default().trim_end().to_owned();
-    Some(Pid1Failure {
-        slot,
-        time,
-        stage,
-        error,
-    })
+    let line = text.lines().next()?;
+    let f = *read_history(line.as_bytes()).first()?;
+    let error = line.splitn(5, ' ').nth(4).unwrap_or_default().to_owned();
+    (f.cause == Cause::Pid1 && matches!(f.stage, Stage::Pid1(_))).then_some((f, error))
 }
 
 /// One failure in the history.
@@ -460,33 +428,33 @@ mod tests {
 
     #[test]
     fn pid1_records_round_trip() {
+        let f = |slot, time, stage| Failure {
+            slot,
+            time,
+            stage: Stage::Pid1(stage),
+            cause: Cause::Pid1,
+        };
         let long = "é".repeat(150);
-        let text = pid1_record(Some(Slot::A), Some(1765000000), "verity", &long);
-        assert_eq!(text.len(), "A 1765000000 verity ".len() + 200);
-        let back = parse_pid1(text.as_bytes()).unwrap();
-        assert_eq!(back.slot, Some(Slot::A));
-        assert_eq!(back.time, Some(1765000000));
-        assert_eq!(back.stage, Stage::Pid1("verity"));
-        assert_eq!(back.error, "é".repeat(100));
-        let text = pid1_record(None, None, "switch-root", "moving /sysroot: EINVAL\nmore");
-        assert_eq!(text, "- - switch-root moving /sysroot: EINVAL");
+        let a = f(Slot::A, Some(1765000000), "verity");
+        let text = pid1_record(&a, &long);
+        assert_eq!(text.len(), "A 1765000000 verity pid1 ".len() + 200);
+        assert_eq!(parse_pid1(text.as_bytes()), Some((a, "é".repeat(100))));
+        let b = f(Slot::B, None, "switch-root");
+        let text = pid1_record(&b, "moving /sysroot: EINVAL\nmore");
+        assert_eq!(text, "B - switch-root pid1 moving /sysroot: EINVAL");
         assert_eq!(
             parse_pid1(text.as_bytes()),
-            Some(Pid1Failure {
-                slot: None,
-                time: None,
-                stage: Stage::Pid1("switch-root"),
-                error: "moving /sysroot: EINVAL".into(),
-            })
+            Some((b, "moving /sysroot: EINVAL".into()))
         );
         for bad in [
             "",
             "A",
-            "A 1",
-            "A 1 healthy x",
-            "C 1 verity x",
-            "A x verity x",
-            "A 1 nope x",
+            "A 1 verity",
+            "A 1 healthy pid1 x",
+            "A 1 verity panic x",
+            "- 1 verity pid1 x",
+            "A x verity pid1 x",
+            "A 1 nope pid1 x",
         ] {
             assert_eq!(parse_pid1(bad.as_bytes()), None, "{bad}");
         }

@@ -12,7 +12,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use prairiedog::pstore::{Failure, Pid1Failure, Record, PID1_VAR, VENDOR};
+use prairiedog::pstore::{Cause, Failure, Record, Stage, PID1_VAR, VENDOR};
 use prairiedog::Slot;
 
 use crate::infra::kmsg;
@@ -119,13 +119,12 @@ fn pid1_var(sys: &Path) -> Option<PathBuf> {
     Some(dir.join(format!("{PID1_VAR}-{VENDOR}")))
 }
 
-/// Keeps PID 1's failure of `stage` for the next boot, in a non-volatile EFI variable.
-/// Best effort, before a reboot: without UEFI or efivarfs, or when the firmware refuses,
-/// nothing is kept (said in a line).
+/// Keeps PID 1's failure of `stage` in `slot` for the next boot, in a non-volatile EFI
+/// variable. Best effort, before a reboot: without a slot (the command line unread), UEFI
+/// or efivarfs, or when the firmware refuses, nothing is kept (the last said in a line).
 #[inline(never)]
-pub fn keep_pid1(sys: &Path, slot: Option<Slot>, stage: &str, error: &str) {
-    use std::io::Write as _;
-    let Some(var) = pid1_var(sys) else {
+pub fn keep_pid1(sys: &Path, slot: Option<Slot>, stage: &'static str, error: &str) {
+    let (Some(slot), Some(var)) = (slot, pid1_var(sys)) else {
         return;
     };
     // A record the previous boot could not erase: this one replaces it.
@@ -138,14 +137,18 @@ pub fn keep_pid1(sys: &Path, slot: Option<Slot>, stage: &str, error: &str) {
     // then the value, in one write (efivarfs sets the variable in one call).
     let bytes = format!(
         "\x07\0\0\0{}",
-        prairiedog::pstore::pid1_record(slot, time, stage, error)
+        prairiedog::pstore::pid1_record(
+            &Failure {
+                slot,
+                time,
+                stage: Stage::Pid1(stage),
+                cause: Cause::Pid1,
+            },
+            error
+        )
     );
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&var)
-        .and_then(|mut f| f.write_all(bytes.as_bytes()));
-    if let Err(e) = written {
+    // A new efivarfs file: created, never truncated.
+    if let Err(e) = std::fs::write(&var, bytes) {
         kmsg::warn(&format!(
             "writing {}: {e}; the next boot will not know of this failure",
             var.display()
@@ -153,41 +156,29 @@ pub fn keep_pid1(sys: &Path, slot: Option<Slot>, stage: &str, error: &str) {
     }
 }
 
-/// The previous boot's PID 1 failure, if the variable holds one, for the history: the
-/// failure and the efivarfs file to erase once it is kept. A variable that does not parse
+/// The previous boot's PID 1 failure, if the variable holds one, for the history (logged):
+/// the failure and the efivarfs file to erase once it is kept. A variable that does not parse
 /// is erased.
 #[inline(never)]
-pub fn read_pid1(sys: &Path) -> Option<(Pid1Failure, PathBuf)> {
+pub fn read_pid1(sys: &Path) -> Option<(Failure, PathBuf)> {
     let var = pid1_var(sys)?;
     let bytes = std::fs::read(&var).ok()?;
     match bytes.get(4..).and_then(prairiedog::pstore::parse_pid1) {
-        Some(f) => Some((f, var)),
+        Some((f, error)) => {
+            kmsg::warn(&format!(
+                "pstore: the previous boot of slot {} failed in PID 1 at stage {}: {error}; \
+                 already counted by the A/B rules",
+                f.slot,
+                f.stage.as_str(),
+            ));
+            Some((f, var))
+        }
+        // Not a record of PID 1's: erased, unsaid.
         None => {
-            kmsg::warn(&format!("{} holds no PID 1 failure: erased", var.display()));
-            forget_pid1(&var);
+            let _ = erase_var(&var);
             None
         }
     }
-}
-
-/// What the previous boot's PID 1 failure means: logged, and the history's entry (none
-/// when PID 1 did not know its slot).
-pub fn pid1_failure(f: &Pid1Failure) -> Option<Failure> {
-    let slot = f
-        .slot
-        .map_or("an unknown slot".to_owned(), |s| format!("slot {s}"));
-    kmsg::warn(&format!(
-        "pstore: the previous boot of {slot} failed in PID 1 at stage {}: {}; \
-         already counted by the A/B rules",
-        f.stage.as_str(),
-        f.error
-    ));
-    Some(Failure {
-        slot: f.slot?,
-        time: f.time,
-        stage: f.stage,
-        cause: prairiedog::pstore::Cause::Pid1,
-    })
 }
 
 /// Erases PID 1's failure record once the history holds it; trouble is said in a line.
@@ -232,18 +223,18 @@ mod tests {
         );
         let (f, var) = read_pid1(sys.path()).unwrap();
         assert_eq!(var, efivars.join(format!("{PID1_VAR}-{VENDOR}")));
-        assert_eq!(&std::fs::read(&var).unwrap()[..6], b"\x07\0\0\0B ");
-        assert_eq!(f.slot, Some(Slot::B));
-        assert_eq!(f.error, "mounting /dev/dm-0: EINVAL");
+        let bytes = std::fs::read(&var).unwrap();
+        assert_eq!(&bytes[..6], b"\x07\0\0\0B ");
+        assert!(bytes.ends_with(b" root pid1 mounting /dev/dm-0: EINVAL"));
+        assert_eq!(f.slot, Slot::B);
+        assert_eq!(f.stage, Stage::Pid1("root"));
+        assert_eq!(f.cause, Cause::Pid1);
         assert!(f.time.is_some());
-        let failure = pid1_failure(&f).unwrap();
-        assert_eq!(failure.stage, prairiedog::pstore::Stage::Pid1("root"));
-        assert_eq!(failure.cause, prairiedog::pstore::Cause::Pid1);
         forget_pid1(&var);
         assert!(read_pid1(sys.path()).is_none());
-        // Unknown slot: logged, not in the history.
+        // No slot known: nothing kept.
         keep_pid1(sys.path(), None, "cmdline", "x");
-        assert_eq!(pid1_failure(&read_pid1(sys.path()).unwrap().0), None);
+        assert!(!var.exists());
         // Not a record: erased.
         std::fs::write(&var, b"\x07\0\0\0junk").unwrap();
         assert!(read_pid1(sys.path()).is_none());

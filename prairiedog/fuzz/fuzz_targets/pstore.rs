@@ -24,13 +24,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(contains(data, b"answers: slot "));
         }
     }
-    if let Some(f) = parse_pid1(data) {
-        assert!(matches!(f.stage, Stage::Pid1(_)));
-        let text = pid1_record(f.slot, f.time, f.stage.as_str(), &f.error);
-        let back = parse_pid1(text.as_bytes()).expect("a record pid1_record wrote");
-        assert_eq!((back.slot, back.time, back.stage), (f.slot, f.time, f.stage));
-        assert!(back.error.len() <= PID1_ERROR_MAX);
-        assert!(!back.error.contains('\n'));
+    if let Some((f, error)) = parse_pid1(data) {
+        assert!(matches!(f.stage, Stage::Pid1(_)) && f.cause == Cause::Pid1);
+        let text = pid1_record(&f, &error);
+        let (back, back_error) = parse_pid1(text.as_bytes()).expect("a record pid1_record wrote");
+        assert_eq!(back, f);
+        assert!(back_error.len() <= PID1_ERROR_MAX);
+        assert!(!back_error.contains('\n'));
     }
     let old = read_history(data);
     let new = Failure {
