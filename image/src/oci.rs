@@ -32,7 +32,7 @@ use crate::kernel::cache_dir;
 use crate::Arch;
 
 /// The applets linked to `/bin/busybox` in the layer: a shell and what the VM tests'
-/// containers run (`tests/tests/vm_container.rs`: addresses, a ping over the CNI bridge,
+/// containers run (`tests/tests/vm/container.rs`: addresses, a ping over the CNI bridge,
 /// their netns link, a cgroup file, awk to go over a memory limit).
 pub const APPLETS: &[&str] = &[
     "awk", "cat", "echo", "grep", "ip", "ls", "ping", "readlink", "sh", "sleep", "true",

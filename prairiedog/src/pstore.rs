@@ -315,7 +315,7 @@ mod tests {
     use super::*;
 
     /// The 13 parts efi-pstore kept of a dm-verity panic (`liftoff.verity=panic`) of slot A
-    /// after PID 1's handoff, under OVMF (the `vm_firmware` corrupted-root test), oldest part
+    /// after PID 1's handoff, under OVMF (the `vm::firmware` corrupted-root test), oldest part
     /// first as PID 1 reads them: the EFI variables `dump-type0-N-1-*-C` taken from the VM's
     /// variable store after the panic and inflated (raw deflate).
     const VERITY_PANIC: &[u8] = include_bytes!("../tests/fixtures/pstore/verity-panic-x86_64.txt");

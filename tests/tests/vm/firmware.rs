@@ -39,7 +39,7 @@ use liftoff_qemu::vm::{Bus, Disk, Vm, VmConfig};
 
 /// A firmware boot to the probe takes 20-30 s under TCG; the deadline leaves room for a
 /// loaded machine.
-mod common;
+use crate::common;
 use common::{attributes, no_kernel_panic, set_attributes, word};
 
 const TIMEOUT: Duration = Duration::from_secs(240);

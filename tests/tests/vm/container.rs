@@ -31,7 +31,7 @@ use liftoff_image::system::{self, BuiltSystem, RootFile, SystemSpec};
 use liftoff_image::{oci, Arch};
 use liftoff_qemu::vm::{Bus, Disk, Vm, VmConfig};
 
-mod common;
+use crate::common;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -23,7 +23,7 @@ use liftoff_qemu::vm::{Bus, Disk, Vm, VmConfig};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
-mod common;
+use crate::common;
 use common::{
     assert_sgdisk_clean, attributes, no_kernel_panic, set_attributes, system, word, PROBE,
 };
@@ -442,7 +442,7 @@ fn vm_aarch64_corrupt_primary_gpt_is_repaired() {
 /// A byte-identical clone of the boot disk on a kernel booted without UEFI: nothing can
 /// tell which disk is the boot disk (same GUIDs everywhere), so PID 1 stops with one line
 /// naming both, and neither disk is written (issue 16: it used to take the first by name).
-/// Through the firmware, `vm_firmware` shows the boot disk told apart from a clone.
+/// Through the firmware, `vm::firmware` shows the boot disk told apart from a clone.
 #[test]
 fn vm_x86_64_cloned_disk_without_firmware_stops() {
     let mut b = boot(Arch::X86_64, "cloned_disk", "", |disk, work| {

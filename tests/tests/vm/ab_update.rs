@@ -39,7 +39,7 @@ use liftoff_image::{artifacts, esp, Arch};
 use liftoff_qemu::firmware::{self, Mode};
 use liftoff_qemu::vm::{Bus, Disk, Vm};
 
-mod common;
+use crate::common;
 use common::{attributes, word};
 
 const TIMEOUT: Duration = Duration::from_secs(400);
