@@ -15,15 +15,6 @@
 //! (`debugfs -R 'cat /var/lib/liftoff-fresh'`). QEMU quit instead of the button (tried on
 //! aarch64) fails on both: the journal needs recovery and the file is not there.
 
-// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
-// but not the helpers and fixtures beside them, which are test code all the same.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -13,15 +13,6 @@
 //! The image is on the read-only erofs root; containerd keeps its content and snapshots
 //! in /var/lib/containerd, on the encrypted DATA file system PID 1 binds /var from.
 
-// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
-// but not the helpers and fixtures beside them, which are test code all the same.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::Duration;
 
 use liftoff_image::disk::DiskSpec;

@@ -10,15 +10,6 @@
 //! The disk is the verified Debian root image of `liftoff_image::system`, with GRUB, grubenv
 //! and the BOOT partitions written into each guest's copy by `liftoff_image::boot::install`.
 
-// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
-// but not the helpers and fixtures beside them, which are test code all the same.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;

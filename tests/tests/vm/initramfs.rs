@@ -1,15 +1,6 @@
 //! VM tests of the first PID 1: Debian's cloud kernel boots an initramfs with Liftoff as
 //! `/init`, the modules it lists and the probe as the next stage, on both architectures.
 
-// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
-// but not the helpers and fixtures beside them, which are test code all the same.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -2,15 +2,6 @@
 //! needs is built in, so the initramfs carries PID 1 and no modules at all. The kernel is
 //! built by `scripts/build-kernel` (cached per machine by a hash of its configuration).
 
-// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
-// but not the helpers and fixtures beside them, which are test code all the same.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use crate::common;
 
 use std::time::Duration;

@@ -2,15 +2,6 @@
 //! dm-verity made by our `verity`, on a GPT disk laid out as DESIGN.md section 3, booted
 //! directly (kernel and initramfs from the host) on both architectures.
 
-// An integration-test crate: clippy.toml lets #[test] functions unwrap, index and panic,
-// but not the helpers and fixtures beside them, which are test code all the same.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
