@@ -1,6 +1,8 @@
 //! A whole Liftoff system for one architecture: the Debian root tree from
 //! `scripts/build-rootfs` plus the files a caller adds, made into a verified disk image,
-//! and the initramfs with PID 1 and the modules it loads.
+//! and the initramfs with PID 1 and the modules it loads. The kernel it boots
+//! ([`SystemKernel`]) is Debian's cloud kernel with its modules, or a kernel with every
+//! driver built in (the minimal kernel of `kernel-config/`) and no modules at all.
 //!
 //! Images are cached under a key that covers every input, and built under a file lock, so
 //! parallel test processes build each one once and share it; each guest boots its own
@@ -185,6 +187,62 @@ pub struct SystemSpec {
     pub files: Vec<RootFile>,
     pub links: Vec<RootLink>,
     pub disk: DiskSpec,
+    /// The kernel the system boots, which decides the modules the root carries.
+    pub kernel: SystemKernel,
+}
+
+/// The kernel a system boots, and so the kernel modules its initramfs and root carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SystemKernel {
+    /// Debian's cloud kernel cached by `scripts/setup` ([`Kernel::debian`]): the initramfs
+    /// carries the modules PID 1 loads ([`module_names`]), the root those a container host
+    /// loads after boot ([`install_root_modules`]).
+    #[default]
+    Debian,
+    /// This kernel image, with every driver Liftoff needs built in (as the kernel
+    /// `scripts/build-kernel` builds from `kernel-config/`): the initramfs is PID 1 alone
+    /// ([`pid1_initramfs`]: no `/etc/liftoff/modules`, so PID 1 loads none) and the root
+    /// has no `/lib/modules`.
+    BuiltIn(PathBuf),
+}
+
+impl SystemKernel {
+    /// The kernel image file.
+    pub fn image(&self, arch: Arch) -> Result<PathBuf, ImageError> {
+        match self {
+            SystemKernel::Debian => Ok(debian_kernel(arch)?.image),
+            SystemKernel::BuiltIn(path) if path.is_file() => Ok(path.clone()),
+            SystemKernel::BuiltIn(path) => Err(ImageError::Io {
+                what: format!("reading the {arch} kernel {}", path.display()),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            }),
+        }
+    }
+
+    /// The kernel whose modules the initramfs and the root get; `None` for a kernel with
+    /// everything built in.
+    pub fn modules(&self, arch: Arch) -> Result<Option<Kernel>, ImageError> {
+        match self {
+            SystemKernel::Debian => debian_kernel(arch).map(Some),
+            SystemKernel::BuiltIn(_) => Ok(None),
+        }
+    }
+
+    /// Liftoff's initramfs for this kernel: [`initramfs`] for Debian's,
+    /// [`pid1_initramfs`] for one with everything built in.
+    pub fn initramfs(&self, arch: Arch) -> Result<Vec<u8>, String> {
+        match self.modules(arch).map_err(|e| e.to_string())? {
+            Some(kernel) => initramfs(arch, &kernel),
+            None => pid1_initramfs(arch),
+        }
+    }
+}
+
+fn debian_kernel(arch: Arch) -> Result<Kernel, ImageError> {
+    Kernel::debian(arch).map_err(|e| ImageError::Io {
+        what: format!("finding the {arch} Debian kernel"),
+        source: io::Error::other(e.to_string()),
+    })
 }
 
 /// The modules PID 1 loads on Debian's cloud kernel: the disk controllers of QEMU, EC2 and
@@ -404,10 +462,7 @@ fn io_err(what: String) -> impl FnOnce(io::Error) -> ImageError {
 /// Builds (or reuses) the disk for `spec` under `<target>/vm-images`.
 pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
     let tree = root_tree(spec.arch)?;
-    let kernel = Kernel::debian(spec.arch).map_err(|e| ImageError::Io {
-        what: format!("finding the {} kernel for the root's modules", spec.arch),
-        source: io::Error::other(e.to_string()),
-    })?;
+    let kernel = spec.kernel.modules(spec.arch)?;
     let mut key = Sha256::new();
     key.update(format!(
         "v4 {} {:?} {:?} {} {} {:?} {:?}",
@@ -415,7 +470,8 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
         spec.fs,
         spec.disk,
         tree.display(),
-        kernel.version,
+        // The root does not depend on which built-in kernel boots it: it has no modules.
+        kernel.as_ref().map_or("no modules", |k| k.version.as_str()),
         CONTAINER_MODULE_DIRS,
         CONTAINER_MODULES
     ));
@@ -454,7 +510,9 @@ pub fn build(spec: &SystemSpec) -> Result<BuiltSystem, ImageError> {
         std::fs::remove_dir_all(&stage).map_err(io_err(format!("removing {}", stage.display())))?;
     }
     tool::run(Command::new("cp").arg("-a").arg(&tree).arg(&stage))?;
-    install_root_modules(&stage, spec.arch, &kernel)?;
+    if let Some(kernel) = &kernel {
+        install_root_modules(&stage, spec.arch, kernel)?;
+    }
     // Mount points PID 1 needs in the read-only root: /local for DATA (DESIGN.md
     // section 8); the API file systems, /tmp and /opt are in every Debian tree.
     for dir in ["local", "opt"] {
@@ -581,7 +639,19 @@ pub fn guest_disk(system: &BuiltSystem, dest: &Path) -> Result<BuiltDisk, ImageE
     })
 }
 
-/// The initramfs: Liftoff's PID 1 as /init and [`SYSTEM_MODULES`].
+/// The initramfs for a kernel with everything built in: Liftoff's PID 1 as /init and no
+/// modules (no `/etc/liftoff/modules`: PID 1 loads none and logs `loaded 0 modules`).
+pub fn pid1_initramfs(arch: Arch) -> Result<Vec<u8>, String> {
+    let init = artifacts::musl_binary(arch, "init")?;
+    let mut initramfs = Initramfs::new().map_err(|e| e.to_string())?;
+    initramfs
+        .host_file("init", 0o755, &init)
+        .map_err(|e| e.to_string())?;
+    initramfs.finish().map_err(|e| e.to_string())
+}
+
+/// The initramfs for Debian's kernel `kernel`: Liftoff's PID 1 as /init and the modules of
+/// [`module_names`].
 pub fn initramfs(arch: Arch, kernel: &Kernel) -> Result<Vec<u8>, String> {
     let init = artifacts::musl_binary(arch, "init")?;
     let mut initramfs = Initramfs::new().map_err(|e| e.to_string())?;
@@ -598,6 +668,59 @@ pub fn initramfs(arch: Arch, kernel: &Kernel) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names in the cpio archive `bytes`, as GNU cpio lists them.
+    fn cpio_names(bytes: &[u8], work: &Path) -> Vec<String> {
+        let archive = work.join("initramfs.cpio");
+        std::fs::write(&archive, bytes).unwrap();
+        let out = Command::new("cpio")
+            .args(["-t", "-F"])
+            .arg(&archive)
+            .output()
+            .expect("cpio (from scripts/setup) must be installed");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A kernel with everything built in boots an initramfs with PID 1 alone: no module
+    /// list (so PID 1 loads none) and no module tree, where Debian's kernel gets both. A
+    /// kernel file that is not there is named in the error.
+    #[test]
+    fn a_built_in_kernel_gets_no_modules() {
+        for arch in Arch::ALL {
+            let work = crate::test_work(&format!("built-in-kernel-{arch}"));
+            let image = work.join("bzImage");
+            std::fs::write(&image, b"a kernel").unwrap();
+            let built_in = SystemKernel::BuiltIn(image.clone());
+            assert_eq!(built_in.image(arch).unwrap(), image);
+            assert!(built_in.modules(arch).unwrap().is_none());
+            let names = cpio_names(&built_in.initramfs(arch).unwrap(), &work);
+            assert!(names.iter().any(|n| n == "init"), "{arch}: {names:?}");
+            assert!(
+                !names
+                    .iter()
+                    .any(|n| n.starts_with("lib/modules") || n == MODULE_LIST),
+                "{arch}: {names:?}"
+            );
+            let debian = cpio_names(&SystemKernel::Debian.initramfs(arch).unwrap(), &work);
+            assert!(debian.iter().any(|n| n == MODULE_LIST), "{arch}");
+            assert!(debian.iter().any(|n| n.contains("/dm-verity.ko")), "{arch}");
+
+            let missing = work.join("no-such-kernel");
+            let err = SystemKernel::BuiltIn(missing.clone())
+                .image(arch)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&missing.display().to_string()), "{err}");
+            std::fs::remove_dir_all(&work).unwrap();
+        }
+    }
+
+    /// Where PID 1 reads its module list (`liftoff_init::stage::modules::LIST`).
+    const MODULE_LIST: &str = "etc/liftoff/modules";
 
     /// The root's module tree for both Debian kernels: depmod's modules.dep names every
     /// module installed and only those, each dependency is there, and kmod's own tools

@@ -57,6 +57,7 @@ fn main() {
     let sys = system::build(&SystemSpec {
         arch,
         fs: RootFsType::Erofs,
+        kernel: system::SystemKernel::Debian,
         files: vec![RootFile {
             path: "/etc/systemd/system/liftoff-bench-ready.service".into(),
             mode: 0o644,

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 
 use super::error::BuildError;
 use crate::disk::{DiskSpec, SectorSize};
-use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
 use crate::root::RootFsType;
 use crate::secureboot::KeySet;
-use crate::{artifacts, system, Arch};
+use crate::{system, Arch};
 
 /// The image version when a build names none.
 pub const DEFAULT_VERSION: &str = "0";
@@ -73,17 +72,7 @@ impl BootSpec {
         });
         let initramfs = match &modules {
             Some(k) => system::initramfs(arch, k).map_err(BuildError::Boot)?,
-            None => {
-                let init = artifacts::musl_binary(arch, "init").map_err(BuildError::Boot)?;
-                let mut initramfs =
-                    Initramfs::new().map_err(|e| BuildError::Boot(e.to_string()))?;
-                initramfs
-                    .host_file("init", 0o755, &init)
-                    .map_err(|e| BuildError::Boot(e.to_string()))?;
-                initramfs
-                    .finish()
-                    .map_err(|e| BuildError::Boot(e.to_string()))?
-            }
+            None => system::pid1_initramfs(arch).map_err(BuildError::Boot)?,
         };
         Ok(BootSpec {
             kernel: kernel.to_path_buf(),

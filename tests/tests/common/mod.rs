@@ -28,12 +28,10 @@ pub fn minimal_kernel(arch: Arch) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-/// An initramfs with PID 1 alone and no modules, for the minimal kernel.
+/// An initramfs with PID 1 alone and no modules, for the minimal kernel
+/// ([`system::pid1_initramfs`]).
 pub fn pid1_initramfs(arch: Arch) -> Vec<u8> {
-    let mut initramfs = liftoff_image::initramfs::Initramfs::new().unwrap();
-    let init = artifacts::musl_binary(arch, "init").unwrap_or_else(|e| panic!("{e}"));
-    initramfs.host_file("init", 0o755, &init).unwrap();
-    initramfs.finish().unwrap()
+    system::pid1_initramfs(arch).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub const PROBE: &str = "/usr/local/bin/liftoff-probe";
@@ -161,6 +159,7 @@ pub fn system_spec(arch: Arch) -> SystemSpec {
     SystemSpec {
         arch,
         fs: RootFsType::Erofs,
+        kernel: system::SystemKernel::Debian,
         files: vec![
             RootFile {
                 path: PROBE.into(),

@@ -125,6 +125,7 @@ fn version(arch: Arch, name: &str) -> BuiltSystem {
     system::build(&SystemSpec {
         arch,
         fs: RootFsType::Erofs,
+        kernel: system::SystemKernel::Debian,
         files: vec![
             RootFile {
                 path: "/usr/local/sbin/prairiedog".into(),

@@ -156,6 +156,7 @@ fn container_system(arch: Arch, archive: Vec<u8>) -> BuiltSystem {
     let spec = SystemSpec {
         arch,
         fs: RootFsType::Erofs,
+        kernel: system::SystemKernel::Debian,
         files: vec![
             RootFile {
                 path: ARCHIVE.into(),

@@ -1527,6 +1527,7 @@ fn vm_x86_64_supervisor_restarts_containerd_and_reaps_orphans() {
     let sys = system::build(&system::SystemSpec {
         arch,
         fs: liftoff_image::root::RootFsType::Erofs,
+        kernel: system::SystemKernel::Debian,
         files: vec![
             system::RootFile {
                 path: "/usr/bin/containerd.real".into(),
