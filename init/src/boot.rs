@@ -485,7 +485,9 @@ fn load_modules(root: &Path, cmdline: &[prairiedog::cmdline::Param]) -> (DataMod
     let (data, late): (Vec<_>, Vec<_>) = later
         .into_iter()
         .partition(|e| e.phase == modules::Phase::Data);
-    let done = modules::load_listed(&mut modules::Kernel { root }, &now, cmdline).or_fail();
+    let done = modules::Opened::live(root, &now)
+        .and_then(|mut loader| modules::load_listed(&mut loader, &now, cmdline))
+        .or_fail();
     log_modules("", &done);
     let data = if data.is_empty() {
         DataModules::None

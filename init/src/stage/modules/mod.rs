@@ -309,27 +309,12 @@ fn finit(file: &File, params: &str) -> io::Result<()> {
     rustix::system::finit_module(file, &params, 0).map_err(io::Error::from)
 }
 
-/// `finit_module(2)` on the file; the hardware in the root's sysfs.
-#[derive(Debug)]
-pub struct Kernel<'a> {
-    pub root: &'a Path,
-}
-
-impl Loader for Kernel<'_> {
-    fn load(&mut self, path: &Path, params: &str) -> io::Result<()> {
-        finit(&File::open(path)?, params)
-    }
-
-    fn bus(&mut self, bus: &str) -> Option<Vec<String>> {
-        gate::read_bus(self.root, bus)
-    }
-}
-
 /// The files of some modules, opened now, and the hardware buses their aliases are on, as
 /// they are now: what loading them later needs, when the initramfs may be gone (after
 /// switch_root) and sysfs may be moving (during it). `finit_module(2)` on the open files.
-/// With `live`, the buses are read when a load asks ([`Kernel`]) instead: for modules
-/// loaded after switch_root by the one thread there is, in the root `live` names.
+/// With `live`, the buses are read when a load asks instead, in the root `live` names:
+/// for modules loaded by PID 1 itself (the `root` phase, and the `late` one after
+/// switch_root).
 #[derive(Debug)]
 pub struct Opened {
     files: Vec<(PathBuf, File)>,
@@ -426,7 +411,7 @@ pub fn cmdline_params(others: &[prairiedog::cmdline::Param], name: &str) -> Stri
 /// outcome: those loaded in load order, then the skipped ones in list order (a module
 /// only others depend on is not named when skipped).
 pub fn load_listed(
-    loader: &mut impl Loader,
+    loader: &mut dyn Loader,
     entries: &[Entry],
     cmdline: &[prairiedog::cmdline::Param],
 ) -> Loaded {
@@ -478,8 +463,8 @@ pub fn load_listed(
 }
 
 /// What [`load_listed`] has loaded so far.
-struct LoadState<'a, L> {
-    loader: &'a mut L,
+struct LoadState<'a> {
+    loader: &'a mut dyn Loader,
     entries: &'a [Entry],
     by_name: &'a Names<'a>,
     cmdline: &'a [prairiedog::cmdline::Param],
@@ -487,7 +472,7 @@ struct LoadState<'a, L> {
     done: Vec<(String, Outcome)>,
 }
 
-impl<L: Loader> LoadState<'_, L> {
+impl LoadState<'_> {
     /// Loads module `i` after the listed modules it depends on, each once: a module is
     /// marked before its dependencies are visited, so even a cycle ends.
     fn load_with_dependencies(&mut self, i: usize) -> Result<(), ModuleError> {
