@@ -11,8 +11,8 @@
 //!
 //! ```text
 //! PHASE NAME PATH DEPENDS [ALIAS ...]
-//! root dm_verity /lib/modules/6.1.0-41-cloud-amd64/kernel/drivers/md/dm-verity.ko dm_mod,dm_bufio,reed_solomon
-//! late virtio_net /lib/modules/6.1.0-41-cloud-amd64/kernel/drivers/net/virtio_net.ko net_failover virtio:d00000001v*
+//! root dm_verity /lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/md/dm-verity.ko reed_solomon,dm_mod,dm_bufio
+//! late virtio_net /lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/net/virtio_net.ko virtio_ring,virtio,net_failover virtio:d00000001v*
 //! ```
 //!
 //! - PHASE ([`Phase`]): `root` (before the root: disks, dm-verity, file systems, what the

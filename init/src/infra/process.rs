@@ -383,6 +383,37 @@ pub fn exec<A: AsRef<OsStr>>(path: &Path, args: impl IntoIterator<Item = A>) -> 
 mod tests {
     use super::*;
 
+    /// The child's result comes back through join: nothing, its error's text, or how it
+    /// ended; the work runs in another process, not here.
+    #[test]
+    fn beside_runs_the_work_in_a_child_and_join_reports_it() {
+        let me = std::process::id();
+        let mut ok = || {
+            if std::process::id() == me {
+                Err("ran in the parent".to_owned())
+            } else {
+                Ok(())
+            }
+        };
+        assert_eq!(beside(&mut ok).unwrap().join(), Ok(()));
+        let mut failing = || Err("loading module x: No such file".to_owned());
+        assert_eq!(
+            beside(&mut failing).unwrap().join(),
+            Err("loading module x: No such file".to_owned())
+        );
+        let mut killed = || {
+            // SAFETY: the child signals itself.
+            unsafe { libc::raise(libc::SIGKILL) };
+            Ok(())
+        };
+        let err = beside(&mut killed).unwrap().join().unwrap_err();
+        assert!(err.ends_with("ended with killed by signal 9"), "{err}");
+        let mut ran = false;
+        let pid = detach(&mut || ran = true).unwrap();
+        assert!(!ran, "detach runs the work in the child only");
+        assert_eq!(wait(pid).unwrap(), Status::Code(0));
+    }
+
     #[test]
     fn output_has_both_streams_and_the_status() {
         let (status, text) = output(
