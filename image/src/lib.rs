@@ -21,6 +21,7 @@
 //!
 //! - [`initramfs`] on [`cpio`]: PID 1, device nodes and the kernel modules it loads;
 //! - [`kernel`]: Debian's cloud kernels cached by `scripts/setup`, and module closures;
+//! - [`modinfo`]: what a module file says about itself (name, dependencies, aliases);
 //! - [`artifacts`]: the static guest binaries of `scripts/build-guest`;
 //! - [`arch`]: the two architectures.
 //!
@@ -49,6 +50,7 @@ pub mod esp;
 pub mod fat;
 pub mod initramfs;
 pub mod kernel;
+pub mod modinfo;
 pub mod oci;
 pub mod root;
 pub mod secureboot;

@@ -17,7 +17,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use crate::disk::{self, BuiltDisk, DiskSpec};
-use crate::initramfs::Initramfs;
+use crate::initramfs::{Initramfs, Phase};
 use crate::kernel::{workspace_root, Kernel};
 use crate::root::{self, RootFsType};
 use crate::tool::{self, ImageError};
@@ -260,7 +260,9 @@ fn debian_kernel(arch: Arch) -> Result<Kernel, ImageError> {
 ///
 /// PID 1 loads a driver only when its hardware is there (`liftoff_init::stage::modules`),
 /// so a machine pays only for its own. Names the kernel has built in (NVMe and the TPM
-/// drivers on amd64) are left out of the initramfs.
+/// drivers on amd64) are left out of the initramfs. When PID 1 loads each one is
+/// [`module_plan`]'s: what the root needs first, [`DATA_MODULES`] beside the boot,
+/// [`LATE_MODULES`] after the handoff.
 pub const SYSTEM_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -286,6 +288,29 @@ pub const SYSTEM_MODULES: &[&str] = &[
     "button",
     "evdev",
 ];
+
+/// Loaded from a second thread while PID 1 finds, verifies and mounts the root, and joined
+/// before DATA opens: dm-crypt, the ciphers it and PID 1's LUKS2 code use (with the
+/// architecture's AES acceleration, whose self-tests take tens of milliseconds under
+/// emulation), the kernel crypto API's socket interface and the TPM drivers (sealed keys).
+pub const DATA_MODULES: &[&str] = &[
+    "dm-crypt",
+    "ecb",
+    "xts",
+    "algif_skcipher",
+    "tpm_crb",
+    "tpm_tis",
+    "aesni_intel",
+    "aes_ce_blk",
+];
+
+/// What serves only after the handoff: the network cards (the next stage brings the
+/// network up) and the power button with the input event interface (read by the
+/// containerd supervisor). In containerd mode PID 1 loads them after the handoff mark,
+/// before the supervisor opens the button; for an exec handoff a child process of PID 1
+/// loads them while the next stage starts (it outlives the exec and the new PID 1 reaps
+/// it).
+pub const LATE_MODULES: &[&str] = &["virtio_net", "ena", "button", "evdev"];
 
 /// Drivers taken when the kernel has them: SATA (AHCI through libata and the SCSI disk
 /// driver). Debian's cloud kernels have no AHCI driver at all; a kernel for bare metal
@@ -321,6 +346,33 @@ pub fn module_names(arch: Arch, kernel: &Kernel) -> Result<Vec<&'static str>, Im
         }
     }
     Ok(names)
+}
+
+/// [`module_names`] by the phase PID 1 loads them in ([`Phase`]): [`DATA_MODULES`],
+/// [`LATE_MODULES`], everything else before the root. The initramfs builder puts each
+/// dependency in the earliest phase that needs it.
+pub fn module_plan(
+    arch: Arch,
+    kernel: &Kernel,
+) -> Result<Vec<(Phase, Vec<&'static str>)>, ImageError> {
+    let mut plan = vec![
+        (Phase::Root, Vec::new()),
+        (Phase::Data, Vec::new()),
+        (Phase::Late, Vec::new()),
+    ];
+    for name in module_names(arch, kernel)? {
+        let phase = if DATA_MODULES.contains(&name) {
+            1
+        } else if LATE_MODULES.contains(&name) {
+            2
+        } else {
+            0
+        };
+        if let Some((_, names)) = plan.get_mut(phase) {
+            names.push(name);
+        }
+    }
+    Ok(plan)
 }
 
 /// Folders of the module tree a container host loads from after boot, each taken whole:
@@ -650,17 +702,18 @@ pub fn pid1_initramfs(arch: Arch) -> Result<Vec<u8>, String> {
     initramfs.finish().map_err(|e| e.to_string())
 }
 
-/// The initramfs for Debian's kernel `kernel`: Liftoff's PID 1 as /init and the modules of
-/// [`module_names`].
+/// The initramfs for Debian's kernel `kernel`: Liftoff's PID 1 as /init and
+/// [`SYSTEM_MODULES`] in [`module_plan`]'s phases.
 pub fn initramfs(arch: Arch, kernel: &Kernel) -> Result<Vec<u8>, String> {
     let init = artifacts::musl_binary(arch, "init")?;
     let mut initramfs = Initramfs::new().map_err(|e| e.to_string())?;
     initramfs
         .host_file("init", 0o755, &init)
         .map_err(|e| e.to_string())?;
-    let modules = module_names(arch, kernel).map_err(|e| e.to_string())?;
+    let plan = module_plan(arch, kernel).map_err(|e| e.to_string())?;
+    let plan: Vec<(Phase, &[&str])> = plan.iter().map(|(p, n)| (*p, n.as_slice())).collect();
     initramfs
-        .modules(kernel, &modules)
+        .modules_in_phases(kernel, &plan)
         .map_err(|e| e.to_string())?;
     initramfs.finish().map_err(|e| e.to_string())
 }
@@ -721,6 +774,27 @@ mod tests {
 
     /// Where PID 1 reads its module list (`liftoff_init::stage::modules::LIST`).
     const MODULE_LIST: &str = "etc/liftoff/modules";
+
+    #[test]
+    fn phased_modules_are_system_modules() {
+        for name in DATA_MODULES.iter().chain(LATE_MODULES) {
+            let arch_module = Arch::ALL.iter().any(|a| arch_modules(*a).contains(name));
+            assert!(
+                SYSTEM_MODULES.contains(name) || arch_module,
+                "{name} is in a phase but not in the initramfs"
+            );
+        }
+        for name in [
+            "dm-mod",
+            "dm-verity",
+            "erofs",
+            "overlay",
+            "efi-pstore",
+            "efivarfs",
+        ] {
+            assert!(!DATA_MODULES.contains(&name) && !LATE_MODULES.contains(&name));
+        }
+    }
 
     /// The root's module tree for both Debian kernels: depmod's modules.dep names every
     /// module installed and only those, each dependency is there, and kmod's own tools

@@ -64,7 +64,7 @@ pub fn run() -> ! {
     // once they have.
     let built_in = root.join("dev/watchdog").exists();
     let early_dog = built_in.then(|| arm_watchdog(&cmdline.config)).flatten();
-    load_modules(root, &cmdline.others);
+    let (data_modules, late_modules) = load_modules(root, &cmdline.others);
     timeline::mark("modules");
     check_signed_cmdline(root);
     let watchdog = if built_in {
@@ -80,6 +80,8 @@ pub fn run() -> ! {
             kmsg::warn(&format!(
                 "no liftoff.roothash: no verified root; handing off to {target} inside the initramfs"
             ));
+            join_data_modules(data_modules);
+            late_modules.load(&cmdline.others);
             restore_autoload(autoload);
             timeline::mark("handoff");
             devkmsg.restore();
@@ -158,6 +160,9 @@ pub fn run() -> ! {
     let sysctls = &merged.sysctls;
     let config = &cmdline.config;
 
+    // dm-crypt, its ciphers and the TPM, loading since the modules stage.
+    join_data_modules(data_modules);
+
     let mut unmount = Vec::new();
     if let Some(data_node) = &data_node {
         let mounts = match data::setup(
@@ -208,6 +213,8 @@ pub fn run() -> ! {
             // the kernel's rate limit stays off for its lines: with it back on, the last
             // lines of a shutdown were dropped.
             drop(devkmsg);
+            // Before the supervisor opens the power button.
+            late_modules.load(&cmdline.others);
             let stable_after = config
                 .stable_after_secs
                 .map_or(handoff::DEFAULT_STABLE_AFTER, |s| {
@@ -240,6 +247,7 @@ pub fn run() -> ! {
         ));
         dog.hand_over();
     }
+    late_modules.load_beside(&cmdline.others);
     restore_autoload(autoload);
     timeline::log_peak_memory();
     timeline::mark("handoff");
@@ -467,33 +475,149 @@ fn arm_watchdog(config: &Config) -> Option<Watchdog> {
     }
 }
 
-fn load_modules(root: &Path, cmdline: &[prairiedog::cmdline::Param]) {
-    match modules::load_listed(&mut modules::Kernel { root }, root, cmdline) {
-        Ok(done) => {
-            let mut skipped = Vec::new();
-            let mut loaded = 0;
-            for (name, outcome) in &done {
-                match outcome {
-                    modules::Outcome::NoDevice => {
-                        kmsg::warn(&format!("module {name}: no device for it, skipped"))
-                    }
-                    modules::Outcome::Skipped => skipped.push(name.as_str()),
-                    other => {
-                        loaded += 1;
-                        kmsg::debug(&format!("module {name}: {other:?}"));
-                    }
-                }
+/// Loads the list's `root` modules now, starts the `data` ones in a child process and
+/// opens the files of the `late` ones (the module docs of [`modules`] say why).
+fn load_modules(root: &Path, cmdline: &[prairiedog::cmdline::Param]) -> (DataModules, LateModules) {
+    let listed = modules::read_list(root).or_fail();
+    let (now, later): (Vec<_>, Vec<_>) = listed
+        .into_iter()
+        .partition(|e| e.phase == modules::Phase::Root);
+    let (data, late): (Vec<_>, Vec<_>) = later
+        .into_iter()
+        .partition(|e| e.phase == modules::Phase::Data);
+    let done = modules::Opened::live(root, &now)
+        .and_then(|mut loader| modules::load_listed(&mut loader, &now, cmdline))
+        .or_fail();
+    log_modules("", &done);
+    let data = if data.is_empty() {
+        DataModules::None
+    } else {
+        let mut loader = modules::Opened::new(root, &data).or_fail();
+        let mut work = || match modules::load_listed(&mut loader, &data, cmdline) {
+            Ok(done) => {
+                log_modules(" for DATA beside the boot", &done);
+                Ok(())
             }
-            if skipped.is_empty() {
-                kmsg::info(&format!("loaded {loaded} modules"));
-            } else {
-                kmsg::info(&format!(
-                    "loaded {loaded} modules; no hardware for {}",
-                    skipped.join(", ")
+            Err(e) => Err(e.to_string()),
+        };
+        match crate::infra::process::beside(&mut work) {
+            Ok(child) => DataModules::Beside(child),
+            Err(e) => {
+                kmsg::warn(&format!(
+                    "forking to load the DATA modules: {e}; loading them now"
                 ));
+                work()
+                    .map_err(|detail| modules::ModuleError::Beside {
+                        phase: "DATA",
+                        detail,
+                    })
+                    .or_fail();
+                DataModules::None
             }
         }
-        Err(e) => fail(e.into()),
+    };
+    let opened = if late.is_empty() {
+        None
+    } else {
+        Some(modules::Opened::live(root, &late).or_fail())
+    };
+    (data, LateModules { late, opened })
+}
+
+/// The `data` modules: loading in a child process, or done.
+enum DataModules {
+    None,
+    Beside(crate::infra::process::Beside),
+}
+
+/// One line for what a phase loaded: `what` names the phase.
+fn log_modules(what: &str, done: &[(String, modules::Outcome)]) {
+    let mut skipped = Vec::new();
+    let mut loaded = 0;
+    for (name, outcome) in done {
+        match outcome {
+            modules::Outcome::NoDevice => {
+                kmsg::warn(&format!("module {name}: no device for it, skipped"))
+            }
+            modules::Outcome::Skipped => skipped.push(name.as_str()),
+            other => {
+                loaded += 1;
+                kmsg::debug(&format!("module {name}: {other:?}"));
+            }
+        }
+    }
+    if skipped.is_empty() {
+        kmsg::info(&format!("loaded {loaded} modules{what}"));
+    } else {
+        kmsg::info(&format!(
+            "loaded {loaded} modules{what}; no hardware for {}",
+            skipped.join(", ")
+        ));
+    }
+}
+
+/// Waits for the `data` modules; a module that failed fails the modules stage, as before
+/// the root (the child logged what it loaded).
+fn join_data_modules(data: DataModules) {
+    let DataModules::Beside(child) = data else {
+        return;
+    };
+    let waiting = timeline::boottime_us();
+    child
+        .join()
+        .map_err(|detail| modules::ModuleError::Beside {
+            phase: "DATA",
+            detail,
+        })
+        .or_fail();
+    let waited = timeline::boottime_us().saturating_sub(waiting);
+    kmsg::info(&format!(
+        "DATA modules: waited {} ms for them",
+        waited / 1000
+    ));
+}
+
+/// The `late` modules, their files open since the modules stage.
+struct LateModules {
+    late: Vec<modules::Entry>,
+    opened: Option<modules::Opened>,
+}
+
+impl LateModules {
+    /// Loads them now. After the handoff a failure is logged and the host goes on
+    /// without the module: neither the root nor DATA needs it.
+    fn load(self, cmdline: &[prairiedog::cmdline::Param]) {
+        let Some(mut loader) = self.opened else {
+            return;
+        };
+        match modules::load_listed(&mut loader, &self.late, cmdline) {
+            Ok(done) => log_modules(" after the handoff", &done),
+            Err(e) => kmsg::error(&format!(
+                "stage modules failed: {e}; action: the host goes on without it (after the handoff)"
+            )),
+        }
+    }
+
+    /// Loads them in a child process that outlives the exec of the next stage, which
+    /// reaps it; without a child, now.
+    fn load_beside(self, cmdline: &[prairiedog::cmdline::Param]) {
+        if self.opened.is_none() {
+            return;
+        }
+        let mut me = Some(self);
+        let forked = crate::infra::process::detach(&mut || {
+            if let Some(me) = me.take() {
+                me.load(cmdline);
+            }
+        });
+        if let Err(e) = forked {
+            kmsg::warn(&format!(
+                "forking to load the late modules: {e}; loading them now"
+            ));
+            if let Some(me) = me.take() {
+                me.load(cmdline);
+            }
+        }
     }
 }
 

@@ -178,6 +178,9 @@ pub struct VmConfig {
     /// Kernel command line; the console and `panic=-1` are prepended.
     pub append: String,
     pub memory_mib: u32,
+    /// Virtual CPUs (`-smp`): 1 unless a benchmark asks for more (TCG runs them on host
+    /// threads of their own).
+    pub cpus: u32,
     /// The disks, each on its [`Bus`], in this order on the PCI bus. When they are not all
     /// on one bus, this is also the firmware's boot order (`bootindex`): otherwise the
     /// firmware would order them by controller type.
@@ -211,6 +214,7 @@ impl VmConfig {
             initrd: None,
             append: String::new(),
             memory_mib: 512,
+            cpus: 1,
             disks: Vec::new(),
             extra: Vec::new(),
             qmp: None,
@@ -231,7 +235,7 @@ impl VmConfig {
                 "-m",
                 &self.memory_mib.to_string(),
                 "-smp",
-                "1",
+                &self.cpus.to_string(),
                 "-nodefaults",
                 "-no-user-config",
                 "-display",

@@ -3,6 +3,15 @@
 //! same Debian kernel, disk image and QEMU (x86_64 TCG), several boots each.
 //!
 //! usage: cargo run --release -p tests --example bench_boot [-- BOOTS]
+//!        BENCH_SMP=2 cargo run ... (both sides with two virtual CPUs; default one)
+//!
+//! Boots, each side in turn: the first boot of a fresh disk (Liftoff makes DATA's key,
+//! LUKS2 header, recovery key and file system), a second boot in which nobody has
+//! confirmed saving the recovery key yet (Liftoff replaces it), then, after the host
+//! confirms it as `prairiedog data recovery-key-saved` would (the LUKS2 token that marks
+//! it unsaved is removed from the disk image), BOOTS steady-state boots, as every boot
+//! after the first is on a host whose operator kept the key. The medians are of the
+//! steady-state boots; the first two are shown on their own.
 //!
 //! Both initramfs images load the same modules and hand off to the same probe in the same
 //! verified root. Times come from the kernel's own printk timestamps of marker lines, so
@@ -45,6 +54,78 @@ struct Sample {
     /// The kernel's own part: its start to "Run /init" (initcalls, unpacking the initramfs).
     kernel_to_init: u64,
     own: u64,
+}
+
+/// The time each stage took: Liftoff's timeline marks (the first from the kernel's
+/// "Run /init"), or the busybox script's `bench:` marks.
+fn stages(lines: &[String], liftoff: bool) -> Vec<(String, u64)> {
+    let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
+    let marks: Vec<(String, u64)> = if liftoff {
+        liftoff_qemu::console::timeline(lines)
+    } else {
+        ["start", "modules", "disk", "verity", "root", "handoff"]
+            .iter()
+            .map(|s| {
+                let t = printk_of(lines, &format!("bench: {s}"))
+                    .unwrap_or_else(|| panic!("no {s} mark"));
+                (s.to_string(), t)
+            })
+            .collect()
+    };
+    let mut previous = run_init;
+    let mut out = Vec::new();
+    for (stage, t) in marks {
+        out.push((stage, t.saturating_sub(previous)));
+        previous = t;
+    }
+    out
+}
+
+/// Medians of each stage over some boots, in the order the first boot has them.
+fn stage_medians(boots: &[Vec<(String, u64)>]) -> Vec<(String, u64)> {
+    let Some(first) = boots.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|(stage, _)| {
+            let v: Vec<u64> = boots
+                .iter()
+                .filter_map(|b| b.iter().find(|(s, _)| s == stage).map(|(_, t)| *t))
+                .collect();
+            (stage.clone(), common::median(v))
+        })
+        .collect()
+}
+
+/// Marks the recovery key of DATA (partition 9) as saved, as `prairiedog data
+/// recovery-key-saved` does in a guest: the LUKS2 token of type
+/// `prairiedog::host::UNSAVED_RECOVERY_TOKEN` goes, both header copies rewritten.
+fn confirm_recovery_key(disk: &liftoff_image::disk::BuiltDisk) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let (start, len) = disk.extent(9);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk.path)
+        .unwrap();
+    let mut head = vec![0u8; len.min(16 << 20) as usize];
+    f.seek(SeekFrom::Start(start)).unwrap();
+    f.read_exact(&mut head).unwrap();
+    let mut cursor = std::io::Cursor::new(head);
+    let mut header = luks2::Luks2::read(&mut cursor).expect("DATA is LUKS2 after the first boot");
+    let token = header
+        .metadata
+        .tokens
+        .iter()
+        .find(|(_, t)| t.kind == "liftoff-recovery-unsaved")
+        .map(|(n, _)| *n)
+        .expect("the first boot left its recovery key unconfirmed");
+    header.remove_token(token).unwrap();
+    header.write(&mut cursor).unwrap();
+    f.seek(SeekFrom::Start(start)).unwrap();
+    f.write_all(cursor.get_ref()).unwrap();
+    f.sync_all().unwrap();
 }
 
 fn liftoff_sample(lines: &[String]) -> Sample {
@@ -181,7 +262,9 @@ for arg in $(cat /proc/cmdline); do
   case "$arg" in liftoff.roothash=*) hash="${arg#*=}";; esac
 done
 DM_DISABLE_UDEV=1 veritysetup open /dev/vda3 root /dev/vda4 "$hash" || echo "bench: veritysetup failed" > /dev/kmsg
+echo "bench: verity" > /dev/kmsg
 mount -t erofs -o ro /dev/mapper/root /sysroot
+echo "bench: root" > /dev/kmsg
 mount --move /dev /sysroot/dev
 mount --move /proc /sysroot/proc
 mount --move /sys /sysroot/sys
@@ -211,37 +294,54 @@ fn main() {
         common::PROBE
     );
 
+    let cpus: u32 = std::env::var("BENCH_SMP")
+        .ok()
+        .map(|v| v.parse().expect("BENCH_SMP: a number of CPUs"))
+        .unwrap_or(1);
     let mut liftoff = Vec::new();
     let mut busybox = Vec::new();
+    let mut liftoff_stages = Vec::new();
+    let mut busybox_stages = Vec::new();
+    let mut early = Vec::new();
     let mut peaks = Vec::new();
-    // One warm-up boot each (Liftoff's first boot makes the DATA key and file system),
-    // then interleaved boots so both see the same machine load.
-    for i in 0..=boots {
-        let l = common::boot_to_probe(
+    // The first boot (Liftoff makes the DATA key and file system) and an unconfirmed
+    // second boot, then the steady-state boots; interleaved so both sides see the same
+    // machine load.
+    for i in 0..boots + 2 {
+        if i == 2 {
+            confirm_recovery_key(&disk);
+        }
+        let l = common::boot_to_probe_smp(
             arch,
             &kernel.image,
             Some(&liftoff_initrd),
             &disk,
             &append,
             &work.join(format!("liftoff-{i}.log")),
+            cpus,
         );
-        let b = common::boot_to_probe(
+        let b = common::boot_to_probe_smp(
             arch,
             &kernel.image,
             Some(&busybox_initrd),
             &disk,
             &append,
             &work.join(format!("busybox-{i}.log")),
+            cpus,
         );
         assert!(
             !b.iter().any(|l| l.contains("bench: veritysetup failed")),
             "veritysetup failed; see {}",
             work.display()
         );
-        if i > 0 {
+        if i < 2 {
+            early.push((liftoff_sample(&l), stages(&l, true)));
+        } else {
             liftoff.push(liftoff_sample(&l));
+            liftoff_stages.push(stages(&l, true));
             peaks.push(liftoff_peak_kib(&l));
             busybox.push(busybox_sample(&b));
+            busybox_stages.push(stages(&b, false));
         }
     }
     let ms = |us: u64| us as f64 / 1000.0;
@@ -260,7 +360,7 @@ fn main() {
     let lo = common::median(liftoff.iter().map(|s| s.own).collect());
     let bo = common::median(busybox.iter().map(|s| s.own).collect());
     println!(
-        "boot benchmark, {arch}, Debian kernel {}, {boots} boots each (medians)",
+        "boot benchmark, {arch}, Debian kernel {}, {cpus} vCPU, {boots} steady-state boots each (medians)",
         kernel.version
     );
     println!("                          liftoff    busybox+veritysetup   ratio");
@@ -302,5 +402,26 @@ fn main() {
         "PID 1's peak resident set at the handoff: {} KiB (goal: at most 4096)",
         common::median(peaks)
     );
+    let table = |name: &str, rows: &[(String, u64)]| {
+        println!("{name} stages (ms, medians; the first from the kernel's \"Run /init\"):");
+        let mut line = String::from("  ");
+        for (stage, t) in rows {
+            line.push_str(&format!("{stage} {:.0}  ", ms(*t)));
+        }
+        println!("{}", line.trim_end());
+    };
+    table("liftoff", &stage_medians(&liftoff_stages));
+    table("busybox", &stage_medians(&busybox_stages));
+    for ((sample, stages), what) in early.iter().zip([
+        "first boot (new DATA key, LUKS2 header, recovery key, file system)",
+        "second boot, recovery key not confirmed (a new one replaces it)",
+    ]) {
+        println!(
+            "liftoff {what}: /init to handoff {:.1} ms, own time {:.1} ms",
+            ms(sample.kernel_to_handoff - sample.kernel_to_init),
+            ms(sample.own)
+        );
+        table("  its", stages);
+    }
     println!("logs: {}", work.display());
 }

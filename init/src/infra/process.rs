@@ -290,6 +290,84 @@ pub fn output<A: AsRef<OsStr>>(path: &Path, args: &[A]) -> io::Result<(Status, V
     Ok((status, text))
 }
 
+/// A child process doing some of PID 1's work beside it ([`beside`]).
+#[derive(Debug)]
+pub struct Beside {
+    pid: i32,
+    report: File,
+}
+
+/// Runs `work` in a child process and returns at once; [`Beside::join`] waits for it and
+/// gives its result. The caller must be single-threaded (PID 1 is). The child writes an
+/// error's text into a close-on-exec pipe and exits with 1.
+pub fn beside(work: &mut dyn FnMut() -> Result<(), String>) -> io::Result<Beside> {
+    let (report_read, report_write) = pipe()?;
+    // SAFETY: PID 1 has one thread; the child runs `work` on its own copy of the memory
+    // and exits without returning.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        reset_signals();
+        drop(report_read);
+        let code = match work() {
+            Ok(()) => 0,
+            Err(text) => {
+                let _ = std::io::Write::write_all(&mut File::from(report_write), text.as_bytes());
+                1
+            }
+        };
+        // SAFETY: _exit ends the child without running anything of the parent's.
+        unsafe { libc::_exit(code) }
+    }
+    drop(report_write);
+    Ok(Beside {
+        pid,
+        report: File::from(report_read),
+    })
+}
+
+impl Beside {
+    /// Waits for the child: its error's text, or how it ended if not with 0.
+    pub fn join(mut self) -> Result<(), String> {
+        let mut text = String::new();
+        // The write end closes when the child exits: the read ends then.
+        let read = self.report.read_to_string(&mut text);
+        let status = wait(self.pid).map_err(|e| format!("waiting for pid {}: {e}", self.pid))?;
+        if !text.is_empty() {
+            return Err(text);
+        }
+        if let Err(e) = read {
+            return Err(format!("reading from pid {}: {e}", self.pid));
+        }
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("pid {} ended with {status}", self.pid))
+        }
+    }
+}
+
+/// Runs `work` in a child process that then exits, and returns its pid at once. The
+/// caller must be single-threaded (the child gets a copy of this thread only). Nobody
+/// waits for the child here: after an exec of the next stage, that one reaps it.
+pub fn detach(work: &mut dyn FnMut()) -> io::Result<i32> {
+    // SAFETY: the caller has one thread (the boot's module thread is joined); the child
+    // runs `work` on its own copy of the memory and exits without returning.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        reset_signals();
+        work();
+        // SAFETY: _exit ends the child without running anything of the parent's.
+        unsafe { libc::_exit(0) }
+    }
+    Ok(pid)
+}
+
 /// Replaces PID 1 with `path`, given `args` and PID 1's environment. Returns only the error.
 pub fn exec<A: AsRef<OsStr>>(path: &Path, args: impl IntoIterator<Item = A>) -> io::Error {
     match Argv::new(path, args, Argv::inherited()) {
@@ -304,6 +382,37 @@ pub fn exec<A: AsRef<OsStr>>(path: &Path, args: impl IntoIterator<Item = A>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The child's result comes back through join: nothing, its error's text, or how it
+    /// ended; the work runs in another process, not here.
+    #[test]
+    fn beside_runs_the_work_in_a_child_and_join_reports_it() {
+        let me = std::process::id();
+        let mut ok = || {
+            if std::process::id() == me {
+                Err("ran in the parent".to_owned())
+            } else {
+                Ok(())
+            }
+        };
+        assert_eq!(beside(&mut ok).unwrap().join(), Ok(()));
+        let mut failing = || Err("loading module x: No such file".to_owned());
+        assert_eq!(
+            beside(&mut failing).unwrap().join(),
+            Err("loading module x: No such file".to_owned())
+        );
+        let mut killed = || {
+            // SAFETY: the child signals itself.
+            unsafe { libc::raise(libc::SIGKILL) };
+            Ok(())
+        };
+        let err = beside(&mut killed).unwrap().join().unwrap_err();
+        assert!(err.ends_with("ended with killed by signal 9"), "{err}");
+        let mut ran = false;
+        let pid = detach(&mut || ran = true).unwrap();
+        assert!(!ran, "detach runs the work in the child only");
+        assert_eq!(wait(pid).unwrap(), Status::Code(0));
+    }
 
     #[test]
     fn output_has_both_streams_and_the_status() {

@@ -391,8 +391,22 @@ pub fn boot_to_probe(
     append: &str,
     log: &Path,
 ) -> Vec<String> {
+    boot_to_probe_smp(arch, kernel, initrd, disk, append, log, 1)
+}
+
+/// [`boot_to_probe`] with `cpus` virtual CPUs.
+pub fn boot_to_probe_smp(
+    arch: Arch,
+    kernel: &Path,
+    initrd: Option<&Path>,
+    disk: &BuiltDisk,
+    append: &str,
+    log: &Path,
+    cpus: u32,
+) -> Vec<String> {
     let timeout = std::time::Duration::from_secs(300);
     let mut config = VmConfig::new(arch, kernel, log);
+    config.cpus = cpus;
     config.initrd = initrd.map(Path::to_path_buf);
     config.memory_mib = 1024;
     config.append = append.to_owned();

@@ -144,16 +144,20 @@ pub fn clone_error(e: &luks2::Error) -> luks2::Error {
     }
 }
 
-/// Opens DATA in keyfile mode (see [`plan`]).
+/// Opens DATA in keyfile mode (see [`plan`]); `found` is its header when already read.
 pub fn open_keyfile(
     mut private_mount: PrivateMount,
     data: &Path,
     part_bytes: u64,
+    found: Option<Found>,
 ) -> Result<Opened, DataError> {
     let dir = private_mount.dir().to_path_buf();
     let key = read_key(&dir)?;
     let record = dir.join(FIRST_USE_RECORD).exists();
-    let found = inspect(data)?;
+    let found = match found {
+        Some(found) => found,
+        None => inspect(data)?,
+    };
     let fresh = match found {
         Found::Luks2(_) => None,
         _ => disposable(data)?,

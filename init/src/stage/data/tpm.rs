@@ -79,9 +79,13 @@ pub fn open(
     mut private_mount: PrivateMount,
     data: &Path,
     part_bytes: u64,
+    found: Option<Found>,
 ) -> Result<Opened, DataError> {
     let record = private_mount.dir().join(FIRST_USE_RECORD).exists();
-    let found = luks::inspect(data)?;
+    let found = match found {
+        Some(found) => found,
+        None => luks::inspect(data)?,
+    };
     let (fresh, what) = match found {
         Found::NotLuks2 => (disposable(data)?.is_some(), what_is_there(data)?),
         _ => (false, ""),

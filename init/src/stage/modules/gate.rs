@@ -34,7 +34,7 @@ pub fn alias_bus(alias: &str) -> Option<&'static str> {
 
 /// The sysfs bus whose devices carry the modaliases an alias on `bus` matches: device-tree
 /// devices (`of:`) are platform devices; every other bus is its own.
-fn sysfs_bus(bus: &'static str) -> &'static str {
+pub fn sysfs_bus(bus: &'static str) -> &'static str {
     match bus {
         "of" => "platform",
         other => other,

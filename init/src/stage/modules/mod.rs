@@ -1,10 +1,25 @@
 //! Kernel module loading without modprobe.
 //!
-//! The image lists the modules it needs in `/etc/liftoff/modules` (one path per line, `#`
-//! comments), in any order. PID 1 reads each module's `.modinfo` ELF section for its name
-//! and `depends=` list, orders the modules so that every dependency loads first, and loads
-//! them with `finit_module(2)`. A dependency that is not listed is taken to be built into
-//! the kernel; if it is not, the kernel refuses the module and the error names both.
+//! The image lists the modules it needs in `/etc/liftoff/modules`, with what each one's
+//! `.modinfo` says (name, `depends=`, `alias=`), taken on the build host
+//! (`liftoff_image::initramfs` documents the format, version 1), so PID 1 opens a module
+//! file only to hand it to `finit_module(2)`. Each module is loaded after the listed
+//! modules it depends on; a dependency that is not listed is taken to be built into the
+//! kernel (or loaded in an earlier phase); if it is not, the kernel refuses the module and
+//! the error names both.
+//!
+//! Phases ([`Phase`]): the image puts each module in the earliest phase that needs it.
+//! `root` modules load before the disk is looked for (disk drivers, device-mapper and
+//! dm-verity, the root's file systems, what the stages before DATA read: efivarfs,
+//! efi-pstore, softdog, the SHA-256 acceleration dm-verity takes when its table loads);
+//! `data` modules (dm-crypt, its ciphers, the TPM) load in a child process of PID 1 while
+//! PID 1 finds, verifies and mounts the root, and PID 1 waits for it before DATA opens;
+//! `late` modules serve only after the handoff (network cards, the power button). Files
+//! of the later phases are opened before ([`Opened`]), since switch_root frees the
+//! initramfs under them (and the child keeps the initramfs as its root), and the hardware
+//! the `data` ones are gated on is read then too. A child process, not a thread: a thread
+//! brings musl's thread support and its `printf` (for `pthread_setname_np`) into PID 1,
+//! 33 KiB it does not have.
 //!
 //! Drivers are loaded only for hardware that is there ([`gate`]): a module with an alias on
 //! a hardware bus (PCI, virtio, Xen, ACPI, device tree, platform, SCSI) is skipped unless a
@@ -26,213 +41,177 @@
 pub mod gate;
 
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where the image lists its modules, relative to the root.
 pub const LIST: &str = "etc/liftoff/modules";
 
+/// The list's first line that is not a comment: its format and version.
+pub const HEADER: &str = "liftoff-modules 1";
+
 /// Module name -> its index in a list, for dependency lookups: a sorted `Vec` (a few dozen
-/// modules) rather than a `BTreeMap`, which costs PID 1 about 2.5 KiB. A name listed twice
-/// finds its last entry, as a map built from the list would.
+/// modules) rather than a `BTreeMap`, which costs PID 1 about 2.5 KiB.
 #[derive(Debug)]
 struct Names<'a>(Vec<(&'a str, usize)>);
 
 impl<'a> Names<'a> {
     fn new(names: impl Iterator<Item = &'a str>) -> Names<'a> {
         let mut v: Vec<(&str, usize)> = names.enumerate().map(|(i, n)| (n, i)).collect();
-        v.sort_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
-        v.dedup_by(|later, first| later.0 == first.0);
+        v.sort_unstable();
         Names(v)
     }
 
-    fn get(&self, name: &str) -> Option<&usize> {
+    fn get(&self, name: &str) -> Option<usize> {
         let i = self.0.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
-        self.0.get(i).map(|(_, index)| index)
+        self.0.get(i).map(|(_, index)| *index)
     }
 }
 
-/// What `.modinfo` says about one module.
+/// When PID 1 loads a module (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Root,
+    Data,
+    Late,
+}
+
+/// One module of the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModInfo {
-    /// Module name with `-` written as `_`, as the kernel names it.
+pub struct Entry {
+    pub phase: Phase,
+    /// The kernel's name for it (`_`, not `-`).
     pub name: String,
+    pub path: PathBuf,
     pub depends: Vec<String>,
     /// `alias=` entries: the devices (and other names) the module is loaded for.
     pub aliases: Vec<String>,
 }
 
-/// Why a module file could not be read as a module.
+/// Why a line of the list is refused: its number (from 1) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ElfError {
-    NotElf,
-    NotElf64LittleEndian,
-    Truncated(&'static str),
-    NoModinfo,
+pub struct ListError {
+    pub line: usize,
+    pub reason: String,
 }
 
-impl fmt::Display for ElfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ElfError::NotElf => write!(f, "not an ELF file"),
-            ElfError::NotElf64LittleEndian => {
-                write!(f, "not a 64-bit little-endian ELF file")
-            }
-            ElfError::Truncated(what) => write!(f, "truncated ELF file ({what} out of bounds)"),
-            ElfError::NoModinfo => write!(f, "no .modinfo section (not a kernel module?)"),
-        }
-    }
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn le_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// Returns the bytes of the `.modinfo` section of a 64-bit little-endian ELF module.
-pub fn modinfo_section(elf: &[u8]) -> Result<&[u8], ElfError> {
-    if elf.get(..4) != Some(b"\x7fELF") {
-        return Err(ElfError::NotElf);
-    }
-    // EI_CLASS 2 = 64-bit, EI_DATA 1 = little-endian.
-    if elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
-        return Err(ElfError::NotElf64LittleEndian);
-    }
-    let header = ElfError::Truncated("ELF header");
-    let shoff =
-        usize::try_from(le_u64(elf, 0x28).ok_or(header.clone())?).map_err(|_| header.clone())?;
-    let shentsize = usize::from(le_u16(elf, 0x3a).ok_or(header.clone())?);
-    let shnum = usize::from(le_u16(elf, 0x3c).ok_or(header.clone())?);
-    let shstrndx = usize::from(le_u16(elf, 0x3e).ok_or(header)?);
-    if shentsize < 0x40 {
-        return Err(ElfError::Truncated("section header size"));
-    }
-    let table_end = shnum
-        .checked_mul(shentsize)
-        .and_then(|n| n.checked_add(shoff));
-    if table_end.is_none_or(|end| end > elf.len()) {
-        return Err(ElfError::Truncated("section header table"));
-    }
-    let section = |i: usize| -> Result<(u32, &[u8]), ElfError> {
-        let bad = ElfError::Truncated("section header");
-        let at = i
-            .checked_mul(shentsize)
-            .and_then(|o| o.checked_add(shoff))
-            .ok_or(bad.clone())?;
-        let name = le_u32(elf, at).ok_or(bad.clone())?;
-        let offset = le_u64(elf, at + 0x18).ok_or(bad.clone())?;
-        let size = le_u64(elf, at + 0x20).ok_or(bad)?;
-        let data = usize::try_from(offset)
-            .ok()
-            .zip(usize::try_from(size).ok())
-            .and_then(|(o, s)| elf.get(o..o.checked_add(s)?))
-            .ok_or(ElfError::Truncated("section data"))?;
-        Ok((name, data))
-    };
-    let (_, names) = section(shstrndx)?;
-    for i in 0..shnum {
-        let (name_off, data) = section(i)?;
-        let name = usize::try_from(name_off)
-            .ok()
-            .and_then(|o| names.get(o..))
-            .and_then(|n| n.split(|b| *b == 0).next());
-        if name == Some(b".modinfo".as_slice()) {
-            return Ok(data);
-        }
-    }
-    Err(ElfError::NoModinfo)
-}
-
-/// Reads name and dependencies from a module image. `file_stem` names the module when its
-/// `.modinfo` has no `name=` (older kernels).
-pub fn modinfo(elf: &[u8], file_stem: &str) -> Result<ModInfo, ElfError> {
-    let section = modinfo_section(elf)?;
-    let mut name = None;
-    let mut depends = Vec::new();
-    let mut aliases = Vec::new();
-    for entry in section.split(|b| *b == 0) {
-        let Ok(entry) = std::str::from_utf8(entry) else {
-            continue;
+/// Parses the module list (format: `liftoff_image::initramfs`): `#` comment lines and
+/// blank lines, then [`HEADER`], then `PHASE NAME PATH DEPENDS [ALIAS ...]` per module,
+/// one space between fields. Anything else is refused with its line: a list written for
+/// another format must not be half understood. Also refused: a name listed twice, and a
+/// dependency listed in a later phase than the module needing it.
+pub fn parse_list(text: &str) -> Result<Vec<Entry>, ListError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut header = false;
+    for (n, line) in text.lines().enumerate() {
+        let err = |reason: String| ListError {
+            line: n + 1,
+            reason,
         };
-        if let Some(n) = entry.strip_prefix("name=") {
-            name = Some(normalize(n));
-        } else if let Some(d) = entry.strip_prefix("depends=") {
-            depends.extend(d.split(',').filter(|s| !s.is_empty()).map(normalize));
-        } else if let Some(a) = entry.strip_prefix("alias=") {
-            aliases.push(a.to_owned());
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if !header {
+            if line != HEADER {
+                return Err(err(format!(
+                    "expected {HEADER:?} (a list from another image builder?)"
+                )));
+            }
+            header = true;
+            continue;
+        }
+        let mut words = line.split(' ');
+        let mut field = |what: &str| match words.next() {
+            Some(w) if !w.is_empty() => Ok(w),
+            _ => Err(err(format!("no {what} (or two spaces)"))),
+        };
+        let phase = match field("phase")? {
+            "root" => Phase::Root,
+            "data" => Phase::Data,
+            "late" => Phase::Late,
+            other => return Err(err(format!("unknown phase {other:?}"))),
+        };
+        let name = field("name")?;
+        let path = field("path")?;
+        let depends = field("dependencies")?;
+        if !valid_name(name) {
+            return Err(err(format!("bad module name {name:?}")));
+        }
+        if !path.starts_with('/') {
+            return Err(err(format!("path {path:?} is not absolute")));
+        }
+        let depends: Vec<String> = if depends == "-" {
+            Vec::new()
+        } else {
+            depends.split(',').map(str::to_owned).collect()
+        };
+        if let Some(bad) = depends.iter().find(|d| !valid_name(d)) {
+            return Err(err(format!("bad dependency {bad:?}")));
+        }
+        let mut aliases = Vec::new();
+        for alias in words {
+            if alias.is_empty() {
+                return Err(err("an empty alias (two spaces)".to_owned()));
+            }
+            aliases.push(alias.to_owned());
+        }
+        if entries.iter().any(|e| e.name == name) {
+            return Err(err(format!("module {name} listed twice")));
+        }
+        entries.push(Entry {
+            phase,
+            name: name.to_owned(),
+            path: PathBuf::from(path),
+            depends,
+            aliases,
+        });
+    }
+    if !header && !entries.is_empty() {
+        return Err(ListError {
+            line: 0,
+            reason: format!("no {HEADER:?} line"),
+        });
+    }
+    for e in &entries {
+        for d in &e.depends {
+            if let Some(dep) = entries.iter().find(|x| x.name == *d) {
+                if dep.phase > e.phase {
+                    return Err(ListError {
+                        line: 0,
+                        reason: format!("{} needs {d}, which is listed in a later phase", e.name),
+                    });
+                }
+            }
         }
     }
-    Ok(ModInfo {
-        name: name.unwrap_or_else(|| normalize(file_stem)),
-        depends,
-        aliases,
-    })
+    Ok(entries)
+}
+
+/// Reads and parses `<root>/etc/liftoff/modules`, paths taken below `root`. A missing list
+/// means the kernel needs no modules.
+pub fn read_list(root: &Path) -> Result<Vec<Entry>, ModuleError> {
+    let path = root.join(LIST);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ModuleError::ReadList { path, source }),
+    };
+    let mut entries = parse_list(&text).map_err(|source| ModuleError::List { path, source })?;
+    for e in &mut entries {
+        e.path = root.join(e.path.strip_prefix("/").unwrap_or(&e.path));
+    }
+    Ok(entries)
 }
 
 /// The kernel's module names use `_` where file names may use `-`.
 pub fn normalize(name: &str) -> String {
     name.replace('-', "_")
-}
-
-/// Orders modules so each comes after the listed modules it depends on; otherwise keeps
-/// list order. Returns indices into `mods`, or the name of a module in a dependency cycle.
-pub fn load_order(mods: &[ModInfo]) -> Result<Vec<usize>, String> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Visiting,
-        Done,
-    }
-    fn visit(
-        i: usize,
-        mods: &[ModInfo],
-        by_name: &Names<'_>,
-        marks: &mut [Mark],
-        order: &mut Vec<usize>,
-    ) -> Result<(), String> {
-        let Some(info) = mods.get(i) else {
-            return Ok(());
-        };
-        match marks.get(i) {
-            Some(Mark::Done) | None => return Ok(()),
-            Some(Mark::Visiting) => return Err(info.name.clone()),
-            Some(Mark::New) => {}
-        }
-        if let Some(mark) = marks.get_mut(i) {
-            *mark = Mark::Visiting;
-        }
-        for dep in &info.depends {
-            if let Some(&d) = by_name.get(dep.as_str()) {
-                visit(d, mods, by_name, marks, order)?;
-            }
-        }
-        if let Some(mark) = marks.get_mut(i) {
-            *mark = Mark::Done;
-        }
-        order.push(i);
-        Ok(())
-    }
-    let by_name = Names::new(mods.iter().map(|m| m.name.as_str()));
-    let mut marks = vec![Mark::New; mods.len()];
-    let mut order = Vec::with_capacity(mods.len());
-    for i in 0..mods.len() {
-        visit(i, mods, &by_name, &mut marks, &mut order)?;
-    }
-    Ok(order)
-}
-
-/// Parses the module list: one path per line, blank lines and `#` comments ignored.
-pub fn parse_list(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(PathBuf::from)
-        .collect()
 }
 
 /// A failure of the modules stage.
@@ -242,22 +221,25 @@ pub enum ModuleError {
         path: PathBuf,
         source: io::Error,
     },
-    Read {
+    List {
+        path: PathBuf,
+        source: ListError,
+    },
+    Open {
         path: PathBuf,
         source: io::Error,
-    },
-    Parse {
-        path: PathBuf,
-        source: ElfError,
-    },
-    Cycle {
-        module: String,
     },
     Load {
         path: PathBuf,
         name: String,
         depends: Vec<String>,
         source: io::Error,
+    },
+    /// The process that loaded a phase beside the boot failed (its error, or how it
+    /// ended).
+    Beside {
+        phase: &'static str,
+        detail: String,
     },
 }
 
@@ -267,14 +249,18 @@ impl fmt::Display for ModuleError {
             ModuleError::ReadList { path, source } => {
                 write!(f, "reading module list {}: {source}", path.display())
             }
-            ModuleError::Read { path, source } => {
-                write!(f, "reading module {}: {source}", path.display())
+            ModuleError::List { path, source } if source.line == 0 => {
+                write!(f, "module list {}: {}", path.display(), source.reason)
             }
-            ModuleError::Parse { path, source } => {
-                write!(f, "reading module {}: {source}", path.display())
-            }
-            ModuleError::Cycle { module } => {
-                write!(f, "module {module} is part of a dependency cycle")
+            ModuleError::List { path, source } => write!(
+                f,
+                "module list {} line {}: {}",
+                path.display(),
+                source.line,
+                source.reason
+            ),
+            ModuleError::Open { path, source } => {
+                write!(f, "opening module {}: {source}", path.display())
             }
             ModuleError::Load {
                 path,
@@ -287,6 +273,9 @@ impl fmt::Display for ModuleError {
                     write!(f, " (it depends on {})", depends.join(", "))?;
                 }
                 Ok(())
+            }
+            ModuleError::Beside { phase, detail } => {
+                write!(f, "loading the {phase} modules beside the boot: {detail}")
             }
         }
     }
@@ -314,24 +303,85 @@ pub trait Loader {
     fn bus(&mut self, bus: &str) -> Option<Vec<String>>;
 }
 
-/// `finit_module(2)` on the file; the hardware in the root's sysfs.
-#[derive(Debug)]
-pub struct Kernel<'a> {
-    pub root: &'a Path,
+fn finit(file: &File, params: &str) -> io::Result<()> {
+    let params =
+        std::ffi::CString::new(params).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    rustix::system::finit_module(file, &params, 0).map_err(io::Error::from)
 }
 
-impl Loader for Kernel<'_> {
+/// The files of some modules, opened now, and the hardware buses their aliases are on, as
+/// they are now: what loading them later needs, when the initramfs may be gone (after
+/// switch_root) and sysfs may be moving (during it). `finit_module(2)` on the open files.
+/// With `live`, the buses are read when a load asks instead, in the root `live` names:
+/// for modules loaded by PID 1 itself (the `root` phase, and the `late` one after
+/// switch_root).
+#[derive(Debug)]
+pub struct Opened {
+    files: Vec<(PathBuf, File)>,
+    buses: Vec<(&'static str, Option<Vec<String>>)>,
+    live: Option<PathBuf>,
+}
+
+impl Opened {
+    /// Opens the files of `entries` and reads the buses they are gated on now.
+    pub fn new(root: &Path, entries: &[Entry]) -> Result<Opened, ModuleError> {
+        let mut me = Opened::files(entries)?;
+        for alias in entries.iter().flat_map(|e| &e.aliases) {
+            if let Some(bus) = gate::alias_bus(alias).map(gate::sysfs_bus) {
+                if !me.buses.iter().any(|(b, _)| *b == bus) {
+                    me.buses.push((bus, gate::read_bus(root, bus)));
+                }
+            }
+        }
+        Ok(me)
+    }
+
+    /// Opens the files of `entries`; the hardware is read in `live` when they load.
+    pub fn live(live: &Path, entries: &[Entry]) -> Result<Opened, ModuleError> {
+        Ok(Opened {
+            live: Some(live.to_path_buf()),
+            ..Opened::files(entries)?
+        })
+    }
+
+    fn files(entries: &[Entry]) -> Result<Opened, ModuleError> {
+        let mut files = Vec::with_capacity(entries.len());
+        for e in entries {
+            let file = File::open(&e.path).map_err(|source| ModuleError::Open {
+                path: e.path.clone(),
+                source,
+            })?;
+            files.push((e.path.clone(), file));
+        }
+        Ok(Opened {
+            files,
+            buses: Vec::new(),
+            live: None,
+        })
+    }
+}
+
+impl Loader for Opened {
     fn load(&mut self, path: &Path, params: &str) -> io::Result<()> {
-        let file = std::fs::File::open(path)?;
-        let params = std::ffi::CString::new(params)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        rustix::system::finit_module(&file, &params, 0).map_err(io::Error::from)
+        match self.files.iter().find(|(p, _)| p == path) {
+            Some((_, file)) => finit(file, params),
+            None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        }
     }
 
     fn bus(&mut self, bus: &str) -> Option<Vec<String>> {
-        gate::read_bus(self.root, bus)
+        if let Some(root) = &self.live {
+            return gate::read_bus(root, bus);
+        }
+        self.buses
+            .iter()
+            .find(|(b, _)| *b == bus)
+            .and_then(|(_, devices)| devices.clone())
     }
 }
+
+/// What one phase loaded: each module's name and outcome ([`load_listed`]).
+pub type Loaded = Result<Vec<(String, Outcome)>, ModuleError>;
 
 /// The parameters the kernel command line gives module `name`: each `name.key=value`
 /// (module names compare with `-` and `_` alike), as `key=value` words for
@@ -355,62 +405,28 @@ pub fn cmdline_params(others: &[prairiedog::cmdline::Param], name: &str) -> Stri
     out.join(" ")
 }
 
-/// Loads the modules in `<root>/etc/liftoff/modules` in dependency order, drivers only for
-/// hardware that is there (see the module docs), each with its parameters from `cmdline`
-/// (the command line's other parameters). A missing list means the kernel needs no
-/// modules. Returns each module's name and outcome: those loaded in load order, then the
-/// skipped ones in list order (a module only others depend on is not named when skipped).
+/// Loads `entries` (a phase of the list, [`read_list`]) after their dependencies, drivers
+/// only for hardware that is there (see the module docs), each with its parameters from
+/// `cmdline` (the command line's other parameters). Returns each module's name and
+/// outcome: those loaded in load order, then the skipped ones in list order (a module
+/// only others depend on is not named when skipped).
 pub fn load_listed(
-    loader: &mut impl Loader,
-    root: &Path,
+    loader: &mut dyn Loader,
+    entries: &[Entry],
     cmdline: &[prairiedog::cmdline::Param],
-) -> Result<Vec<(String, Outcome)>, ModuleError> {
-    let list_path = root.join(LIST);
-    let text = match std::fs::read_to_string(&list_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(ModuleError::ReadList {
-                path: list_path,
-                source,
-            })
-        }
-    };
-    let mut paths = Vec::new();
-    let mut infos = Vec::new();
-    for listed in parse_list(&text) {
-        let path = root.join(listed.strip_prefix("/").unwrap_or(&listed));
-        let bytes = std::fs::read(&path).map_err(|source| ModuleError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let stem = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(|n| n.split('.').next().unwrap_or(n))
-            .unwrap_or("");
-        let info = modinfo(&bytes, stem).map_err(|source| ModuleError::Parse {
-            path: path.clone(),
-            source,
-        })?;
-        paths.push(path);
-        infos.push(info);
-    }
-    // Checks for cycles; the order itself comes from each wanted module's dependencies.
-    load_order(&infos).map_err(|module| ModuleError::Cycle { module })?;
-    let by_name = Names::new(infos.iter().map(|m| m.name.as_str()));
-    let is_dependency: Vec<bool> = infos
+) -> Loaded {
+    let by_name = Names::new(entries.iter().map(|m| m.name.as_str()));
+    let is_dependency: Vec<bool> = entries
         .iter()
-        .map(|m| infos.iter().any(|other| other.depends.contains(&m.name)))
+        .map(|m| entries.iter().any(|other| other.depends.contains(&m.name)))
         .collect();
     let mut state = LoadState {
         loader,
-        paths: &paths,
-        infos: &infos,
+        entries,
         by_name: &by_name,
         cmdline,
-        loaded: vec![false; infos.len()],
-        done: Vec::with_capacity(infos.len()),
+        loaded: vec![false; entries.len()],
+        done: Vec::with_capacity(entries.len()),
     };
     let mut decided: Vec<bool> = is_dependency.clone();
     let mut seen = gate::Seen::default();
@@ -419,7 +435,7 @@ pub fn load_listed(
         // seen by the next.
         seen.clear();
         let mut progress = false;
-        for (i, info) in infos.iter().enumerate() {
+        for (i, info) in entries.iter().enumerate() {
             if decided.get(i).copied().unwrap_or(true) {
                 continue;
             }
@@ -438,7 +454,7 @@ pub fn load_listed(
         }
     }
     let mut done = state.done;
-    for (i, info) in infos.iter().enumerate() {
+    for (i, info) in entries.iter().enumerate() {
         if !decided.get(i).copied().unwrap_or(true) {
             done.push((info.name.clone(), Outcome::Skipped));
         }
@@ -447,19 +463,18 @@ pub fn load_listed(
 }
 
 /// What [`load_listed`] has loaded so far.
-struct LoadState<'a, L> {
-    loader: &'a mut L,
-    paths: &'a [PathBuf],
-    infos: &'a [ModInfo],
+struct LoadState<'a> {
+    loader: &'a mut dyn Loader,
+    entries: &'a [Entry],
     by_name: &'a Names<'a>,
     cmdline: &'a [prairiedog::cmdline::Param],
     loaded: Vec<bool>,
     done: Vec<(String, Outcome)>,
 }
 
-impl<L: Loader> LoadState<'_, L> {
-    /// Loads module `i` after the listed modules it depends on (each once). The list has
-    /// no cycles ([`load_order`] said so), so the recursion ends.
+impl LoadState<'_> {
+    /// Loads module `i` after the listed modules it depends on, each once: a module is
+    /// marked before its dependencies are visited, so even a cycle ends.
     fn load_with_dependencies(&mut self, i: usize) -> Result<(), ModuleError> {
         if self.loaded.get(i).copied().unwrap_or(true) {
             return Ok(());
@@ -467,16 +482,16 @@ impl<L: Loader> LoadState<'_, L> {
         if let Some(l) = self.loaded.get_mut(i) {
             *l = true;
         }
-        let (Some(path), Some(info)) = (self.paths.get(i), self.infos.get(i)) else {
+        let Some(info) = self.entries.get(i) else {
             return Ok(());
         };
         for dep in &info.depends {
-            if let Some(&d) = self.by_name.get(dep.as_str()) {
+            if let Some(d) = self.by_name.get(dep.as_str()) {
                 self.load_with_dependencies(d)?;
             }
         }
         let params = cmdline_params(self.cmdline, &info.name);
-        let outcome = match self.loader.load(path, &params) {
+        let outcome = match self.loader.load(&info.path, &params) {
             Ok(()) => Outcome::Loaded,
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
                 Outcome::AlreadyPresent
@@ -486,7 +501,7 @@ impl<L: Loader> LoadState<'_, L> {
             }
             Err(source) => {
                 return Err(ModuleError::Load {
-                    path: path.clone(),
+                    path: info.path.clone(),
                     name: info.name.clone(),
                     depends: info.depends.clone(),
                     source,
@@ -553,11 +568,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn names_find_the_last_entry_of_a_name() {
-        let names = Names::new(["b", "a", "c", "a"].into_iter());
-        assert_eq!(names.get("a"), Some(&3));
-        assert_eq!(names.get("b"), Some(&0));
-        assert_eq!(names.get("c"), Some(&2));
+    fn names_find_their_index() {
+        let names = Names::new(["b", "a", "c"].into_iter());
+        assert_eq!(names.get("a"), Some(1));
+        assert_eq!(names.get("b"), Some(0));
+        assert_eq!(names.get("c"), Some(2));
         assert_eq!(names.get("d"), None);
         assert_eq!(Names::new(std::iter::empty()).get("a"), None);
     }
@@ -592,155 +607,110 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A minimal ELF64 LE image with the given sections (name, data).
-    pub(crate) fn elf(sections: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut names = vec![0u8];
-        let mut name_offs = Vec::new();
-        for (n, _) in sections {
-            name_offs.push(names.len() as u32);
-            names.extend_from_slice(n.as_bytes());
-            names.push(0);
-        }
-        let shstrtab_name = names.len() as u32;
-        names.extend_from_slice(b".shstrtab\0");
-        let mut out = vec![0u8; 0x40];
-        out[..4].copy_from_slice(b"\x7fELF");
-        out[4] = 2;
-        out[5] = 1;
-        let mut offs = Vec::new();
-        for (_, data) in sections {
-            offs.push(out.len() as u64);
-            out.extend_from_slice(data);
-        }
-        let names_off = out.len() as u64;
-        out.extend_from_slice(&names);
-        let shoff = out.len() as u64;
-        let shnum = sections.len() + 2;
-        // Null section, then ours, then .shstrtab.
-        out.extend_from_slice(&[0u8; 0x40]);
-        let mut sh = |name: u32, off: u64, size: u64| {
-            let mut h = [0u8; 0x40];
-            h[..4].copy_from_slice(&name.to_le_bytes());
-            h[0x18..0x20].copy_from_slice(&off.to_le_bytes());
-            h[0x20..0x28].copy_from_slice(&size.to_le_bytes());
-            out.extend_from_slice(&h);
-        };
-        for (i, (_, data)) in sections.iter().enumerate() {
-            sh(name_offs[i], offs[i], data.len() as u64);
-        }
-        sh(shstrtab_name, names_off, names.len() as u64);
-        out[0x28..0x30].copy_from_slice(&shoff.to_le_bytes());
-        out[0x3a..0x3c].copy_from_slice(&0x40u16.to_le_bytes());
-        out[0x3c..0x3e].copy_from_slice(&(shnum as u16).to_le_bytes());
-        out[0x3e..0x40].copy_from_slice(&((shnum - 1) as u16).to_le_bytes());
-        out
-    }
-
-    #[test]
-    fn reads_modinfo() {
-        let image = elf(&[
-            (".text", b"\x90\x90"),
-            (
-                ".modinfo",
-                b"license=GPL\0alias=devname:x\0depends=dm-mod,dm-bufio,reed_solomon\0name=dm_verity\0alias=pci:v*\0",
-            ),
-        ]);
-        assert_eq!(
-            modinfo(&image, "dm-verity").unwrap(),
-            ModInfo {
-                name: "dm_verity".into(),
-                depends: vec!["dm_mod".into(), "dm_bufio".into(), "reed_solomon".into()],
-                aliases: vec!["devname:x".into(), "pci:v*".into()],
-            }
-        );
-        let image = elf(&[(".modinfo", b"depends=\0")]);
-        assert_eq!(
-            modinfo(&image, "virtio-blk").unwrap(),
-            ModInfo {
-                name: "virtio_blk".into(),
-                depends: vec![],
-                aliases: vec![],
-            }
-        );
-    }
-
-    #[test]
-    fn rejects_bad_files() {
-        assert_eq!(modinfo(b"hello", "x"), Err(ElfError::NotElf));
-        assert_eq!(
-            modinfo(b"\x7fELF\x01\x01", "x"),
-            Err(ElfError::NotElf64LittleEndian)
-        );
-        assert_eq!(
-            modinfo(b"\x7fELF\x02\x01", "x"),
-            Err(ElfError::Truncated("ELF header"))
-        );
-        assert_eq!(
-            modinfo(&elf(&[(".text", b"x")]), "x"),
-            Err(ElfError::NoModinfo)
-        );
-        let mut image = elf(&[(".modinfo", b"name=x\0")]);
-        image.truncate(image.len() - 10);
-        assert!(matches!(modinfo(&image, "x"), Err(ElfError::Truncated(_))));
-        // Every truncation of a valid image is an error, never a panic.
-        let image = elf(&[(".modinfo", b"name=x\0depends=y\0")]);
-        for n in 0..image.len() {
-            assert!(modinfo(&image[..n], "x").is_err());
-        }
-    }
-
-    fn m(name: &str, deps: &[&str]) -> ModInfo {
-        ModInfo {
+    fn entry(phase: Phase, name: &str, depends: &[&str], aliases: &[&str]) -> Entry {
+        Entry {
+            phase,
             name: name.into(),
-            depends: deps.iter().map(|d| d.to_string()).collect(),
-            aliases: Vec::new(),
+            path: PathBuf::from(format!("/lib/modules/{name}.ko")),
+            depends: depends.iter().map(|d| d.to_string()).collect(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
         }
     }
 
+    /// The list as the image builder writes it (liftoff_image::initramfs::list_line).
+    fn list(entries: &[Entry]) -> String {
+        let mut text = format!("# made by a test\n{HEADER}\n");
+        for e in entries {
+            let phase = match e.phase {
+                Phase::Root => "root",
+                Phase::Data => "data",
+                Phase::Late => "late",
+            };
+            let deps = if e.depends.is_empty() {
+                "-".to_owned()
+            } else {
+                e.depends.join(",")
+            };
+            text.push_str(&format!("{phase} {} {} {deps}", e.name, e.path.display()));
+            for a in &e.aliases {
+                text.push(' ');
+                text.push_str(a);
+            }
+            text.push('\n');
+        }
+        text
+    }
+
     #[test]
-    fn orders_dependencies_first() {
-        let mods = [
-            m("dm_verity", &["dm_mod", "dm_bufio", "reed_solomon"]),
-            m("virtio_blk", &["virtio", "virtio_ring"]),
-            m("dm_bufio", &[]),
-            m("dm_mod", &[]),
-            m("virtio", &["virtio_ring"]),
-            m("virtio_ring", &[]),
-            m("reed_solomon", &[]),
-            m("dm_crypt", &["dm_mod", "not_listed"]),
-        ];
-        let order: Vec<&str> = load_order(&mods)
-            .unwrap()
-            .into_iter()
-            .map(|i| mods[i].name.as_str())
-            .collect();
-        assert_eq!(
-            order,
-            [
-                "dm_mod",
-                "dm_bufio",
-                "reed_solomon",
+    fn parses_the_list() {
+        let entries = vec![
+            entry(Phase::Root, "dm_mod", &[], &["devname:mapper/control"]),
+            entry(
+                Phase::Root,
                 "dm_verity",
-                "virtio_ring",
-                "virtio",
-                "virtio_blk",
-                "dm_crypt"
-            ]
-        );
+                &["dm_mod", "dm_bufio", "reed_solomon"],
+                &[],
+            ),
+            entry(Phase::Data, "dm_crypt", &["dm_mod"], &[]),
+            entry(
+                Phase::Late,
+                "virtio_net",
+                &["net_failover"],
+                &["virtio:d00000001v*", "pci:v*d*"],
+            ),
+        ];
+        assert_eq!(parse_list(&list(&entries)).unwrap(), entries);
+        assert_eq!(parse_list("").unwrap(), vec![]);
+        assert_eq!(parse_list("# nothing\n\n").unwrap(), vec![]);
+        assert_eq!(parse_list(&format!("{HEADER}\n")).unwrap(), vec![]);
     }
 
     #[test]
-    fn cycles_are_errors() {
-        let mods = [m("a", &["b"]), m("b", &["c"]), m("c", &["a"])];
-        assert!(load_order(&mods).is_err());
-        assert!(load_order(&[m("a", &["a"])]).is_err());
-    }
-
-    #[test]
-    fn list_format() {
-        assert_eq!(
-            parse_list("# modules\n/lib/a.ko\n\n  /lib/b.ko  # why\n"),
-            vec![PathBuf::from("/lib/a.ko"), PathBuf::from("/lib/b.ko")]
+    fn refuses_what_it_does_not_understand() {
+        let h = HEADER;
+        let cases: &[(&str, usize, &str)] = &[
+            // The format before version 1: paths only.
+            ("/lib/modules/a.ko\n", 1, "expected"),
+            ("liftoff-modules 2\nroot a /a.ko -\n", 1, "expected"),
+            ("root a /a.ko -\n", 1, "expected"),
+            ("# c\nliftoff-modules 1 \n", 2, "expected"),
+            (&format!("{h}\nboot a /a.ko -\n"), 2, "unknown phase"),
+            (&format!("{h}\nroot a /a.ko\n"), 2, "no dependencies"),
+            (&format!("{h}\nroot a\n"), 2, "no path"),
+            (&format!("{h}\nroot\n"), 2, "no name"),
+            (&format!("{h}\nroot  a /a.ko -\n"), 2, "no name"),
+            (&format!("{h}\nroot a-b /a.ko -\n"), 2, "bad module name"),
+            (&format!("{h}\nroot a a.ko -\n"), 2, "not absolute"),
+            (&format!("{h}\nroot a /a.ko b,\n"), 2, "bad dependency"),
+            (&format!("{h}\nroot a /a.ko - x  y\n"), 2, "empty alias"),
+            (&format!("{h}\nroot a /a.ko - x \n"), 2, "empty alias"),
+            (
+                &format!("{h}\n\nroot a /a.ko -\ndata a /b.ko -\n"),
+                4,
+                "twice",
+            ),
+            (
+                &format!("{h}\nroot a /a.ko b\ndata b /b.ko -\n"),
+                0,
+                "later phase",
+            ),
+        ];
+        for (text, line, reason) in cases {
+            let err = parse_list(text).unwrap_err();
+            assert_eq!(err.line, *line, "{text:?}: {err:?}");
+            assert!(err.reason.contains(reason), "{text:?}: {err:?}");
+        }
+        // The error names the file and the line.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/liftoff")).unwrap();
+        std::fs::write(dir.path().join(LIST), "/lib/modules/a.ko\n").unwrap();
+        let err = read_list(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "module list {} line 1: expected",
+                dir.path().join(LIST).display()
+            )),
+            "{err}"
         );
     }
 
@@ -797,22 +767,22 @@ mod tests {
 
     #[test]
     fn loads_from_a_root_in_order_and_classifies_errors() {
-        let root = std::env::temp_dir().join(format!("liftoff-mods-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
         std::fs::create_dir_all(root.join("etc/liftoff")).unwrap();
-        std::fs::create_dir_all(root.join("lib/modules")).unwrap();
-        let write = |n: &str, info: &[u8]| {
-            std::fs::write(root.join("lib/modules").join(n), elf(&[(".modinfo", info)])).unwrap()
-        };
-        write("b.ko", b"name=b\0depends=a\0");
-        write("a.ko", b"name=a\0depends=\0");
-        write("wdt.ko", b"name=wdt\0");
-        std::fs::write(
-            root.join(LIST),
-            "/lib/modules/b.ko\n/lib/modules/a.ko\n/lib/modules/wdt.ko\n",
-        )
-        .unwrap();
-        let mut loader = FakeLoader::new(&root);
+        let entries = [
+            entry(Phase::Root, "b", &["a"], &[]),
+            entry(Phase::Root, "a", &[], &[]),
+            entry(Phase::Root, "wdt", &[], &[]),
+        ];
+        std::fs::write(root.join(LIST), list(&entries)).unwrap();
+        let listed = read_list(root).unwrap();
+        assert_eq!(
+            listed[0].path,
+            root.join("lib/modules/b.ko"),
+            "below the root"
+        );
+        let mut loader = FakeLoader::new(root);
         loader.errno = [
             ("a.ko".to_string(), rustix::io::Errno::EXIST.raw_os_error()),
             (
@@ -822,7 +792,7 @@ mod tests {
         ]
         .into();
         let cmdline = prairiedog::cmdline::parse("b.opt=1 wdt.x a.y=\"p q\" c.z=2").others;
-        let done = load_listed(&mut loader, &root, &cmdline).unwrap();
+        let done = load_listed(&mut loader, &listed, &cmdline).unwrap();
         assert_eq!(loader.loaded, ["a.ko", "b.ko", "wdt.ko"]);
         assert_eq!(
             loader.params,
@@ -841,7 +811,7 @@ mod tests {
         loader
             .errno
             .insert("b.ko".into(), rustix::io::Errno::NOENT.raw_os_error());
-        let err = load_listed(&mut loader, &root, &[])
+        let err = load_listed(&mut loader, &listed, &[])
             .unwrap_err()
             .to_string();
         assert!(
@@ -849,15 +819,58 @@ mod tests {
             "{err}"
         );
 
-        std::fs::write(root.join(LIST), "/lib/modules/missing.ko\n").unwrap();
-        let err = load_listed(&mut loader, &root, &[])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("missing.ko"), "{err}");
+        // A phase's dependency in an earlier phase is not loaded again.
+        let mut loader = FakeLoader::new(root);
+        let data = [entry(Phase::Data, "dm_crypt", &["dm_mod"], &[])];
+        load_listed(&mut loader, &data, &[]).unwrap();
+        assert_eq!(loader.loaded, ["dm_crypt.ko"]);
 
         std::fs::remove_file(root.join(LIST)).unwrap();
-        assert_eq!(load_listed(&mut loader, &root, &[]).unwrap(), vec![]);
-        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(read_list(root).unwrap(), vec![]);
+    }
+
+    /// Files of a later phase are opened at once (a missing one is named), and the buses
+    /// their aliases are on are read then, not when they load.
+    #[test]
+    fn opened_takes_files_and_hardware_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("lib/modules")).unwrap();
+        let acpi = root.join("sys/bus/acpi/devices/MSFT0101:00");
+        std::fs::create_dir_all(&acpi).unwrap();
+        std::fs::write(acpi.join("modalias"), "acpi:MSFT0101:\n").unwrap();
+        let mut entries = vec![
+            entry(Phase::Data, "tpm_tis", &[], &["acpi*:MSFT0101:*"]),
+            entry(Phase::Data, "xts", &[], &["crypto-xts"]),
+        ];
+        for e in &mut entries {
+            e.path = root.join(e.path.strip_prefix("/").unwrap());
+            std::fs::write(&e.path, b"module").unwrap();
+        }
+        let mut opened = Opened::new(root, &entries).unwrap();
+        std::fs::remove_dir_all(root.join("sys")).unwrap();
+        std::fs::remove_dir_all(root.join("lib")).unwrap();
+        assert_eq!(opened.bus("acpi"), Some(vec!["acpi:MSFT0101:".to_string()]));
+        assert_eq!(opened.bus("pci"), None, "not read: no alias on it");
+        assert_eq!(opened.files.len(), 2);
+        // Live: the hardware when asked.
+        std::fs::create_dir_all(root.join("lib/modules")).unwrap();
+        for e in &entries {
+            std::fs::write(&e.path, b"module").unwrap();
+        }
+        let mut live = Opened::live(root, &entries).unwrap();
+        assert_eq!(live.bus("acpi"), None);
+        std::fs::create_dir_all(&acpi).unwrap();
+        assert_eq!(live.bus("acpi"), Some(vec![]));
+        std::fs::remove_dir_all(root.join("lib")).unwrap();
+        let unknown = opened.load(Path::new("/lib/modules/x.ko"), "").unwrap_err();
+        assert_eq!(unknown.kind(), io::ErrorKind::NotFound);
+
+        let err = Opened::new(root, &entries).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("opening module {}", entries[0].path.display())),
+            "{err}"
+        );
     }
 
     /// The Debian list on a machine with NVMe only, then with virtio-scsi: drivers load only
@@ -876,44 +889,45 @@ mod tests {
                 std::fs::write(dir.join("modalias"), alias).unwrap();
             }
             std::fs::create_dir_all(root.join("sys/bus/virtio/devices")).unwrap();
-            let mods: &[(&str, &[u8])] = &[
+            let mods = [
                 // sd_mod first: it must still come after the SCSI host driver.
-                (
+                entry(
+                    Phase::Root,
                     "sd_mod",
-                    b"name=sd_mod\0depends=scsi_mod\0alias=scsi:t-0x00*\0alias=block-major-8-*\0",
+                    &["scsi_mod"],
+                    &["scsi:t-0x00*", "block-major-8-*"],
                 ),
-                ("scsi_mod", b"name=scsi_mod\0"),
-                (
+                entry(Phase::Root, "scsi_mod", &[], &[]),
+                entry(
+                    Phase::Root,
                     "virtio_scsi",
-                    b"name=virtio_scsi\0depends=scsi_mod,virtio\0alias=virtio:d00000008v*\0",
+                    &["scsi_mod", "virtio"],
+                    &["virtio:d00000008v*"],
                 ),
-                (
+                entry(
+                    Phase::Root,
                     "virtio_blk",
-                    b"name=virtio_blk\0depends=virtio\0alias=virtio:d00000002v*\0",
+                    &["virtio"],
+                    &["virtio:d00000002v*"],
                 ),
-                ("virtio", b"name=virtio\0"),
-                (
+                entry(Phase::Root, "virtio", &[], &[]),
+                entry(
+                    Phase::Root,
                     "virtio_pci",
-                    b"name=virtio_pci\0depends=virtio\0alias=pci:v00001AF4d*sv*sd*bc*sc*i*\0",
+                    &["virtio"],
+                    &["pci:v00001AF4d*sv*sd*bc*sc*i*"],
                 ),
-                (
+                entry(
+                    Phase::Root,
                     "ena",
-                    b"name=ena\0alias=pci:v00001D0Fd0000EC20sv*sd*bc*sc*i*\0",
+                    &[],
+                    &["pci:v00001D0Fd0000EC20sv*sd*bc*sc*i*"],
                 ),
-                (
-                    "xen_blkfront",
-                    b"name=xen_blkfront\0alias=xenblk\0alias=xen:vbd\0",
-                ),
-                ("dm_mod", b"name=dm_mod\0alias=devname:mapper/control\0"),
-                ("erofs", b"name=erofs\0alias=fs-erofs\0"),
+                entry(Phase::Root, "xen_blkfront", &[], &["xenblk", "xen:vbd"]),
+                entry(Phase::Root, "dm_mod", &[], &["devname:mapper/control"]),
+                entry(Phase::Root, "erofs", &[], &["fs-erofs"]),
             ];
-            let mut list = String::new();
-            for (name, info) in mods {
-                let file = format!("lib/modules/{name}.ko");
-                std::fs::write(root.join(&file), elf(&[(".modinfo", info)])).unwrap();
-                list.push_str(&format!("/{file}\n"));
-            }
-            std::fs::write(root.join(LIST), list).unwrap();
+            std::fs::write(root.join(LIST), list(&mods)).unwrap();
         };
         let names = |done: &[(String, Outcome)], want: Outcome| -> Vec<String> {
             done.iter()
@@ -925,7 +939,7 @@ mod tests {
         // NVMe only (built in): no virtio, SCSI, ENA or Xen driver, no library for them.
         setup(&["pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02"]);
         let mut loader = FakeLoader::new(&root);
-        let done = load_listed(&mut loader, &root, &[]).unwrap();
+        let done = load_listed(&mut loader, &read_list(&root).unwrap(), &[]).unwrap();
         assert_eq!(loader.loaded, ["dm_mod.ko", "erofs.ko"]);
         assert_eq!(
             names(&done, Outcome::Skipped),
@@ -957,7 +971,7 @@ mod tests {
             ),
         ]
         .into();
-        let done = load_listed(&mut loader, &root, &[]).unwrap();
+        let done = load_listed(&mut loader, &read_list(&root).unwrap(), &[]).unwrap();
         assert_eq!(
             loader.loaded,
             [

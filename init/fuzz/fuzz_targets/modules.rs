@@ -1,0 +1,134 @@
+//! PID 1's module list (`liftoff_init::stage::modules`): `/etc/liftoff/modules` as the image
+//! builder writes it (version 1: `PHASE NAME PATH DEPENDS [ALIAS ...]` per module), the
+//! loader that goes through one phase of it, and the alias matcher.
+//!
+//! - `parse_list` never panics; what it accepts has non-empty fields without spaces, and
+//!   the entries written back in the list format parse to the same entries;
+//! - `load_listed`, over each phase of an accepted list with a loader that records and a
+//!   hardware view made of the input's own aliases, never panics (dependency cycles
+//!   included), loads only listed modules and each at most once, and names every module
+//!   it did not load as skipped at most once;
+//! - the aliases go through `gate::glob_match` against the input and each other: it never
+//!   panics, `*` matches everything, and an alias without glob characters matches exactly
+//!   itself.
+#![no_main]
+
+use std::io;
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+use liftoff_init::stage::modules::gate::glob_match;
+use liftoff_init::stage::modules::{load_listed, parse_list, Entry, Loader, Phase, HEADER};
+
+/// Records each load; every bus holds the aliases of the list as its devices.
+struct Recorder {
+    loaded: Vec<String>,
+    devices: Vec<String>,
+}
+
+impl Loader for Recorder {
+    fn load(&mut self, path: &Path, _params: &str) -> io::Result<()> {
+        self.loaded.push(path.display().to_string());
+        // Some loads fail as the kernel's would: EEXIST and ENODEV are outcomes, EPERM an
+        // error that ends the phase.
+        match self.loaded.len() % 11 {
+            3 => Err(io::Error::from_raw_os_error(17)),
+            5 => Err(io::Error::from_raw_os_error(19)),
+            7 => Err(io::Error::from_raw_os_error(1)),
+            _ => Ok(()),
+        }
+    }
+
+    fn bus(&mut self, bus: &str) -> Option<Vec<String>> {
+        (bus.len() % 2 == 0).then(|| self.devices.clone())
+    }
+}
+
+fn write_back(entries: &[Entry]) -> String {
+    let mut text = format!("{HEADER}\n");
+    for e in entries {
+        let phase = match e.phase {
+            Phase::Root => "root",
+            Phase::Data => "data",
+            Phase::Late => "late",
+        };
+        let deps = if e.depends.is_empty() {
+            "-".to_owned()
+        } else {
+            e.depends.join(",")
+        };
+        text.push_str(&format!("{phase} {} {} {deps}", e.name, e.path.display()));
+        for a in &e.aliases {
+            text.push(' ');
+            text.push_str(a);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    // Also with the header in front, so the fuzzer need not find it first.
+    for text in [text.to_string(), format!("{HEADER}\n{text}")] {
+        let Ok(entries) = parse_list(&text) else {
+            continue;
+        };
+        for e in &entries {
+            assert!(!e.name.is_empty() && !e.name.contains([' ', '-']));
+            assert!(e
+                .path
+                .to_str()
+                .is_some_and(|p| p.starts_with('/') && !p.contains(' ')));
+            assert!(e.depends.iter().all(|d| !d.is_empty() && !d.contains(' ')));
+            assert!(e.aliases.iter().all(|a| !a.is_empty() && !a.contains(' ')));
+        }
+        assert_eq!(parse_list(&write_back(&entries)).as_ref(), Ok(&entries));
+
+        let devices: Vec<String> = entries.iter().flat_map(|e| e.aliases.clone()).collect();
+        for phase in [Phase::Root, Phase::Data, Phase::Late] {
+            let part: Vec<Entry> = entries
+                .iter()
+                .filter(|e| e.phase == phase)
+                .cloned()
+                .collect();
+            let mut loader = Recorder {
+                loaded: Vec::new(),
+                devices: devices.clone(),
+            };
+            let result = load_listed(&mut loader, &part, &[]);
+            // Each module at most once: a path no more often than modules list it.
+            for path in &loader.loaded {
+                let loads = loader.loaded.iter().filter(|p| *p == path).count();
+                let listed = part
+                    .iter()
+                    .filter(|e| e.path.display().to_string() == *path)
+                    .count();
+                assert!(
+                    loads <= listed,
+                    "{path} loaded {loads} times, listed {listed}"
+                );
+            }
+            if let Ok(done) = result {
+                let mut named = std::collections::BTreeSet::new();
+                for (name, _) in &done {
+                    assert!(named.insert(name.clone()), "{name} named twice");
+                }
+            }
+        }
+
+        for e in &entries {
+            for alias in &e.aliases {
+                let _ = glob_match(alias.as_bytes(), data);
+                assert!(glob_match(b"*", alias.as_bytes()));
+                if !alias.bytes().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+                    assert!(glob_match(alias.as_bytes(), alias.as_bytes()));
+                    assert!(!glob_match(
+                        alias.as_bytes(),
+                        format!("{alias}x").as_bytes()
+                    ));
+                }
+            }
+        }
+    }
+});
