@@ -24,9 +24,10 @@
 //!   listed is in the same or an earlier phase;
 //! - ALIAS: its `alias=` entries (PID 1's hardware gate matches them against sysfs).
 //!
-//! No field may contain white space; the builder refuses a module whose `.modinfo` would
-//! need it. PID 1's parser (`liftoff_init::stage::modules::parse_list`) refuses anything
-//! else, naming the file and the line.
+//! No field may contain white space or a control character; the builder refuses a module
+//! whose `.modinfo` would need it. PID 1's parser
+//! (`liftoff_init::stage::modules::parse_list`) refuses anything else, naming the file and
+//! the line.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -78,10 +79,10 @@ pub fn list_line(phase: Phase, info: &modinfo::ModInfo, path: &str) -> Result<St
         || path.is_empty()
         || info.depends.iter().any(String::is_empty)
         || info.aliases.iter().any(String::is_empty);
-    if empty || line.split(' ').count() != words || line.contains(['\t', '\n', '\r']) {
+    if empty || line.split(' ').count() != words || line.contains(char::is_control) {
         return Err(format!(
             "module {} ({path}): its name, dependencies or aliases do not fit the module \
-             list (empty or white space in {:?} / {:?} / {:?})",
+             list (empty, or white space or a control character in {:?} / {:?} / {:?})",
             info.name, info.name, info.depends, info.aliases
         ));
     }
@@ -278,6 +279,8 @@ mod tests {
             info("a", &[""], &[]),
             info("a", &[], &["of:N*T*Cx y"]),
             info("a", &[], &["x\ty"]),
+            info("a", &[], &["x\r"]),
+            info("a", &[], &["x\u{1b}y"]),
             info("a", &[], &[""]),
         ] {
             let err = list_line(Phase::Data, &bad, "/lib/m/a.ko").unwrap_err();

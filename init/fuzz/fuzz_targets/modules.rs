@@ -2,8 +2,9 @@
 //! builder writes it (version 1: `PHASE NAME PATH DEPENDS [ALIAS ...]` per module), the
 //! loader that goes through one phase of it, and the alias matcher.
 //!
-//! - `parse_list` never panics; what it accepts has non-empty fields without spaces, and
-//!   the entries written back in the list format parse to the same entries;
+//! - `parse_list` never panics; what it accepts has non-empty fields without spaces or
+//!   control characters, and the entries written back in the list format parse to the
+//!   same entries;
 //! - `load_listed`, over each phase of an accepted list with a loader that records and a
 //!   hardware view made of the input's own aliases, never panics (dependency cycles
 //!   included), loads only listed modules and each at most once, and names every module
@@ -76,12 +77,14 @@ fuzz_target!(|data: &[u8]| {
         };
         for e in &entries {
             assert!(!e.name.is_empty() && !e.name.contains([' ', '-']));
+            let plain =
+                |f: &str| !f.is_empty() && !f.contains(|c: char| c == ' ' || c.is_control());
             assert!(e
                 .path
                 .to_str()
-                .is_some_and(|p| p.starts_with('/') && !p.contains(' ')));
-            assert!(e.depends.iter().all(|d| !d.is_empty() && !d.contains(' ')));
-            assert!(e.aliases.iter().all(|a| !a.is_empty() && !a.contains(' ')));
+                .is_some_and(|p| p.starts_with('/') && plain(p)));
+            assert!(e.depends.iter().all(|d| plain(d)));
+            assert!(e.aliases.iter().all(|a| plain(a)));
         }
         assert_eq!(parse_list(&write_back(&entries)).as_ref(), Ok(&entries));
 

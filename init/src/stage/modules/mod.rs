@@ -102,13 +102,16 @@ fn valid_name(name: &str) -> bool {
 
 /// Parses the module list (format: `liftoff_image::initramfs`): `#` comment lines and
 /// blank lines, then [`HEADER`], then `PHASE NAME PATH DEPENDS [ALIAS ...]` per module,
-/// one space between fields. Anything else is refused with its line: a list written for
-/// another format must not be half understood. Also refused: a name listed twice, and a
-/// dependency listed in a later phase than the module needing it.
+/// one space between fields, no control characters (`\r` included). Anything else is
+/// refused with its line: a list written for another format must not be half understood.
+/// Also refused: a name listed twice, and a dependency listed in a later phase than the
+/// module needing it.
 pub fn parse_list(text: &str) -> Result<Vec<Entry>, ListError> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut header = false;
-    for (n, line) in text.lines().enumerate() {
+    // Lines end at `\n` only: a `\r` is a character of the line, refused below, so what
+    // is accepted reads the same whatever line endings a tool would see.
+    for (n, line) in text.split('\n').enumerate() {
         let err = |reason: String| ListError {
             line: n + 1,
             reason,
@@ -116,6 +119,9 @@ pub fn parse_list(text: &str) -> Result<Vec<Entry>, ListError> {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
+        }
+        if let Some(c) = line.chars().find(|c| c.is_control()) {
+            return Err(err(format!("a control character {c:?}")));
         }
         if !header {
             if line != HEADER {
@@ -684,6 +690,18 @@ mod tests {
             (&format!("{h}\nroot a /a.ko b,\n"), 2, "bad dependency"),
             (&format!("{h}\nroot a /a.ko - x  y\n"), 2, "empty alias"),
             (&format!("{h}\nroot a /a.ko - x \n"), 2, "empty alias"),
+            (
+                &format!("{h}\nroot a /a.ko - x\r\n"),
+                2,
+                "control character",
+            ),
+            (&format!("{h}\r\nroot a /a.ko -\n"), 1, "control character"),
+            (&format!("{h}\nroot a /a\0.ko -\n"), 2, "control character"),
+            (
+                &format!("{h}\nroot a /a.ko - x\ty\n"),
+                2,
+                "control character",
+            ),
             (
                 &format!("{h}\n\nroot a /a.ko -\ndata a /b.ko -\n"),
                 4,
