@@ -130,6 +130,16 @@ pub fn vm_config(arch: Arch, mode: Mode, vars: &Path, log: &Path) -> VmConfig {
             .map(String::from),
         );
     }
+    if arch == Arch::Aarch64 {
+        // AAVMF waits its boot-menu timeout (PcdPlatformBootTimeOut) for a key before it
+        // boots: about 5 s of every aarch64 firmware boot with QEMU idle (its CPU time
+        // sampled beside the console). A boot-menu wait from QEMU (fw_cfg
+        // `etc/boot-menu-wait`, 0 here) takes the timeout's place. OVMF does not wait
+        // without one (x86_64 boots sampled the same way are busy throughout).
+        config
+            .extra
+            .extend(["-boot", "menu=on,splash-time=0"].map(String::from));
+    }
     config.extra.extend([
         "-drive".into(),
         format!(
@@ -222,6 +232,8 @@ mod tests {
             !args.contains("-kernel") && !args.contains("secure"),
             "{args}"
         );
+        assert!(args.contains("-boot menu=on,splash-time=0"), "{args}");
+        assert!(!off.contains("-boot"), "{off}");
         // Legacy BIOS: QEMU's own SeaBIOS, no pflash, no kernel of QEMU's.
         let bios = bios_vm_config(Path::new("/t"), Path::new("/l"))
             .unwrap()
