@@ -11,13 +11,15 @@
 //!
 //! ```text
 //! PHASE NAME PATH DEPENDS [ALIAS ...]
-//! root dm_verity /lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/md/dm-verity.ko reed_solomon,dm_mod,dm_bufio
+//! verity dm_verity /lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/md/dm-verity.ko reed_solomon,dm_mod,dm_bufio
 //! late virtio_net /lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/net/virtio_net.ko virtio_ring,virtio,net_failover virtio:d00000001v*
 //! ```
 //!
-//! - PHASE ([`Phase`]): `root` (before the root: disks, dm-verity, file systems, what the
-//!   stages before DATA read), `data` (dm-crypt, its ciphers, the TPM: loaded beside the
-//!   boot, before DATA opens), `late` (what serves only after the handoff);
+//! - PHASE ([`Phase`]): `root` (before the disk is looked for: disk drivers, what the
+//!   stages before verity read), `verity` (device-mapper, dm-verity, the root's file
+//!   systems: loaded beside the disk wait, before verity), `data` (dm-crypt, its ciphers,
+//!   the TPM: loaded beside the boot, before DATA opens), `late` (what serves only after
+//!   the handoff);
 //! - NAME: the kernel's name for it (`_`, not `-`);
 //! - PATH: where the file is in the initramfs;
 //! - DEPENDS: `.modinfo`'s `depends=`, comma-separated, `-` for none; every dependency
@@ -43,9 +45,13 @@ pub const LIST_HEADER: &str = "liftoff-modules 1";
 /// When PID 1 loads a module (see the module docs for the list format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
-    /// Before the root is found, verified and mounted.
+    /// Before the disk is looked for.
     Root,
-    /// From a second thread started after the root phase, joined before DATA opens.
+    /// In a child process of PID 1 started after the root phase, while PID 1 waits for the
+    /// disk and chooses the slot; waited for before verity.
+    Verity,
+    /// In the same child after the verity phase, while PID 1 verifies and mounts the
+    /// root; waited for before DATA opens.
     Data,
     /// After the handoff: in the supervisor (containerd), or in a process of its own that
     /// outlives the exec (systemd, a path).
@@ -56,6 +62,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Root => "root",
+            Phase::Verity => "verity",
             Phase::Data => "data",
             Phase::Late => "late",
         }
@@ -314,7 +321,7 @@ mod tests {
                 phases.push((words[0].to_owned(), words[1].to_owned(), deps));
             }
             let rank = |p: &str| {
-                ["root", "data", "late"]
+                ["root", "verity", "data", "late"]
                     .iter()
                     .position(|x| *x == p)
                     .unwrap()
@@ -333,8 +340,15 @@ mod tests {
                     .find(|(_, name, _)| name == n)
                     .map(|(p, _, _)| p.as_str())
             };
-            assert_eq!(phase_of("dm_verity"), Some("root"));
-            assert_eq!(phase_of("dm_mod"), Some("root"), "dm_crypt's dependency");
+            assert_eq!(phase_of("virtio_blk"), Some("root"));
+            assert_eq!(
+                phase_of("efi_pstore"),
+                Some("root"),
+                "the slots stage reads it"
+            );
+            assert_eq!(phase_of("dm_verity"), Some("verity"));
+            assert_eq!(phase_of("erofs"), Some("verity"));
+            assert_eq!(phase_of("dm_mod"), Some("verity"), "dm_crypt's dependency");
             assert_eq!(phase_of("dm_crypt"), Some("data"));
             assert_eq!(phase_of("evdev"), Some("late"));
             let names: BTreeSet<&str> = phases.iter().map(|(_, n, _)| n.as_str()).collect();

@@ -261,8 +261,8 @@ fn debian_kernel(arch: Arch) -> Result<Kernel, ImageError> {
 /// PID 1 loads a driver only when its hardware is there (`liftoff_init::stage::modules`),
 /// so a machine pays only for its own. Names the kernel has built in (NVMe and the TPM
 /// drivers on amd64) are left out of the initramfs. When PID 1 loads each one is
-/// [`module_plan`]'s: what the root needs first, [`DATA_MODULES`] beside the boot,
-/// [`LATE_MODULES`] after the handoff.
+/// [`module_plan`]'s: the disk drivers first, [`VERITY_MODULES`] beside the disk wait,
+/// [`DATA_MODULES`] beside the boot, [`LATE_MODULES`] after the handoff.
 pub const SYSTEM_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -289,8 +289,21 @@ pub const SYSTEM_MODULES: &[&str] = &[
     "evdev",
 ];
 
-/// Loaded from a second thread while PID 1 finds, verifies and mounts the root, and joined
-/// before DATA opens: dm-crypt, the ciphers it and PID 1's LUKS2 code use (with the
+/// Loaded in a child process of PID 1 while PID 1 waits for the disk and chooses the slot,
+/// and waited for before verity: device-mapper and dm-verity, the root's file systems
+/// (erofs, and overlay for the writable /etc) and the architecture's SHA-256 acceleration,
+/// which must be there when the verity table loads (dm-verity picks its hash then).
+pub const VERITY_MODULES: &[&str] = &[
+    "dm-mod",
+    "dm-verity",
+    "erofs",
+    "overlay",
+    "sha256_ssse3",
+    "sha2_ce",
+];
+
+/// Loaded in the same child process after [`VERITY_MODULES`], while PID 1 verifies and
+/// mounts the root, and waited for before DATA opens: dm-crypt, the ciphers it and PID 1's LUKS2 code use (with the
 /// architecture's AES acceleration, whose self-tests take tens of milliseconds under
 /// emulation), the kernel crypto API's socket interface and the TPM drivers (sealed keys).
 pub const DATA_MODULES: &[&str] = &[
@@ -348,8 +361,9 @@ pub fn module_names(arch: Arch, kernel: &Kernel) -> Result<Vec<&'static str>, Im
     Ok(names)
 }
 
-/// [`module_names`] by the phase PID 1 loads them in ([`Phase`]): [`DATA_MODULES`],
-/// [`LATE_MODULES`], everything else before the root. The initramfs builder puts each
+/// [`module_names`] by the phase PID 1 loads them in ([`Phase`]): [`VERITY_MODULES`],
+/// [`DATA_MODULES`], [`LATE_MODULES`], everything else (the disk drivers, efivarfs,
+/// efi-pstore, softdog) before the disk is looked for. The initramfs builder puts each
 /// dependency in the earliest phase that needs it.
 pub fn module_plan(
     arch: Arch,
@@ -357,14 +371,17 @@ pub fn module_plan(
 ) -> Result<Vec<(Phase, Vec<&'static str>)>, ImageError> {
     let mut plan = vec![
         (Phase::Root, Vec::new()),
+        (Phase::Verity, Vec::new()),
         (Phase::Data, Vec::new()),
         (Phase::Late, Vec::new()),
     ];
     for name in module_names(arch, kernel)? {
-        let phase = if DATA_MODULES.contains(&name) {
+        let phase = if VERITY_MODULES.contains(&name) {
             1
-        } else if LATE_MODULES.contains(&name) {
+        } else if DATA_MODULES.contains(&name) {
             2
+        } else if LATE_MODULES.contains(&name) {
+            3
         } else {
             0
         };

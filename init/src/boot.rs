@@ -11,6 +11,7 @@ use prairiedog::decide::{Action, DEFAULT_UNHEALTHY_LIMIT};
 use prairiedog::pstore::Failure;
 
 use crate::infra::failure::{self, fail, OrFail};
+use crate::infra::process::{Beside, Handshake};
 use crate::infra::watchdog::Watchdog;
 use crate::infra::{kmsg, timeline};
 use crate::stage::data::PrivateMount;
@@ -64,7 +65,11 @@ pub fn run() -> ! {
     // once they have.
     let built_in = root.join("dev/watchdog").exists();
     let early_dog = built_in.then(|| arm_watchdog(&cmdline.config)).flatten();
-    let (data_modules, late_modules) = load_modules(root, &cmdline.others);
+    let (beside, late_modules) = load_modules(
+        root,
+        &cmdline.others,
+        cmdline.config.watchdog_secs.is_some(),
+    );
     timeline::mark("modules");
     check_signed_cmdline(root);
     let watchdog = if built_in {
@@ -80,7 +85,7 @@ pub fn run() -> ! {
             kmsg::warn(&format!(
                 "no liftoff.roothash: no verified root; handing off to {target} inside the initramfs"
             ));
-            join_data_modules(data_modules);
+            beside.join();
             late_modules.load(&cmdline.others);
             restore_autoload(autoload);
             timeline::mark("handoff");
@@ -101,6 +106,9 @@ pub fn run() -> ! {
     }
     timeline::mark("slots");
 
+    // dm-verity, the root's file systems and the SHA-256 acceleration, loading since the
+    // modules stage.
+    let beside = beside.wait_verity();
     // Where the slot sets, PRIVATE and DATA are: read once from the (possibly repaired) table.
     let layout = prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node)
         .map_err(verity::VerityError::Layout)
@@ -161,7 +169,7 @@ pub fn run() -> ! {
     let config = &cmdline.config;
 
     // dm-crypt, its ciphers and the TPM, loading since the modules stage.
-    join_data_modules(data_modules);
+    beside.join();
 
     let mut unmount = Vec::new();
     if let Some(data_node) = &data_node {
@@ -475,59 +483,153 @@ fn arm_watchdog(config: &Config) -> Option<Watchdog> {
     }
 }
 
-/// Loads the list's `root` modules now, starts the `data` ones in a child process and
-/// opens the files of the `late` ones (the module docs of [`modules`] say why).
-fn load_modules(root: &Path, cmdline: &[prairiedog::cmdline::Param]) -> (DataModules, LateModules) {
+/// Loads the list's `root` modules now (a watchdog driver only when `watchdog`, the
+/// command line's `liftoff.watchdog`, asks for one: else it waits for the `late` phase),
+/// the `verity` and then the `data` ones in a child process, and opens the files of the
+/// `late` ones (the module docs of [`modules`] say why). The child starts before the `root`
+/// phase when its `verity` modules can load beside it ([`modules::can_load_beside`]), else
+/// right after it; either way it reads the hardware its `data` drivers are gated on only
+/// once the `root` phase is in.
+fn load_modules(
+    root: &Path,
+    cmdline: &[prairiedog::cmdline::Param],
+    watchdog: bool,
+) -> (BesideModules, LateModules) {
     let listed = modules::read_list(root).or_fail();
-    let (now, later): (Vec<_>, Vec<_>) = listed
-        .into_iter()
-        .partition(|e| e.phase == modules::Phase::Root);
-    let (data, late): (Vec<_>, Vec<_>) = later
-        .into_iter()
-        .partition(|e| e.phase == modules::Phase::Data);
+    let of = |phase| -> Vec<modules::Entry> {
+        listed
+            .iter()
+            .filter(|e| e.phase == phase)
+            .cloned()
+            .collect()
+    };
+    let (mut now, verity, data, mut late) = (
+        of(modules::Phase::Root),
+        of(modules::Phase::Verity),
+        of(modules::Phase::Data),
+        of(modules::Phase::Late),
+    );
+    if !watchdog {
+        modules::defer_watchdogs(&mut now, &mut late);
+    }
+    let mut child = None;
+    let mut work = |handshake: &mut Handshake| {
+        let mut loader = modules::Opened::new(root, &verity).map_err(|e| e.to_string())?;
+        let done =
+            modules::load_listed(&mut loader, &verity, cmdline).map_err(|e| e.to_string())?;
+        if !verity.is_empty() {
+            log_modules(" for verity beside the disk", &done);
+        }
+        // The `root` phase's drivers may bring up buses the `data` ones are gated on.
+        handshake.wait_for_go();
+        let mut loader = modules::Opened::new(root, &data).map_err(|e| e.to_string())?;
+        // Before switch_root: PID 1 waits for this milestone before the verity stage.
+        handshake.reach_milestone();
+        let done = modules::load_listed(&mut loader, &data, cmdline).map_err(|e| e.to_string())?;
+        if !data.is_empty() {
+            log_modules(" for DATA beside the boot", &done);
+        }
+        Ok(())
+    };
+    let beside = !(verity.is_empty() && data.is_empty());
+    let early = beside && modules::can_load_beside(&verity, &now);
+    if early {
+        child = fork_modules(&mut work);
+    }
     let done = modules::Opened::live(root, &now)
         .and_then(|mut loader| modules::load_listed(&mut loader, &now, cmdline))
         .or_fail();
     log_modules("", &done);
-    let data = if data.is_empty() {
-        DataModules::None
-    } else {
-        let mut loader = modules::Opened::new(root, &data).or_fail();
-        let mut work = || match modules::load_listed(&mut loader, &data, cmdline) {
-            Ok(done) => {
-                log_modules(" for DATA beside the boot", &done);
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match crate::infra::process::beside(&mut work) {
-            Ok(child) => DataModules::Beside(child),
-            Err(e) => {
-                kmsg::warn(&format!(
-                    "forking to load the DATA modules: {e}; loading them now"
-                ));
-                work()
-                    .map_err(|detail| modules::ModuleError::Beside {
-                        phase: "DATA",
-                        detail,
-                    })
-                    .or_fail();
-                DataModules::None
-            }
+    if beside && !early {
+        child = fork_modules(&mut work);
+    }
+    let beside = match child {
+        Some(mut child) => {
+            child.go();
+            BesideModules::Verity(child)
         }
+        None if beside => {
+            work(&mut Handshake::default())
+                .map_err(|detail| modules::ModuleError::Beside {
+                    phase: "verity and DATA",
+                    detail,
+                })
+                .or_fail();
+            BesideModules::Done
+        }
+        None => BesideModules::Done,
     };
     let opened = if late.is_empty() {
         None
     } else {
         Some(modules::Opened::live(root, &late).or_fail())
     };
-    (data, LateModules { late, opened })
+    (beside, LateModules { late, opened })
 }
 
-/// The `data` modules: loading in a child process, or done.
-enum DataModules {
-    None,
-    Beside(crate::infra::process::Beside),
+/// Starts `work` (the `verity` and `data` modules) in a child process; `None` if it could
+/// not (the caller then runs it itself).
+fn fork_modules(work: &mut dyn FnMut(&mut Handshake) -> Result<(), String>) -> Option<Beside> {
+    match crate::infra::process::beside(work) {
+        Ok(started) => Some(started),
+        Err(e) => {
+            kmsg::warn(&format!(
+                "forking to load the verity and DATA modules: {e}; loading them after the others"
+            ));
+            None
+        }
+    }
+}
+
+/// The `verity` and `data` modules: loading in a child process (both phases, or only the
+/// `data` one once the child has passed its milestone), or done.
+enum BesideModules {
+    Done,
+    Verity(Beside),
+    Data(Beside),
+}
+
+impl BesideModules {
+    /// Waits until the `verity` modules are in; one that failed fails the modules stage,
+    /// as before the disk (the child logged what it loaded).
+    fn wait_verity(self) -> BesideModules {
+        let BesideModules::Verity(child) = self else {
+            return self;
+        };
+        let waiting = timeline::boottime_us();
+        let child = child
+            .milestone()
+            .map_err(|detail| modules::ModuleError::Beside {
+                phase: "verity",
+                detail,
+            })
+            .or_fail();
+        kmsg::info(&format!(
+            "verity modules: waited {} ms for them",
+            timeline::boottime_us().saturating_sub(waiting) / 1000
+        ));
+        BesideModules::Data(child)
+    }
+
+    /// Waits for the child; a module that failed fails the modules stage.
+    fn join(self) {
+        let child = match self.wait_verity() {
+            BesideModules::Done => return,
+            BesideModules::Verity(child) | BesideModules::Data(child) => child,
+        };
+        let waiting = timeline::boottime_us();
+        child
+            .join()
+            .map_err(|detail| modules::ModuleError::Beside {
+                phase: "DATA",
+                detail,
+            })
+            .or_fail();
+        kmsg::info(&format!(
+            "DATA modules: waited {} ms for them",
+            timeline::boottime_us().saturating_sub(waiting) / 1000
+        ));
+    }
 }
 
 /// One line for what a phase loaded: `what` names the phase.
@@ -554,27 +656,6 @@ fn log_modules(what: &str, done: &[(String, modules::Outcome)]) {
             skipped.join(", ")
         ));
     }
-}
-
-/// Waits for the `data` modules; a module that failed fails the modules stage, as before
-/// the root (the child logged what it loaded).
-fn join_data_modules(data: DataModules) {
-    let DataModules::Beside(child) = data else {
-        return;
-    };
-    let waiting = timeline::boottime_us();
-    child
-        .join()
-        .map_err(|detail| modules::ModuleError::Beside {
-            phase: "DATA",
-            detail,
-        })
-        .or_fail();
-    let waited = timeline::boottime_us().saturating_sub(waiting);
-    kmsg::info(&format!(
-        "DATA modules: waited {} ms for them",
-        waited / 1000
-    ));
 }
 
 /// The `late` modules, their files open since the modules stage.

@@ -295,13 +295,50 @@ pub fn output<A: AsRef<OsStr>>(path: &Path, args: &[A]) -> io::Result<(Status, V
 pub struct Beside {
     pid: i32,
     report: File,
+    /// Readable once the child has reached its milestone (or ended).
+    milestone: Option<File>,
+    /// Where [`Beside::go`] tells the child to go on.
+    go: Option<File>,
 }
 
-/// Runs `work` in a child process and returns at once; [`Beside::join`] waits for it and
-/// gives its result. The caller must be single-threaded (PID 1 is). The child writes an
-/// error's text into a close-on-exec pipe and exits with 1.
-pub fn beside(work: &mut dyn FnMut() -> Result<(), String>) -> io::Result<Beside> {
+/// The child's side of a [`beside`] child: tell the parent that the work has reached its
+/// milestone ([`Beside::milestone`] waits for that), wait for the parent's go
+/// ([`Beside::go`]). The default one does neither (the work run in the parent, when there
+/// is no child).
+#[derive(Debug, Default)]
+pub struct Handshake {
+    milestone: Option<File>,
+    go: Option<File>,
+}
+
+impl Handshake {
+    /// Tells the parent that the work is this far; later calls do nothing.
+    pub fn reach_milestone(&mut self) {
+        if let Some(mut pipe) = self.milestone.take() {
+            // A parent gone or not waiting: nothing to tell.
+            let _ = std::io::Write::write_all(&mut pipe, b"m");
+        }
+    }
+
+    /// Waits until the parent says go, or has dropped its [`Beside`] (which says the
+    /// same); later calls return at once.
+    pub fn wait_for_go(&mut self) {
+        if let Some(mut pipe) = self.go.take() {
+            let mut byte = [0u8; 1];
+            let _ = pipe.read(&mut byte);
+        }
+    }
+}
+
+/// Runs `work` in a child process and returns at once; [`Beside::milestone`] waits until
+/// the work has reached its milestone, [`Beside::go`] lets it past its wait for the go
+/// ([`Handshake`]), [`Beside::join`] waits for all of it and gives its result. The caller
+/// must be single-threaded (PID 1 is). The child writes an error's text into a
+/// close-on-exec pipe and exits with 1.
+pub fn beside(work: &mut dyn FnMut(&mut Handshake) -> Result<(), String>) -> io::Result<Beside> {
     let (report_read, report_write) = pipe()?;
+    let (milestone_read, milestone_write) = pipe()?;
+    let (go_read, go_write) = pipe()?;
     // SAFETY: PID 1 has one thread; the child runs `work` on its own copy of the memory
     // and exits without returning.
     let pid = unsafe { libc::fork() };
@@ -310,8 +347,12 @@ pub fn beside(work: &mut dyn FnMut() -> Result<(), String>) -> io::Result<Beside
     }
     if pid == 0 {
         reset_signals();
-        drop(report_read);
-        let code = match work() {
+        drop((report_read, milestone_read, go_write));
+        let mut handshake = Handshake {
+            milestone: Some(File::from(milestone_write)),
+            go: Some(File::from(go_read)),
+        };
+        let code = match work(&mut handshake) {
             Ok(()) => 0,
             Err(text) => {
                 let _ = std::io::Write::write_all(&mut File::from(report_write), text.as_bytes());
@@ -321,16 +362,51 @@ pub fn beside(work: &mut dyn FnMut() -> Result<(), String>) -> io::Result<Beside
         // SAFETY: _exit ends the child without running anything of the parent's.
         unsafe { libc::_exit(code) }
     }
-    drop(report_write);
+    drop((report_write, milestone_write, go_read));
     Ok(Beside {
         pid,
         report: File::from(report_read),
+        milestone: Some(File::from(milestone_read)),
+        go: Some(File::from(go_write)),
     })
 }
 
 impl Beside {
+    /// Lets the child past [`Handshake::wait_for_go`]; later calls do nothing.
+    pub fn go(&mut self) {
+        if let Some(mut pipe) = self.go.take() {
+            // A child that ended has nothing to wait for: a failed write says nothing
+            // (SIGPIPE is ignored by PID 1; the error is dropped).
+            let _ = std::io::Write::write_all(&mut pipe, b"g");
+        }
+    }
+
+    /// Waits until the child has reached its milestone (at once if it was waited for
+    /// before). A child that ended first is joined: its error's text, or that it ended
+    /// without reaching it.
+    pub fn milestone(mut self) -> Result<Beside, String> {
+        self.go();
+        let Some(mut pipe) = self.milestone.take() else {
+            return Ok(self);
+        };
+        let mut byte = [0u8; 1];
+        // The write end closes when the child exits: 0 bytes then.
+        if matches!(pipe.read(&mut byte), Ok(1)) {
+            return Ok(self);
+        }
+        let pid = self.pid;
+        match self.join() {
+            Ok(()) => Err(format!("pid {pid} ended before its milestone")),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits for the child: its error's text, or how it ended if not with 0.
     pub fn join(mut self) -> Result<(), String> {
+        self.go();
+        // The milestone's read end stays open until the child is waited for: a child
+        // reaching its milestone after this was called writes one byte into the pipe's
+        // buffer, not into a closed pipe (SIGPIPE).
         let mut text = String::new();
         // The write end closes when the child exits: the read ends then.
         let read = self.report.read_to_string(&mut text);
@@ -388,7 +464,7 @@ mod tests {
     #[test]
     fn beside_runs_the_work_in_a_child_and_join_reports_it() {
         let me = std::process::id();
-        let mut ok = || {
+        let mut ok = |_: &mut Handshake| {
             if std::process::id() == me {
                 Err("ran in the parent".to_owned())
             } else {
@@ -396,12 +472,12 @@ mod tests {
             }
         };
         assert_eq!(beside(&mut ok).unwrap().join(), Ok(()));
-        let mut failing = || Err("loading module x: No such file".to_owned());
+        let mut failing = |_: &mut Handshake| Err("loading module x: No such file".to_owned());
         assert_eq!(
             beside(&mut failing).unwrap().join(),
             Err("loading module x: No such file".to_owned())
         );
-        let mut killed = || {
+        let mut killed = |_: &mut Handshake| {
             // SAFETY: the child signals itself.
             unsafe { libc::raise(libc::SIGKILL) };
             Ok(())
@@ -412,6 +488,59 @@ mod tests {
         let pid = detach(&mut || ran = true).unwrap();
         assert!(!ran, "detach runs the work in the child only");
         assert_eq!(wait(pid).unwrap(), Status::Code(0));
+    }
+
+    /// The parent waits for the milestone while the child goes on, lets the child past
+    /// its wait for the go, and learns of a child that failed or ended before reaching
+    /// the milestone.
+    #[test]
+    fn milestone_and_go_order_the_work() {
+        let (order_read, order_write) = pipe().unwrap();
+        let mut order_write = Some(File::from(order_write));
+        let mut three_parts = |h: &mut Handshake| {
+            let mut out = order_write.take().ok_or("no pipe")?;
+            let mut say = |what: &[u8]| std::io::Write::write_all(&mut out, what);
+            say(b"1").map_err(|e| e.to_string())?;
+            h.wait_for_go();
+            say(b"2").map_err(|e| e.to_string())?;
+            h.reach_milestone();
+            h.wait_for_go();
+            say(b"3").map_err(|e| e.to_string())
+        };
+        let mut child = beside(&mut three_parts).unwrap();
+        drop(order_write);
+        let mut order = File::from(order_read);
+        let mut byte = [0u8; 1];
+        order.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"1");
+        // Without the go the child writes nothing more: nothing to read for a while.
+        let mut fd = libc::pollfd {
+            fd: order.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one live pollfd.
+        let ready = unsafe { libc::poll(&mut fd, 1, 200) };
+        assert_eq!(ready, 0, "the child went on without the go");
+        child.go();
+        let child = child.milestone().unwrap();
+        let mut rest = String::new();
+        assert_eq!(child.join(), Ok(()));
+        order.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "23");
+
+        let mut failing = |_: &mut Handshake| Err("loading module dm_verity: Bad".to_owned());
+        let err = beside(&mut failing).unwrap().milestone().unwrap_err();
+        assert_eq!(err, "loading module dm_verity: Bad");
+        let mut silent = |_: &mut Handshake| Ok(());
+        let err = beside(&mut silent).unwrap().milestone().unwrap_err();
+        assert!(err.ends_with("ended before its milestone"), "{err}");
+        let mut late = |h: &mut Handshake| {
+            h.reach_milestone();
+            Err("loading module dm_crypt: Bad".to_owned())
+        };
+        let child = beside(&mut late).unwrap().milestone().unwrap();
+        assert_eq!(child.join(), Err("loading module dm_crypt: Bad".to_owned()));
     }
 
     #[test]

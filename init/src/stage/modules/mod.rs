@@ -9,17 +9,20 @@
 //! the error names both.
 //!
 //! Phases ([`Phase`]): the image puts each module in the earliest phase that needs it.
-//! `root` modules load before the disk is looked for (disk drivers, device-mapper and
-//! dm-verity, the root's file systems, what the stages before DATA read: efivarfs,
-//! efi-pstore, softdog, the SHA-256 acceleration dm-verity takes when its table loads);
-//! `data` modules (dm-crypt, its ciphers, the TPM) load in a child process of PID 1 while
-//! PID 1 finds, verifies and mounts the root, and PID 1 waits for it before DATA opens;
-//! `late` modules serve only after the handoff (network cards, the power button). Files
-//! of the later phases are opened before ([`Opened`]), since switch_root frees the
-//! initramfs under them (and the child keeps the initramfs as its root), and the hardware
-//! the `data` ones are gated on is read then too. A child process, not a thread: a thread
-//! brings musl's thread support and its `printf` (for `pthread_setname_np`) into PID 1,
-//! 33 KiB it does not have.
+//! `root` modules load before the disk is looked for (disk drivers, and what the stages
+//! before verity read: efivarfs, efi-pstore; softdog only with `liftoff.watchdog`, else
+//! it waits for the `late` phase); `verity` modules (device-mapper and dm-verity, the
+//! root's file systems, the SHA-256 acceleration dm-verity takes when its table loads)
+//! load in a child process of PID 1 while PID 1 waits for the disk and chooses the slot,
+//! and PID 1 waits for them before verity; `data` modules (dm-crypt, its ciphers, the
+//! TPM) load in the same child after those, while PID 1 verifies and mounts the root, and
+//! PID 1 waits for the child before DATA opens; `late` modules serve only after the
+//! handoff (network cards, the power button). Files of the later phases are opened before
+//! ([`Opened`]), since switch_root frees the initramfs under them (and the child keeps the
+//! initramfs as its root), and the hardware the child's modules are gated on is read then
+//! too. A child process, not a thread: a thread brings musl's thread support and its
+//! `printf` (for `pthread_setname_np`) into PID 1, 33 KiB it does not have. One child for
+//! both phases, not two side by side: dm-crypt needs dm-mod loaded, not loading.
 //!
 //! Drivers are loaded only for hardware that is there ([`gate`]): a module with an alias on
 //! a hardware bus (PCI, virtio, Xen, ACPI, device tree, platform, SCSI) is skipped unless a
@@ -73,6 +76,7 @@ impl<'a> Names<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     Root,
+    Verity,
     Data,
     Late,
 }
@@ -139,6 +143,7 @@ pub fn parse_list(text: &str) -> Result<Vec<Entry>, ListError> {
         };
         let phase = match field("phase")? {
             "root" => Phase::Root,
+            "verity" => Phase::Verity,
             "data" => Phase::Data,
             "late" => Phase::Late,
             other => return Err(err(format!("unknown phase {other:?}"))),
@@ -213,6 +218,44 @@ pub fn read_list(root: &Path) -> Result<Vec<Entry>, ModuleError> {
         e.path = root.join(e.path.strip_prefix("/").unwrap_or(&e.path));
     }
     Ok(entries)
+}
+
+/// Whether the `beside` modules (a later phase) can load in another process while the
+/// `now` ones load: none of them needs one of `now` (its load would fail if that one was
+/// not loading yet), and none is a driver gated on hardware (the `now` drivers may bring
+/// up its device). Each module's dependencies are listed with it, so the direct ones are
+/// enough.
+pub fn can_load_beside(beside: &[Entry], now: &[Entry]) -> bool {
+    beside.iter().all(|e| {
+        !e.depends.iter().any(|d| now.iter().any(|n| n.name == *d))
+            && !e.aliases.iter().any(|a| gate::alias_bus(a).is_some())
+    })
+}
+
+/// Where a kernel's watchdog drivers are in its module tree.
+const WATCHDOG_DIR: &str = "/kernel/drivers/watchdog/";
+
+/// Moves the watchdog drivers of the `root` phase (softdog, and hardware ones: files under
+/// the module tree's `drivers/watchdog/`) that no other `root` module needs to the `late`
+/// phase: before the handoff only `liftoff.watchdog` opens a watchdog, and without it
+/// nothing before the root needs one. The next stage still finds the driver loaded
+/// (systemd's `RuntimeWatchdogSec=`).
+pub fn defer_watchdogs(root: &mut Vec<Entry>, late: &mut Vec<Entry>) {
+    let watchdog = |e: &Entry| e.path.to_string_lossy().contains(WATCHDOG_DIR);
+    // Last to first, so that the watchdog core (`watchdog`, listed before the drivers
+    // that need it) is looked at once they have gone.
+    let mut i = root.len();
+    while i > 0 {
+        i -= 1;
+        let needed = root
+            .get(i)
+            .is_some_and(|e| root.iter().any(|o| o.depends.contains(&e.name)));
+        if root.get(i).is_some_and(|e| watchdog(e) && !needed) {
+            let mut e = root.remove(i);
+            e.phase = Phase::Late;
+            late.push(e);
+        }
+    }
 }
 
 /// The kernel's module names use `_` where file names may use `-`.
@@ -629,6 +672,7 @@ mod tests {
         for e in entries {
             let phase = match e.phase {
                 Phase::Root => "root",
+                Phase::Verity => "verity",
                 Phase::Data => "data",
                 Phase::Late => "late",
             };
@@ -647,12 +691,73 @@ mod tests {
         text
     }
 
+    /// The `verity` modules load beside the `root` ones unless one needs a `root` module or
+    /// is a driver gated on hardware.
+    #[test]
+    fn what_can_load_beside() {
+        let now = [
+            entry(
+                Phase::Root,
+                "virtio_blk",
+                &["virtio_ring"],
+                &["virtio:d00000002v*"],
+            ),
+            entry(Phase::Root, "virtio_ring", &[], &[]),
+        ];
+        let verity = [
+            entry(Phase::Verity, "dm_mod", &[], &["devname:mapper/control"]),
+            entry(Phase::Verity, "dm_verity", &["dm_mod"], &[]),
+            entry(Phase::Verity, "erofs", &[], &["fs-erofs"]),
+        ];
+        assert!(can_load_beside(&verity, &now));
+        assert!(can_load_beside(&[], &now));
+        let needs = [entry(Phase::Verity, "virtio_mem", &["virtio_ring"], &[])];
+        assert!(!can_load_beside(&needs, &now));
+        let driver = [entry(
+            Phase::Verity,
+            "nvme",
+            &[],
+            &["pci:v*d*sv*sd*bc01sc08i02*"],
+        )];
+        assert!(!can_load_beside(&driver, &now));
+    }
+
+    /// Without `liftoff.watchdog` the watchdog drivers wait for the `late` phase, unless a
+    /// `root` module needs one; everything else stays.
+    #[test]
+    fn watchdog_drivers_wait_for_the_late_phase() {
+        let at = |phase, name: &str, dir: &str, depends: &[&str]| Entry {
+            path: PathBuf::from(format!("/lib/modules/6.1.0/kernel/{dir}/{name}.ko")),
+            ..entry(phase, name, depends, &[])
+        };
+        let mut root = vec![
+            at(Phase::Root, "virtio_blk", "drivers/block", &[]),
+            // The watchdog core, listed before the drivers needing it (Debian's softdog).
+            at(Phase::Root, "watchdog", "drivers/watchdog", &[]),
+            at(Phase::Root, "softdog", "drivers/watchdog", &["watchdog"]),
+            at(Phase::Root, "i6300esb", "drivers/watchdog", &["watchdog"]),
+            at(Phase::Root, "wdat_wdt", "drivers/watchdog", &[]),
+            at(Phase::Root, "needs_wdat", "drivers/misc", &["wdat_wdt"]),
+            // A name alone does not make a watchdog driver.
+            at(Phase::Root, "softdog_helper", "drivers/misc", &[]),
+        ];
+        let mut late = vec![at(Phase::Late, "evdev", "drivers/input", &[])];
+        defer_watchdogs(&mut root, &mut late);
+        let names = |v: &[Entry]| v.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&root),
+            ["virtio_blk", "wdat_wdt", "needs_wdat", "softdog_helper"]
+        );
+        assert_eq!(names(&late), ["evdev", "i6300esb", "softdog", "watchdog"]);
+        assert!(late.iter().all(|e| e.phase == Phase::Late));
+    }
+
     #[test]
     fn parses_the_list() {
         let entries = vec![
-            entry(Phase::Root, "dm_mod", &[], &["devname:mapper/control"]),
+            entry(Phase::Verity, "dm_mod", &[], &["devname:mapper/control"]),
             entry(
-                Phase::Root,
+                Phase::Verity,
                 "dm_verity",
                 &["dm_mod", "dm_bufio", "reed_solomon"],
                 &[],
@@ -709,6 +814,11 @@ mod tests {
             ),
             (
                 &format!("{h}\nroot a /a.ko b\ndata b /b.ko -\n"),
+                0,
+                "later phase",
+            ),
+            (
+                &format!("{h}\nroot a /a.ko b\nverity b /b.ko -\n"),
                 0,
                 "later phase",
             ),
