@@ -172,6 +172,7 @@ pub fn run() -> ! {
     beside.join();
 
     let mut unmount = Vec::new();
+    let root_hash = config.roothash.as_ref().map(ToString::to_string);
     if let Some(data_node) = &data_node {
         let mounts = match data::setup(
             &boot_disk.node,
@@ -179,6 +180,7 @@ pub fn run() -> ! {
             private_node.as_deref(),
             private_mount.take(),
             config.data,
+            root_hash.as_deref(),
         ) {
             Ok(outcome) => {
                 data::log(&outcome);

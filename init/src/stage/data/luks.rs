@@ -175,6 +175,7 @@ pub fn open_keyfile(
             };
             let (volume_key, table) = unlock(&header, data, part_bytes, key.as_bytes(), wrong)?;
             drop(key);
+            kmsg::debug("data: volume key unlocked");
             map_and_tidy(
                 *header,
                 volume_key,

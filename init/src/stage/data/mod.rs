@@ -51,6 +51,10 @@ pub const DM_NAME: &str = "data";
 pub const MOUNT_POINT: &str = "/local";
 /// Folders of DATA bound over the root's.
 pub const BINDS: [&str; 2] = ["var", "opt"];
+/// On DATA, under [`MOUNT_POINT`]: the root hash of the root whose folders [`mirror_dirs`]
+/// gave DATA last. A boot of the same root skips the walk (its folders are there, made by
+/// that boot); a new root, or a file that is gone or says otherwise, mirrors again.
+pub const MIRRORED: &str = ".liftoff-mirrored";
 /// Where PRIVATE is mounted while the key is read or made.
 pub const PRIVATE_MOUNT: &str = "/run/liftoff/private";
 /// The key file's name on PRIVATE.
@@ -709,7 +713,8 @@ fn mode_for(found: &luks::Found, data: &Path) -> Result<DataMode, DataError> {
 }
 
 /// Runs the DATA stage: `disk` is the boot disk, `data` and `private` its DATA and
-/// PRIVATE partition nodes, `mode` the command line's (see [`default_mode`] for none).
+/// PRIVATE partition nodes, `mode` the command line's (see [`default_mode`] for none),
+/// `root` the verified root's hash (DATA's folders are mirrored from it once per root).
 /// `mounted` is PRIVATE already mounted read-only by the settings stage, if it was: the
 /// modes that read PRIVATE use that mount (or mount it now), and it is unmounted when this
 /// returns, in every mode.
@@ -719,6 +724,7 @@ pub fn setup(
     private: Option<&Path>,
     mounted: Option<PrivateMount>,
     mode: Option<DataMode>,
+    root: Option<&str>,
 ) -> Result<Outcome, DataError> {
     let mut disk_file = File::options()
         .read(true)
@@ -732,6 +738,7 @@ pub fn setup(
     drop(disk_file);
     let grown = report.written;
     let part_bytes = device_size(data)?;
+    kmsg::debug("data: partition size checked");
 
     // Without a mode on the command line the header tells it; read once, it serves the
     // mode's own look at DATA too (a LUKS2 header read and checked costs about as much as
@@ -740,6 +747,7 @@ pub fn setup(
         Some(mode) => (mode, None),
         None => {
             let found = luks::inspect(data)?;
+            kmsg::debug("data: header read");
             (mode_for(&found, data)?, Some(found))
         }
     };
@@ -758,6 +766,7 @@ pub fn setup(
         DataMode::Tpm2 => tpm::open(private_of("tpm2")?, data, part_bytes, found)?,
     };
     let device = opened.device;
+    kmsg::debug("data: opened");
     let mut fs = detect(&device)?;
     let formatted = opened.formatted
         || match fs {
@@ -785,6 +794,7 @@ pub fn setup(
         )],
     )
     .map_err(DataError::Mount)?;
+    kmsg::debug("data: mounted");
     if grown && !formatted {
         growpart::fs::grow_filesystem_with(
             &device,
@@ -794,7 +804,7 @@ pub fn setup(
         )
         .map_err(DataError::GrowFs)?;
     }
-    let mounted = bind_from_mount_point()?;
+    let mounted = bind_from_mount_point(root)?;
     Ok(Outcome {
         grown,
         encryption: opened.encryption,
@@ -806,9 +816,15 @@ pub fn setup(
     })
 }
 
-/// Binds [`BINDS`] from under [`MOUNT_POINT`] over the root's folders. Returns the mounts
-/// in the order to unmount them: the binds, then the mount point.
-fn bind_from_mount_point() -> Result<Vec<String>, DataError> {
+/// Binds [`BINDS`] from under [`MOUNT_POINT`] over the root's folders, after
+/// [`mirror_dirs`] gave DATA the root's folders, unless [`MIRRORED`] says it did for this
+/// `root` (the root hash) already. Returns the mounts in the order to unmount them: the
+/// binds, then the mount point.
+fn bind_from_mount_point(root: Option<&str>) -> Result<Vec<String>, DataError> {
+    let stamp = Path::new(MOUNT_POINT).join(MIRRORED);
+    let mirrored = root.is_some_and(|root| {
+        std::fs::read_to_string(&stamp).is_ok_and(|text| text.trim_end() == root)
+    });
     let mut mounted = vec![MOUNT_POINT.to_owned()];
     for dir in BINDS {
         let source = Path::new(MOUNT_POINT).join(dir);
@@ -819,13 +835,26 @@ fn bind_from_mount_point() -> Result<Vec<String>, DataError> {
                 dir: dir.to_owned(),
                 source,
             })?;
-        mirror_dirs(Path::new(&target), &source);
+        if !mirrored {
+            mirror_dirs(Path::new(&target), &source);
+        }
         rustix::mount::mount_bind(&source, &target).map_err(|e| DataError::Bind {
             dir: dir.to_owned(),
             source: e.into(),
         })?;
         mounted.push(target);
     }
+    if let (false, Some(root)) = (mirrored, root) {
+        // Best effort: without it the next boot mirrors again.
+        if let Err(e) = std::fs::write(&stamp, format!("{root}\n")) {
+            kmsg::warn(&format!("writing {}: {e}", stamp.display()));
+        }
+    }
+    kmsg::debug(if mirrored {
+        "data: folders of this root mirrored before"
+    } else {
+        "data: folders of the root mirrored"
+    });
     mounted.reverse();
     Ok(mounted)
 }
@@ -897,7 +926,7 @@ pub fn in_memory() -> Result<Vec<String>, DataError> {
         )],
     )
     .map_err(DataError::Mount)?;
-    bind_from_mount_point()
+    bind_from_mount_point(None)
 }
 
 /// One log line for the outcome (no key material).
