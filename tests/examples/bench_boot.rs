@@ -4,13 +4,18 @@
 //!
 //! usage: cargo run --release -p tests --example bench_boot [-- BOOTS]
 //!        BENCH_SMP=2 cargo run ... (both sides with two virtual CPUs; default one)
+//!        BENCH_APPEND="liftoff.debug" cargo run ... (more kernel arguments, both sides:
+//!        `liftoff.debug` gives each module load and DATA step a line of its own, at a
+//!        cost; the figures of such a run are for finding time, not for the ratios)
 //!
 //! Boots, each side in turn: the first boot of a fresh disk (Liftoff makes DATA's key,
 //! LUKS2 header, recovery key and file system), a second boot in which nobody has
 //! confirmed saving the recovery key yet (Liftoff replaces it), then, after the host
 //! confirms it as `prairiedog data recovery-key-saved` would (the LUKS2 token that marks
-//! it unsaved is removed from the disk image), BOOTS steady-state boots, as every boot
-//! after the first is on a host whose operator kept the key. The medians are of the
+//! it unsaved is removed from the disk image) and marks slot A successful as `prairiedog
+//! mark-successful-boot` would after a healthy boot, BOOTS steady-state boots, as every
+//! boot after the first is on a host whose operator kept the key and whose slot is
+//! healthy. The medians are of the
 //! steady-state boots; the first two are shown on their own.
 //!
 //! Both initramfs images load the same modules and hand off to the same probe in the same
@@ -126,6 +131,16 @@ fn confirm_recovery_key(disk: &liftoff_image::disk::BuiltDisk) {
     f.seek(SeekFrom::Start(start)).unwrap();
     f.write_all(cursor.get_ref()).unwrap();
     f.sync_all().unwrap();
+}
+
+/// Marks slot A successful with no tries left and no unhealthy boots, its priority kept
+/// (DESIGN.md section 4), as `prairiedog mark-successful-boot` does once the next stage is
+/// healthy: the probe is no health check, so without this every boot would count as
+/// another unhealthy boot of a slot in a crash loop and rewrite the GPT.
+fn mark_slot_a_successful(disk: &liftoff_image::disk::BuiltDisk) {
+    const BOOT_A: u32 = 2;
+    let priority = common::attributes(&disk.path, BOOT_A) >> 48 & 0xf;
+    common::set_attributes(&disk.path, BOOT_A, common::word(priority, 0, true, 0));
 }
 
 fn liftoff_sample(lines: &[String]) -> Sample {
@@ -289,10 +304,12 @@ fn main() {
     std::fs::write(&liftoff_initrd, system::initramfs(arch, &kernel).unwrap()).unwrap();
     let busybox_initrd = busybox_initramfs(arch, &kernel, &work);
     let append = format!(
-        "{} liftoff.handoff={}",
+        "{} liftoff.handoff={} {}",
         disk.cmdline_slot_a(),
-        common::PROBE
+        common::PROBE,
+        std::env::var("BENCH_APPEND").unwrap_or_default()
     );
+    let append = append.trim_end();
 
     let cpus: u32 = std::env::var("BENCH_SMP")
         .ok()
@@ -310,13 +327,14 @@ fn main() {
     for i in 0..boots + 2 {
         if i == 2 {
             confirm_recovery_key(&disk);
+            mark_slot_a_successful(&disk);
         }
         let l = common::boot_to_probe_smp(
             arch,
             &kernel.image,
             Some(&liftoff_initrd),
             &disk,
-            &append,
+            append,
             &work.join(format!("liftoff-{i}.log")),
             cpus,
         );
@@ -325,7 +343,7 @@ fn main() {
             &kernel.image,
             Some(&busybox_initrd),
             &disk,
-            &append,
+            append,
             &work.join(format!("busybox-{i}.log")),
             cpus,
         );
