@@ -65,7 +65,7 @@ pub fn run() -> ! {
     // once they have.
     let built_in = root.join("dev/watchdog").exists();
     let early_dog = built_in.then(|| arm_watchdog(&cmdline.config)).flatten();
-    let (beside, late_modules) = load_modules(
+    let (mut beside, late_modules) = load_modules(
         root,
         &cmdline.others,
         cmdline.config.watchdog_secs.is_some(),
@@ -108,7 +108,7 @@ pub fn run() -> ! {
 
     // dm-verity, the root's file systems and the SHA-256 acceleration, loading since the
     // modules stage.
-    let beside = beside.wait_verity();
+    beside.wait_verity();
     // Where the slot sets, PRIVATE and DATA are: read once from the (possibly repaired) table.
     let layout = prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node)
         .map_err(verity::VerityError::Layout)
@@ -497,39 +497,37 @@ fn load_modules(
     cmdline: &[prairiedog::cmdline::Param],
     watchdog: bool,
 ) -> (BesideModules, LateModules) {
-    let listed = modules::read_list(root).or_fail();
-    let of = |phase| -> Vec<modules::Entry> {
-        listed
-            .iter()
-            .filter(|e| e.phase == phase)
-            .cloned()
-            .collect()
+    let split = |list: Vec<modules::Entry>, phase| -> (Vec<_>, Vec<_>) {
+        list.into_iter().partition(|e| e.phase == phase)
     };
-    let (mut now, verity, data, mut late) = (
-        of(modules::Phase::Root),
-        of(modules::Phase::Verity),
-        of(modules::Phase::Data),
-        of(modules::Phase::Late),
-    );
+    let (mut now, rest) = split(modules::read_list(root).or_fail(), modules::Phase::Root);
+    let (verity, rest) = split(rest, modules::Phase::Verity);
+    let (data, mut late) = split(rest, modules::Phase::Data);
     if !watchdog {
         modules::defer_watchdogs(&mut now, &mut late);
     }
     let mut child = None;
     let mut work = |handshake: &mut Handshake| {
-        let mut loader = modules::Opened::new(root, &verity).map_err(|e| e.to_string())?;
-        let done =
-            modules::load_listed(&mut loader, &verity, cmdline).map_err(|e| e.to_string())?;
-        if !verity.is_empty() {
-            log_modules(" for verity beside the disk", &done);
-        }
-        // The `root` phase's drivers may bring up buses the `data` ones are gated on.
-        handshake.wait_for_go();
-        let mut loader = modules::Opened::new(root, &data).map_err(|e| e.to_string())?;
-        // Before switch_root: PID 1 waits for this milestone before the verity stage.
-        handshake.reach_milestone();
-        let done = modules::load_listed(&mut loader, &data, cmdline).map_err(|e| e.to_string())?;
-        if !data.is_empty() {
-            log_modules(" for DATA beside the boot", &done);
+        let phases = [
+            (&verity, " for verity beside the disk"),
+            (&data, " for DATA beside the boot"),
+        ];
+        for (i, (entries, what)) in phases.into_iter().enumerate() {
+            if i == 1 {
+                // The `root` phase's drivers may bring up buses the `data` ones are gated
+                // on: they are read once it is in.
+                handshake.wait_for_go();
+            }
+            let mut loader = modules::Opened::new(root, entries).map_err(|e| e.to_string())?;
+            if i == 1 {
+                // Before switch_root: PID 1 waits for this before the verity stage.
+                handshake.reach_milestone();
+            }
+            let done =
+                modules::load_listed(&mut loader, entries, cmdline).map_err(|e| e.to_string())?;
+            if !entries.is_empty() {
+                log_modules(what, &done);
+            }
         }
         Ok(())
     };
@@ -545,21 +543,19 @@ fn load_modules(
     if beside && !early {
         child = fork_modules(&mut work);
     }
-    let beside = match child {
-        Some(mut child) => {
-            child.go();
-            BesideModules::Verity(child)
-        }
-        None if beside => {
-            work(&mut Handshake::default())
-                .map_err(|detail| modules::ModuleError::Beside {
-                    phase: "verity and DATA",
-                    detail,
-                })
-                .or_fail();
-            BesideModules::Done
-        }
-        None => BesideModules::Done,
+    if let Some(child) = child.as_mut() {
+        child.go();
+    } else if beside {
+        work(&mut Handshake::default())
+            .map_err(|detail| modules::ModuleError::Beside {
+                phase: "verity and DATA",
+                detail,
+            })
+            .or_fail();
+    }
+    let beside = BesideModules {
+        child,
+        verity_in: false,
     };
     let opened = if late.is_empty() {
         None
@@ -583,55 +579,45 @@ fn fork_modules(work: &mut dyn FnMut(&mut Handshake) -> Result<(), String>) -> O
     }
 }
 
-/// The `verity` and `data` modules: loading in a child process (both phases, or only the
-/// `data` one once the child has passed its milestone), or done.
-enum BesideModules {
-    Done,
-    Verity(Beside),
-    Data(Beside),
+/// The `verity` and `data` modules: loading in a child process (`None`: done), and
+/// whether its `verity` part is known to be done.
+struct BesideModules {
+    child: Option<Beside>,
+    verity_in: bool,
 }
 
 impl BesideModules {
     /// Waits until the `verity` modules are in; one that failed fails the modules stage,
     /// as before the disk (the child logged what it loaded).
-    fn wait_verity(self) -> BesideModules {
-        let BesideModules::Verity(child) = self else {
-            return self;
-        };
-        let waiting = timeline::boottime_us();
-        let child = child
-            .milestone()
-            .map_err(|detail| modules::ModuleError::Beside {
-                phase: "verity",
-                detail,
-            })
-            .or_fail();
-        kmsg::info(&format!(
-            "verity modules: waited {} ms for them",
-            timeline::boottime_us().saturating_sub(waiting) / 1000
-        ));
-        BesideModules::Data(child)
+    fn wait_verity(&mut self) {
+        if let (Some(child), false) = (self.child.take(), self.verity_in) {
+            let waiting = timeline::boottime_us();
+            self.child = Some(waited("verity", waiting, child.milestone()));
+        }
+        self.verity_in = true;
     }
 
     /// Waits for the child; a module that failed fails the modules stage.
-    fn join(self) {
-        let child = match self.wait_verity() {
-            BesideModules::Done => return,
-            BesideModules::Verity(child) | BesideModules::Data(child) => child,
-        };
-        let waiting = timeline::boottime_us();
-        child
-            .join()
-            .map_err(|detail| modules::ModuleError::Beside {
-                phase: "DATA",
-                detail,
-            })
-            .or_fail();
-        kmsg::info(&format!(
-            "DATA modules: waited {} ms for them",
-            timeline::boottime_us().saturating_sub(waiting) / 1000
-        ));
+    fn join(mut self) {
+        self.wait_verity();
+        if let Some(child) = self.child.take() {
+            let waiting = timeline::boottime_us();
+            waited("DATA", waiting, child.join());
+        }
     }
+}
+
+/// After a wait for the module child since `waiting`: fails the modules stage if the
+/// `phase` modules failed, else logs how long PID 1 waited.
+fn waited<T>(phase: &'static str, waiting: u64, outcome: Result<T, String>) -> T {
+    let value = outcome
+        .map_err(|detail| modules::ModuleError::Beside { phase, detail })
+        .or_fail();
+    kmsg::info(&format!(
+        "{phase} modules: waited {} ms for them",
+        timeline::boottime_us().saturating_sub(waiting) / 1000
+    ));
+    value
 }
 
 /// One line for what a phase loaded: `what` names the phase.

@@ -178,11 +178,7 @@ fn pid(raw: i32) -> io::Result<Pid> {
 
 impl System for RealSystem {
     fn now(&mut self) -> Duration {
-        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-        Duration::new(
-            u64::try_from(ts.tv_sec).unwrap_or(0),
-            u32::try_from(ts.tv_nsec).unwrap_or(0),
-        )
+        crate::infra::timeline::boottime()
     }
 
     fn spawn(&mut self, program: &Program) -> io::Result<i32> {

@@ -738,7 +738,6 @@ pub fn setup(
     drop(disk_file);
     let grown = report.written;
     let part_bytes = device_size(data)?;
-    kmsg::debug("data: partition size checked");
 
     // Without a mode on the command line the header tells it; read once, it serves the
     // mode's own look at DATA too (a LUKS2 header read and checked costs about as much as
@@ -845,10 +844,9 @@ fn bind_from_mount_point(root: Option<&str>) -> Result<Vec<String>, DataError> {
         mounted.push(target);
     }
     if let (false, Some(root)) = (mirrored, root) {
-        // Best effort: without it the next boot mirrors again.
-        if let Err(e) = std::fs::write(&stamp, format!("{root}\n")) {
-            kmsg::warn(&format!("writing {}: {e}", stamp.display()));
-        }
+        // Best effort, as the mirror itself: without it the next boot mirrors again (and
+        // a DATA that takes no writes fails the next stage loudly enough).
+        let _ = std::fs::write(&stamp, format!("{root}\n"));
     }
     kmsg::debug(if mirrored {
         "data: folders of this root mirrored before"

@@ -233,7 +233,7 @@ pub fn can_load_beside(beside: &[Entry], now: &[Entry]) -> bool {
 }
 
 /// Where a kernel's watchdog drivers are in its module tree.
-const WATCHDOG_DIR: &str = "/kernel/drivers/watchdog/";
+const WATCHDOG_DIR: &str = "kernel/drivers/watchdog";
 
 /// Moves the watchdog drivers of the `root` phase (softdog, and hardware ones: files under
 /// the module tree's `drivers/watchdog/`) that no other `root` module needs to the `late`
@@ -241,7 +241,7 @@ const WATCHDOG_DIR: &str = "/kernel/drivers/watchdog/";
 /// nothing before the root needs one. The next stage still finds the driver loaded
 /// (systemd's `RuntimeWatchdogSec=`).
 pub fn defer_watchdogs(root: &mut Vec<Entry>, late: &mut Vec<Entry>) {
-    let watchdog = |e: &Entry| e.path.to_string_lossy().contains(WATCHDOG_DIR);
+    let watchdog = |e: &Entry| e.path.parent().is_some_and(|p| p.ends_with(WATCHDOG_DIR));
     // Last to first, so that the watchdog core (`watchdog`, listed before the drivers
     // that need it) is looked at once they have gone.
     let mut i = root.len();
