@@ -9,6 +9,8 @@
 //!   hardware view made of the input's own aliases, never panics (dependency cycles
 //!   included), loads only listed modules and each at most once, and names every module
 //!   it did not load as skipped at most once;
+//! - `defer_watchdogs` keeps every entry (moving some from the root phase to the late
+//!   one) and `can_load_beside` never panics;
 //! - the aliases go through `gate::glob_match` against the input and each other: it never
 //!   panics, `*` matches everything, and an alias without glob characters matches exactly
 //!   itself.
@@ -19,7 +21,9 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use liftoff_init::stage::modules::gate::glob_match;
-use liftoff_init::stage::modules::{load_listed, parse_list, Entry, Loader, Phase, HEADER};
+use liftoff_init::stage::modules::{
+    can_load_beside, defer_watchdogs, load_listed, parse_list, Entry, Loader, Phase, HEADER,
+};
 
 /// Records each load; every bus holds the aliases of the list as its devices.
 struct Recorder {
@@ -50,6 +54,7 @@ fn write_back(entries: &[Entry]) -> String {
     for e in entries {
         let phase = match e.phase {
             Phase::Root => "root",
+            Phase::Verity => "verity",
             Phase::Data => "data",
             Phase::Late => "late",
         };
@@ -88,8 +93,24 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(parse_list(&write_back(&entries)).as_ref(), Ok(&entries));
 
+        // Deferring the watchdog drivers moves entries from the root phase to the late one
+        // and loses none.
+        let of = |phase| -> Vec<Entry> {
+            entries
+                .iter()
+                .filter(|e| e.phase == phase)
+                .cloned()
+                .collect()
+        };
+        let (mut root, mut late) = (of(Phase::Root), of(Phase::Late));
+        let before = root.len() + late.len();
+        defer_watchdogs(&mut root, &mut late);
+        assert_eq!(root.len() + late.len(), before);
+        assert!(late.iter().all(|e| e.phase == Phase::Late));
+        let _ = can_load_beside(&of(Phase::Verity), &root);
+
         let devices: Vec<String> = entries.iter().flat_map(|e| e.aliases.clone()).collect();
-        for phase in [Phase::Root, Phase::Data, Phase::Late] {
+        for phase in [Phase::Root, Phase::Verity, Phase::Data, Phase::Late] {
             let part: Vec<Entry> = entries
                 .iter()
                 .filter(|e| e.phase == phase)
