@@ -45,7 +45,7 @@ impl Loader for Recorder {
     }
 
     fn bus(&mut self, bus: &str) -> Option<Vec<String>> {
-        (bus.len() % 2 == 0).then(|| self.devices.clone())
+        bus.len().is_multiple_of(2).then(|| self.devices.clone())
     }
 }
 
