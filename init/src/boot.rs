@@ -590,11 +590,14 @@ impl BesideModules {
     /// Waits until the `verity` modules are in; one that failed fails the modules stage,
     /// as before the disk (the child logged what it loaded).
     fn wait_verity(&mut self) {
-        if let (Some(child), false) = (self.child.take(), self.verity_in) {
+        if self.verity_in {
+            return;
+        }
+        self.verity_in = true;
+        if let Some(child) = self.child.take() {
             let waiting = timeline::boottime_us();
             self.child = Some(waited("verity", waiting, child.milestone()));
         }
-        self.verity_in = true;
     }
 
     /// Waits for the child; a module that failed fails the modules stage.

@@ -770,6 +770,18 @@ fn boots_slot_a(arch: Arch) {
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
     // Slot A stays successful and this boot is counted until it reaches health.
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 1));
+    // Debian's kernel: PID 1 waited for its module child's verity part before the verity
+    // stage and for all of it before DATA.
+    let at = |start: &str| {
+        r.liftoff_log
+            .iter()
+            .position(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start:?}: {:?}", r.liftoff_log))
+    };
+    assert!(at("loaded ") < at("timeline stage=modules"));
+    assert!(at("verity modules: waited ") < at("timeline stage=verity"));
+    assert!(at("timeline stage=root") < at("DATA modules: waited "));
+    assert!(at("DATA modules: waited ") < at("timeline stage=data"));
     assert_firmware_measured(&r);
     // The machine has a TPM, so DATA's key was sealed there (the default for a new DATA),
     // and once PID 1 had unsealed it, the booted system cannot unseal it again.
