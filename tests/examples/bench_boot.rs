@@ -12,10 +12,10 @@
 //! LUKS2 header, recovery key and file system), a second boot in which nobody has
 //! confirmed saving the recovery key yet (Liftoff replaces it), then, after the host
 //! confirms it as `prairiedog data recovery-key-saved` would (the LUKS2 token that marks
-//! it unsaved is removed from the disk image) and marks slot A successful as `prairiedog
-//! mark-successful-boot` would after a healthy boot, BOOTS steady-state boots, as every
-//! boot after the first is on a host whose operator kept the key and whose slot is
-//! healthy. The medians are of the
+//! it unsaved is removed from the disk image), BOOTS steady-state boots, each after the
+//! host marked slot A successful as `prairiedog mark-successful-boot` would after a
+//! healthy boot: every boot after the first is on a host whose operator kept the key and
+//! whose slot is healthy. The medians are of the
 //! steady-state boots; the first two are shown on their own.
 //!
 //! Both initramfs images load the same modules and hand off to the same probe in the same
@@ -136,8 +136,9 @@ fn confirm_recovery_key(disk: &liftoff_image::disk::BuiltDisk) {
 
 /// Marks slot A successful with no tries left and no unhealthy boots, its priority kept
 /// (DESIGN.md section 4), as `prairiedog mark-successful-boot` does once the next stage is
-/// healthy: the probe is no health check, so without this every boot would count as
-/// another unhealthy boot of a slot in a crash loop and rewrite the GPT.
+/// healthy: the probe is no health check, so without this every boot would count as one
+/// more unhealthy boot of a slot in a crash loop. (Each boot still counts itself until
+/// health: PID 1 writes the GPT on every boot.)
 fn mark_slot_a_successful(disk: &liftoff_image::disk::BuiltDisk) {
     const BOOT_A: u32 = 2;
     let priority = common::attributes(&disk.path, BOOT_A) >> 48 & 0xf;
@@ -347,6 +348,8 @@ fn main() {
     for i in 0..boots + 2 {
         if i == 2 {
             confirm_recovery_key(&disk);
+        }
+        if i >= 2 {
             mark_slot_a_successful(&disk);
         }
         let l = common::boot_to_probe_smp(
