@@ -68,23 +68,25 @@ impl Gpt {
         }
         let last = total - 1;
 
-        let (primary, primary_sig) = read_copy(disk, device, ss, 1, last, Which::Primary)?;
+        let reader = |offset, buf: &mut [u8]| disk.read_at(offset, buf);
+        let copy_at = |at, which| read_copy(&reader, device, ss, at, last, which);
+        let (primary, primary_sig) = copy_at(1, Which::Primary)?;
         let (mut backup_at, mut backup, mut backup_sig);
         let mut stale_elsewhere = None;
         match &primary {
             Ok(p) => {
                 backup_at = p.header.alternate_lba;
-                (backup, backup_sig) = read_copy(disk, device, ss, backup_at, last, Which::Backup)?;
+                (backup, backup_sig) = copy_at(backup_at, Which::Backup)?;
             }
             Err(_) => {
                 backup_at = last;
-                (backup, backup_sig) = read_copy(disk, device, ss, last, last, Which::Backup)?;
+                (backup, backup_sig) = copy_at(last, Which::Backup)?;
                 // After the disk grew the backup is not in the last sector; a damaged
                 // primary's alternate-LBA field is still a good hint (the backup header
                 // validates itself, so a wrong hint costs one read).
                 let hint = raw_alternate_lba(disk, ss).filter(|&h| h != last && h > 1 && h < last);
                 if let Some(h) = hint {
-                    let (b, sig) = read_copy(disk, device, ss, h, last, Which::Backup)?;
+                    let (b, sig) = copy_at(h, Which::Backup)?;
                     match (&backup, b) {
                         (Err(_), b @ Ok(_)) => (backup_at, backup, backup_sig) = (h, b, sig),
                         // A complete older backup at the hinted place while the one at the
@@ -228,10 +230,15 @@ fn has_signature<D: BlockIo + ?Sized>(
     Ok(sig == SIGNATURE)
 }
 
-/// Reads the copy whose header is at `at`. The outer error is an I/O failure; the inner
-/// result says whether the copy is valid. The flag says whether the signature was there.
-fn read_copy<D: BlockIo + ?Sized>(
-    disk: &D,
+/// The reads [`read_copy`] makes, as a trait object: one copy of it for every kind of
+/// disk (each crate reading a `File` had its own, 1.4 KiB of PID 1 each).
+type ReadAt<'a> = &'a dyn Fn(u64, &mut [u8]) -> std::io::Result<()>;
+
+/// Reads the copy whose header is at `at` through `disk` ([`BlockIo::read_at`]). The
+/// outer error is an I/O failure; the inner result says whether the copy is valid. The
+/// flag says whether the signature was there.
+fn read_copy(
+    disk: ReadAt<'_>,
     device: &Path,
     ss: SectorSize,
     at: u64,
@@ -246,8 +253,7 @@ fn read_copy<D: BlockIo + ?Sized>(
         device: device.to_path_buf(),
         problem: Problem::OutsideDisk(at),
     })?;
-    disk.read_at(off, &mut sector)
-        .map_err(io_err(device, "reading a GPT header"))?;
+    disk(off, &mut sector).map_err(io_err(device, "reading a GPT header"))?;
     let has_sig = sector.get(..8) == Some(&SIGNATURE[..]);
     let header = match parse_header(&sector, ss, at, last, which) {
         Ok(h) => h,
@@ -259,8 +265,7 @@ fn read_copy<D: BlockIo + ?Sized>(
         device: device.to_path_buf(),
         problem: Problem::EntriesLocation(header.entries_lba),
     })?;
-    disk.read_at(eoff, &mut entries_raw)
-        .map_err(io_err(device, "reading a GPT entry array"))?;
+    disk(eoff, &mut entries_raw).map_err(io_err(device, "reading a GPT entry array"))?;
     let computed = crc32(&entries_raw);
     if computed != header.entries_crc {
         return Ok((
