@@ -81,7 +81,7 @@ fn writable(p: &Param) -> bool {
 }
 
 fn write_param(p: &Param) -> String {
-    let spaced = |s: &str| s.bytes().any(|b| kernel_space(b));
+    let spaced = |s: &str| s.bytes().any(kernel_space);
     let text = match &p.value {
         Some(v) => format!("{}={v}", p.key),
         None => p.key.clone(),

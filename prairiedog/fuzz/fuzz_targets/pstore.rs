@@ -44,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(back.last(), Some(&new));
     for slot in [Slot::A, Slot::B] {
         let kept: Vec<_> = back.iter().filter(|f| f.slot == slot).collect();
-        let all: Vec<_> = old.iter().chain([&new]).filter(|f| f.slot == slot).collect();
+        let all: Vec<_> = old
+            .iter()
+            .chain([&new])
+            .filter(|f| f.slot == slot)
+            .collect();
         assert!(kept.len() <= KEEP);
         assert_eq!(kept.as_slice(), &all[all.len().saturating_sub(KEEP)..]);
     }

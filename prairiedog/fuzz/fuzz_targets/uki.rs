@@ -19,12 +19,17 @@ fuzz_target!(|data: &[u8]| {
                 pe.end_of_image()
                     >= u64::from(s.virtual_address) + u64::from(s.virtual_size.max(s.raw_size))
             );
-            let first = pe.section(&s.name).expect("a listed section is found by name");
+            let first = pe
+                .section(&s.name)
+                .expect("a listed section is found by name");
             if let Some(bytes) = pe.section_data(data, &s.name) {
                 let inside = bytes.as_ptr_range();
                 assert!(range.start <= inside.start && inside.end <= range.end);
                 assert_eq!(bytes.len(), first.raw_size.min(first.virtual_size) as usize);
-                assert_eq!(inside.start as usize - range.start as usize, first.raw_offset as usize);
+                assert_eq!(
+                    inside.start as usize - range.start as usize,
+                    first.raw_offset as usize
+                );
             }
         }
     }
@@ -47,7 +52,9 @@ fuzz_target!(|data: &[u8]| {
         if let Some(v) = Version::parse(text) {
             let again = Version::parse(&v.to_string()).expect("a version written back parses");
             assert_eq!(again, v);
-            assert!(!text.is_empty() && text.split('.').count() == v.to_string().split('.').count());
+            assert!(
+                !text.is_empty() && text.split('.').count() == v.to_string().split('.').count()
+            );
         }
     }
 });
