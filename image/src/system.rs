@@ -303,9 +303,10 @@ pub const VERITY_MODULES: &[&str] = &[
 ];
 
 /// Loaded in the same child process after [`VERITY_MODULES`], while PID 1 verifies and
-/// mounts the root, and waited for before DATA opens: dm-crypt, the ciphers it and PID 1's LUKS2 code use (with the
-/// architecture's AES acceleration, whose self-tests take tens of milliseconds under
-/// emulation), the kernel crypto API's socket interface and the TPM drivers (sealed keys).
+/// mounts the root, and waited for before DATA opens: dm-crypt, the ciphers it and PID 1's
+/// LUKS2 code use (with the architecture's AES acceleration, whose self-tests take tens of
+/// milliseconds under emulation), the kernel crypto API's socket interface and the TPM
+/// drivers (sealed keys).
 pub const DATA_MODULES: &[&str] = &[
     "dm-crypt",
     "ecb",

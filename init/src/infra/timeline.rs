@@ -19,7 +19,8 @@ pub fn boottime() -> std::time::Duration {
     // SAFETY: clock_gettime writes one timespec into `ts`, which lives across the call.
     let ok = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } == 0;
     if !ok {
-        // Not on Linux since 2.6.39: nothing to read; the zero says so in the timeline.
+        // Cannot happen on a kernel with CLOCK_BOOTTIME (Linux 2.6.39 and later); a zero
+        // in the timeline would show it.
         return std::time::Duration::ZERO;
     }
     std::time::Duration::new(
@@ -81,6 +82,16 @@ pub fn log_peak_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The clock reads (a failed read would give zero) and does not go back.
+    #[test]
+    fn boottime_reads_and_moves_forward() {
+        let first = boottime();
+        assert!(first > std::time::Duration::ZERO);
+        let second = boottime();
+        assert!(second >= first);
+        assert!(boottime_us() >= u64::try_from(second.as_micros()).unwrap());
+    }
 
     #[test]
     fn peak_memory_from_proc_status() {
