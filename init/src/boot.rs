@@ -65,11 +65,7 @@ pub fn run() -> ! {
     // once they have.
     let built_in = root.join("dev/watchdog").exists();
     let early_dog = built_in.then(|| arm_watchdog(&cmdline.config)).flatten();
-    let (mut beside, late_modules) = load_modules(
-        root,
-        &cmdline.others,
-        cmdline.config.watchdog_secs.is_some(),
-    );
+    let (mut beside, late_modules) = load_modules(root, &cmdline.others, &cmdline.config);
     timeline::mark("modules");
     check_signed_cmdline(root);
     let watchdog = if built_in {
@@ -106,13 +102,28 @@ pub fn run() -> ! {
     }
     timeline::mark("slots");
 
-    // dm-verity, the root's file systems and the SHA-256 acceleration, loading since the
-    // modules stage.
-    beside.wait_verity();
     // Where the slot sets, PRIVATE and DATA are: read once from the (possibly repaired) table.
     let layout = prairiedog::disk::Layout::find(&boot_disk.gpt, &boot_disk.node)
         .map_err(verity::VerityError::Layout)
         .or_fail();
+    let data_node = layout
+        .data
+        .and_then(|n| boot_disk.disk.partition_node(Path::new("/dev"), n));
+    let private_node = layout
+        .private
+        .and_then(|n| boot_disk.disk.partition_node(Path::new("/dev"), n));
+    // The DATA stage's first step: DATA its final size before anybody opens it.
+    let grown = data_node.as_ref().map(|_| data::grow(&boot_disk.node));
+    if let (Some(data), Some(private), Some(Ok(_))) = (&data_node, &private_node, &grown) {
+        // The module child reads PRIVATE and opens DATA beside the verity and root stages.
+        beside.send_data(data::early::Request {
+            data: data.clone(),
+            private: private.clone(),
+        });
+    }
+    // dm-verity, the root's file systems and the SHA-256 acceleration, loading since the
+    // modules stage.
+    beside.wait_verity();
     let (verified, table) = verity::run(
         &boot_disk,
         &layout,
@@ -132,12 +143,6 @@ pub fn run() -> ! {
     ));
     timeline::mark("verity");
 
-    let data_node = layout
-        .data
-        .and_then(|n| boot_disk.disk.partition_node(Path::new("/dev"), n));
-    let private_node = layout
-        .private
-        .and_then(|n| boot_disk.disk.partition_node(Path::new("/dev"), n));
     if data_node.is_none() {
         kmsg::warn(&format!(
             "{} has no DATA partition: /var is kept in memory only",
@@ -156,10 +161,14 @@ pub fn run() -> ! {
     switch_root::switch_root(Path::new(root::SYSROOT)).or_fail();
     timeline::mark("switch-root");
 
-    // PRIVATE is mounted read-only once, for the settings and then the DATA stage, which
-    // unmounts it.
+    // dm-crypt, its ciphers and the TPM, loading since the modules stage, and what the
+    // child read on PRIVATE and did with DATA.
+    let early = beside.join();
+
+    // PRIVATE is mounted read-only once (unless the child read it), for the settings and
+    // then the DATA stage, which unmounts it.
     let (merged, mut private_mount) = match &private_node {
-        Some(private) => settings(&mut cmdline.config, private, failed),
+        Some(private) => settings(&mut cmdline.config, private, failed, early.private),
         None => {
             remember(None, failed);
             (settings::Merged::default(), None)
@@ -167,9 +176,6 @@ pub fn run() -> ! {
     };
     let sysctls = &merged.sysctls;
     let config = &cmdline.config;
-
-    // dm-crypt, its ciphers and the TPM, loading since the modules stage.
-    beside.join();
 
     let mut unmount = Vec::new();
     let root_hash = config.roothash.as_ref().map(ToString::to_string);
@@ -181,6 +187,7 @@ pub fn run() -> ! {
             private_mount.take(),
             config.data,
             root_hash.as_deref(),
+            (grown.unwrap_or(Ok(false)), early.opened),
         ) {
             Ok(outcome) => {
                 data::log(&outcome);
@@ -270,16 +277,28 @@ pub fn run() -> ! {
 /// arguments, and PRIVATE, still mounted read-only, for the DATA stage. The previous boot's
 /// failure (`failed`) goes into PRIVATE's history first ([`remember`]). A PRIVATE or
 /// bootconfig that cannot be read leaves the boot degraded, with the command line's
-/// settings.
+/// settings. `early` is PRIVATE's files as the module child read them: used, with no
+/// mount, unless there is a failure to add to the history.
 fn settings(
     config: &mut Config,
     private: &Path,
     failed: Failed,
+    early: Option<data::early::PrivateFiles>,
 ) -> (settings::Merged, Option<PrivateMount>) {
-    let read = PrivateMount::read_only(private)
-        .map_err(|e| settings::SettingsError::Private(Box::new(e)))
-        .and_then(|mount| Ok((settings::read(&mount)?, mount)));
-    let (entries, mut mount) = match read {
+    let early = early.filter(|_| failed.list.is_empty() && failed.pid1_var.is_none());
+    let read = match early {
+        Some(files) => {
+            let path = Path::new(data::PRIVATE_MOUNT).join(settings::FILE);
+            files
+                .settings
+                .map_or(Ok(Vec::new()), |bytes| settings::parse(&bytes, &path))
+                .map(|entries| (entries, None, files.history))
+        }
+        None => PrivateMount::read_only(private)
+            .map_err(|e| settings::SettingsError::Private(Box::new(e)))
+            .and_then(|mount| Ok((settings::read(&mount)?, Some(mount), Vec::new()))),
+    };
+    let (entries, mut mount, history) = match read {
         Ok(read) => read,
         Err(e) => {
             // PRIVATE is there but unreadable: PID 1's record waits for a later boot.
@@ -292,9 +311,13 @@ fn settings(
             return (settings::Merged::default(), None);
         }
     };
-    remember(Some(&mut mount), failed);
+    match mount.as_mut() {
+        Some(mount) => remember(Some(mount), failed),
+        // Read by the child: nothing to add to the history.
+        None => copy_history(&String::from_utf8_lossy(&history)),
+    }
     if entries.is_empty() {
-        return (settings::Merged::default(), Some(mount));
+        return (settings::Merged::default(), mount);
     }
     let merged = settings::merge(config, &entries);
     for line in &merged.ignored {
@@ -317,7 +340,7 @@ fn settings(
         sysctls.join(" ")
     ));
     timeline::mark("settings");
-    (merged, Some(mount))
+    (merged, mount)
 }
 
 /// The previous boot's failures for the history, and PID 1's failure record to erase once
@@ -333,7 +356,7 @@ struct Failed {
 /// once PRIVATE keeps it, or at once without PRIVATE. Trouble is logged, never fatal.
 #[inline(never)]
 fn remember(private: Option<&mut PrivateMount>, failed: Failed) {
-    use prairiedog::pstore::{add_to_history, read_history, PRIVATE_FILE, RUN_FILE};
+    use prairiedog::pstore::{add_to_history, read_history, PRIVATE_FILE};
     let mut text = String::new();
     let mut result = Ok(());
     let private_missing = private.is_none();
@@ -369,8 +392,13 @@ fn remember(private: Option<&mut PrivateMount>, failed: Failed) {
             "failure history not kept on PRIVATE ({e}): only this boot shows it"
         ));
     }
+    copy_history(&text);
+}
+
+/// The failure history `text` copied to /run for `prairiedog status`, if there is one.
+fn copy_history(text: &str) {
     if !text.is_empty() {
-        let run = Path::new("/").join(RUN_FILE);
+        let run = Path::new("/").join(prairiedog::pstore::RUN_FILE);
         let _ = run.parent().map(std::fs::create_dir_all);
         if let Err(e) = std::fs::write(&run, text) {
             kmsg::warn(&format!("writing {}: {e}", run.display()));
@@ -495,7 +523,7 @@ fn arm_watchdog(config: &Config) -> Option<Watchdog> {
 fn load_modules(
     root: &Path,
     cmdline: &[prairiedog::cmdline::Param],
-    watchdog: bool,
+    config: &Config,
 ) -> (BesideModules, LateModules) {
     let split = |list: Vec<modules::Entry>, phase| -> (Vec<_>, Vec<_>) {
         list.into_iter().partition(|e| e.phase == phase)
@@ -503,7 +531,7 @@ fn load_modules(
     let (mut now, rest) = split(modules::read_list(root).or_fail(), modules::Phase::Root);
     let (verity, rest) = split(rest, modules::Phase::Verity);
     let (data, mut late) = split(rest, modules::Phase::Data);
-    if !watchdog {
+    if config.watchdog_secs.is_none() {
         modules::defer_watchdogs(&mut now, &mut late);
     }
     let mut child = None;
@@ -529,9 +557,18 @@ fn load_modules(
                 log_modules(what, &done);
             }
         }
-        Ok(())
+        handshake.reach_milestone();
+        // Then PRIVATE and DATA, once PID 1 knows where they are.
+        Ok(match handshake.own_mounts() {
+            true => handshake
+                .receive()
+                .map(|request| data::early::run(&request, config))
+                .unwrap_or_default(),
+            false => Vec::new(),
+        })
     };
-    let beside = !(verity.is_empty() && data.is_empty());
+    // With a verified root there is a DATA stage to start beside the boot.
+    let beside = config.roothash.is_some() || !(verity.is_empty() && data.is_empty());
     let early = beside && modules::can_load_beside(&verity, &now);
     if early {
         child = fork_modules(&mut work);
@@ -555,7 +592,7 @@ fn load_modules(
     }
     let beside = BesideModules {
         child,
-        verity_in: false,
+        milestones: 0,
     };
     let opened = if late.is_empty() {
         None
@@ -567,7 +604,7 @@ fn load_modules(
 
 /// Starts `work` (the `verity` and `data` modules) in a child process; `None` if it could
 /// not (the caller then runs it itself).
-fn fork_modules(work: &mut dyn FnMut(&mut Handshake) -> Result<(), String>) -> Option<Beside> {
+fn fork_modules(work: &mut dyn FnMut(&mut Handshake) -> Result<Vec<u8>, String>) -> Option<Beside> {
     match crate::infra::process::beside(work) {
         Ok(started) => Some(started),
         Err(e) => {
@@ -579,34 +616,73 @@ fn fork_modules(work: &mut dyn FnMut(&mut Handshake) -> Result<(), String>) -> O
     }
 }
 
-/// The `verity` and `data` modules: loading in a child process (`None`: done), and
-/// whether its `verity` part is known to be done.
+/// The `verity` and `data` modules, then PRIVATE and DATA ([`data::early`]): in a child
+/// process (`None`: done), and how many of its milestones (the `verity` modules in, the
+/// `data` modules in) PID 1 has waited for.
 struct BesideModules {
     child: Option<Beside>,
-    verity_in: bool,
+    milestones: u8,
 }
 
 impl BesideModules {
     /// Waits until the `verity` modules are in; one that failed fails the modules stage,
     /// as before the disk (the child logged what it loaded).
     fn wait_verity(&mut self) {
-        if self.verity_in {
-            return;
-        }
-        self.verity_in = true;
-        if let Some(child) = self.child.take() {
-            let waiting = timeline::boottime_us();
-            self.child = Some(waited("verity", waiting, child.milestone()));
+        self.wait_for(1);
+    }
+
+    /// Waits for the milestones up to the `count`th, logging each wait.
+    fn wait_for(&mut self, count: u8) {
+        while self.milestones < count {
+            self.milestones += 1;
+            let phase = if self.milestones == 1 {
+                "verity"
+            } else {
+                "DATA"
+            };
+            if let Some(child) = self.child.take() {
+                let waiting = timeline::boottime_us();
+                self.child = Some(waited(phase, waiting, child.milestone()));
+            }
         }
     }
 
-    /// Waits for the child; a module that failed fails the modules stage.
-    fn join(mut self) {
-        self.wait_verity();
-        if let Some(child) = self.child.take() {
-            let waiting = timeline::boottime_us();
-            waited("DATA", waiting, child.join());
+    /// Asks the child to read PRIVATE and open DATA once its modules are in.
+    fn send_data(&mut self, request: data::early::Request) {
+        if let Some(child) = self.child.as_mut() {
+            child.send(&request.encode());
         }
+    }
+
+    /// Waits for the `data` modules, then for the child: a module that failed fails the
+    /// modules stage. What the child read on PRIVATE and did with DATA (nothing without a
+    /// child, or when it could not).
+    fn join(mut self) -> data::early::Early {
+        self.wait_for(2);
+        let Some(child) = self.child.take() else {
+            return data::early::Early::default();
+        };
+        let waiting = timeline::boottime_us();
+        let report = child
+            .join()
+            .map_err(|detail| modules::ModuleError::Beside {
+                phase: "DATA",
+                detail,
+            })
+            .or_fail();
+        let early = data::early::Early::decode(&report);
+        if early.private.is_some() {
+            kmsg::info(&format!(
+                "data: waited {} ms for PRIVATE read{} beside the boot",
+                timeline::boottime_us().saturating_sub(waiting) / 1000,
+                if early.opened.is_some() {
+                    " and DATA opened"
+                } else {
+                    ""
+                }
+            ));
+        }
+        early
     }
 }
 

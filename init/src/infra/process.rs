@@ -295,47 +295,78 @@ pub fn output<A: AsRef<OsStr>>(path: &Path, args: &[A]) -> io::Result<(Status, V
 pub struct Beside {
     pid: i32,
     report: File,
-    /// Readable once the child has reached its milestone (or ended).
-    milestone: Option<File>,
-    /// Where [`Beside::go`] tells the child to go on.
+    /// A byte each time the child reaches a milestone; EOF once it ended.
+    milestone: File,
+    /// Where [`Beside::go`] tells the child to go on, then [`Beside::send`] sends it
+    /// messages; closed by [`Beside::join`].
     go: Option<File>,
+    went: bool,
 }
 
-/// The child's side of a [`beside`] child: tell the parent that the work has reached its
-/// milestone ([`Beside::milestone`] waits for that), wait for the parent's go
-/// ([`Beside::go`]). The default one does neither (the work run in the parent, when there
-/// is no child).
+/// The child's side of a [`beside`] child: tell the parent that the work has reached a
+/// milestone ([`Beside::milestone`] waits for each), wait for the parent's go
+/// ([`Beside::go`]), receive what the parent sends ([`Beside::send`]). The default one
+/// does none of it (the work run in the parent, when there is no child): it receives
+/// nothing.
 #[derive(Debug, Default)]
 pub struct Handshake {
     milestone: Option<File>,
     go: Option<File>,
+    went: bool,
+    own_mounts: bool,
 }
 
 impl Handshake {
-    /// Tells the parent that the work is this far; later calls do nothing.
+    /// Whether the work runs in a child with a mount namespace of its own, made when it
+    /// started ([`beside`]).
+    pub fn own_mounts(&self) -> bool {
+        self.own_mounts
+    }
+
+    /// Tells the parent that the work reached its next milestone.
     pub fn reach_milestone(&mut self) {
-        if let Some(mut pipe) = self.milestone.take() {
+        if let Some(pipe) = self.milestone.as_mut() {
             // A parent gone or not waiting: nothing to tell.
-            let _ = std::io::Write::write_all(&mut pipe, b"m");
+            let _ = std::io::Write::write_all(pipe, b"m");
         }
     }
 
     /// Waits until the parent says go, or has dropped its [`Beside`] (which says the
     /// same); later calls return at once.
     pub fn wait_for_go(&mut self) {
-        if let Some(mut pipe) = self.go.take() {
+        if let (Some(pipe), false) = (self.go.as_mut(), self.went) {
             let mut byte = [0u8; 1];
             let _ = pipe.read(&mut byte);
         }
+        self.went = true;
+    }
+
+    /// The parent's next message ([`Beside::send`]), after its go; `None` once the parent
+    /// joined without sending one (or there is no parent).
+    pub fn receive(&mut self) -> Option<Vec<u8>> {
+        self.wait_for_go();
+        let pipe = self.go.as_mut()?;
+        let mut len = [0u8; 4];
+        pipe.read_exact(&mut len).ok()?;
+        let mut message = vec![0u8; u32::from_le_bytes(len) as usize];
+        pipe.read_exact(&mut message).ok()?;
+        Some(message)
     }
 }
 
 /// Runs `work` in a child process and returns at once; [`Beside::milestone`] waits until
-/// the work has reached its milestone, [`Beside::go`] lets it past its wait for the go
-/// ([`Handshake`]), [`Beside::join`] waits for all of it and gives its result. The caller
-/// must be single-threaded (PID 1 is). The child writes an error's text into a
-/// close-on-exec pipe and exits with 1.
-pub fn beside(work: &mut dyn FnMut(&mut Handshake) -> Result<(), String>) -> io::Result<Beside> {
+/// the work has reached its next milestone, [`Beside::go`] lets it past its wait for the
+/// go, [`Beside::send`] gives it a message ([`Handshake`]), [`Beside::join`] waits for all
+/// of it and gives its result: the bytes the work returned, or its error's text. The
+/// caller must be single-threaded (PID 1 is). The child writes either into a close-on-exec
+/// pipe and exits with 0 or 1.
+///
+/// The child starts with a mount namespace of its own ([`Handshake::own_mounts`]): what it
+/// mounts stays its own, and the parent's mount moves (switch_root's) do not move the
+/// child's /dev, /proc or /sys.
+pub fn beside(
+    work: &mut dyn FnMut(&mut Handshake) -> Result<Vec<u8>, String>,
+) -> io::Result<Beside> {
     let (report_read, report_write) = pipe()?;
     let (milestone_read, milestone_write) = pipe()?;
     let (go_read, go_write) = pipe()?;
@@ -348,17 +379,19 @@ pub fn beside(work: &mut dyn FnMut(&mut Handshake) -> Result<(), String>) -> io:
     if pid == 0 {
         reset_signals();
         drop((report_read, milestone_read, go_write));
+        // SAFETY: unshare(CLONE_NEWNS) changes only this process's view of the mounts.
+        let own_mounts = unsafe { libc::unshare(libc::CLONE_NEWNS) } == 0;
         let mut handshake = Handshake {
             milestone: Some(File::from(milestone_write)),
             go: Some(File::from(go_read)),
+            went: false,
+            own_mounts,
         };
-        let code = match work(&mut handshake) {
-            Ok(()) => 0,
-            Err(text) => {
-                let _ = std::io::Write::write_all(&mut File::from(report_write), text.as_bytes());
-                1
-            }
+        let (code, bytes) = match work(&mut handshake) {
+            Ok(bytes) => (0, bytes),
+            Err(text) => (1, text.into_bytes()),
         };
+        let _ = std::io::Write::write_all(&mut File::from(report_write), &bytes);
         // SAFETY: _exit ends the child without running anything of the parent's.
         unsafe { libc::_exit(code) }
     }
@@ -366,61 +399,74 @@ pub fn beside(work: &mut dyn FnMut(&mut Handshake) -> Result<(), String>) -> io:
     Ok(Beside {
         pid,
         report: File::from(report_read),
-        milestone: Some(File::from(milestone_read)),
+        milestone: File::from(milestone_read),
         go: Some(File::from(go_write)),
+        went: false,
     })
 }
 
 impl Beside {
     /// Lets the child past [`Handshake::wait_for_go`]; later calls do nothing.
     pub fn go(&mut self) {
-        if let Some(mut pipe) = self.go.take() {
+        if let (Some(pipe), false) = (self.go.as_mut(), self.went) {
             // A child that ended has nothing to wait for: a failed write says nothing
             // (SIGPIPE is ignored by PID 1; the error is dropped).
-            let _ = std::io::Write::write_all(&mut pipe, b"g");
+            let _ = std::io::Write::write_all(pipe, b"g");
+        }
+        self.went = true;
+    }
+
+    /// Says go, then sends `message` for the child's [`Handshake::receive`]; a child that
+    /// ended does not get it.
+    pub fn send(&mut self, message: &[u8]) {
+        self.go();
+        if let Some(pipe) = self.go.as_mut() {
+            let len = u32::try_from(message.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes();
+            let _ = std::io::Write::write_all(pipe, &len)
+                .and_then(|()| std::io::Write::write_all(pipe, message));
         }
     }
 
-    /// Waits until the child has reached its milestone (at once if it was waited for
-    /// before). A child that ended first is joined: its error's text, or that it ended
-    /// without reaching it.
+    /// Waits until the child has reached its next milestone. A child that ended first is
+    /// joined: its error's text, or that it ended without reaching it.
     pub fn milestone(mut self) -> Result<Beside, String> {
         self.go();
-        let Some(mut pipe) = self.milestone.take() else {
-            return Ok(self);
-        };
         let mut byte = [0u8; 1];
         // The write end closes when the child exits: 0 bytes then.
-        if matches!(pipe.read(&mut byte), Ok(1)) {
+        if matches!(self.milestone.read(&mut byte), Ok(1)) {
             return Ok(self);
         }
         let pid = self.pid;
         match self.join() {
-            Ok(()) => Err(format!("pid {pid} ended before its milestone")),
+            Ok(_) => Err(format!("pid {pid} ended before its milestone")),
             Err(e) => Err(e),
         }
     }
 
-    /// Waits for the child: its error's text, or how it ended if not with 0.
-    pub fn join(mut self) -> Result<(), String> {
+    /// Waits for the child: the bytes its work returned, its error's text, or how it
+    /// ended if not with 0 or 1.
+    pub fn join(mut self) -> Result<Vec<u8>, String> {
         self.go();
+        // No more messages: a child waiting for one gets EOF.
+        self.go = None;
         // The milestone's read end stays open until the child is waited for: a child
-        // reaching its milestone after this was called writes one byte into the pipe's
+        // reaching a milestone after this was called writes one byte into the pipe's
         // buffer, not into a closed pipe (SIGPIPE).
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         // The write end closes when the child exits: the read ends then.
-        let read = self.report.read_to_string(&mut text);
+        let read = self.report.read_to_end(&mut bytes);
         let status = wait(self.pid).map_err(|e| format!("waiting for pid {}: {e}", self.pid))?;
-        if !text.is_empty() {
-            return Err(text);
-        }
         if let Err(e) = read {
             return Err(format!("reading from pid {}: {e}", self.pid));
         }
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("pid {} ended with {status}", self.pid))
+        match status {
+            Status::Code(0) => Ok(bytes),
+            Status::Code(1) if !bytes.is_empty() => {
+                Err(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            _ => Err(format!("pid {} ended with {status}", self.pid)),
         }
     }
 }
@@ -468,10 +514,10 @@ mod tests {
             if std::process::id() == me {
                 Err("ran in the parent".to_owned())
             } else {
-                Ok(())
+                Ok(b"result".to_vec())
             }
         };
-        assert_eq!(beside(&mut ok).unwrap().join(), Ok(()));
+        assert_eq!(beside(&mut ok).unwrap().join(), Ok(b"result".to_vec()));
         let mut failing = |_: &mut Handshake| Err("loading module x: No such file".to_owned());
         assert_eq!(
             beside(&mut failing).unwrap().join(),
@@ -480,7 +526,7 @@ mod tests {
         let mut killed = |_: &mut Handshake| {
             // SAFETY: the child signals itself.
             unsafe { libc::raise(libc::SIGKILL) };
-            Ok(())
+            Ok(Vec::new())
         };
         let err = beside(&mut killed).unwrap().join().unwrap_err();
         assert!(err.ends_with("ended with killed by signal 9"), "{err}");
@@ -505,7 +551,8 @@ mod tests {
             say(b"2").map_err(|e| e.to_string())?;
             h.reach_milestone();
             h.wait_for_go();
-            say(b"3").map_err(|e| e.to_string())
+            say(b"3").map_err(|e| e.to_string())?;
+            Ok(Vec::new())
         };
         let mut child = beside(&mut three_parts).unwrap();
         drop(order_write);
@@ -525,14 +572,14 @@ mod tests {
         child.go();
         let child = child.milestone().unwrap();
         let mut rest = String::new();
-        assert_eq!(child.join(), Ok(()));
+        assert_eq!(child.join(), Ok(Vec::new()));
         order.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "23");
 
         let mut failing = |_: &mut Handshake| Err("loading module dm_verity: Bad".to_owned());
         let err = beside(&mut failing).unwrap().milestone().unwrap_err();
         assert_eq!(err, "loading module dm_verity: Bad");
-        let mut silent = |_: &mut Handshake| Ok(());
+        let mut silent = |_: &mut Handshake| Ok(Vec::new());
         let err = beside(&mut silent).unwrap().milestone().unwrap_err();
         assert!(err.ends_with("ended before its milestone"), "{err}");
         let mut late = |h: &mut Handshake| {
@@ -541,6 +588,44 @@ mod tests {
         };
         let child = beside(&mut late).unwrap().milestone().unwrap();
         assert_eq!(child.join(), Err("loading module dm_crypt: Bad".to_owned()));
+    }
+
+    /// Two milestones, one after the other, and a message each way: the child gets what
+    /// the parent sent after its go, and `None` when the parent joins without sending.
+    #[test]
+    fn milestones_and_messages() {
+        let mut echo = |h: &mut Handshake| {
+            h.reach_milestone();
+            h.reach_milestone();
+            let Some(mut message) = h.receive() else {
+                return Err("no message".to_owned());
+            };
+            message.extend_from_slice(b" back");
+            Ok(message)
+        };
+        let mut child = beside(&mut echo).unwrap();
+        child.send(b"there");
+        let child = child.milestone().unwrap().milestone().unwrap();
+        assert_eq!(child.join(), Ok(b"there back".to_vec()));
+        let big = vec![7u8; 100_000];
+        let mut child = beside(&mut echo).unwrap();
+        child.send(&big);
+        let mut expected = big.clone();
+        expected.extend_from_slice(b" back");
+        assert_eq!(child.join(), Ok(expected));
+        let child = beside(&mut echo).unwrap();
+        assert_eq!(child.join(), Err("no message".to_owned()));
+        let mut once = |h: &mut Handshake| {
+            h.reach_milestone();
+            Ok(Vec::new())
+        };
+        let err = beside(&mut once)
+            .unwrap()
+            .milestone()
+            .unwrap()
+            .milestone()
+            .unwrap_err();
+        assert!(err.ends_with("ended before its milestone"), "{err}");
     }
 
     #[test]

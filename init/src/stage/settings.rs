@@ -27,7 +27,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use prairiedog::bootconfig;
 use prairiedog::cmdline::{self, Config, Handoff, Problem};
@@ -93,28 +93,41 @@ impl std::error::Error for SettingsError {}
 /// The bootconfig's `key = value` entries on PRIVATE (mounted read-only as `mount`), or
 /// none when PRIVATE has no bootconfig.
 pub fn read(mount: &PrivateMount) -> Result<Vec<(String, String)>, SettingsError> {
-    let path = mount.dir().join(FILE);
+    match read_file(mount.dir())? {
+        Some(bytes) => parse(&bytes, &mount.dir().join(FILE)),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The bootconfig's bytes in `dir` (at most one byte more than a bootconfig can be, for
+/// [`parse`] to refuse), `None` without one.
+pub fn read_file(dir: &Path) -> Result<Option<Vec<u8>>, SettingsError> {
+    let path = dir.join(FILE);
     let mut bytes = Vec::new();
-    let limit = (bootconfig::MAX_SIZE + bootconfig::FOOTER_LEN + 3) as u64;
     match File::open(&path) {
-        Ok(f) => f.take(limit + 1).read_to_end(&mut bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Ok(f) => f.take(LIMIT + 1).read_to_end(&mut bytes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => Err(e),
     }
-    .map_err(|source| SettingsError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    .map_err(|source| SettingsError::Read { path, source })?;
+    Ok(Some(bytes))
+}
+
+/// The largest bootconfig file: its text, its footer and a newline's slack.
+const LIMIT: u64 = (bootconfig::MAX_SIZE + bootconfig::FOOTER_LEN + 3) as u64;
+
+/// The entries of a bootconfig file's `bytes`; `path` names it in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Vec<(String, String)>, SettingsError> {
     let format = |reason: String| SettingsError::Format {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
-    if bytes.len() as u64 > limit {
+    if bytes.len() as u64 > LIMIT {
         return Err(format(format!(
-            "larger than a bootconfig can be ({limit} bytes)"
+            "larger than a bootconfig can be ({LIMIT} bytes)"
         )));
     }
-    let parsed = bootconfig::parse(&bytes).map_err(|e| format(e.to_string()))?;
+    let parsed = bootconfig::parse(bytes).map_err(|e| format(e.to_string()))?;
     let text = std::str::from_utf8(parsed.text)
         .map_err(|_| format("the settings are not UTF-8".to_owned()))?;
     bootconfig::parse_flat(text).map_err(|e| format(e.to_string()))

@@ -7,7 +7,11 @@
 //!    nothing the next stage needs stays behind;
 //! 2. `chdir` into the new root;
 //! 3. delete every file of the initramfs, never crossing into another file system (the new
-//!    root and the moved mounts are other file systems);
+//!    root and the moved mounts are other file systems), except the API mounts' folders:
+//!    PID 1's module child, in a mount namespace of its own since before this, still has
+//!    the API file systems mounted on them, and a folder deleted here would take its mount
+//!    away from the child (from Linux 3.18 on, deleting a mount point of another namespace
+//!    detaches that mount);
 //! 4. move the new root's mount onto `/` and `chroot` into it.
 //!
 //! After that, `exec` starts the next stage as PID 1.
@@ -85,7 +89,7 @@ pub fn switch_root(new_root: &Path) -> Result<(), SwitchRootError> {
         source,
     })?;
     // Freeing the initramfs is best effort: what cannot be deleted only costs memory.
-    let _ = remove_same_fs(Path::new("/"));
+    let _ = remove_same_fs(Path::new("/"), &MOVED);
     mount_move(".", "/").map_err(|e| SwitchRootError::Move {
         from: new_root.to_path_buf(),
         to: PathBuf::from("/"),
@@ -99,17 +103,21 @@ pub fn switch_root(new_root: &Path) -> Result<(), SwitchRootError> {
 }
 
 /// Deletes everything below `dir` that is on the same file system as `dir`, leaving `dir`
-/// itself and any mount point below it. Returns how many entries were removed.
-pub fn remove_same_fs(dir: &Path) -> io::Result<u64> {
+/// itself, any mount point below it, and the paths in `keep` (with what is under them).
+/// Returns how many entries were removed.
+pub fn remove_same_fs(dir: &Path, keep: &[&str]) -> io::Result<u64> {
     let dev = std::fs::symlink_metadata(dir)?.dev();
-    remove_children(dir, dev)
+    remove_children(dir, dev, keep)
 }
 
-fn remove_children(dir: &Path, dev: u64) -> io::Result<u64> {
+fn remove_children(dir: &Path, dev: u64, keep: &[&str]) -> io::Result<u64> {
     let mut removed = 0;
     for entry in std::fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let path = entry.path();
+        if keep.iter().any(|k| path == Path::new(k)) {
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
@@ -118,7 +126,7 @@ fn remove_children(dir: &Path, dev: u64) -> io::Result<u64> {
             continue;
         }
         if meta.is_dir() {
-            removed += remove_children(&path, dev).unwrap_or(0);
+            removed += remove_children(&path, dev, keep).unwrap_or(0);
             if std::fs::remove_dir(&path).is_ok() {
                 removed += 1;
             }
@@ -141,10 +149,18 @@ mod tests {
         std::fs::write(dir.join("a/b/c/file"), b"x").unwrap();
         std::fs::write(dir.join("init"), b"x").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).unwrap();
-        let removed = remove_same_fs(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("dev/sub")).unwrap();
+        let kept = dir.join("dev");
+        let removed = remove_same_fs(&dir, &[kept.to_str().unwrap()]).unwrap();
         assert_eq!(removed, 6);
         assert!(dir.is_dir());
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(left, std::slice::from_ref(&kept));
+        assert!(kept.join("sub").is_dir());
+        std::fs::remove_dir_all(&kept).unwrap();
         // The symlink's target was not followed.
         assert!(Path::new("/etc/passwd").exists());
         std::fs::remove_dir(&dir).unwrap();

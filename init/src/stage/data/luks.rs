@@ -29,8 +29,9 @@ use luks2::{FormatOptions, KdfParams, Luks2, VolumeKey};
 
 use super::recovery::RecoveryKey;
 use super::{
-    create_mapping, disposable, mkfs, open_plain, read_key, remove_durably, write_durably,
-    DataError, Encryption, Fresh, Key, Opened, PrivateMount, FIRST_USE_RECORD, KEY_FILE,
+    create_mapping, device_size, disposable, mkfs, open_plain, read_key, remove_durably,
+    write_durably, DataError, Encryption, Fresh, Key, Opened, PrivateMount, FIRST_USE_RECORD,
+    KEY_FILE,
 };
 use crate::infra::kmsg;
 use prairiedog::host::RECOVERY_KEY_FILE;
@@ -173,7 +174,7 @@ pub fn open_keyfile(
                 device: data.to_path_buf(),
                 key: dir.join(KEY_FILE),
             };
-            let (volume_key, table) = unlock(&header, data, part_bytes, key.as_bytes(), wrong)?;
+            let (volume_key, table) = unlock(&header, data, part_bytes, key.as_bytes(), &wrong)?;
             drop(key);
             kmsg::debug("data: volume key unlocked");
             map_and_tidy(
@@ -216,6 +217,33 @@ pub fn open_keyfile(
         }
         Plan::Refuse(e) => Err(e),
     }
+}
+
+/// The module child's keyfile open ([`super::early`]): DATA's LUKS2 volume opened with the
+/// key file in `dir` and mapped, when nothing else is to be done on this boot: no
+/// first-use record, no unsaved recovery key, and no TPM2 token (when `header_decides`
+/// the mode, a token makes it `tpm2`). `None` in every other case, and on any error: PID 1
+/// then does it all, as without the child.
+pub fn open_steady(dir: &Path, data: &Path, header_decides: bool) -> Option<PathBuf> {
+    if dir.join(FIRST_USE_RECORD).exists() {
+        return None;
+    }
+    let key = read_key(dir).ok()??;
+    let Found::Luks2(header) = inspect(data).ok()? else {
+        return None;
+    };
+    if (header_decides && super::tpm::token(&header).is_some())
+        || unsaved_recovery(&header).is_some()
+    {
+        return None;
+    }
+    let part_bytes = device_size(data).ok()?;
+    let wrong = || DataError::NoKey {
+        device: data.to_path_buf(),
+    };
+    let (volume_key, table) = unlock(&header, data, part_bytes, key.as_bytes(), &wrong).ok()?;
+    drop((volume_key, key));
+    create_mapping(table).ok()
 }
 
 /// Maps DATA with `table`, then the chores of an opened volume: a new recovery key while
@@ -276,7 +304,7 @@ pub fn unlock(
     data: &Path,
     part_bytes: u64,
     secret: &[u8],
-    wrong: impl FnOnce() -> DataError,
+    wrong: &dyn Fn() -> DataError,
 ) -> Result<(VolumeKey, dm::Target), DataError> {
     let luks_err = |source| DataError::Luks {
         device: data.to_path_buf(),
@@ -758,7 +786,7 @@ mod tests {
             device: image.clone(),
             key: "/run/liftoff/private/data.key".into(),
         };
-        let e = unlock(&h, &image, PART, other.as_bytes(), wrong)
+        let e = unlock(&h, &image, PART, other.as_bytes(), &wrong)
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -770,7 +798,7 @@ mod tests {
             )
         );
         let key = read_key(run.private.path()).unwrap().unwrap();
-        let (_, target) = unlock(&h, &image, PART, key.as_bytes(), || unreachable!()).unwrap();
+        let (_, target) = unlock(&h, &image, PART, key.as_bytes(), &|| unreachable!()).unwrap();
         assert!(target.params.starts_with("aes-xts-plain64 "));
         assert_eq!(target.length, (PART - luks2::volume::DATA_OFFSET) / 512);
     }
@@ -790,7 +818,7 @@ mod tests {
         };
         assert_eq!(unsaved_recovery(&h), Some((0, 1)));
         let key = read_key(run.private.path()).unwrap().unwrap();
-        let (vk, _) = unlock(&h, &image, PART, key.as_bytes(), || unreachable!()).unwrap();
+        let (vk, _) = unlock(&h, &image, PART, key.as_bytes(), &|| unreachable!()).unwrap();
         let fresh = run.private.path().join("new-recovery-key");
         renew_recovery(&mut h, &vk, 0, 1, &image, &fresh).unwrap();
 

@@ -114,7 +114,7 @@ pub fn open(
                 device: data.to_path_buf(),
             };
             let (volume_key, table) =
-                luks::unlock(&header, data, part_bytes, passphrase.as_bytes(), wrong)?;
+                luks::unlock(&header, data, part_bytes, passphrase.as_bytes(), &wrong)?;
             drop(passphrase);
             luks::map_and_tidy(
                 *header,
