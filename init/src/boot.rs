@@ -656,21 +656,24 @@ impl BesideModules {
 
     /// Waits for the `data` modules, then for the child: a module that failed fails the
     /// modules stage. What the child read on PRIVATE and did with DATA (nothing without a
-    /// child, or when it could not).
+    /// child, or when it could not: PID 1 then does it all itself).
     fn join(mut self) -> data::early::Early {
         self.wait_for(2);
         let Some(child) = self.child.take() else {
             return data::early::Early::default();
         };
         let waiting = timeline::boottime_us();
-        let report = child
-            .join()
-            .map_err(|detail| modules::ModuleError::Beside {
-                phase: "DATA",
-                detail,
-            })
-            .or_fail();
-        let early = data::early::Early::decode(&report);
+        let early = match child.join() {
+            Ok(report) => data::early::Early::decode(&report),
+            // Its modules are in (the milestone said so): only its DATA work is lost.
+            Err(e) => {
+                kmsg::warn(&format!(
+                    "data: the module child failed reading PRIVATE and DATA ({e}); \
+                     PID 1 does it"
+                ));
+                data::early::Early::default()
+            }
+        };
         if early.private.is_some() {
             kmsg::info(&format!(
                 "data: waited {} ms for PRIVATE read{} beside the boot",

@@ -104,36 +104,6 @@ fn stage_medians(boots: &[Vec<(String, u64)>]) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Marks the recovery key of DATA (partition 9) as saved, as `prairiedog data
-/// recovery-key-saved` does in a guest: the LUKS2 token of type
-/// `prairiedog::host::UNSAVED_RECOVERY_TOKEN` goes, both header copies rewritten.
-fn confirm_recovery_key(disk: &liftoff_image::disk::BuiltDisk) {
-    use std::io::{Read, Seek, SeekFrom, Write};
-    let (start, len) = disk.extent(9);
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&disk.path)
-        .unwrap();
-    let mut head = vec![0u8; len.min(16 << 20) as usize];
-    f.seek(SeekFrom::Start(start)).unwrap();
-    f.read_exact(&mut head).unwrap();
-    let mut cursor = std::io::Cursor::new(head);
-    let mut header = luks2::Luks2::read(&mut cursor).expect("DATA is LUKS2 after the first boot");
-    let token = header
-        .metadata
-        .tokens
-        .iter()
-        .find(|(_, t)| t.kind == "liftoff-recovery-unsaved")
-        .map(|(n, _)| *n)
-        .expect("the first boot left its recovery key unconfirmed");
-    header.remove_token(token).unwrap();
-    header.write(&mut cursor).unwrap();
-    f.seek(SeekFrom::Start(start)).unwrap();
-    f.write_all(cursor.get_ref()).unwrap();
-    f.sync_all().unwrap();
-}
-
 /// Marks slot A successful with no tries left and no unhealthy boots, its priority kept
 /// (DESIGN.md section 4), as `prairiedog mark-successful-boot` does once the next stage is
 /// healthy: the probe is no health check, so without this every boot would count as one
@@ -347,7 +317,7 @@ fn main() {
     // machine load.
     for i in 0..boots + 2 {
         if i == 2 {
-            confirm_recovery_key(&disk);
+            common::confirm_recovery_key(&disk);
         }
         if i >= 2 {
             mark_slot_a_successful(&disk);

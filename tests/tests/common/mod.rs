@@ -614,3 +614,33 @@ impl Drop for OpenedData {
         }
     }
 }
+
+/// Marks the recovery key of DATA (partition 9) as saved, as `prairiedog data
+/// recovery-key-saved` does in a guest: the LUKS2 token of type
+/// `prairiedog::host::UNSAVED_RECOVERY_TOKEN` goes, both header copies rewritten.
+pub fn confirm_recovery_key(disk: &BuiltDisk) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let (start, len) = disk.extent(9);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk.path)
+        .unwrap();
+    let mut head = vec![0u8; len.min(16 << 20) as usize];
+    f.seek(SeekFrom::Start(start)).unwrap();
+    f.read_exact(&mut head).unwrap();
+    let mut cursor = std::io::Cursor::new(head);
+    let mut header = luks2::Luks2::read(&mut cursor).expect("DATA is LUKS2 after the first boot");
+    let token = header
+        .metadata
+        .tokens
+        .iter()
+        .find(|(_, t)| t.kind == "liftoff-recovery-unsaved")
+        .map(|(n, _)| *n)
+        .expect("the first boot left its recovery key unconfirmed");
+    header.remove_token(token).unwrap();
+    header.write(&mut cursor).unwrap();
+    f.seek(SeekFrom::Start(start)).unwrap();
+    f.write_all(cursor.get_ref()).unwrap();
+    f.sync_all().unwrap();
+}

@@ -1057,6 +1057,101 @@ fn data_persists_and_grows(arch: Arch) {
     for f in [&volume_key, &key_file, &data] {
         std::fs::remove_file(f).unwrap();
     }
+    if arch == Arch::X86_64 {
+        steady_state_and_a_wrong_key(&second, &marker);
+    }
+}
+
+/// After `second` (a disk whose DATA holds `marker`): the steady state, then a key file
+/// that opens nothing. The operator saved the recovery key and put the mode into PRIVATE's
+/// bootconfig: PID 1's module child reads PRIVATE and opens DATA beside the root, and PID 1
+/// takes the settings from what it read. Then the key file on PRIVATE is replaced: the
+/// child opens nothing, PID 1 tries for itself and refuses DATA (degraded), leaving it
+/// untouched.
+fn steady_state_and_a_wrong_key(second: &Boot, marker: &str) {
+    let arch = Arch::X86_64;
+    common::confirm_recovery_key(&second.disk);
+    let bootconfig = second.work.join("bootconfig");
+    let out = Command::new(common::host_binary("prairiedog", "prairiedog"))
+        .args([
+            "generate-boot-config",
+            "--set",
+            "liftoff.data=keyfile",
+            "--output",
+        ])
+        .arg(&bootconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    disk::put_private_file(
+        &second.disk,
+        "bootconfig",
+        &std::fs::read(&bootconfig).unwrap(),
+        &second.work,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut third = boot_disk(
+        arch,
+        &second.work,
+        "console-3.log",
+        &format!("liftoff.handoff={PROBE}"),
+        second.disk.clone(),
+        vec![],
+    );
+    let r3 = report(&mut third);
+    assert_eq!(r3.local_marker.as_deref(), Some(marker), "file kept");
+    let has = |r: &Report, text: &str| r.liftoff_log.iter().any(|l| l.contains(text));
+    for line in [
+        "PRIVATE read and DATA opened beside the boot",
+        "bootconfig on /dev/vda8: took data",
+        "(32 MiB, LUKS2 opened with the key on PRIVATE) mounted at /local",
+    ] {
+        assert!(has(&r3, line), "{line:?}: {:?}", r3.liftoff_log);
+    }
+    assert!(!has(&r3, "recovery key"), "{:?}", r3.liftoff_log);
+    let before = partition_copy(&third.disk, disk::DATA, &third.work, "data-3.part");
+
+    disk::put_private_file(&second.disk, "data.key", &[0x5a; 64], &second.work)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut fourth = boot_disk(
+        arch,
+        &second.work,
+        "console-4.log",
+        &format!("liftoff.handoff={PROBE}"),
+        second.disk.clone(),
+        vec![],
+    );
+    let r4 = report(&mut fourth);
+    assert!(
+        has(&r4, "data: waited ") && has(&r4, "PRIVATE read beside the boot"),
+        "{:?}",
+        r4.liftoff_log
+    );
+    let failed = r4
+        .liftoff_log
+        .iter()
+        .find(|l| l.starts_with("stage data failed"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        failed.contains(
+            "/run/liftoff/private/data.key opens none of the LUKS2 keyslots of /dev/vda9: \
+             refusing to format it"
+        ) && failed.ends_with(
+            "action: boot degraded (DATA left untouched and unmounted, /local in memory)"
+        ),
+        "{failed}"
+    );
+    assert_eq!(r4.mount("/local").map(|m| m.fstype.as_str()), Some("tmpfs"));
+    assert!(!r4.dm.iter().any(|t| t.device == "data"), "{:?}", r4.dm);
+    // DATA untouched: byte for byte what the third boot left.
+    let after = partition_copy(&fourth.disk, disk::DATA, &fourth.work, "data-4.part");
+    assert!(
+        std::fs::read(&before).unwrap() == std::fs::read(&after).unwrap(),
+        "DATA changed on a boot that could not open it"
+    );
+    std::fs::remove_file(&before).unwrap();
+    std::fs::remove_file(&after).unwrap();
 }
 
 #[test]
