@@ -158,6 +158,7 @@ pub fn run() -> ! {
     ));
     timeline::mark("root");
 
+    beside.wait_files();
     switch_root::switch_root(Path::new(root::SYSROOT)).or_fail();
     timeline::mark("switch-root");
 
@@ -534,29 +535,38 @@ fn load_modules(
     if config.watchdog_secs.is_none() {
         modules::defer_watchdogs(&mut now, &mut late);
     }
+    // The DATA modules that need neither hardware nor a `root` module (dm-crypt and the
+    // ciphers) load beside the `root` phase too, before the `verity` ones (dm-crypt pulls
+    // dm-mod in first): with them in, the child opens DATA as soon as PID 1 has the disk.
+    let early = modules::can_load_beside(&verity, &now);
+    let (mut first, data) = modules::split_beside(data, &now);
+    first.extend(verity);
     let mut child = None;
     let mut work = |handshake: &mut Handshake| {
-        let phases = [
-            (&verity, " for verity beside the disk"),
-            (&data, " for DATA beside the boot"),
-        ];
-        for (i, (entries, what)) in phases.into_iter().enumerate() {
-            if i == 1 {
-                // The `root` phase's drivers may bring up buses the `data` ones are gated
-                // on: they are read once it is in.
-                handshake.wait_for_go();
-            }
-            let mut loader = modules::Opened::new(root, entries).map_err(|e| e.to_string())?;
-            if i == 1 {
-                // Before switch_root: PID 1 waits for this before the verity stage.
-                handshake.reach_milestone();
-            }
-            let done =
-                modules::load_listed(&mut loader, entries, cmdline).map_err(|e| e.to_string())?;
+        let load = |loader: &mut modules::Opened, entries: &[modules::Entry], what| {
+            let done = modules::load_listed(loader, entries, cmdline).map_err(|e| e.to_string())?;
             if !entries.is_empty() {
                 log_modules(what, &done);
             }
-        }
+            Ok::<(), String>(())
+        };
+        let open = |entries| modules::Opened::new(root, entries).map_err(|e| e.to_string());
+        load(
+            &mut open(&first)?,
+            &first,
+            " for verity and DATA beside the disk",
+        )?;
+        // Milestone 1: PID 1 waits for it before the verity stage.
+        handshake.reach_milestone();
+        // The `root` phase's drivers may bring up buses the other `data` modules are gated
+        // on: they are read once it is in.
+        handshake.wait_for_go();
+        let mut gated = open(&data)?;
+        // Milestone 2, every file open and every bus read: PID 1 waits for it before
+        // switch_root, which frees the initramfs and moves sysfs.
+        handshake.reach_milestone();
+        load(&mut gated, &data, " for DATA beside the boot")?;
+        // Milestone 3: the DATA modules are in.
         handshake.reach_milestone();
         // Then PRIVATE and DATA, once PID 1 knows where they are.
         Ok(match handshake.own_mounts() {
@@ -568,8 +578,8 @@ fn load_modules(
         })
     };
     // With a verified root there is a DATA stage to start beside the boot.
-    let beside = config.roothash.is_some() || !(verity.is_empty() && data.is_empty());
-    let early = beside && modules::can_load_beside(&verity, &now);
+    let beside = config.roothash.is_some() || !(first.is_empty() && data.is_empty());
+    let early = beside && early;
     if early {
         child = fork_modules(&mut work);
     }
@@ -617,11 +627,12 @@ fn fork_modules(work: &mut dyn FnMut(&mut Handshake) -> Result<Vec<u8>, String>)
 }
 
 /// The `verity` and `data` modules, then PRIVATE and DATA ([`data::early`]): in a child
-/// process (`None`: done), and how many of its milestones (the `verity` modules in, the
-/// `data` modules in) PID 1 has waited for.
+/// process (`None`: done), and how many of its milestones PID 1 has waited for: the
+/// `verity` modules in, every module file open (and bus read) before switch_root, the
+/// `data` modules in.
 struct BesideModules {
     child: Option<Beside>,
-    milestones: u8,
+    milestones: usize,
 }
 
 impl BesideModules {
@@ -631,18 +642,25 @@ impl BesideModules {
         self.wait_for(1);
     }
 
+    /// Waits until the child has opened every module file and read every bus it needs:
+    /// before switch_root frees the initramfs and moves sysfs.
+    fn wait_files(&mut self) {
+        self.wait_for(2);
+    }
+
     /// Waits for the milestones up to the `count`th, logging each wait.
-    fn wait_for(&mut self, count: u8) {
+    fn wait_for(&mut self, count: usize) {
+        const WAITS: [(&str, &str); 3] = [
+            ("verity", "them"),
+            ("DATA", "their files"),
+            ("DATA", "them"),
+        ];
         while self.milestones < count {
+            let what = WAITS.get(self.milestones).copied().unwrap_or_default();
             self.milestones += 1;
-            let phase = if self.milestones == 1 {
-                "verity"
-            } else {
-                "DATA"
-            };
             if let Some(child) = self.child.take() {
                 let waiting = timeline::boottime_us();
-                self.child = Some(waited(phase, waiting, child.milestone()));
+                self.child = Some(waited(what, waiting, child.milestone()));
             }
         }
     }
@@ -658,7 +676,7 @@ impl BesideModules {
     /// modules stage. What the child read on PRIVATE and did with DATA (nothing without a
     /// child, or when it could not: PID 1 then does it all itself).
     fn join(mut self) -> data::early::Early {
-        self.wait_for(2);
+        self.wait_for(3);
         let Some(child) = self.child.take() else {
             return data::early::Early::default();
         };
@@ -690,13 +708,17 @@ impl BesideModules {
 }
 
 /// After a wait for the module child since `waiting`: fails the modules stage if the
-/// `phase` modules failed, else logs how long PID 1 waited.
-fn waited<T>(phase: &'static str, waiting: u64, outcome: Result<T, String>) -> T {
+/// child's modules failed, else logs how long PID 1 waited for the `phase` modules (`for`
+/// what of them).
+fn waited((phase, of): (&str, &str), waiting: u64, outcome: Result<Beside, String>) -> Beside {
     let value = outcome
-        .map_err(|detail| modules::ModuleError::Beside { phase, detail })
+        .map_err(|detail| modules::ModuleError::Beside {
+            phase: "verity and DATA",
+            detail,
+        })
         .or_fail();
     kmsg::info(&format!(
-        "{phase} modules: waited {} ms for them",
+        "{phase} modules: waited {} ms for {of}",
         timeline::boottime_us().saturating_sub(waiting) / 1000
     ));
     value

@@ -10,7 +10,9 @@
 //!   included), loads only listed modules and each at most once, and names every module
 //!   it did not load as skipped at most once;
 //! - `defer_watchdogs` keeps every entry (moving some from the root phase to the late
-//!   one) and `can_load_beside` never panics;
+//!   one) and `can_load_beside` never panics; `split_beside` splits the data phase into
+//!   two parts that keep every entry, the first of which can load beside the root phase
+//!   and needs nothing of the second;
 //! - the aliases go through `gate::glob_match` against the input and each other: it never
 //!   panics, `*` matches everything, and an alias without glob characters matches exactly
 //!   itself.
@@ -22,7 +24,8 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use liftoff_init::stage::modules::gate::glob_match;
 use liftoff_init::stage::modules::{
-    can_load_beside, defer_watchdogs, load_listed, parse_list, Entry, Loader, Phase, HEADER,
+    can_load_beside, defer_watchdogs, load_listed, parse_list, split_beside, Entry, Loader, Phase,
+    HEADER,
 };
 
 /// Records each load; every bus holds the aliases of the list as its devices.
@@ -108,6 +111,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(root.len() + late.len(), before);
         assert!(late.iter().all(|e| e.phase == Phase::Late));
         let _ = can_load_beside(&of(Phase::Verity), &root);
+        let phase_data = of(Phase::Data);
+        let (early, rest) = split_beside(phase_data.clone(), &root);
+        assert_eq!(early.len() + rest.len(), phase_data.len());
+        assert!(can_load_beside(&early, &root));
+        assert!(early
+            .iter()
+            .all(|e| !e.depends.iter().any(|d| rest.iter().any(|r| r.name == *d))));
 
         let devices: Vec<String> = entries.iter().flat_map(|e| e.aliases.clone()).collect();
         for phase in [Phase::Root, Phase::Verity, Phase::Data, Phase::Late] {

@@ -18,6 +18,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -115,7 +116,10 @@ fn remove_children(dir: &Path, dev: u64, keep: &[&str]) -> io::Result<u64> {
     for entry in std::fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let path = entry.path();
-        if keep.iter().any(|k| path == Path::new(k)) {
+        if keep
+            .iter()
+            .any(|k| path.as_os_str().as_bytes() == k.as_bytes())
+        {
             continue;
         }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {

@@ -232,6 +232,24 @@ pub fn can_load_beside(beside: &[Entry], now: &[Entry]) -> bool {
     })
 }
 
+/// `entries` (a later phase) split into those that can load beside `now`
+/// ([`can_load_beside`]) and the rest, each part in its order: a module that needs one of
+/// the rest is one of the rest.
+pub fn split_beside(entries: Vec<Entry>, now: &[Entry]) -> (Vec<Entry>, Vec<Entry>) {
+    let (mut early, mut rest): (Vec<Entry>, Vec<Entry>) = entries
+        .into_iter()
+        .partition(|e| can_load_beside(std::slice::from_ref(e), now));
+    // Until no early module needs a later one (dependencies may be listed after the
+    // module that needs them).
+    while let Some(i) = early
+        .iter()
+        .position(|e| e.depends.iter().any(|d| rest.iter().any(|r| r.name == *d)))
+    {
+        rest.push(early.remove(i));
+    }
+    (early, rest)
+}
+
 /// Where a kernel's watchdog drivers are in its module tree.
 const WATCHDOG_DIR: &str = "kernel/drivers/watchdog";
 
@@ -720,6 +738,34 @@ mod tests {
             &["pci:v*d*sv*sd*bc01sc08i02*"],
         )];
         assert!(!can_load_beside(&driver, &now));
+    }
+
+    /// The DATA phase splits: the crypto loads beside the `root` phase, a hardware-gated
+    /// TPM driver and what needs a `root` module or a later module wait, in their order.
+    #[test]
+    fn data_splits_into_beside_and_later() {
+        let now = [entry(Phase::Root, "virtio_ring", &[], &[])];
+        let names = |list: &[Entry]| list.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        let data = vec![
+            // Needs the gated driver, listed before it.
+            entry(Phase::Data, "tpm_user", &["tpm_tis"], &[]),
+            entry(Phase::Data, "dm_crypt", &[], &[]),
+            entry(Phase::Data, "tpm", &[], &[]),
+            entry(Phase::Data, "tpm_tis", &["tpm"], &["acpi*:MSFT0101:*"]),
+            entry(Phase::Data, "virtio_rng", &["virtio_ring"], &[]),
+            entry(Phase::Data, "xts", &[], &[]),
+            // Needs one that needs the gated driver.
+            entry(Phase::Data, "tpm_more", &["tpm_user"], &[]),
+        ];
+        let (early, rest) = split_beside(data, &now);
+        assert_eq!(names(&early), ["dm_crypt", "tpm", "xts"]);
+        assert_eq!(
+            names(&rest),
+            ["tpm_tis", "virtio_rng", "tpm_user", "tpm_more"]
+        );
+        assert!(can_load_beside(&early, &now));
+        let (early, rest) = split_beside(Vec::new(), &now);
+        assert!(early.is_empty() && rest.is_empty());
     }
 
     /// Without `liftoff.watchdog` the watchdog drivers wait for the `late` phase, unless a
