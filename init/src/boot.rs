@@ -693,14 +693,15 @@ impl BesideModules {
             }
         };
         if early.private.is_some() {
+            // Not a `data: ` line: that one is the DATA stage's outcome.
             kmsg::info(&format!(
-                "data: waited {} ms for PRIVATE read{} beside the boot",
-                timeline::boottime_us().saturating_sub(waiting) / 1000,
+                "PRIVATE read{} beside the boot: waited {} ms for it",
                 if early.opened.is_some() {
                     " and DATA opened"
                 } else {
                     ""
-                }
+                },
+                timeline::boottime_us().saturating_sub(waiting) / 1000
             ));
         }
         early
@@ -708,8 +709,8 @@ impl BesideModules {
 }
 
 /// After a wait for the module child since `waiting`: fails the modules stage if the
-/// child's modules failed, else logs how long PID 1 waited for the `phase` modules (`for`
-/// what of them).
+/// child's modules failed, else logs how long PID 1 waited for the `phase` modules (or
+/// for their files: `of`).
 fn waited((phase, of): (&str, &str), waiting: u64, outcome: Result<Beside, String>) -> Beside {
     let value = outcome
         .map_err(|detail| modules::ModuleError::Beside {

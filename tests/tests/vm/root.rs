@@ -1123,7 +1123,7 @@ fn steady_state_and_a_wrong_key(second: &Boot, marker: &str) {
     );
     let r4 = report(&mut fourth);
     assert!(
-        has(&r4, "data: waited ") && has(&r4, "PRIVATE read beside the boot"),
+        has(&r4, "PRIVATE read beside the boot: waited "),
         "{:?}",
         r4.liftoff_log
     );
