@@ -1104,7 +1104,7 @@ fn steady_state_and_a_wrong_key(second: &Boot, marker: &str) {
     for line in [
         "PRIVATE read and DATA opened beside the boot",
         "bootconfig on /dev/vda8: took data",
-        "(32 MiB, LUKS2 opened with the key on PRIVATE) mounted at /local",
+        "(288 MiB, LUKS2 opened with the key on PRIVATE) mounted at /local; /var and /opt",
     ] {
         assert!(has(&r3, line), "{line:?}: {:?}", r3.liftoff_log);
     }
