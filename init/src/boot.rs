@@ -290,9 +290,7 @@ fn settings(
     let read = match early {
         Some(files) => {
             let path = Path::new(data::PRIVATE_MOUNT).join(settings::FILE);
-            files
-                .settings
-                .map_or(Ok(Vec::new()), |bytes| settings::parse(&bytes, &path))
+            settings::parse(files.settings.as_deref(), &path)
                 .map(|entries| (entries, None, files.history))
         }
         None => PrivateMount::read_only(private)

@@ -93,10 +93,7 @@ impl std::error::Error for SettingsError {}
 /// The bootconfig's `key = value` entries on PRIVATE (mounted read-only as `mount`), or
 /// none when PRIVATE has no bootconfig.
 pub fn read(mount: &PrivateMount) -> Result<Vec<(String, String)>, SettingsError> {
-    match read_file(mount.dir())? {
-        Some(bytes) => parse(&bytes, &mount.dir().join(FILE)),
-        None => Ok(Vec::new()),
-    }
+    parse(read_file(mount.dir())?.as_deref(), &mount.dir().join(FILE))
 }
 
 /// The bootconfig's bytes in `dir` (at most one byte more than a bootconfig can be, for
@@ -116,8 +113,12 @@ pub fn read_file(dir: &Path) -> Result<Option<Vec<u8>>, SettingsError> {
 /// The largest bootconfig file: its text, its footer and a newline's slack.
 const LIMIT: u64 = (bootconfig::MAX_SIZE + bootconfig::FOOTER_LEN + 3) as u64;
 
-/// The entries of a bootconfig file's `bytes`; `path` names it in errors.
-pub fn parse(bytes: &[u8], path: &Path) -> Result<Vec<(String, String)>, SettingsError> {
+/// The entries of a bootconfig file's `bytes` (none without a file); `path` names it in
+/// errors.
+pub fn parse(bytes: Option<&[u8]>, path: &Path) -> Result<Vec<(String, String)>, SettingsError> {
+    let Some(bytes) = bytes else {
+        return Ok(Vec::new());
+    };
     let format = |reason: String| SettingsError::Format {
         path: path.to_path_buf(),
         reason,

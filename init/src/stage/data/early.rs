@@ -193,9 +193,7 @@ fn open_keyfile(
         data: config.data,
         ..Config::default()
     };
-    let entries = settings_file
-        .map(|bytes| settings::parse(bytes, Path::new(settings::FILE)).unwrap_or_default())
-        .unwrap_or_default();
+    let entries = settings::parse(settings_file, Path::new(settings::FILE)).unwrap_or_default();
     settings::merge(&mut mode, &entries);
     if !matches!(mode.data, None | Some(DataMode::Keyfile)) {
         return None;

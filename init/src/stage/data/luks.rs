@@ -238,8 +238,9 @@ pub fn open_steady(dir: &Path, data: &Path, header_decides: bool) -> Option<Path
         return None;
     }
     let part_bytes = device_size(data).ok()?;
-    let wrong = || DataError::NoKey {
+    let wrong = || DataError::WrongKey {
         device: data.to_path_buf(),
+        key: dir.join(KEY_FILE),
     };
     let (volume_key, table) = unlock(&header, data, part_bytes, key.as_bytes(), &wrong).ok()?;
     drop((volume_key, key));
