@@ -165,6 +165,12 @@ pub fn run() -> ! {
     // dm-crypt, its ciphers and the TPM, loading since the modules stage, and what the
     // child read on PRIVATE and did with DATA.
     let early = beside.join();
+    // The mode the child opened DATA for, from the bytes PID 1 takes its settings from
+    // unless it reads PRIVATE itself.
+    let child_mode = early
+        .private
+        .as_ref()
+        .map(|files| data::early::mode(cmdline.config.data, files.settings.as_deref()));
 
     // PRIVATE is mounted read-only once (unless the child read it), for the settings and
     // then the DATA stage, which unmounts it.
@@ -177,6 +183,16 @@ pub fn run() -> ! {
     };
     let sysctls = &merged.sysctls;
     let config = &cmdline.config;
+    // PID 1 read PRIVATE itself and found another mode (its read failed): the child's DATA
+    // was opened for a mode this boot does not use.
+    let early_opened = match early.opened {
+        Some(device) if child_mode == Some(config.data) => Some(device),
+        Some(_) => {
+            data::remove_untaken("for another mode than this boot's");
+            None
+        }
+        None => None,
+    };
 
     let mut unmount = Vec::new();
     let root_hash = config.roothash.as_ref().map(ToString::to_string);
@@ -188,7 +204,7 @@ pub fn run() -> ! {
             private_mount.take(),
             config.data,
             root_hash.as_deref(),
-            (grown.unwrap_or(Ok(false)), early.opened),
+            (grown.unwrap_or(Ok(false)), early_opened),
         ) {
             Ok(outcome) => {
                 data::log(&outcome);
@@ -680,13 +696,23 @@ impl BesideModules {
         };
         let waiting = timeline::boottime_us();
         let early = match child.join() {
-            Ok(report) => data::early::Early::decode(&report),
-            // Its modules are in (the milestone said so): only its DATA work is lost.
+            Ok(report) => {
+                let early = data::early::Early::decode(&report);
+                // A report that does not read counts as none (one that does always has
+                // the PRIVATE files).
+                if !report.is_empty() && early.private.is_none() {
+                    data::remove_untaken("and its report does not read");
+                }
+                early
+            }
+            // Its modules are in (the milestone said so): only its DATA work is lost, and
+            // a mapping it may have made before it ended.
             Err(e) => {
                 kmsg::warn(&format!(
-                    "data: the module child failed reading PRIVATE and DATA ({e}); \
-                     PID 1 does it"
+                    "the module child failed reading PRIVATE and opening DATA ({e}); PID 1 \
+                     does that work"
                 ));
+                data::remove_untaken("and did not report");
                 data::early::Early::default()
             }
         };

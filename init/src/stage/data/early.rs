@@ -5,11 +5,13 @@
 //! The child only ever does the steady state: PRIVATE mounted read-only, its settings and
 //! failure history read, and, when the mode is `keyfile` (from the command line, the
 //! settings, or the header), the LUKS2 volume opened with the key file and mapped as
-//! [`super::DM_NAME`], with nothing else to do (no partition to grow, no first-use record,
-//! no recovery key to renew, no TPM token deciding the mode). Anything else, any error
-//! included, and it stops where it is and says what it has: PID 1 does the rest as it
-//! would without the child, with its own errors for the failure policy. So a wrong key
-//! costs the keyslot's work twice, and never a different outcome.
+//! [`super::DM_NAME`], with nothing else to do (no first-use record, no recovery key to
+//! renew, no TPM token deciding the mode; PID 1 has grown DATA before it asks). Anything
+//! else, any error included, and it stops where it is and says what it has: PID 1 does
+//! the rest as it would without the child, with its own errors for the failure policy. So
+//! a wrong key costs the keyslot's work twice, and never a different outcome. A mapping
+//! PID 1 does not take (the child ended without a report it can read, or PID 1's mode is
+//! not the one the child opened DATA for: [`mode`]) is removed before PID 1 opens DATA.
 //!
 //! PRIVATE is mounted detached (fsopen/fsmount, no mount point) and read through the
 //! child's working folder, and the child has its own mount namespace from its start
@@ -178,6 +180,20 @@ fn mount_private(node: &Path) -> rustix::io::Result<OwnedFd> {
     )
 }
 
+/// The DATA mode the child opens DATA for: the command line's (`cmdline`), unless the
+/// settings file's bytes set one it lacks; settings that do not parse leave it the command
+/// line's, as in PID 1. PID 1 takes the child's DATA only when its own mode, found after
+/// it read its settings, is this one.
+pub fn mode(cmdline: Option<DataMode>, settings_file: Option<&[u8]>) -> Option<DataMode> {
+    let mut mode = Config {
+        data: cmdline,
+        ..Config::default()
+    };
+    let entries = settings::parse(settings_file, Path::new(settings::FILE)).unwrap_or_default();
+    settings::merge(&mut mode, &entries);
+    mode.data
+}
+
 /// DATA opened with the key file in `dir` when the mode this boot will use is `keyfile`
 /// and the steady state holds (see the module's text); `None` otherwise.
 fn open_keyfile(
@@ -186,19 +202,11 @@ fn open_keyfile(
     request: &Request,
     dir: &Path,
 ) -> Option<PathBuf> {
-    // The mode as PID 1 will find it: the command line's, unless the settings (which PID 1
-    // reads from these same bytes) set one it lacks. Settings it cannot read leave it the
-    // command line's, as in PID 1.
-    let mut mode = Config {
-        data: config.data,
-        ..Config::default()
-    };
-    let entries = settings::parse(settings_file, Path::new(settings::FILE)).unwrap_or_default();
-    settings::merge(&mut mode, &entries);
-    if !matches!(mode.data, None | Some(DataMode::Keyfile)) {
+    let mode = mode(config.data, settings_file);
+    if !matches!(mode, None | Some(DataMode::Keyfile)) {
         return None;
     }
-    let opened = luks::open_steady(dir, &request.data, mode.data.is_none())?;
+    let opened = luks::open_steady(dir, &request.data, mode.is_none())?;
     kmsg::debug(&format!(
         "data: {} opened beside the boot",
         request.data.display()
@@ -209,6 +217,26 @@ fn open_keyfile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mode_is_the_command_lines_unless_the_settings_set_one_it_lacks() {
+        let file = |text: &str| prairiedog::bootconfig::build(text.as_bytes(), 0).unwrap();
+        let keyfile = file("liftoff.data = \"keyfile\"\n");
+        assert_eq!(mode(None, None), None);
+        assert_eq!(mode(None, Some(&file(""))), None);
+        assert_eq!(mode(None, Some(&keyfile)), Some(DataMode::Keyfile));
+        assert_eq!(
+            mode(Some(DataMode::Tpm2), Some(&keyfile)),
+            Some(DataMode::Tpm2)
+        );
+        assert_eq!(mode(Some(DataMode::Keyfile), None), Some(DataMode::Keyfile));
+        // Settings that do not read count for nothing, as in PID 1: here the same text
+        // without the bootconfig trailer, and with a byte of it changed.
+        assert_eq!(mode(None, Some(b"liftoff.data = \"keyfile\"\n")), None);
+        let mut bad = keyfile.clone();
+        bad[0] ^= 1;
+        assert_eq!(mode(None, Some(&bad)), None);
+    }
 
     #[test]
     fn requests_and_reports_go_through_their_bytes() {

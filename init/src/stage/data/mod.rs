@@ -941,6 +941,21 @@ pub fn mirror_dirs(from: &Path, to: &Path) {
     }
 }
 
+/// Removes the [`DM_NAME`] mapping the module child made, when PID 1 does not take it
+/// (see [`early`]; `why` says why): PID 1 then opens DATA itself and needs the name.
+/// Nothing has the device open (the child has ended); without such a mapping there is
+/// nothing to do and nothing is logged.
+pub fn remove_untaken(why: &str) {
+    if dm::Control::open()
+        .and_then(|control| control.remove(DM_NAME))
+        .is_ok()
+    {
+        kmsg::warn(&format!(
+            "removed the DATA mapping {DM_NAME} the module child made {why}; PID 1 opens DATA itself"
+        ));
+    }
+}
+
 /// The degraded boot's stand-in for DATA (DESIGN.md section 7): DATA is left as it is, its
 /// dm-crypt mapping (if this boot made one) is removed, and [`MOUNT_POINT`] is a tmpfs that
 /// /var and /opt are bound from, as they would be from DATA. Nothing written there
