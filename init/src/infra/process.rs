@@ -392,8 +392,7 @@ pub fn beside(
             Err(text) => (1, text.into_bytes()),
         };
         let _ = std::io::Write::write_all(&mut File::from(report_write), &bytes);
-        // SAFETY: _exit ends the child without running anything of the parent's.
-        unsafe { libc::_exit(code) }
+        end(code)
     }
     drop((report_write, milestone_write, go_read));
     Ok(Beside {
@@ -471,6 +470,13 @@ impl Beside {
     }
 }
 
+/// Ends this process at once with `code`: for PID 1's forked children, whose buffers and
+/// exit handlers are copies of PID 1's, not their own.
+pub fn end(code: i32) -> ! {
+    // SAFETY: _exit ends the process without running anything of the parent's.
+    unsafe { libc::_exit(code) }
+}
+
 /// Runs `work` in a child process that then exits, and returns its pid at once. The
 /// caller must be single-threaded (the child gets a copy of this thread only). Nobody
 /// waits for the child here: after an exec of the next stage, that one reaps it.
@@ -484,8 +490,7 @@ pub fn detach(work: &mut dyn FnMut()) -> io::Result<i32> {
     if pid == 0 {
         reset_signals();
         work();
-        // SAFETY: _exit ends the child without running anything of the parent's.
-        unsafe { libc::_exit(0) }
+        end(0)
     }
     Ok(pid)
 }
