@@ -1063,14 +1063,46 @@ fn data_persists_and_grows(arch: Arch) {
 }
 
 /// After `second` (a disk whose DATA holds `marker`): the steady state, then a key file
-/// that opens nothing. The operator saved the recovery key and put the mode into PRIVATE's
-/// bootconfig: PID 1's module child reads PRIVATE and opens DATA beside the root, and PID 1
-/// takes the settings from what it read. Then the key file on PRIVATE is replaced: the
-/// child opens nothing, PID 1 tries for itself and refuses DATA (degraded), leaving it
-/// untouched.
+/// that opens nothing. The operator saved the recovery key: with no mode anywhere (the
+/// header decides: no TPM2 token, so keyfile), PID 1's module child reads PRIVATE and opens
+/// DATA beside the root, and PID 1 mounts PRIVATE no more. Then the mode is put into
+/// PRIVATE's bootconfig and the key file replaced: the child opens nothing, PID 1 takes
+/// the mode from the bytes the child read, tries for itself and refuses DATA (degraded),
+/// leaving it untouched.
 fn steady_state_and_a_wrong_key(second: &Boot, marker: &str) {
     let arch = Arch::X86_64;
     common::confirm_recovery_key(&second.disk);
+    let mut third = boot_disk(
+        arch,
+        &second.work,
+        "console-3.log",
+        &format!("liftoff.handoff={PROBE}"),
+        second.disk.clone(),
+        vec![],
+    );
+    let r3 = report(&mut third);
+    assert_eq!(r3.local_marker.as_deref(), Some(marker), "file kept");
+    let has = |r: &Report, text: &str| r.liftoff_log.iter().any(|l| l.contains(text));
+    for line in [
+        "PRIVATE read and DATA opened beside the boot",
+        "(288 MiB, LUKS2 opened with the key on PRIVATE) mounted at /local; /var and /opt",
+    ] {
+        assert!(has(&r3, line), "{line:?}: {:?}", r3.liftoff_log);
+    }
+    assert!(!has(&r3, "recovery key"), "{:?}", r3.liftoff_log);
+    // PRIVATE (vda8) mounted once before the handoff: by the child, not again by PID 1.
+    let lines = third.vm.lines();
+    let handoff = lines
+        .iter()
+        .position(|l| l.contains("liftoff: timeline stage=handoff"))
+        .expect("a handoff mark");
+    let private_mounts = lines[..handoff]
+        .iter()
+        .filter(|l| l.contains("EXT4-fs (vda8): mounted filesystem"))
+        .count();
+    assert_eq!(private_mounts, 1, "PRIVATE mounted once, by the child");
+    let before = partition_copy(&third.disk, disk::DATA, &third.work, "data-3.part");
+
     let bootconfig = second.work.join("bootconfig");
     let out = Command::new(common::host_binary("prairiedog", "prairiedog"))
         .args([
@@ -1090,27 +1122,6 @@ fn steady_state_and_a_wrong_key(second: &Boot, marker: &str) {
         &second.work,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut third = boot_disk(
-        arch,
-        &second.work,
-        "console-3.log",
-        &format!("liftoff.handoff={PROBE}"),
-        second.disk.clone(),
-        vec![],
-    );
-    let r3 = report(&mut third);
-    assert_eq!(r3.local_marker.as_deref(), Some(marker), "file kept");
-    let has = |r: &Report, text: &str| r.liftoff_log.iter().any(|l| l.contains(text));
-    for line in [
-        "PRIVATE read and DATA opened beside the boot",
-        "bootconfig on /dev/vda8: took data",
-        "(288 MiB, LUKS2 opened with the key on PRIVATE) mounted at /local; /var and /opt",
-    ] {
-        assert!(has(&r3, line), "{line:?}: {:?}", r3.liftoff_log);
-    }
-    assert!(!has(&r3, "recovery key"), "{:?}", r3.liftoff_log);
-    let before = partition_copy(&third.disk, disk::DATA, &third.work, "data-3.part");
-
     disk::put_private_file(&second.disk, "data.key", &[0x5a; 64], &second.work)
         .unwrap_or_else(|e| panic!("{e}"));
     let mut fourth = boot_disk(
@@ -1122,11 +1133,12 @@ fn steady_state_and_a_wrong_key(second: &Boot, marker: &str) {
         vec![],
     );
     let r4 = report(&mut fourth);
-    assert!(
-        has(&r4, "PRIVATE read beside the boot: waited "),
-        "{:?}",
-        r4.liftoff_log
-    );
+    for line in [
+        "PRIVATE read beside the boot: waited ",
+        "bootconfig on /dev/vda8: took data",
+    ] {
+        assert!(has(&r4, line), "{line:?}: {:?}", r4.liftoff_log);
+    }
     let failed = r4
         .liftoff_log
         .iter()
