@@ -167,11 +167,48 @@ impl Report {
 
     /// Finds the probe line among console lines and parses it.
     pub fn from_console(lines: &[String]) -> Option<Result<Report, serde_json::Error>> {
-        lines
+        let lines = process_lines(lines);
+        let json = lines
             .iter()
-            .find_map(|l| l.split_once(MARKER).map(|(_, json)| json))
-            .map(serde_json::from_str)
+            .find_map(|l| l.split_once(MARKER).map(|(_, json)| json))?;
+        Some(serde_json::from_str(json))
     }
+}
+
+/// Where a kernel message (`[   15.485787] ...`: seconds and six digits of them) starts
+/// in `line`, if one does.
+fn kernel_message(line: &str) -> Option<usize> {
+    line.match_indices('[').map(|(i, _)| i).find(|&i| {
+        let rest = line[i + 1..].trim_start_matches(' ');
+        let Some((stamp, _)) = rest.split_once("] ") else {
+            return false;
+        };
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        stamp
+            .split_once('.')
+            .is_some_and(|(s, us)| digits(s) && digits(us) && us.len() == 6)
+    })
+}
+
+/// The console's lines as the guest's processes wrote them. The kernel writes its
+/// messages to the serial port past the tty a process writes through, so a message can
+/// land inside a line being sent (`LIFTOFF-CT oom_kill [  15.48] cni0: ... state`, then
+/// `1`): the text before the message and the next line that is not a kernel message
+/// are one line. Lines that start with a kernel message are kept as they are (in the
+/// order the console shows them, before the line they cut). The probe's line is read
+/// through it too ([`Report::from_console`]): late module loads log while it prints.
+pub fn process_lines(lines: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cut: Option<String> = None;
+    for line in lines {
+        match kernel_message(line) {
+            Some(0) => out.push(line.clone()),
+            Some(at) => cut.get_or_insert_with(String::new).push_str(&line[..at]),
+            None => out.push(cut.take().unwrap_or_default() + line),
+        }
+    }
+    out.extend(cut);
+    out
 }
 
 /// `/proc/self/mountinfo`: fields 5 (mount point), 6 (options), and after the ` - `
@@ -322,10 +359,46 @@ mod tests {
             [("pid1".to_string(), 10), ("modules".to_string(), 30)]
         );
         let line = format!("[    1.0] x {MARKER}{}", serde_json::to_string(&r).unwrap());
-        let parsed = Report::from_console(&["noise".into(), line])
+        let parsed = Report::from_console(&["noise".into(), line.clone()])
             .unwrap()
             .unwrap();
         assert_eq!(parsed, r);
+        // A kernel message that landed inside the probe's line.
+        let (head, tail) = line.split_at(line.len() / 2);
+        let cut = [
+            format!("{head}[    2.345678] virtio_net virtio1 enp0s2: renamed"),
+            "[    2.345999] evdev: loaded".into(),
+            tail.to_string(),
+        ];
+        assert_eq!(Report::from_console(&cut).unwrap().unwrap(), r);
         assert!(Report::from_console(&["noise".into()]).is_none());
+    }
+
+    #[test]
+    fn kernel_messages_inside_a_line_are_taken_out() {
+        let console = [
+            "[   15.332303] oom-kill:constraint=CONSTRAINT_MEMCG,task=awk",
+            "LIFTOFF-CT hog exit 137",
+            "LIFTOFF-CT oom_kill [   15.485787] cni0: port 1(veth0) entered disabled state",
+            "[   15.509594] device veth0 left promiscuous mode",
+            "1",
+            "LIFTOFF-CT a[1.5] b[ 2.x] c[    9.000001] eth0: up",
+            "",
+            "\u{1b}[36mINFO\u{1b}[0m[2026-12-06T20:34:38.512989267Z] shim disconnected",
+            "liftoff-workload: done; [    3.100000] x",
+        ]
+        .map(String::from);
+        assert_eq!(
+            process_lines(&console),
+            [
+                "[   15.332303] oom-kill:constraint=CONSTRAINT_MEMCG,task=awk",
+                "LIFTOFF-CT hog exit 137",
+                "[   15.509594] device veth0 left promiscuous mode",
+                "LIFTOFF-CT oom_kill 1",
+                "LIFTOFF-CT a[1.5] b[ 2.x] c",
+                "\u{1b}[36mINFO\u{1b}[0m[2026-12-06T20:34:38.512989267Z] shim disconnected",
+                "liftoff-workload: done; ",
+            ]
+        );
     }
 }

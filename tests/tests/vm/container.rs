@@ -20,6 +20,7 @@ use liftoff_image::kernel::Kernel;
 use liftoff_image::root::RootFsType;
 use liftoff_image::system::{self, BuiltSystem, RootFile, SystemSpec};
 use liftoff_image::{oci, Arch};
+use liftoff_probe::process_lines;
 use liftoff_qemu::vm::{Bus, Disk, Vm, VmConfig};
 
 use crate::common;
@@ -229,40 +230,6 @@ fn tagged(vm: &Vm, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Where a kernel message (`[   15.485787] ...`: seconds and six digits of them) starts
-/// in `line`, if one does.
-fn kernel_message(line: &str) -> Option<usize> {
-    line.match_indices('[').map(|(i, _)| i).find(|&i| {
-        let rest = line[i + 1..].trim_start_matches(' ');
-        let Some((stamp, _)) = rest.split_once("] ") else {
-            return false;
-        };
-        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-        stamp
-            .split_once('.')
-            .is_some_and(|(s, us)| digits(s) && digits(us) && us.len() == 6)
-    })
-}
-
-/// The console's lines as the guest's processes wrote them. The kernel writes its
-/// messages to the serial port past the tty a process writes through, so a message can
-/// land inside a line being sent (`LIFTOFF-CT oom_kill [  15.48] cni0: ... state`, then
-/// `1`): the text before the message and the next line that is not a kernel message
-/// are one line. Whole kernel lines are left out.
-fn process_lines(lines: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cut: Option<String> = None;
-    for line in lines {
-        match kernel_message(line) {
-            Some(0) => {}
-            Some(at) => cut.get_or_insert_with(String::new).push_str(&line[..at]),
-            None => out.push(cut.take().unwrap_or_default() + line),
-        }
-    }
-    out.extend(cut);
-    out
-}
-
 /// The value of the first `key value` line in `lines`.
 fn value<'a>(lines: &'a [String], key: &str, log: &str) -> &'a str {
     lines
@@ -418,32 +385,6 @@ fn workload_runs(arch: Arch) {
     println!(
         "{arch}: workload done and powered off {:.1} s after power-on",
         vm.elapsed().as_secs_f64()
-    );
-}
-
-#[test]
-fn kernel_messages_inside_a_line_are_taken_out() {
-    let console = [
-        "[   15.332303] oom-kill:constraint=CONSTRAINT_MEMCG,task=awk",
-        "LIFTOFF-CT hog exit 137",
-        "LIFTOFF-CT oom_kill [   15.485787] cni0: port 1(veth0) entered disabled state",
-        "[   15.509594] device veth0 left promiscuous mode",
-        "1",
-        "LIFTOFF-CT a[1.5] b[ 2.x] c[    9.000001] eth0: up",
-        "",
-        "\u{1b}[36mINFO\u{1b}[0m[2026-12-06T20:34:38.512989267Z] shim disconnected",
-        "liftoff-workload: done; [    3.100000] x",
-    ]
-    .map(String::from);
-    assert_eq!(
-        process_lines(&console),
-        [
-            "LIFTOFF-CT hog exit 137",
-            "LIFTOFF-CT oom_kill 1",
-            "LIFTOFF-CT a[1.5] b[ 2.x] c",
-            "\u{1b}[36mINFO\u{1b}[0m[2026-12-06T20:34:38.512989267Z] shim disconnected",
-            "liftoff-workload: done; ",
-        ]
     );
 }
 
