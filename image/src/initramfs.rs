@@ -47,11 +47,11 @@ pub const LIST_HEADER: &str = "liftoff-modules 1";
 pub enum Phase {
     /// Before the disk is looked for.
     Root,
-    /// In a child process of PID 1 started after the root phase, while PID 1 waits for the
-    /// disk and chooses the slot; waited for before verity.
+    /// By PID 1 after it has chosen the slot, before verity (a module a `data` one needs
+    /// loads with that one).
     Verity,
-    /// In the same child after the verity phase, while PID 1 verifies and mounts the
-    /// root; waited for before DATA opens.
+    /// In a child process of PID 1 beside the other phases (the hardware-gated ones once
+    /// the `root` phase is in), then the child opens DATA; waited for before DATA.
     Data,
     /// After the handoff: in the supervisor (containerd), or in a process of its own that
     /// outlives the exec (systemd, a path).
@@ -220,8 +220,13 @@ impl Initramfs {
                     path: host.display().to_string(),
                     reason,
                 };
-                let info = modinfo::modinfo(&bytes, &crate::kernel::module_name(&rel))
+                let mut info = modinfo::modinfo(&bytes, &crate::kernel::module_name(&rel))
                     .map_err(|e: ElfError| module_err(e.to_string()))?;
+                for (name, alias) in crate::system::GATE_ALIASES {
+                    if info.name == *name && !info.aliases.iter().any(|a| a == alias) {
+                        info.aliases.push((*alias).to_owned());
+                    }
+                }
                 let dest = format!("lib/modules/{}/{rel}", kernel.version);
                 list.push_str(&list_line(phase, &info, &format!("/{dest}")).map_err(module_err)?);
                 list.push('\n');
@@ -351,6 +356,12 @@ mod tests {
             assert_eq!(phase_of("dm_mod"), Some("verity"), "dm_crypt's dependency");
             assert_eq!(phase_of("dm_crypt"), Some("data"));
             assert_eq!(phase_of("evdev"), Some("late"));
+            // efivarfs only where the firmware has variables (system::GATE_ALIASES).
+            let efivarfs = list.lines().find(|l| l.starts_with("root efivarfs "));
+            assert!(
+                efivarfs.is_some_and(|l| l.split(' ').skip(4).any(|a| a == "platform:efivars")),
+                "{arch}: {efivarfs:?}"
+            );
             let names: BTreeSet<&str> = phases.iter().map(|(_, n, _)| n.as_str()).collect();
             assert_eq!(names.len(), phases.len(), "{arch}: a module listed twice");
         }

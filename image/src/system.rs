@@ -261,7 +261,7 @@ fn debian_kernel(arch: Arch) -> Result<Kernel, ImageError> {
 /// PID 1 loads a driver only when its hardware is there (`liftoff_init::stage::modules`),
 /// so a machine pays only for its own. Names the kernel has built in (NVMe and the TPM
 /// drivers on amd64) are left out of the initramfs. When PID 1 loads each one is
-/// [`module_plan`]'s: the disk drivers first, [`VERITY_MODULES`] beside the disk wait,
+/// [`module_plan`]'s: the disk drivers first, [`VERITY_MODULES`] after the slot choice,
 /// [`DATA_MODULES`] beside the boot, [`LATE_MODULES`] after the handoff.
 pub const SYSTEM_MODULES: &[&str] = &[
     "virtio_pci",
@@ -289,10 +289,11 @@ pub const SYSTEM_MODULES: &[&str] = &[
     "evdev",
 ];
 
-/// Loaded in a child process of PID 1 while PID 1 waits for the disk and chooses the slot,
-/// and waited for before verity: device-mapper and dm-verity, the root's file systems
-/// (erofs, and overlay for the writable /etc) and the architecture's SHA-256 acceleration,
-/// which must be there when the verity table loads (dm-verity picks its hash then).
+/// Loaded by PID 1 once it has chosen the slot, before verity: device-mapper and dm-verity,
+/// the root's file systems (erofs, and overlay for the writable /etc) and the
+/// architecture's SHA-256 acceleration, which must be there when the verity table loads
+/// (dm-verity picks its hash then). Device-mapper, which dm-crypt needs, loads with
+/// [`DATA_MODULES`] in PID 1's child.
 pub const VERITY_MODULES: &[&str] = &[
     "dm-mod",
     "dm-verity",
@@ -302,8 +303,8 @@ pub const VERITY_MODULES: &[&str] = &[
     "sha2_ce",
 ];
 
-/// Loaded in the same child process after [`VERITY_MODULES`], while PID 1 verifies and
-/// mounts the root, and waited for before DATA opens: dm-crypt, the ciphers it and PID 1's
+/// Loaded in a child process of PID 1 from the start of the modules stage (the TPM drivers
+/// once the disk drivers are in), and waited for before DATA opens: dm-crypt, the ciphers it and PID 1's
 /// LUKS2 code use (with the architecture's AES acceleration, whose self-tests take tens of
 /// milliseconds under emulation), the kernel crypto API's socket interface and the TPM
 /// drivers (sealed keys).
@@ -317,6 +318,14 @@ pub const DATA_MODULES: &[&str] = &[
     "aesni_intel",
     "aes_ce_blk",
 ];
+
+/// Aliases a module gets in the module list beyond those of its `.modinfo`, so that PID 1
+/// loads it only where it can work: efivarfs registers only when the firmware has runtime
+/// variable services, exactly when the kernel also registers the `efivars` platform device
+/// (`efisubsys_init`; efi-pstore is matched to the same device). Loaded without them (a
+/// BIOS boot, a QEMU `-kernel` boot) it fails with ENODEV, and a failed module load waits
+/// for two RCU grace periods: 50-70 ms of PID 1's path under TCG (docs/performance.md).
+pub const GATE_ALIASES: &[(&str, &str)] = &[("efivarfs", "platform:efivars")];
 
 /// What serves only after the handoff: the network cards (the next stage brings the
 /// network up) and the power button with the input event interface (read by the

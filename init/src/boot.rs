@@ -121,9 +121,9 @@ pub fn run() -> ! {
             private: private.clone(),
         });
     }
-    // dm-verity, the root's file systems and the SHA-256 acceleration, loading since the
-    // modules stage.
-    beside.wait_verity();
+    // dm-verity, the root's file systems and the SHA-256 acceleration, now that the disk
+    // is read and the child has what it needs to open DATA.
+    beside.load_verity(root, &cmdline.others);
     let (verified, table) = verity::run(
         &boot_disk,
         &layout,
@@ -530,11 +530,12 @@ fn arm_watchdog(config: &Config) -> Option<Watchdog> {
 
 /// Loads the list's `root` modules now (a watchdog driver only when `watchdog`, the
 /// command line's `liftoff.watchdog`, asks for one: else it waits for the `late` phase),
-/// the `verity` and then the `data` ones in a child process, and opens the files of the
-/// `late` ones (the module docs of [`modules`] say why). The child starts before the `root`
-/// phase when its `verity` modules can load beside it ([`modules::can_load_beside`]), else
-/// right after it; either way it reads the hardware its `data` drivers are gated on only
-/// once the `root` phase is in.
+/// the `data` ones in a child process (with the `verity` ones they need), and opens the
+/// files of the `late` ones (the module docs of [`modules`] say why); PID 1 loads the other
+/// `verity` modules itself before the verity stage ([`BesideModules::load_verity`]). The
+/// child starts before the `root` phase when its first modules can load beside it
+/// ([`modules::can_load_beside`]), else right after it; either way it reads the hardware
+/// its gated `data` drivers need only once the `root` phase is in.
 fn load_modules(
     root: &Path,
     cmdline: &[prairiedog::cmdline::Param],
@@ -550,11 +551,13 @@ fn load_modules(
         modules::defer_watchdogs(&mut now, &mut late);
     }
     // The DATA modules that need neither hardware nor a `root` module (dm-crypt and the
-    // ciphers) load beside the `root` phase too, before the `verity` ones (dm-crypt pulls
-    // dm-mod in first): with them in, the child opens DATA as soon as PID 1 has the disk.
-    let early = modules::can_load_beside(&verity, &now);
+    // ciphers, with dm-mod) load beside the `root` phase: with them in, the child opens
+    // DATA as soon as PID 1 has the disk. The child's chain (these modules, then PRIVATE,
+    // the keyslot and the table) is as long as PID 1's path to the DATA stage; the other
+    // `verity` modules would make it the longer one (docs/performance.md).
     let (mut first, data) = modules::split_beside(data, &now);
-    first.extend(verity);
+    let verity = modules::take_dependencies(&mut first, verity);
+    let early = modules::can_load_beside(&first, &now);
     let mut child = None;
     let mut work = |handshake: &mut Handshake| {
         let load = |loader: &mut modules::Opened, entries: &[modules::Entry], what| {
@@ -565,12 +568,8 @@ fn load_modules(
             Ok::<(), String>(())
         };
         let open = |entries| modules::Opened::new(root, entries).map_err(|e| e.to_string());
-        load(
-            &mut open(&first)?,
-            &first,
-            " for verity and DATA beside the disk",
-        )?;
-        // Milestone 1: PID 1 waits for it before the verity stage.
+        load(&mut open(&first)?, &first, " for DATA beside the disk")?;
+        // Milestone 1: PID 1 waits for it before it loads the `verity` modules.
         handshake.reach_milestone();
         // The `root` phase's drivers may bring up buses the other `data` modules are gated
         // on: they are read once it is in.
@@ -609,7 +608,7 @@ fn load_modules(
     } else if beside {
         work(&mut Handshake::default())
             .map_err(|detail| modules::ModuleError::Beside {
-                phase: "verity and DATA",
+                phase: "DATA",
                 detail,
             })
             .or_fail();
@@ -617,6 +616,7 @@ fn load_modules(
     let beside = BesideModules {
         child,
         milestones: 0,
+        verity,
     };
     let opened = if late.is_empty() {
         None
@@ -626,34 +626,46 @@ fn load_modules(
     (beside, LateModules { late, opened })
 }
 
-/// Starts `work` (the `verity` and `data` modules) in a child process; `None` if it could
-/// not (the caller then runs it itself).
+/// Starts `work` (the `data` modules, PRIVATE and DATA) in a child process; `None` if it
+/// could not (the caller then runs it itself).
 fn fork_modules(work: &mut dyn FnMut(&mut Handshake) -> Result<Vec<u8>, String>) -> Option<Beside> {
     match crate::infra::process::beside(work) {
         Ok(started) => Some(started),
         Err(e) => {
             kmsg::warn(&format!(
-                "forking to load the verity and DATA modules: {e}; loading them after the others"
+                "forking to load the DATA modules: {e}; loading them after the others"
             ));
             None
         }
     }
 }
 
-/// The `verity` and `data` modules, then PRIVATE and DATA ([`data::early`]): in a child
-/// process (`None`: done), and how many of its milestones PID 1 has waited for: the
-/// `verity` modules in, every module file open (and bus read) before switch_root, the
-/// `data` modules in.
+/// The `data` modules, then PRIVATE and DATA ([`data::early`]): in a child process
+/// (`None`: done), and how many of its milestones PID 1 has waited for: its first modules
+/// in (those that need no hardware), every module file open (and bus read) before
+/// switch_root, the gated `data` modules in. And the `verity` modules the child does not
+/// load, for PID 1.
 struct BesideModules {
     child: Option<Beside>,
     milestones: usize,
+    verity: Vec<modules::Entry>,
 }
 
 impl BesideModules {
-    /// Waits until the `verity` modules are in; one that failed fails the modules stage,
-    /// as before the disk (the child logged what it loaded).
-    fn wait_verity(&mut self) {
+    /// Loads the `verity` modules once the child's first ones (dm-mod among them) are in;
+    /// one that failed fails the modules stage, as before the disk (the child logged what
+    /// it loaded). The line says how long PID 1 took (module loading, for the boot bench).
+    fn load_verity(&mut self, root: &Path, cmdline: &[prairiedog::cmdline::Param]) {
         self.wait_for(1);
+        if self.verity.is_empty() {
+            return;
+        }
+        let start = timeline::boottime_us();
+        let done = modules::Opened::live(root, &self.verity)
+            .and_then(|mut loader| modules::load_listed(&mut loader, &self.verity, cmdline))
+            .or_fail();
+        let ms = timeline::boottime_us().saturating_sub(start) / 1000;
+        log_modules(&format!(" for verity in {ms} ms"), &done);
     }
 
     /// Waits until the child has opened every module file and read every bus it needs:
@@ -665,7 +677,7 @@ impl BesideModules {
     /// Waits for the milestones up to the `count`th, logging each wait.
     fn wait_for(&mut self, count: usize) {
         const WAITS: [(&str, &str); 3] = [
-            ("verity", "them"),
+            ("first DATA", "them"),
             ("DATA", "their files"),
             ("DATA", "them"),
         ];
@@ -738,7 +750,7 @@ impl BesideModules {
 fn waited((phase, of): (&str, &str), waiting: u64, outcome: Result<Beside, String>) -> Beside {
     let value = outcome
         .map_err(|detail| modules::ModuleError::Beside {
-            phase: "verity and DATA",
+            phase: "DATA",
             detail,
         })
         .or_fail();

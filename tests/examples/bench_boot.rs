@@ -130,20 +130,19 @@ fn liftoff_sample(lines: &[String]) -> Sample {
     }
 }
 
-/// How long PID 1 waited for its module child (the `verity` and `data` phases), from its
-/// `<phase> modules: waited N ms for them` lines, in microseconds: module loading, like the
-/// modules stage. With one vCPU the child's work also slows the stages it runs beside;
-/// that stays in PID 1's own time.
+/// How long PID 1 loaded modules after the modules stage, in microseconds: its `verity`
+/// modules (`loaded N modules for verity in M ms`) and its waits for its module child (the
+/// `data` phase: `<what> modules: waited M ms for them`). Module loading, like the modules
+/// stage. With one vCPU the child's work also slows the stages it runs beside; that stays
+/// in PID 1's own time.
 fn module_waits_us(lines: &[String]) -> u64 {
     lines
         .iter()
         .filter_map(|l| {
-            l.split_once(" modules: waited ")?
-                .1
-                .split_once(" ms")?
-                .0
-                .parse::<u64>()
-                .ok()
+            let (_, rest) = l
+                .split_once(" modules: waited ")
+                .or_else(|| l.split_once(" modules for verity in "))?;
+            rest.split_once(" ms")?.0.parse::<u64>().ok()
         })
         .sum::<u64>()
         * 1000

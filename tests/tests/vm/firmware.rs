@@ -770,8 +770,8 @@ fn boots_slot_a(arch: Arch) {
     assert_eq!(grubenv(&b), "liftoff_slot=A\nliftoff_pending=0\n");
     // Slot A stays successful and this boot is counted until it reaches health.
     assert_eq!(attributes(&b.disk.path, disk::BOOT_A), word(1, 0, true, 1));
-    // Debian's kernel: PID 1 waited for its module child's verity part before the verity
-    // stage and for all of it before DATA.
+    // Debian's kernel: PID 1 waited for its module child's first modules (dm-mod) before
+    // loading the `verity` ones itself, and for all of them before DATA.
     let at = |start: &str| {
         r.liftoff_log
             .iter()
@@ -779,7 +779,14 @@ fn boots_slot_a(arch: Arch) {
             .unwrap_or_else(|| panic!("no line {start:?}: {:?}", r.liftoff_log))
     };
     assert!(at("loaded ") < at("timeline stage=modules"));
-    assert!(at("verity modules: waited ") < at("timeline stage=verity"));
+    let verity = r
+        .liftoff_log
+        .iter()
+        .position(|l| l.contains(" modules for verity in "))
+        .unwrap_or_else(|| panic!("PID 1 loaded no verity modules: {:?}", r.liftoff_log));
+    assert!(at("timeline stage=slots") < at("first DATA modules: waited "));
+    assert!(at("first DATA modules: waited ") < verity);
+    assert!(verity < at("timeline stage=verity"));
     assert!(at("timeline stage=root") < at("DATA modules: waited "));
     assert!(at("DATA modules: waited ") < at("timeline stage=data"));
     assert_firmware_measured(&r);

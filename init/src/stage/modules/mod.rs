@@ -250,6 +250,23 @@ pub fn split_beside(entries: Vec<Entry>, now: &[Entry]) -> (Vec<Entry>, Vec<Entr
     (early, rest)
 }
 
+/// Moves the entries of `from` that those of `list` need, directly or through each other,
+/// into `list` ahead of them; returns the rest of `from`, in its order. (The loader loads
+/// each module after the listed ones it depends on, whatever their order.)
+pub fn take_dependencies(list: &mut Vec<Entry>, mut from: Vec<Entry>) -> Vec<Entry> {
+    let mut taken = Vec::new();
+    while let Some(i) = from.iter().position(|f| {
+        list.iter()
+            .chain(&taken)
+            .any(|e: &Entry| e.depends.contains(&f.name))
+    }) {
+        taken.push(from.remove(i));
+    }
+    taken.append(list);
+    *list = taken;
+    from
+}
+
 /// Where a kernel's watchdog drivers are in its module tree.
 const WATCHDOG_DIR: &str = "kernel/drivers/watchdog";
 
@@ -766,6 +783,34 @@ mod tests {
         assert!(can_load_beside(&early, &now));
         let (early, rest) = split_beside(Vec::new(), &now);
         assert!(early.is_empty() && rest.is_empty());
+    }
+
+    /// The child's DATA modules take the `verity` ones they need, through each other, and
+    /// leave PID 1 the rest in their order.
+    #[test]
+    fn data_takes_the_verity_modules_it_needs() {
+        let names = |list: &[Entry]| list.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        let verity = vec![
+            entry(Phase::Verity, "dm_bufio", &[], &[]),
+            entry(Phase::Verity, "dm_verity", &["dm_mod", "dm_bufio"], &[]),
+            entry(Phase::Verity, "erofs", &[], &["fs-erofs"]),
+            // Listed after the module needing it, and needed only through dm_mod.
+            entry(Phase::Verity, "dm_base", &[], &[]),
+            entry(Phase::Verity, "dm_mod", &["dm_base"], &[]),
+        ];
+        let mut data = vec![
+            entry(Phase::Data, "dm_crypt", &["dm_mod"], &[]),
+            entry(Phase::Data, "xts", &[], &[]),
+        ];
+        let rest = take_dependencies(&mut data, verity.clone());
+        assert_eq!(names(&data), ["dm_mod", "dm_base", "dm_crypt", "xts"]);
+        assert_eq!(names(&rest), ["dm_bufio", "dm_verity", "erofs"]);
+        let mut none = vec![entry(Phase::Data, "xts", &[], &[])];
+        assert_eq!(
+            take_dependencies(&mut none, verity.clone()).len(),
+            verity.len()
+        );
+        assert_eq!(names(&none), ["xts"]);
     }
 
     /// Without `liftoff.watchdog` the watchdog drivers wait for the `late` phase, unless a
