@@ -355,6 +355,16 @@ mod tests {
             assert_eq!(phase_of("erofs"), Some("verity"));
             assert_eq!(phase_of("dm_mod"), Some("verity"), "dm_crypt's dependency");
             assert_eq!(phase_of("dm_crypt"), Some("data"));
+            let sha256 = if arch == crate::Arch::X86_64 {
+                "sha256_ssse3"
+            } else {
+                "sha2_ce"
+            };
+            assert_eq!(
+                phase_of(sha256),
+                Some("data"),
+                "in before the verity modules"
+            );
             assert_eq!(phase_of("evdev"), Some("late"));
             // efivarfs only where the firmware has variables (system::GATE_ALIASES).
             let efivarfs = list.lines().find(|l| l.starts_with("root efivarfs "));

@@ -250,7 +250,7 @@ fn debian_kernel(arch: Arch) -> Result<Kernel, ImageError> {
 /// device-mapper for verity and crypt, the XTS mode dm-crypt's aes-xts-plain64 needs (the
 /// kernel cannot load it on demand without modprobe), the kernel crypto API's socket
 /// interface (`algif_skcipher`: PID 1 encrypts LUKS2 keyslot areas with the kernel's
-/// xts(aes)), erofs for the root, overlay for /etc,
+/// ecb(aes)), erofs for the root, overlay for /etc,
 /// softdog for `liftoff.watchdog` on machines without a hardware watchdog, efivarfs for the
 /// firmware variables that name the boot disk (clones, Secure Boot's unified images), the
 /// network cards of QEMU and EC2 (virtio_net, ENA), efi-pstore (crash logs kept in EFI
@@ -290,24 +290,20 @@ pub const SYSTEM_MODULES: &[&str] = &[
 ];
 
 /// Loaded by PID 1 once it has chosen the slot, before verity: device-mapper and dm-verity,
-/// the root's file systems (erofs, and overlay for the writable /etc) and the
-/// architecture's SHA-256 acceleration, which must be there when the verity table loads
-/// (dm-verity picks its hash then). Device-mapper, which dm-crypt needs, loads with
-/// [`DATA_MODULES`] in PID 1's child.
-pub const VERITY_MODULES: &[&str] = &[
-    "dm-mod",
-    "dm-verity",
-    "erofs",
-    "overlay",
-    "sha256_ssse3",
-    "sha2_ce",
-];
+/// and the root's file systems (erofs, and overlay for the writable /etc). Device-mapper,
+/// which dm-crypt needs, loads with [`DATA_MODULES`] in PID 1's child.
+pub const VERITY_MODULES: &[&str] = &["dm-mod", "dm-verity", "erofs", "overlay"];
 
 /// Loaded in a child process of PID 1 from the start of the modules stage (the TPM drivers
-/// once the disk drivers are in), and waited for before DATA opens: dm-crypt, the ciphers it and PID 1's
-/// LUKS2 code use (with the architecture's AES acceleration, whose self-tests take tens of
-/// milliseconds under emulation), the kernel crypto API's socket interface and the TPM
-/// drivers (sealed keys).
+/// once the disk drivers are in), and waited for before DATA opens: dm-crypt, the ciphers
+/// it and PID 1's LUKS2 code use (with the architecture's AES acceleration, whose
+/// self-tests take tens of milliseconds under emulation), the kernel crypto API's socket
+/// interface and the TPM drivers (sealed keys). Also the architecture's SHA-256
+/// acceleration, which dm-verity needs when its table loads (it picks its hash then: loaded
+/// later, verity would hash with the generic code for the machine's life): PID 1 waits for
+/// the child's first modules before it loads [`VERITY_MODULES`]. It loads here, beside the
+/// disk and the slot choice, because the child's modules are in before PID 1 needs them
+/// and PID 1's path is the longer one (docs/performance.md, "Sixth round").
 pub const DATA_MODULES: &[&str] = &[
     "dm-crypt",
     "ecb",
@@ -317,6 +313,8 @@ pub const DATA_MODULES: &[&str] = &[
     "tpm_tis",
     "aesni_intel",
     "aes_ce_blk",
+    "sha256_ssse3",
+    "sha2_ce",
 ];
 
 /// Aliases a module gets in the module list beyond those of its `.modinfo`, so that PID 1
