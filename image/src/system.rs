@@ -303,7 +303,8 @@ pub const VERITY_MODULES: &[&str] = &["dm-mod", "dm-verity", "erofs", "overlay"]
 /// later, verity would hash with the generic code for the machine's life): PID 1 waits for
 /// the child's first modules before it loads [`VERITY_MODULES`]. It loads here, beside the
 /// disk and the slot choice, because the child's modules are in before PID 1 needs them
-/// and PID 1's path is the longer one (docs/performance.md, "Sixth round").
+/// and PID 1's path is the longer one (docs/performance.md, "PID 1 idle behind a failed
+/// efivarfs").
 pub const DATA_MODULES: &[&str] = &[
     "dm-crypt",
     "ecb",

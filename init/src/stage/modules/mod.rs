@@ -11,18 +11,17 @@
 //! Phases ([`Phase`]): the image puts each module in the earliest phase that needs it.
 //! `root` modules load before the disk is looked for (disk drivers, and what the stages
 //! before verity read: efivarfs, efi-pstore; softdog only with `liftoff.watchdog`, else
-//! it waits for the `late` phase); `verity` modules (device-mapper and dm-verity, the
-//! root's file systems, the SHA-256 acceleration dm-verity takes when its table loads)
-//! load in a child process of PID 1 while PID 1 waits for the disk and chooses the slot,
-//! and PID 1 waits for them before verity; `data` modules (dm-crypt, its ciphers, the
-//! TPM) load in the same child after those, while PID 1 verifies and mounts the root, and
-//! PID 1 waits for the child before DATA opens; `late` modules serve only after the
-//! handoff (network cards, the power button). Files of the later phases are opened before
-//! ([`Opened`]), since switch_root frees the initramfs under them (and the child keeps the
-//! initramfs as its root), and the hardware the child's modules are gated on is read then
-//! too. A child process, not a thread: a thread brings musl's thread support and its
-//! `printf` (for `pthread_setname_np`) into PID 1, 33 KiB it does not have. One child for
-//! both phases, not two side by side: dm-crypt needs dm-mod loaded, not loading.
+//! it waits for the `late` phase); `data` modules (dm-crypt, its ciphers, the SHA-256
+//! acceleration dm-verity takes when its table loads, the TPM) load in a child process of
+//! PID 1 from the start, with the `verity` ones they need ([`take_dependencies`]:
+//! dm-mod), and PID 1 waits for the child before DATA opens; `verity` modules (dm-verity,
+//! the root's file systems) load in PID 1 once it has chosen the slot and the child's
+//! first modules are in; `late` modules serve only after the handoff (network cards, the
+//! power button). Files of the later phases are opened before ([`Opened`]), since
+//! switch_root frees the initramfs under them (and the child keeps the initramfs as its
+//! root), and the hardware the child's modules are gated on is read then too. A child
+//! process, not a thread: a thread brings musl's thread support and its `printf` (for
+//! `pthread_setname_np`) into PID 1, 33 KiB it does not have.
 //!
 //! Drivers are loaded only for hardware that is there ([`gate`]): a module with an alias on
 //! a hardware bus (PCI, virtio, Xen, ACPI, device tree, platform, SCSI) is skipped unless a
