@@ -230,7 +230,7 @@ pub fn run() -> ! {
     if !dropped.is_empty() {
         kmsg::info(&format!(
             "bounding set: dropped {} for everything after PID 1",
-            dropped.join(", ")
+            crate::infra::join(&dropped, ", ")
         ));
         timeline::mark("caps");
     }
@@ -346,13 +346,13 @@ fn settings(
     kmsg::info(&format!(
         "bootconfig on {}: took {}{}{}",
         private.display(),
-        merged.taken.join(", "),
+        crate::infra::join(&merged.taken, ", "),
         if merged.taken.is_empty() || sysctls.is_empty() {
             ""
         } else {
             ", "
         },
-        sysctls.join(" ")
+        crate::infra::join(&sysctls, " ")
     ));
     timeline::mark("settings");
     (merged, mount)
@@ -782,7 +782,7 @@ fn log_modules(what: &str, done: &[(String, modules::Outcome)]) {
     } else {
         kmsg::info(&format!(
             "loaded {loaded} modules{what}; no hardware for {}",
-            skipped.join(", ")
+            crate::infra::join(&skipped, ", ")
         ));
     }
 }
@@ -864,7 +864,7 @@ fn find_disk(config: &Config) -> BootDisk {
                 kmsg::warn(&format!(
                     "{} carry the same Liftoff partitions as {} (cloned volumes?): ignored, \
                      only {}, the disk the firmware booted, is used",
-                    disk.ignored_clones.join(", "),
+                    crate::infra::join(&disk.ignored_clones, ", "),
                     disk.disk.name,
                     disk.disk.name
                 ));

@@ -126,11 +126,15 @@ impl CryptTable {
 
     /// The target parameters (everything after `crypt`), holding the key: zeroed on drop.
     pub fn params(&self) -> Zeroizing<String> {
-        let opts = if self.options.is_empty() {
-            String::new()
-        } else {
-            format!(" {} {}", self.options.len(), self.options.join(" "))
-        };
+        // Not `join`: its copying code is about 1 KiB of PID 1 per element type.
+        let mut opts = String::new();
+        if !self.options.is_empty() {
+            opts = format!(" {}", self.options.len());
+            for option in &self.options {
+                opts.push(' ');
+                opts.push_str(option);
+            }
+        }
         let tail = format!(" {} {} {}{opts}", self.iv_offset, self.device, self.offset);
         let mut s = Zeroizing::new(String::with_capacity(
             self.cipher.len() + 1 + self.key.len() * 2 + tail.len(),

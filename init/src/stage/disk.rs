@@ -351,7 +351,7 @@ fn describe_path(path: &[Node]) -> String {
             Node::Other { .. } => None,
         })
         .collect();
-    nodes.join("/")
+    crate::infra::join(&nodes, "/")
 }
 
 /// Reads a disk's GPT (the effect [`find_boot_disk`] needs).
@@ -416,7 +416,7 @@ impl fmt::Display for Ambiguous {
             f,
             "{} all carry the boot disk's Liftoff partitions (cloned volumes?) and {}: \
              refusing to guess which one to boot and write",
-            self.disks.join(" and "),
+            crate::infra::join(&self.disks, " and "),
             self.why
         )
     }
@@ -447,7 +447,7 @@ impl fmt::Display for NotFound {
         if self.seen.is_empty() {
             write!(f, "; no disks at all (missing storage driver?)")
         } else {
-            write!(f, "; disks seen: {}", self.seen.join(", "))
+            write!(f, "; disks seen: {}", crate::infra::join(&self.seen, ", "))
         }
     }
 }

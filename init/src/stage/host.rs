@@ -191,7 +191,7 @@ impl fmt::Display for HostError {
             HostError::Controllers { missing } => write!(
                 f,
                 "the kernel offers no cgroup controller {}: containers get no such limits",
-                missing.join(", ")
+                crate::infra::join(missing, ", ")
             ),
             HostError::Cgroup { file, source } => {
                 write!(f, "/sys/fs/cgroup/{file}: {source}")

@@ -189,7 +189,7 @@ pub fn announce_partitions(boot_disk: &mut BootDisk, sys: &Path) -> Result<(), S
         kmsg::info(&format!(
             "the kernel had rejected the damaged GPT of {}: partitions {} added with BLKPG",
             boot_disk.node.display(),
-            added.join(", ")
+            crate::infra::join(&added, ", ")
         ));
         if let Some(disk) = disk::scan(sys)
             .into_iter()

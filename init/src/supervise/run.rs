@@ -267,7 +267,7 @@ pub fn supervise_as_pid1(
     } else {
         kmsg::info(&format!(
             "power button: /dev/input/{}",
-            buttons.join(", /dev/input/")
+            crate::infra::join(&buttons, ", /dev/input/")
         ));
     }
     run(&mut sys, &config, on_health)

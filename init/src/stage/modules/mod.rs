@@ -353,7 +353,7 @@ impl fmt::Display for ModuleError {
             } => {
                 write!(f, "loading module {name} ({}): {source}", path.display())?;
                 if !depends.is_empty() {
-                    write!(f, " (it depends on {})", depends.join(", "))?;
+                    write!(f, " (it depends on {})", crate::infra::join(depends, ", "))?;
                 }
                 Ok(())
             }
@@ -485,7 +485,7 @@ pub fn cmdline_params(others: &[prairiedog::cmdline::Param], name: &str) -> Stri
             Some(v) => format!("{key}={v}"),
         });
     }
-    out.join(" ")
+    crate::infra::join(&out, " ")
 }
 
 /// Loads `entries` (a phase of the list, [`read_list`]) after their dependencies, drivers
