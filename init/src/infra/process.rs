@@ -359,7 +359,9 @@ impl Handshake {
 /// go, [`Beside::send`] gives it a message ([`Handshake`]), [`Beside::join`] waits for all
 /// of it and gives its result: the bytes the work returned, or its error's text. The
 /// caller must be single-threaded (PID 1 is). The child writes either into a close-on-exec
-/// pipe and exits with 0 or 1.
+/// pipe after a byte that says which (0 or 1, also its exit code), closes it and exits:
+/// what the work still held (PRIVATE's mount) is released after the parent has the
+/// report.
 ///
 /// The child starts with a mount namespace of its own ([`Handshake::own_mounts`]): what it
 /// mounts stays its own, and the parent's mount moves (switch_root's) do not move the
@@ -391,8 +393,10 @@ pub fn beside(
             Ok(bytes) => (0, bytes),
             Err(text) => (1, text.into_bytes()),
         };
-        let _ = std::io::Write::write_all(&mut File::from(report_write), &bytes);
-        end(code)
+        let mut report = vec![code];
+        report.extend(bytes);
+        let _ = std::io::Write::write_all(&mut File::from(report_write), &report);
+        end(i32::from(code))
     }
     drop((report_write, milestone_write, go_read));
     Ok(Beside {
@@ -444,8 +448,11 @@ impl Beside {
         }
     }
 
-    /// Waits for the child: the bytes its work returned, its error's text, or how it
-    /// ended if not with 0 or 1.
+    /// Waits for the child's report: the bytes its work returned, or its error's text; a
+    /// child that ended without one is waited for, and the error says how it ended. One
+    /// that reported is not waited for: it may still be releasing what its work held, and
+    /// it ends on its own; whoever reaps PID 1's children after the handoff reaps it (the
+    /// next stage, or the containerd supervisor).
     pub fn join(mut self) -> Result<Vec<u8>, String> {
         self.go();
         // No more messages: a child waiting for one gets EOF.
@@ -454,18 +461,18 @@ impl Beside {
         // reaching a milestone after this was called writes one byte into the pipe's
         // buffer, not into a closed pipe (SIGPIPE).
         let mut bytes = Vec::new();
-        // The write end closes when the child exits: the read ends then.
-        let read = self.report.read_to_end(&mut bytes);
-        let status = wait(self.pid).map_err(|e| format!("waiting for pid {}: {e}", self.pid))?;
-        if let Err(e) = read {
+        // The write end closes once the child has written its report, or when it exits.
+        if let Err(e) = self.report.read_to_end(&mut bytes) {
             return Err(format!("reading from pid {}: {e}", self.pid));
         }
-        match status {
-            Status::Code(0) => Ok(bytes),
-            Status::Code(1) if !bytes.is_empty() => {
-                Err(String::from_utf8_lossy(&bytes).into_owned())
+        match bytes.split_first() {
+            Some((0, result)) => Ok(result.to_vec()),
+            Some((1, text)) => Err(String::from_utf8_lossy(text).into_owned()),
+            _ => {
+                let status =
+                    wait(self.pid).map_err(|e| format!("waiting for pid {}: {e}", self.pid))?;
+                Err(format!("pid {} ended with {status}", self.pid))
             }
-            _ => Err(format!("pid {} ended with {status}", self.pid)),
         }
     }
 }
