@@ -65,7 +65,7 @@ pub fn run() -> ! {
     // once they have.
     let built_in = root.join("dev/watchdog").exists();
     let early_dog = built_in.then(|| arm_watchdog(&cmdline.config)).flatten();
-    let (mut beside, late_modules) = load_modules(root, &cmdline.others, &cmdline.config);
+    let (mut beside, mut late_modules) = load_modules(root, &cmdline.others, &cmdline.config);
     timeline::mark("modules");
     check_signed_cmdline(root);
     let watchdog = if built_in {
@@ -85,6 +85,7 @@ pub fn run() -> ! {
             late_modules.load(&cmdline.others);
             restore_autoload(autoload);
             timeline::mark("handoff");
+            beside.reap();
             devkmsg.restore();
             fail(handoff::exec(target).into());
         }
@@ -159,7 +160,8 @@ pub fn run() -> ! {
     timeline::mark("root");
 
     beside.wait_files();
-    switch_root::switch_root(Path::new(root::SYSROOT)).or_fail();
+    // The initramfs's files are freed with the late modules, after the handoff mark.
+    late_modules.initramfs = switch_root::switch_root(Path::new(root::SYSROOT)).or_fail();
     timeline::mark("switch-root");
 
     // dm-crypt, its ciphers and the TPM, loading since the modules stage, and what the
@@ -243,6 +245,7 @@ pub fn run() -> ! {
             restore_autoload(autoload);
             timeline::log_peak_memory();
             timeline::mark("handoff");
+            beside.reap();
             // PID 1 stays the host's supervisor and keeps logging (restarts, shutdown), so
             // the kernel's rate limit stays off for its lines: with it back on, the last
             // lines of a shutdown were dropped.
@@ -285,6 +288,7 @@ pub fn run() -> ! {
     restore_autoload(autoload);
     timeline::log_peak_memory();
     timeline::mark("handoff");
+    beside.reap();
     devkmsg.restore();
     fail(handoff::exec(&target).into())
 }
@@ -576,7 +580,7 @@ fn load_modules(
         handshake.wait_for_go();
         let mut gated = open(&data)?;
         // Milestone 2, every file open and every bus read: PID 1 waits for it before
-        // switch_root, which frees the initramfs and moves sysfs.
+        // switch_root, which moves sysfs (and after which the initramfs is freed).
         handshake.reach_milestone();
         load(&mut gated, &data, " for DATA beside the boot")?;
         // Milestone 3: the DATA modules are in.
@@ -617,13 +621,19 @@ fn load_modules(
         child,
         milestones: 0,
         verity,
+        reported: None,
     };
     let opened = if late.is_empty() {
         None
     } else {
         Some(modules::Opened::live(root, &late).or_fail())
     };
-    (beside, LateModules { late, opened })
+    let late = LateModules {
+        late,
+        opened,
+        initramfs: None,
+    };
+    (beside, late)
 }
 
 /// Starts `work` (the `data` modules, PRIVATE and DATA) in a child process; `None` if it
@@ -649,6 +659,8 @@ struct BesideModules {
     child: Option<Beside>,
     milestones: usize,
     verity: Vec<modules::Entry>,
+    /// The child once it has reported: it may still be ending ([`BesideModules::reap`]).
+    reported: Option<i32>,
 }
 
 impl BesideModules {
@@ -669,7 +681,7 @@ impl BesideModules {
     }
 
     /// Waits until the child has opened every module file and read every bus it needs:
-    /// before switch_root frees the initramfs and moves sysfs.
+    /// before switch_root moves sysfs (the initramfs is freed after it).
     fn wait_files(&mut self) {
         self.wait_for(2);
     }
@@ -698,15 +710,25 @@ impl BesideModules {
         }
     }
 
+    /// Waits for the child that reported to end, so that no child of PID 1's boot is left
+    /// to the next stage (after the handoff mark: by then it has ended).
+    fn reap(&mut self) {
+        if let Some(pid) = self.reported.take() {
+            crate::infra::process::reap(pid);
+        }
+    }
+
     /// Waits for the `data` modules, then for the child: a module that failed fails the
     /// modules stage. What the child read on PRIVATE and did with DATA (nothing without a
     /// child, or when it could not: PID 1 then does it all itself).
-    fn join(mut self) -> data::early::Early {
+    fn join(&mut self) -> data::early::Early {
         self.wait_for(3);
         let Some(child) = self.child.take() else {
             return data::early::Early::default();
         };
         let waiting = timeline::boottime_us();
+        // Reaped after the handoff mark: it may still be ending (PRIVATE's unmount).
+        self.reported = Some(child.pid());
         let early = match child.join() {
             Ok(report) => {
                 let early = data::early::Early::decode(&report);
@@ -787,31 +809,36 @@ fn log_modules(what: &str, done: &[(String, modules::Outcome)]) {
     }
 }
 
-/// The `late` modules, their files open since the modules stage.
+/// The `late` modules, their files open since the modules stage, and the initramfs's
+/// root once PID 1 has left it ([`switch_root::free_initramfs`]): the work after the
+/// handoff mark.
 struct LateModules {
     late: Vec<modules::Entry>,
     opened: Option<modules::Opened>,
+    initramfs: Option<std::os::fd::OwnedFd>,
 }
 
 impl LateModules {
-    /// Loads them now. After the handoff a failure is logged and the host goes on
-    /// without the module: neither the root nor DATA needs it.
+    /// Loads them now, then frees the initramfs. After the handoff a failure is logged
+    /// and the host goes on without the module: neither the root nor DATA needs it.
     fn load(self, cmdline: &[prairiedog::cmdline::Param]) {
-        let Some(mut loader) = self.opened else {
-            return;
-        };
-        match modules::load_listed(&mut loader, &self.late, cmdline) {
-            Ok(done) => log_modules(" after the handoff", &done),
-            Err(e) => kmsg::error(&format!(
-                "stage modules failed: {e}; action: the host goes on without it (after the handoff)"
-            )),
+        if let Some(mut loader) = self.opened {
+            match modules::load_listed(&mut loader, &self.late, cmdline) {
+                Ok(done) => log_modules(" after the handoff", &done),
+                Err(e) => kmsg::error(&format!(
+                    "stage modules failed: {e}; action: the host goes on without it (after the handoff)"
+                )),
+            }
+        }
+        if let Some(initramfs) = self.initramfs {
+            switch_root::free_initramfs(initramfs);
         }
     }
 
-    /// Loads them in a child process that outlives the exec of the next stage, which
-    /// reaps it; without a child, now.
+    /// Does [`LateModules::load`] in a child process that outlives the exec of the next
+    /// stage, which reaps it; without a child, now.
     fn load_beside(self, cmdline: &[prairiedog::cmdline::Param]) {
-        if self.opened.is_none() {
+        if self.opened.is_none() && self.initramfs.is_none() {
             return;
         }
         let mut me = Some(self);

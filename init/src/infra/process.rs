@@ -432,6 +432,11 @@ impl Beside {
         }
     }
 
+    /// The child's process ID.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// Waits until the child has reached its next milestone. A child that ended first is
     /// joined: its error's text, or that it ended without reaching it.
     pub fn milestone(mut self) -> Result<Beside, String> {
@@ -450,9 +455,8 @@ impl Beside {
 
     /// Waits for the child's report: the bytes its work returned, or its error's text; a
     /// child that ended without one is waited for, and the error says how it ended. One
-    /// that reported is not waited for: it may still be releasing what its work held, and
-    /// it ends on its own; whoever reaps PID 1's children after the handoff reaps it (the
-    /// next stage, or the containerd supervisor).
+    /// that reported is not waited for: it may still be releasing what its work held; the
+    /// caller [`reap`]s it later.
     pub fn join(mut self) -> Result<Vec<u8>, String> {
         self.go();
         // No more messages: a child waiting for one gets EOF.
@@ -475,6 +479,12 @@ impl Beside {
             }
         }
     }
+}
+
+/// Waits for child `pid` to end, whatever it ended with: a [`Beside`] child whose report
+/// [`Beside::join`] took.
+pub fn reap(pid: i32) {
+    let _ = wait(pid);
 }
 
 /// Ends this process at once with `code`: for PID 1's forked children, whose buffers and

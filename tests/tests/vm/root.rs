@@ -1709,6 +1709,18 @@ fn vm_x86_64_supervisor_restarts_containerd_and_reaps_orphans() {
         "orphans reaped by PID 1; log {}",
         b.vm.log_path().display()
     );
+    // The initramfs's files, freed after the handoff mark (PID 1 itself in containerd
+    // mode): init, the module list and the modules, at least.
+    let freed = lines
+        .iter()
+        .find_map(|l| l.split("liftoff: initramfs: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(
+        freed.is_some_and(|n| n >= 3),
+        "initramfs freed: {freed:?}; log {}",
+        b.vm.log_path().display()
+    );
     b.vm.wait_for_text(
         "health held for 10 s: slot A's crash-loop count cleared",
         TIMEOUT,

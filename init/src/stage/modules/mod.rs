@@ -17,9 +17,9 @@
 //! dm-mod), and PID 1 waits for the child before DATA opens; `verity` modules (dm-verity,
 //! the root's file systems) load in PID 1 once it has chosen the slot and the child's
 //! first modules are in; `late` modules serve only after the handoff (network cards, the
-//! power button). Files of the later phases are opened before ([`Opened`]), since
-//! switch_root frees the initramfs under them (and the child keeps the initramfs as its
-//! root), and the hardware the child's modules are gated on is read then too. A child
+//! power button). Files of the later phases are opened before ([`Opened`]), since the
+//! initramfs is freed under them after switch_root (and the child keeps the initramfs as
+//! its root), and the hardware the child's modules are gated on is read then too. A child
 //! process, not a thread: a thread brings musl's thread support and its `printf` (for
 //! `pthread_setname_np`) into PID 1, 33 KiB it does not have.
 //!
