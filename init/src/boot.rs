@@ -122,8 +122,8 @@ pub fn run() -> ! {
             private: private.clone(),
         });
     }
-    // dm-verity, the root's file systems and the SHA-256 acceleration, now that the disk
-    // is read and the child has what it needs to open DATA.
+    // dm-verity and the root's file systems (the SHA-256 acceleration came with the
+    // child's first modules), now that the child has what it needs to open DATA.
     beside.load_verity(root, &cmdline.others);
     let (verified, table) = verity::run(
         &boot_disk,

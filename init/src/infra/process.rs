@@ -461,9 +461,9 @@ impl Beside {
         self.go();
         // No more messages: a child waiting for one gets EOF.
         self.go = None;
-        // The milestone's read end stays open until the child is waited for: a child
-        // reaching a milestone after this was called writes one byte into the pipe's
-        // buffer, not into a closed pipe (SIGPIPE).
+        // The milestone's read end stays open until the report is read: a child reaching
+        // a milestone after this was called writes one byte into the pipe's buffer, not
+        // into a closed pipe (SIGPIPE).
         let mut bytes = Vec::new();
         // The write end closes once the child has written its report, or when it exits.
         if let Err(e) = self.report.read_to_end(&mut bytes) {
