@@ -225,30 +225,20 @@ mod tests {
     #[cfg(feature = "soft-cipher")]
     #[test]
     fn xts_around_ecb_is_xts() {
-        use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
+        use aes::cipher::{generic_array::GenericArray, BlockDecrypt, BlockEncrypt, KeyInit};
+        fn each<C: BlockEncrypt + BlockDecrypt>(c: &C, data: &mut [u8], encrypt: bool) {
+            for b in data.chunks_mut(BLOCK).map(GenericArray::from_mut_slice) {
+                if encrypt {
+                    c.encrypt_block(b)
+                } else {
+                    c.decrypt_block(b)
+                }
+            }
+        }
         fn soft_ecb(key: &[u8], data: &mut [u8], encrypt: bool) -> Result<(), String> {
-            let blocks = data.chunks_mut(BLOCK).map(aes::Block::from_mut_slice);
             match key.len() {
-                16 => {
-                    let c = aes::Aes128::new_from_slice(key).unwrap();
-                    blocks.for_each(|b| {
-                        if encrypt {
-                            c.encrypt_block(b)
-                        } else {
-                            c.decrypt_block(b)
-                        }
-                    });
-                }
-                32 => {
-                    let c = aes::Aes256::new_from_slice(key).unwrap();
-                    blocks.for_each(|b| {
-                        if encrypt {
-                            c.encrypt_block(b)
-                        } else {
-                            c.decrypt_block(b)
-                        }
-                    });
-                }
+                16 => each(&aes::Aes128::new_from_slice(key).unwrap(), data, encrypt),
+                32 => each(&aes::Aes256::new_from_slice(key).unwrap(), data, encrypt),
                 n => return Err(format!("no AES key of {n} bytes")),
             }
             Ok(())
