@@ -205,15 +205,16 @@ fn open_keyfile(
     dir: &Path,
 ) -> Option<PathBuf> {
     let mode = mode(config.data, settings_file);
-    if !matches!(mode, None | Some(DataMode::Keyfile)) {
-        return None;
-    }
-    let opened = luks::open_steady(dir, &request.data, mode.is_none())?;
-    kmsg::debug(&format!(
-        "data: {} opened beside the boot",
-        request.data.display()
-    ));
-    Some(opened)
+    let opened = match mode {
+        None | Some(DataMode::Keyfile) => luks::open_steady(dir, &request.data, mode.is_none()),
+        Some(_) => Err("its mode is not keyfile"),
+    };
+    let (what, why) = match &opened {
+        Ok(_) => ("opened beside the boot", ""),
+        Err(why) => ("left to PID 1: ", *why),
+    };
+    kmsg::debug(&format!("data: {} {what}{why}", request.data.display()));
+    opened.ok()
 }
 
 #[cfg(test)]

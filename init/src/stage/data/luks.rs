@@ -222,29 +222,31 @@ pub fn open_keyfile(
 /// The module child's keyfile open ([`super::early`]): DATA's LUKS2 volume opened with the
 /// key file in `dir` and mapped, when nothing else is to be done on this boot: no
 /// first-use record, no unsaved recovery key, and no TPM2 token (when `header_decides`
-/// the mode, a token makes it `tpm2`). `None` in every other case, and on any error: PID 1
-/// then does it all, as without the child.
-pub fn open_steady(dir: &Path, data: &Path, header_decides: bool) -> Option<PathBuf> {
+/// the mode, a token makes it `tpm2`). In every other case, and on any error, why not
+/// (the error's details are PID 1's to log: it then does it all, as without the child).
+pub fn open_steady(dir: &Path, data: &Path, header_decides: bool) -> Result<PathBuf, &'static str> {
     if dir.join(FIRST_USE_RECORD).exists() {
-        return None;
+        return Err("a first use is recorded");
     }
-    let key = read_key(dir).ok()??;
-    let Found::Luks2(header) = inspect(data).ok()? else {
-        return None;
+    let key = read_key(dir).ok().flatten().ok_or("no key file read")?;
+    let Ok(Found::Luks2(header)) = inspect(data) else {
+        return Err("no LUKS2 header read");
     };
-    if (header_decides && super::tpm::token(&header).is_some())
-        || unsaved_recovery(&header).is_some()
-    {
-        return None;
+    if header_decides && super::tpm::token(&header).is_some() {
+        return Err("a TPM2 token");
     }
-    let part_bytes = device_size(data).ok()?;
+    if unsaved_recovery(&header).is_some() {
+        return Err("a recovery key not yet saved");
+    }
+    let part_bytes = device_size(data).map_err(|_| "no size read")?;
     let wrong = || DataError::WrongKey {
         device: data.to_path_buf(),
         key: dir.join(KEY_FILE),
     };
-    let (volume_key, table) = unlock(&header, data, part_bytes, key.as_bytes(), &wrong).ok()?;
+    let (volume_key, table) = unlock(&header, data, part_bytes, key.as_bytes(), &wrong)
+        .map_err(|_| "the key file opened no keyslot")?;
     drop((volume_key, key));
-    create_mapping(table).ok()
+    create_mapping(table).map_err(|_| "the mapping failed")
 }
 
 /// Maps DATA with `table`, then the chores of an opened volume: a new recovery key while
@@ -638,6 +640,27 @@ mod tests {
             }
             plan
         }
+    }
+
+    /// The module child's open says why it leaves DATA to PID 1 (its debug line): a
+    /// recorded first use, no key file, no LUKS2 header, a recovery key not yet saved.
+    #[test]
+    fn the_childs_open_says_why_it_leaves_data_to_pid1() {
+        let mut run = Run::new();
+        run.first_use(None, usize::MAX).unwrap();
+        let dir = run.private.path();
+        let data = dir.join("data.img");
+        std::fs::write(&data, run.disk.bytes.get_ref()).unwrap();
+        let why = |data: &Path| open_steady(dir, data, true).unwrap_err();
+        let _ = std::fs::remove_file(dir.join(KEY_FILE));
+        assert_eq!(why(&data), "no key file read");
+        std::fs::write(dir.join(KEY_FILE), [7u8; crate::stage::data::KEY_BYTES]).unwrap();
+        assert_eq!(why(&data), "a recovery key not yet saved");
+        let zeros = dir.join("zeros.img");
+        std::fs::write(&zeros, vec![0u8; 64 * 1024]).unwrap();
+        assert_eq!(why(&zeros), "no LUKS2 header read");
+        std::fs::write(dir.join(FIRST_USE_RECORD), b"").unwrap();
+        assert_eq!(why(&data), "a first use is recorded");
     }
 
     #[test]
