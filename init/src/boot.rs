@@ -659,7 +659,8 @@ struct BesideModules {
     child: Option<Beside>,
     milestones: usize,
     verity: Vec<modules::Entry>,
-    /// The child once it has reported: it may still be ending ([`BesideModules::reap`]).
+    /// The child once joined: one that reported may still be ending, one that did not was
+    /// waited for already (its reap then finds nothing) ([`BesideModules::reap`]).
     reported: Option<i32>,
 }
 

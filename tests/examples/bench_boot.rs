@@ -26,7 +26,8 @@
 //!   both sides) and the part after it; the last line says what kernel-to-handoff would be
 //!   with a PID 1 that took no time at all;
 //! - PID 1's own time: from the kernel's "Run /init" to the handoff, less module loading
-//!   (the modules stage and PID 1's waits for its module child) and the wait for the disk
+//!   (the modules stage, PID 1's own `verity` modules and its waits for its module child)
+//!   and the wait for the disk
 //!   (which depend on the kernel, not on PID 1).
 //!
 //! Liftoff does more in that time (A/B state in the GPT, grubenv, DATA with dm-crypt and
