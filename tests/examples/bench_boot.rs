@@ -63,12 +63,43 @@ struct Sample {
     own: u64,
 }
 
+/// Liftoff's timeline marks on the printk clock, the one the kernel's "Run /init" line and
+/// the busybox side's marks are on. The marks carry CLOCK_BOOTTIME, which runs 20-30 ms
+/// apart from printk's clock in these guests (the kernel finds its sched_clock unstable
+/// under TCG), so a stage measured from "Run /init" must not mix the two. Each mark's line
+/// is written as the mark is taken, so its printk time is the mark's; `pid1`, taken at
+/// PID 1's first instruction and written once /dev/kmsg is there, is placed by its
+/// CLOCK_BOOTTIME distance to the next mark.
+fn liftoff_marks(lines: &[String]) -> Vec<(String, u64)> {
+    let boottime = liftoff_qemu::console::timeline(lines);
+    let printk: Vec<u64> = boottime
+        .iter()
+        .map(|(stage, _)| {
+            printk_of(lines, &format!("liftoff: timeline stage={stage} "))
+                .unwrap_or_else(|| panic!("no printk time for the {stage} mark"))
+        })
+        .collect();
+    boottime
+        .iter()
+        .enumerate()
+        .map(|(i, (stage, t))| {
+            let at = if stage == "pid1" {
+                let (_, next) = &boottime[i + 1];
+                printk[i + 1] - (next - t)
+            } else {
+                printk[i]
+            };
+            (stage.clone(), at)
+        })
+        .collect()
+}
+
 /// The time each stage took: Liftoff's timeline marks (the first from the kernel's
 /// "Run /init"), or the busybox script's `bench:` marks.
 fn stages(lines: &[String], liftoff: bool) -> Vec<(String, u64)> {
     let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
     let marks: Vec<(String, u64)> = if liftoff {
-        liftoff_qemu::console::timeline(lines)
+        liftoff_marks(lines)
     } else {
         ["start", "modules", "disk", "verity", "root", "handoff"]
             .iter()
@@ -117,10 +148,9 @@ fn mark_slot_a_successful(disk: &liftoff_image::disk::BuiltDisk) {
 }
 
 fn liftoff_sample(lines: &[String]) -> Sample {
-    let handoff = printk_of(lines, "liftoff: timeline stage=handoff").expect("handoff mark");
-    let marks: std::collections::BTreeMap<String, u64> =
-        liftoff_qemu::console::timeline(lines).into_iter().collect();
+    let marks: std::collections::BTreeMap<String, u64> = liftoff_marks(lines).into_iter().collect();
     let at = |s: &str| *marks.get(s).unwrap_or_else(|| panic!("no {s} mark"));
+    let handoff = at("handoff");
     let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
     let modules = at("modules") - at("cmdline");
     let disk = at("disk") - at("modules");
