@@ -28,7 +28,9 @@
 //! - PID 1's own time: from the kernel's "Run /init" to the handoff, less module loading
 //!   (the modules stage, PID 1's own `verity` modules and its waits for its module child)
 //!   and the wait for the disk
-//!   (which depend on the kernel, not on PID 1).
+//!   (which depend on the kernel, not on PID 1);
+//! - the stages: from one mark's line to the next, the first from "Run /init"
+//!   (`liftoff_marks` says how Liftoff's `pid1` mark, logged late, is placed).
 //!
 //! Liftoff does more in that time (A/B state in the GPT, grubenv, DATA with dm-crypt and
 //! its key on PRIVATE, tmpfs and overlays, the bounding set); the busybox script only
