@@ -583,6 +583,38 @@ impl OpenedData {
             .to_owned()
     }
 
+    /// `e2fsck -fn`'s full read-only check of DATA's file system; panics naming DATA's
+    /// device and e2fsck's report when it finds anything to fix.
+    pub fn fsck(&self) {
+        let out = Command::new("e2fsck")
+            .arg("-fn")
+            .arg(&self.plain)
+            .output()
+            .unwrap_or_else(|e| panic!("e2fsck -fn on {}: {e}", self.device.display()));
+        assert!(
+            out.status.success(),
+            "e2fsck -fn on DATA {} (decrypted) found something to fix ({}): {}{}",
+            self.device.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The ext4 journal (inode 8), as `debugfs -R 'dump <8> FILE'` writes it.
+    pub fn journal(&mut self) -> Vec<u8> {
+        let file = self.plain.with_extension("journal");
+        self.files.push(file.clone());
+        self.tool("debugfs", &["-R", &format!("dump <8> {}", file.display())]);
+        std::fs::read(&file).unwrap_or_else(|e| {
+            panic!(
+                "debugfs -R 'dump <8>' on DATA {} wrote no journal ({}): {e}",
+                self.device.display(),
+                file.display()
+            )
+        })
+    }
+
     /// The file at `path` in DATA's file system (`debugfs -R 'cat PATH'`) and what
     /// debugfs said on stderr (a missing file is an empty one and a line there).
     pub fn cat(&self, path: &str) -> (Vec<u8>, String) {

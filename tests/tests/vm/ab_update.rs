@@ -362,7 +362,7 @@ fn update(arch: Arch) {
     // On the host, DATA opened with that recovery key: its ext4 was unmounted cleanly (no
     // journal left to replay) and holds the bytes.
     {
-        let data = common::OpenedData::open(&disk.path, disk::DATA, &recovery, &work);
+        let mut data = common::OpenedData::open(&disk.path, disk::DATA, &recovery, &work);
         let features = data.features();
         assert!(
             !features.contains("needs_recovery"),
@@ -370,6 +370,30 @@ fn update(arch: Arch) {
              {features}; {}",
             data.device.display(),
             config.log.display()
+        );
+        // The journal PID 1's first use left as it was (`lazy_journal_init`: under the key
+        // made then, a block never written reads as noise): e2fsck finds nothing to fix
+        // after two boots on it, and the journal's blocks are not zeros, as they would be
+        // had mke2fs written all of them through dm-crypt (the boots journal a few hundred
+        // KiB of metadata at most, some of it zero blocks).
+        data.fsck();
+        let journal = data.journal();
+        assert_eq!(
+            journal.get(..4),
+            Some(&[0xc0, 0x3b, 0x39, 0x98][..]),
+            "DATA {}: no jbd2 superblock at the journal's start",
+            data.device.display()
+        );
+        let blocks = journal.len() / 4096;
+        let zero = journal
+            .chunks_exact(4096)
+            .filter(|b| b.iter().all(|x| *x == 0))
+            .count();
+        assert!(
+            blocks >= 256 && zero < blocks / 4,
+            "DATA {}: {zero} of the journal's {blocks} blocks are zeros: mke2fs wrote the \
+             journal through dm-crypt at first use instead of leaving it (lazy_journal_init)",
+            data.device.display()
         );
         let (found, stderr) = data.cat(FRESH_FILE);
         assert_eq!(

@@ -400,7 +400,7 @@ pub fn first_use_on(
         Path::new(RECOVERY_KEY_FILE),
         |target| {
             let device = create_mapping(target)?;
-            mkfs(&device)?;
+            mkfs(&device, true)?;
             Ok(device)
         },
         |_| Ok(()),
