@@ -7,6 +7,9 @@
 //!        BENCH_APPEND="liftoff.debug" cargo run ... (more kernel arguments, both sides:
 //!        `liftoff.debug` gives each module load and DATA step a line of its own, at a
 //!        cost; the figures of such a run are for finding time, not for the ratios)
+//!        BENCH_DISK_GIB=20 cargo run ... (the disk grown to 20 GiB before the first boot,
+//!        as a cloud volume larger than the image is: Liftoff grows DATA to fill it, and
+//!        the first boot's file system is one of that size, with its journal)
 //!
 //! Boots, each side in turn: the first boot of a fresh disk (Liftoff makes DATA's key,
 //! LUKS2 header, recovery key and file system), a second boot in which nobody has
@@ -323,6 +326,19 @@ fn main() {
     let work = vm::log_dir().join("bench_boot");
     std::fs::create_dir_all(&work).unwrap();
     let disk = system::guest_disk(&sys, &work.join("disk.img")).unwrap();
+    if let Ok(gib) = std::env::var("BENCH_DISK_GIB") {
+        let gib: u64 = gib.parse().expect("BENCH_DISK_GIB: a size in GiB");
+        let image = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk.path)
+            .unwrap();
+        assert!(
+            gib << 30 > image.metadata().unwrap().len(),
+            "BENCH_DISK_GIB={gib}: not larger than the image"
+        );
+        // Sparse: only what the boots write takes room on the host.
+        image.set_len(gib << 30).unwrap();
+    }
     let liftoff_initrd = work.join("liftoff.cpio");
     std::fs::write(&liftoff_initrd, system::initramfs(arch, &kernel).unwrap()).unwrap();
     let busybox_initrd = busybox_initramfs(arch, &kernel, &work);
