@@ -11,8 +11,9 @@
 //! and prints them with DATA's current recovery key; the host presses the ACPI power button
 //! at once (QMP `system_powerdown`), sees PID 1 unmount /local and power off, then opens
 //! DATA from the disk image with that recovery key (loop device, cryptsetup) and checks
-//! that its ext4 has no `needs_recovery` (`dumpe2fs -h`) and holds exactly those bytes
-//! (`debugfs -R 'cat /var/lib/liftoff-fresh'`). QEMU quit instead of the button (tried on
+//! that its ext4 has no `needs_recovery` (`dumpe2fs -h`), passes `e2fsck -fn`, has the
+//! journal first use left unwritten (`lazy_journal_init`: noise, not zeros, under DATA's
+//! new key) and holds exactly those bytes (`debugfs -R 'cat /var/lib/liftoff-fresh'`). QEMU quit instead of the button (tried on
 //! aarch64) fails on both: the journal needs recovery and the file is not there.
 
 use std::path::Path;
