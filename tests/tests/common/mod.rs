@@ -552,8 +552,8 @@ impl OpenedData {
         opened
     }
 
-    /// What `PROGRAM ARGS PLAINTEXT` prints on stdout; panics naming DATA's device and
-    /// the command when it fails.
+    /// What `PROGRAM ARGS PLAINTEXT` prints on stdout; panics naming DATA's device, the
+    /// command, its exit status and all it printed when it fails.
     fn tool(&self, program: &str, args: &[&str]) -> String {
         let out = Command::new(program)
             .args(args)
@@ -562,8 +562,10 @@ impl OpenedData {
             .unwrap_or_else(|e| panic!("{program} {args:?} on {}: {e}", self.device.display()));
         assert!(
             out.status.success(),
-            "{program} {args:?} on DATA {} (decrypted): {}",
+            "{program} {args:?} on DATA {} (decrypted): {}: {}{}",
             self.device.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -586,19 +588,7 @@ impl OpenedData {
     /// `e2fsck -fn`'s full read-only check of DATA's file system; panics naming DATA's
     /// device and e2fsck's report when it finds anything to fix.
     pub fn fsck(&self) {
-        let out = Command::new("e2fsck")
-            .arg("-fn")
-            .arg(&self.plain)
-            .output()
-            .unwrap_or_else(|e| panic!("e2fsck -fn on {}: {e}", self.device.display()));
-        assert!(
-            out.status.success(),
-            "e2fsck -fn on DATA {} (decrypted) found something to fix ({}): {}{}",
-            self.device.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.tool("e2fsck", &["-fn"]);
     }
 
     /// The ext4 journal (inode 8), as `debugfs -R 'dump <8> FILE'` writes it.
