@@ -69,7 +69,7 @@ struct Sample {
 }
 
 /// Liftoff's timeline marks on the printk clock, the one the kernel's "Run /init" line and
-/// the busybox side's marks are on. The marks carry CLOCK_BOOTTIME, which runs 20-30 ms
+/// the busybox side's marks are on. The marks carry CLOCK_BOOTTIME, which runs 20-40 ms
 /// apart from printk's clock in these guests (the kernel finds its sched_clock unstable
 /// under TCG), so a stage measured from "Run /init" must not mix the two. Each mark's line
 /// is written as the mark is taken, so its printk time is the mark's; `pid1`, taken at

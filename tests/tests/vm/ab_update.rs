@@ -13,8 +13,9 @@
 //! DATA from the disk image with that recovery key (loop device, cryptsetup) and checks
 //! that its ext4 has no `needs_recovery` (`dumpe2fs -h`), passes `e2fsck -fn`, has the
 //! journal first use left unwritten (`lazy_journal_init`: noise, not zeros, under DATA's
-//! new key) and holds exactly those bytes (`debugfs -R 'cat /var/lib/liftoff-fresh'`). QEMU quit instead of the button (tried on
-//! aarch64) fails on both: the journal needs recovery and the file is not there.
+//! new key) and holds exactly those bytes (`debugfs -R 'cat /var/lib/liftoff-fresh'`).
+//! QEMU quit instead of the button (tried on aarch64) fails on both: the journal needs
+//! recovery and the file is not there.
 
 use std::path::Path;
 use std::process::Command;
