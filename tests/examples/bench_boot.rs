@@ -33,11 +33,18 @@
 //!   and the wait for the disk
 //!   (which depend on the kernel, not on PID 1);
 //! - the stages: from one mark's line to the next, the first from "Run /init"
-//!   (`liftoff_marks` says how Liftoff's `pid1` mark, logged late, is placed).
+//!   (`timeline_marks` says how the `pid1` mark, logged late, is placed).
 //!
 //! Liftoff does more in that time (A/B state in the GPT, grubenv, DATA with dm-crypt and
 //! its key on PRIVATE, tmpfs and overlays, the bounding set); the busybox script only
 //! opens verity and mounts the root.
+//!
+//! A third side, the floor (`bench_boot_floor.c`, built with the host's `cc`, no C library),
+//! asks the kernel for the work of Liftoff's root path (the API mounts, both GPT copies
+//! written and synced, the verity table Liftoff loaded, the root, /etc's overlay, the
+//! moves) with the least code there can be, and none of the rest: its own time is what
+//! the kernel alone takes for that work under this QEMU, the part of PID 1's own time no
+//! PID 1 can take away. It boots after the other two, on the same disk.
 
 // A benchmark run by hand on the host: a failed step ends it with the reason, so it may
 // unwrap, index and panic like a test.
@@ -60,6 +67,9 @@ use liftoff_image::kernel::Kernel;
 use liftoff_image::{system, Arch};
 use liftoff_qemu::vm;
 
+/// The floor's /init ([`floor_initramfs`]).
+const FLOOR_SOURCE: &str = include_str!("bench_boot_floor.c");
+
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     kernel_to_handoff: u64,
@@ -68,20 +78,28 @@ struct Sample {
     own: u64,
 }
 
-/// Liftoff's timeline marks on the printk clock, the one the kernel's "Run /init" line and
-/// the busybox side's marks are on. The marks carry CLOCK_BOOTTIME, which runs 20-40 ms
-/// apart from printk's clock in these guests (the kernel finds its sched_clock unstable
-/// under TCG), so a stage measured from "Run /init" must not mix the two. Each mark's line
-/// is written as the mark is taken, so its printk time is the mark's; `pid1`, taken at
-/// PID 1's first instruction and written once /dev/kmsg is there, is placed by its
-/// CLOCK_BOOTTIME distance to the next mark.
-fn liftoff_marks(lines: &[String]) -> Vec<(String, u64)> {
-    let boottime = liftoff_qemu::console::timeline(lines);
+/// The timeline marks of `who` (`liftoff`, or the floor's `floor`) on the printk clock,
+/// the one the kernel's "Run /init" line and the busybox side's marks are on. The marks
+/// carry CLOCK_BOOTTIME, which runs 20-40 ms apart from printk's clock in these guests
+/// (the kernel finds its sched_clock unstable under TCG), so a stage measured from
+/// "Run /init" must not mix the two. Each mark's line is written as the mark is taken, so
+/// its printk time is the mark's; `pid1`, taken at the first instruction and written once
+/// /dev/kmsg is there, is placed by its CLOCK_BOOTTIME distance to the next mark.
+fn timeline_marks(lines: &[String], who: &str) -> Vec<(String, u64)> {
+    let prefix = format!("{who}: timeline stage=");
+    let boottime: Vec<(String, u64)> = lines
+        .iter()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(prefix.as_str())?;
+            let (stage, t) = rest.split_once(" boottime_us=")?;
+            Some((stage.to_owned(), t.trim().parse().ok()?))
+        })
+        .collect();
     let printk: Vec<u64> = boottime
         .iter()
         .map(|(stage, _)| {
-            printk_of(lines, &format!("liftoff: timeline stage={stage} "))
-                .unwrap_or_else(|| panic!("no printk time for the {stage} mark"))
+            printk_of(lines, &format!("{prefix}{stage} "))
+                .unwrap_or_else(|| panic!("no printk time for {who}'s {stage} mark"))
         })
         .collect();
     boottime
@@ -99,22 +117,21 @@ fn liftoff_marks(lines: &[String]) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The time each stage took: Liftoff's timeline marks (the first from the kernel's
-/// "Run /init"), or the busybox script's `bench:` marks.
-fn stages(lines: &[String], liftoff: bool) -> Vec<(String, u64)> {
+/// The busybox script's `bench:` marks, on the printk clock.
+fn busybox_marks(lines: &[String]) -> Vec<(String, u64)> {
+    ["start", "modules", "disk", "verity", "root", "handoff"]
+        .iter()
+        .map(|s| {
+            let t =
+                printk_of(lines, &format!("bench: {s}")).unwrap_or_else(|| panic!("no {s} mark"));
+            (s.to_string(), t)
+        })
+        .collect()
+}
+
+/// The time each stage took, from `marks` (the first from the kernel's "Run /init").
+fn stages(lines: &[String], marks: Vec<(String, u64)>) -> Vec<(String, u64)> {
     let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
-    let marks: Vec<(String, u64)> = if liftoff {
-        liftoff_marks(lines)
-    } else {
-        ["start", "modules", "disk", "verity", "root", "handoff"]
-            .iter()
-            .map(|s| {
-                let t = printk_of(lines, &format!("bench: {s}"))
-                    .unwrap_or_else(|| panic!("no {s} mark"));
-                (s.to_string(), t)
-            })
-            .collect()
-    };
     let mut previous = run_init;
     let mut out = Vec::new();
     for (stage, t) in marks {
@@ -153,7 +170,8 @@ fn mark_slot_a_successful(disk: &liftoff_image::disk::BuiltDisk) {
 }
 
 fn liftoff_sample(lines: &[String]) -> Sample {
-    let marks: std::collections::BTreeMap<String, u64> = liftoff_marks(lines).into_iter().collect();
+    let marks: std::collections::BTreeMap<String, u64> =
+        timeline_marks(lines, "liftoff").into_iter().collect();
     let at = |s: &str| *marks.get(s).unwrap_or_else(|| panic!("no {s} mark"));
     let handoff = at("handoff");
     let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
@@ -207,6 +225,112 @@ fn busybox_sample(lines: &[String]) -> Sample {
     }
 }
 
+/// The floor's sample: its marks are Liftoff's stage names, its modules stage from
+/// `api-mounts` to `modules`.
+fn floor_sample(lines: &[String]) -> Sample {
+    let marks: std::collections::BTreeMap<String, u64> =
+        timeline_marks(lines, "floor").into_iter().collect();
+    let at = |s: &str| *marks.get(s).unwrap_or_else(|| panic!("no floor {s} mark"));
+    let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
+    let modules = at("modules") - at("api-mounts");
+    let disk = at("disk") - at("modules");
+    Sample {
+        kernel_to_handoff: at("handoff"),
+        kernel_to_init: run_init,
+        own: (at("handoff") - run_init).saturating_sub(modules + disk),
+    }
+}
+
+/// The modules Liftoff's PID 1 loads on this virtio guest, with their dependencies, as
+/// `lib/mNN.ko`, and `etc/modules` naming them in the order to load them (busybox's
+/// insmod cannot tell absent hardware, so both other sides get only these).
+fn add_modules(a: &mut Archive, arch: Arch, kernel: &Kernel) {
+    let mut modules: Vec<&str> = system::SYSTEM_MODULES
+        .iter()
+        .copied()
+        .filter(|m| {
+            ![
+                "virtio_scsi",
+                "sd_mod",
+                "xen-blkfront",
+                "virtio_net",
+                "ena",
+                "efi-pstore",
+            ]
+            .contains(m)
+        })
+        .collect();
+    modules.extend(system::arch_modules(arch));
+    let closure = kernel.module_closure(&modules).unwrap();
+    let mut order = String::new();
+    for (i, rel) in closure.iter().enumerate() {
+        let name = format!("lib/m{i:02}.ko");
+        a.file(
+            &name,
+            0o644,
+            &std::fs::read(kernel.modules_dir.join(rel)).unwrap(),
+        )
+        .unwrap();
+        order.push_str(&format!("/{name}\n"));
+    }
+    a.file("etc/modules", 0o644, order.as_bytes()).unwrap();
+}
+
+/// The floor's initramfs ([`FLOOR_SOURCE`]): its /init built with the host's C compiler
+/// (static, no C library), the modules, the verity table Liftoff loaded (`table`, from its log) and the
+/// boot disk.
+fn floor_initramfs(arch: Arch, kernel: &Kernel, work: &Path, table: &str) -> PathBuf {
+    let source = work.join("floor.c");
+    let init = work.join("floor");
+    std::fs::write(&source, FLOOR_SOURCE).unwrap();
+    // The floor is x86_64 code, as the guest: another host needs the cross compiler.
+    let compiler = if cfg!(target_arch = "x86_64") {
+        "cc"
+    } else {
+        "x86_64-linux-gnu-gcc"
+    };
+    let cc = Command::new(compiler)
+        .args([
+            "-static",
+            "-nostdlib",
+            "-ffreestanding",
+            "-fno-stack-protector",
+            "-fno-pie",
+            "-no-pie",
+            "-O2",
+            // Its own memset and memcpy must not become calls to themselves.
+            "-fno-tree-loop-distribute-patterns",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+        ])
+        .arg(&init)
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("running {compiler} (the floor's /init is C): {e}"));
+    assert!(
+        cc.status.success(),
+        "{compiler} {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let mut a = Archive::new();
+    for dir in ["dev", "proc", "sys", "run", "sysroot", "etc", "lib"] {
+        a.dir(dir, 0o755).unwrap();
+    }
+    a.char_dev("dev/console", 0o600, 5, 1).unwrap();
+    a.file("init", 0o755, &std::fs::read(&init).unwrap())
+        .unwrap();
+    add_modules(&mut a, arch, kernel);
+    a.file("etc/table", 0o644, format!("{table}\n").as_bytes())
+        .unwrap();
+    a.file("etc/disk", 0o644, b"/dev/vda\n").unwrap();
+    let path = work.join("floor.cpio");
+    std::fs::write(&path, a.finish().unwrap()).unwrap();
+    path
+}
+
 /// The busybox initramfs: static busybox, the dynamically linked veritysetup with its
 /// libraries, the same modules as Liftoff's, and a shell script as /init.
 fn busybox_initramfs(arch: Arch, kernel: &Kernel, work: &Path) -> PathBuf {
@@ -257,37 +381,7 @@ fn busybox_initramfs(arch: Arch, kernel: &Kernel, work: &Path) -> PathBuf {
         }
         a.file(rel, 0o755, &std::fs::read(&path).unwrap()).unwrap();
     }
-    // The modules Liftoff's PID 1 loads on this virtio guest (it skips the drivers of
-    // absent hardware; busybox's insmod cannot tell, so it gets only these).
-    let mut modules: Vec<&str> = system::SYSTEM_MODULES
-        .iter()
-        .copied()
-        .filter(|m| {
-            ![
-                "virtio_scsi",
-                "sd_mod",
-                "xen-blkfront",
-                "virtio_net",
-                "ena",
-                "efi-pstore",
-            ]
-            .contains(m)
-        })
-        .collect();
-    modules.extend(system::arch_modules(arch));
-    let closure = kernel.module_closure(&modules).unwrap();
-    let mut order = String::new();
-    for (i, rel) in closure.iter().enumerate() {
-        let name = format!("lib/m{i:02}.ko");
-        a.file(
-            &name,
-            0o644,
-            &std::fs::read(kernel.modules_dir.join(rel)).unwrap(),
-        )
-        .unwrap();
-        order.push_str(&format!("/{name}\n"));
-    }
-    a.file("etc/modules", 0o644, order.as_bytes()).unwrap();
+    add_modules(&mut a, arch, kernel);
     let script = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/sbin
@@ -356,6 +450,9 @@ fn main() {
         .unwrap_or(1);
     let mut liftoff = Vec::new();
     let mut busybox = Vec::new();
+    let mut floor = Vec::new();
+    let mut floor_stages = Vec::new();
+    let mut floor_initrd = None;
     let mut liftoff_stages = Vec::new();
     let mut busybox_stages = Vec::new();
     let mut early = Vec::new();
@@ -393,14 +490,45 @@ fn main() {
             "veritysetup failed; see {}",
             work.display()
         );
+        // The floor loads the table Liftoff's first boot did.
+        let floor_initrd = floor_initrd.get_or_insert_with(|| {
+            let table = l
+                .iter()
+                .find_map(|l| {
+                    l.split_once("liftoff: verity: ")?
+                        .1
+                        .rsplit_once(" (")?
+                        .1
+                        .strip_suffix(')')
+                })
+                .expect("Liftoff's verity table in its log");
+            floor_initramfs(arch, &kernel, &work, table)
+        });
+        let f = common::boot_to_probe_smp(
+            arch,
+            &kernel.image,
+            Some(floor_initrd),
+            &disk,
+            append,
+            &work.join(format!("floor-{i}.log")),
+            cpus,
+        );
+        if let Some(failure) = f.iter().find(|l| l.contains("floor: failed")) {
+            panic!("{failure}; see {}", work.display());
+        }
         if i < 2 {
-            early.push((liftoff_sample(&l), stages(&l, true)));
+            early.push((
+                liftoff_sample(&l),
+                stages(&l, timeline_marks(&l, "liftoff")),
+            ));
         } else {
             liftoff.push(liftoff_sample(&l));
-            liftoff_stages.push(stages(&l, true));
+            liftoff_stages.push(stages(&l, timeline_marks(&l, "liftoff")));
             peaks.push(liftoff_peak_kib(&l));
             busybox.push(busybox_sample(&b));
-            busybox_stages.push(stages(&b, false));
+            busybox_stages.push(stages(&b, busybox_marks(&b)));
+            floor.push(floor_sample(&f));
+            floor_stages.push(stages(&f, timeline_marks(&f, "floor")));
         }
     }
     let ms = |us: u64| us as f64 / 1000.0;
@@ -418,6 +546,8 @@ fn main() {
     let (la, ba) = (after(&liftoff), after(&busybox));
     let lo = common::median(liftoff.iter().map(|s| s.own).collect());
     let bo = common::median(busybox.iter().map(|s| s.own).collect());
+    let fo = common::median(floor.iter().map(|s| s.own).collect());
+    let fa = after(&floor);
     println!(
         "boot benchmark, {arch}, Debian kernel {}, {cpus} vCPU, {boots} steady-state boots each (medians)",
         kernel.version
@@ -448,6 +578,16 @@ fn main() {
         lo as f64 / bo as f64
     );
     println!(
+        "the floor (the root path's kernel work, least code): /init to handoff {:.1} ms, own time {:.1} ms",
+        ms(fa),
+        ms(fo)
+    );
+    println!(
+        "PID 1's own time above the floor: {:.1} ms ({:.2}x the floor's)",
+        ms(lo.saturating_sub(fo)),
+        lo as f64 / fo as f64
+    );
+    println!(
         "PID 1's own time is {:.1}% of Liftoff's kernel-to-handoff",
         100.0 * lo as f64 / lk as f64
     );
@@ -471,6 +611,7 @@ fn main() {
     };
     table("liftoff", &stage_medians(&liftoff_stages));
     table("busybox", &stage_medians(&busybox_stages));
+    table("floor", &stage_medians(&floor_stages));
     for ((sample, stages), what) in early.iter().zip([
         "first boot (new DATA key, LUKS2 header, recovery key, file system)",
         "second boot, recovery key not confirmed (a new one replaces it)",
