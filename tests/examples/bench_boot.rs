@@ -277,8 +277,8 @@ fn add_modules(a: &mut Archive, arch: Arch, kernel: &Kernel) {
 }
 
 /// The floor's initramfs ([`FLOOR_SOURCE`]): its /init built with the host's C compiler
-/// (static, no C library), the modules, the verity table Liftoff loaded (`table`, from its log) and the
-/// boot disk.
+/// (static, no C library), the modules, the verity table Liftoff loaded (`table`, from its
+/// log) and the boot disk.
 fn floor_initramfs(arch: Arch, kernel: &Kernel, work: &Path, table: &str) -> PathBuf {
     let source = work.join("floor.c");
     let init = work.join("floor");
