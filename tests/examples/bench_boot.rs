@@ -212,27 +212,14 @@ fn liftoff_peak_kib(lines: &[String]) -> u64 {
         .expect("PID 1's peak memory line")
 }
 
-fn busybox_sample(lines: &[String]) -> Sample {
-    let at =
-        |s: &str| printk_of(lines, &format!("bench: {s}")).unwrap_or_else(|| panic!("no {s} mark"));
+/// A sample of the busybox side or the floor from its `marks` (printk clock): its modules
+/// stage runs from the `modules_from` mark to `modules`, its disk wait from there to
+/// `disk`.
+fn sample(lines: &[String], marks: Vec<(String, u64)>, modules_from: &str) -> Sample {
+    let marks: std::collections::BTreeMap<String, u64> = marks.into_iter().collect();
+    let at = |s: &str| *marks.get(s).unwrap_or_else(|| panic!("no {s} mark"));
     let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
-    let modules = at("modules") - at("start");
-    let disk = at("disk") - at("modules");
-    Sample {
-        kernel_to_handoff: at("handoff"),
-        kernel_to_init: run_init,
-        own: (at("handoff") - run_init).saturating_sub(modules + disk),
-    }
-}
-
-/// The floor's sample: its marks are Liftoff's stage names, its modules stage from
-/// `api-mounts` to `modules`.
-fn floor_sample(lines: &[String]) -> Sample {
-    let marks: std::collections::BTreeMap<String, u64> =
-        timeline_marks(lines, "floor").into_iter().collect();
-    let at = |s: &str| *marks.get(s).unwrap_or_else(|| panic!("no floor {s} mark"));
-    let run_init = printk_of(lines, "Run /init as init process").expect("Run /init");
-    let modules = at("modules") - at("api-mounts");
+    let modules = at("modules") - at(modules_from);
     let disk = at("disk") - at("modules");
     Sample {
         kernel_to_handoff: at("handoff"),
@@ -525,10 +512,12 @@ fn main() {
             liftoff.push(liftoff_sample(&l));
             liftoff_stages.push(stages(&l, timeline_marks(&l, "liftoff")));
             peaks.push(liftoff_peak_kib(&l));
-            busybox.push(busybox_sample(&b));
-            busybox_stages.push(stages(&b, busybox_marks(&b)));
-            floor.push(floor_sample(&f));
-            floor_stages.push(stages(&f, timeline_marks(&f, "floor")));
+            let marks = busybox_marks(&b);
+            busybox.push(sample(&b, marks.clone(), "start"));
+            busybox_stages.push(stages(&b, marks));
+            let marks = timeline_marks(&f, "floor");
+            floor.push(sample(&f, marks.clone(), "api-mounts"));
+            floor_stages.push(stages(&f, marks));
         }
     }
     let ms = |us: u64| us as f64 / 1000.0;
