@@ -2,10 +2,17 @@
 
 /// `(stage, boottime_us)` for every `liftoff: timeline stage=S boottime_us=N` line, in order.
 pub fn timeline(lines: &[String]) -> Vec<(String, u64)> {
+    timeline_of(lines, "liftoff")
+}
+
+/// [`timeline`] for the lines another program (`who`) writes in the same form,
+/// `<who>: timeline stage=S boottime_us=N` (the boot bench's floor).
+pub fn timeline_of(lines: &[String], who: &str) -> Vec<(String, u64)> {
+    let prefix = format!("{who}: timeline stage=");
     lines
         .iter()
         .filter_map(|l| {
-            let (_, rest) = l.split_once("liftoff: timeline stage=")?;
+            let (_, rest) = l.split_once(prefix.as_str())?;
             let (stage, t) = rest.split_once(" boottime_us=")?;
             Some((stage.to_owned(), t.trim().parse().ok()?))
         })
@@ -44,6 +51,9 @@ mod tests {
         .map(String::from)
         .to_vec();
         let marks = timeline(&lines);
+        assert_eq!(timeline_of(&lines, "floor"), []);
+        let floor = ["[    1.00] floor: timeline stage=pid1 boottime_us=5".to_string()];
+        assert_eq!(timeline_of(&floor, "floor"), [("pid1".to_string(), 5)]);
         assert_eq!(
             marks,
             [

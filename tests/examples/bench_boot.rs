@@ -87,14 +87,7 @@ struct Sample {
 /// /dev/kmsg is there, is placed by its CLOCK_BOOTTIME distance to the next mark.
 fn timeline_marks(lines: &[String], who: &str) -> Vec<(String, u64)> {
     let prefix = format!("{who}: timeline stage=");
-    let boottime: Vec<(String, u64)> = lines
-        .iter()
-        .filter_map(|l| {
-            let (_, rest) = l.split_once(prefix.as_str())?;
-            let (stage, t) = rest.split_once(" boottime_us=")?;
-            Some((stage.to_owned(), t.trim().parse().ok()?))
-        })
-        .collect();
+    let boottime = liftoff_qemu::console::timeline_of(lines, who);
     let printk: Vec<u64> = boottime
         .iter()
         .map(|(stage, _)| {
