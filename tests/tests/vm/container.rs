@@ -94,14 +94,6 @@ until_healthy() {
     n=$((n + 1))
   done
 }
-# read_count: t2's counter (retried: the container may be rewriting it).
-read_count() {
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    c=$(cat "$count" 2>/dev/null)
-    [ -n "$c" ] && { echo "$c"; return; }
-    sleep 0.1
-  done
-}
 until_healthy 1
 # ctr --cni runs plugins from /opt/cni/bin; /opt is DATA's, Debian's plugins are in
 # the root's /usr/lib/cni.
@@ -115,8 +107,10 @@ ctr run --rm --cni --memory-limit @LIMIT@ \
   fail "ctr run t1 exited $?"
 say "host links $(ls /sys/class/net | tr '\n' ' ')"
 say "containers left after --rm: $(ctr container ls -q | wc -l)"
+# t2 counts into /count by rename, so no reader (the host's cat, the exec's) ever sees
+# the file empty between a truncation and a write.
 ctr run -d --null-io --memory-limit @LIMIT@ @IMAGE@ t2 \
-  /bin/sh -c 'trap "exit 0" TERM; i=0; while :; do i=$((i + 1)); echo $i > /count; sleep 0.2; done' ||
+  /bin/sh -c 'trap "exit 0" TERM; i=0; while :; do i=$((i + 1)); echo $i > /count.new; mv /count.new /count; sleep 0.2; done' ||
   fail "ctr run -d t2 exited $?"
 count=/run/containerd/io.containerd.runtime.v2.task/default/t2/rootfs/count
 n=0
@@ -128,13 +122,13 @@ done
 task=$(ctr task ls | awk '$1 == "t2" { print $2, $3 }')
 pid=${task%% *}
 shim=$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status")
-say "t2 before: task $task shim $shim $(cat "/proc/$shim/comm") count $(read_count)"
+say "t2 before: task $task shim $shim $(cat "/proc/$shim/comm") count $(cat "$count")"
 say "t2 memory.max from the host $(cat /sys/fs/cgroup/default/t2/memory.max 2>&1)"
 containerd=$(cat /run/liftoff-workload/pid)
 kill -KILL "$containerd" || fail "kill -KILL $containerd exited $?"
 say "killed containerd (pid $containerd)"
 until_healthy 2
-say "t2 after: task $(ctr task ls | awk '$1 == "t2" { print $2, $3 }') shim $shim $(cat "/proc/$shim/comm" 2>&1) count $(read_count)"
+say "t2 after: task $(ctr task ls | awk '$1 == "t2" { print $2, $3 }') shim $shim $(cat "/proc/$shim/comm" 2>&1) count $(cat "$count")"
 say "t2 exec $(ctr task exec --exec-id probe t2 /bin/cat /count 2>&1)"
 say "done; /var/lib/containerd on $(findmnt -n -o FSTYPE --target /var/lib/containerd)"
 end 0
