@@ -224,11 +224,19 @@ fn tagged(vm: &Vm, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// The value of the first `key value` line in `lines`.
+/// The value of the first `key value` line in `lines` (empty for a line of `key` alone:
+/// [`tagged`] trims the space an empty value leaves).
 fn value<'a>(lines: &'a [String], key: &str, log: &str) -> &'a str {
     lines
         .iter()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')))
+        .find_map(|l| {
+            let rest = l.strip_prefix(key)?;
+            if rest.is_empty() {
+                Some(rest)
+            } else {
+                rest.strip_prefix(' ')
+            }
+        })
         .unwrap_or_else(|| panic!("no {key:?} line in {lines:?}; log {log}"))
 }
 
