@@ -173,9 +173,11 @@ fn fast_deaths_give_up() {
     assert_eq!(g.deaths, 4);
     assert_eq!(g.last, "exit status 1");
     assert_eq!(sys.effects(), ["spawn ok"; 4]);
-    // 4 runs of 0.2 s and 0.7 s of back-off.
+    // 4 runs of 0.2 s and 0.7 s of back-off. The lines below check each delay; the upper
+    // bound only shows nothing else was waited for, and leaves room for a host the VM
+    // tests load beside this test.
     assert!(
-        took >= Duration::from_millis(1500) && took < Duration::from_millis(2500),
+        took >= Duration::from_millis(1500) && took < Duration::from_millis(4000),
         "{took:?}"
     );
     let restarts: Vec<&String> = sys
@@ -225,9 +227,10 @@ fn sigint_shuts_down_in_order() {
             "reboot",
         ]
     );
-    // 0.3 s until the signal, 0.3 s of term timeout (the host's sync left out).
+    // 0.3 s until the signal, 0.3 s of term timeout (the host's sync left out). The upper
+    // bound shows the shutdown waited for neither `sleep 30`, with room for a loaded host.
     assert!(
-        took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
+        took >= Duration::from_millis(600) && took < Duration::from_millis(5000),
         "{took:?}"
     );
     eprintln!("SIGINT: rebooted (recorded) after {} ms", took.as_millis());
